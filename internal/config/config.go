@@ -1,0 +1,91 @@
+// Package config is thon.yaml: its types, defaults, loading with line numbers,
+// environment overrides and validation that reports every problem at once.
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole of thon.yaml.
+type Config struct {
+	Server  Server  `yaml:"server" json:"server"`
+	Sandbox Sandbox `yaml:"sandbox" json:"sandbox"`
+	// Groups maps a group name to its users. In YAML both `alpha: [alice, bob]`
+	// and `alpha: {users: [alice, bob]}` are accepted.
+	Groups Groups `yaml:"groups" json:"groups"`
+
+	// Path is the file the config was loaded from ("" for defaults only).
+	Path string `yaml:"-" json:"-"`
+}
+
+// Server configures the daemon.
+type Server struct {
+	DataDir string `yaml:"data_dir" json:"data_dir"` // SQLite file, admin token, logs
+	Listen  string `yaml:"listen" json:"listen"`     // REST API address
+}
+
+// Sandbox configures every participant's sandbox.
+type Sandbox struct {
+	Image          string            `yaml:"image" json:"image"`
+	Port           int               `yaml:"port" json:"port"`
+	HealthPath     string            `yaml:"health_path" json:"health_path"`
+	StartupTimeout Duration          `yaml:"startup_timeout" json:"startup_timeout"`
+	Workspace      string            `yaml:"workspace" json:"workspace"`         // volume | bind | ephemeral
+	WorkspaceDir   string            `yaml:"workspace_dir" json:"workspace_dir"` // bind mode only
+	Limits         Limits            `yaml:"limits" json:"limits"`
+	Env            map[string]string `yaml:"env" json:"env,omitempty"`
+	Concurrency    int               `yaml:"concurrency" json:"concurrency"`
+}
+
+// Limits are per-sandbox resource limits.
+type Limits struct {
+	CPU    float64 `yaml:"cpu" json:"cpu"`       // cores, e.g. 1 or 0.5
+	Memory Size    `yaml:"memory" json:"memory"` // e.g. 2Gi, 2g, 512Mi
+	Pids   int64   `yaml:"pids" json:"pids"`
+}
+
+// Group is one group of participants, in declaration order.
+type Group struct {
+	Name  string   `json:"name"`
+	Users []string `json:"users"`
+}
+
+// Groups keeps the order groups were declared in.
+type Groups []Group
+
+// Duration is a time.Duration written as "90s", "2m".
+type Duration time.Duration
+
+// Size is a byte count written as "2Gi", "2g", "512Mi", "1073741824".
+type Size int64
+
+// Defaults.
+const (
+	DefaultListen         = "127.0.0.1:8100"
+	DefaultImage          = "thon/sandbox:latest"
+	DefaultPort           = 8080
+	DefaultHealthPath     = "/healthz"
+	DefaultStartupTimeout = Duration(120 * time.Second)
+	DefaultWorkspace      = "volume"
+	DefaultConcurrency    = 8
+	DefaultCPU            = 1
+	DefaultMemory         = Size(2 << 30)
+	DefaultPids           = 512
+	DefaultDataDir        = "~/.thon"
+)
+
+// Default returns the configuration used when thon.yaml says nothing.
+func Default() *Config {
+	return &Config{
+		Server: Server{DataDir: DefaultDataDir, Listen: DefaultListen},
+		Sandbox: Sandbox{
+			Image:          DefaultImage,
+			Port:           DefaultPort,
+			HealthPath:     DefaultHealthPath,
+			StartupTimeout: DefaultStartupTimeout,
+			Workspace:      DefaultWorkspace,
+			Limits:         Limits{CPU: DefaultCPU, Memory: DefaultMemory, Pids: DefaultPids},
+			Concurrency:    DefaultConcurrency,
+		},
+	}
+}

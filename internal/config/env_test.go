@@ -1,0 +1,178 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func lookupIn(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
+func TestEnvVars(t *testing.T) {
+	want := []string{
+		"THON_SERVER_DATA_DIR", "THON_SERVER_LISTEN",
+		"THON_SANDBOX_IMAGE", "THON_SANDBOX_PORT", "THON_SANDBOX_HEALTH_PATH",
+		"THON_SANDBOX_STARTUP_TIMEOUT", "THON_SANDBOX_WORKSPACE", "THON_SANDBOX_WORKSPACE_DIR",
+		"THON_SANDBOX_LIMITS_CPU", "THON_SANDBOX_LIMITS_MEMORY", "THON_SANDBOX_LIMITS_PIDS",
+		"THON_SANDBOX_CONCURRENCY",
+	}
+	if got := EnvVars(); !reflect.DeepEqual(got, want) {
+		t.Errorf("EnvVars() =\n%v\nwant\n%v", got, want)
+	}
+}
+
+func TestApplyEnv(t *testing.T) {
+	c := Default()
+	err := c.ApplyEnv(lookupIn(map[string]string{
+		"THON_SERVER_DATA_DIR":         "/srv/thon",
+		"THON_SERVER_LISTEN":           ":9000",
+		"THON_SANDBOX_IMAGE":           "thon/sandbox:dev",
+		"THON_SANDBOX_PORT":            "3000",
+		"THON_SANDBOX_HEALTH_PATH":     "/ready",
+		"THON_SANDBOX_STARTUP_TIMEOUT": "45s",
+		"THON_SANDBOX_WORKSPACE":       "ephemeral",
+		"THON_SANDBOX_WORKSPACE_DIR":   "/tmp",
+		"THON_SANDBOX_LIMITS_CPU":      "2.5",
+		"THON_SANDBOX_LIMITS_MEMORY":   "4Gi",
+		"THON_SANDBOX_LIMITS_PIDS":     "100",
+		"THON_SANDBOX_CONCURRENCY":     "16",
+		"THON_SANDBOX_ENV":             "ignored: not a scalar setting",
+		"THON_GROUPS":                  "ignored",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Server = Server{DataDir: "/srv/thon", Listen: ":9000"}
+	want.Sandbox = Sandbox{
+		Image: "thon/sandbox:dev", Port: 3000, HealthPath: "/ready",
+		StartupTimeout: Duration(45 * time.Second), Workspace: "ephemeral", WorkspaceDir: "/tmp",
+		Limits: Limits{CPU: 2.5, Memory: 4 << 30, Pids: 100}, Concurrency: 16,
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("after ApplyEnv:\n%+v\nwant\n%+v", c, want)
+	}
+}
+
+func TestApplyEnvBadValues(t *testing.T) {
+	c := Default()
+	err := c.ApplyEnv(lookupIn(map[string]string{
+		"THON_SANDBOX_PORT":            "abc",
+		"THON_SANDBOX_LIMITS_MEMORY":   "2 GB",
+		"THON_SANDBOX_STARTUP_TIMEOUT": "120",
+		"THON_SANDBOX_LIMITS_PIDS":     "99999999999999999999",
+		"THON_SANDBOX_IMAGE":           "ok:1",
+	}))
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("ApplyEnv = %v, want *ValidationError", err)
+	}
+	wants := []struct{ file, msg, hint string }{
+		{"$THON_SANDBOX_PORT", `sandbox.port: "abc" is not a whole number`, "e.g. THON_SANDBOX_PORT=8080"},
+		{"$THON_SANDBOX_STARTUP_TIMEOUT", `"120" is not a duration`, `"120s"`},
+		{"$THON_SANDBOX_LIMITS_MEMORY", `"2 GB" is not a size`, `"2Gi"`},
+		{"$THON_SANDBOX_LIMITS_PIDS", "is out of range", "THON_SANDBOX_LIMITS_PIDS=512"},
+	}
+	if len(ve.Problems) != len(wants) {
+		t.Fatalf("got %d problems, want %d:\n%v", len(ve.Problems), len(wants), err)
+	}
+	for i, w := range wants {
+		p := ve.Problems[i]
+		if p.File != w.file || !strings.Contains(p.Msg, w.msg) || !strings.Contains(p.Hint, w.hint) {
+			t.Errorf("problem %d = %s; want %s: …%s… (…%s…)", i, p, w.file, w.msg, w.hint)
+		}
+	}
+	// Bad values leave settings alone; good ones still apply.
+	if c.Sandbox.Port != DefaultPort || c.Sandbox.Limits.Memory != DefaultMemory || c.Sandbox.Image != "ok:1" {
+		t.Errorf("after bad env: port %d memory %s image %s", c.Sandbox.Port, c.Sandbox.Limits.Memory, c.Sandbox.Image)
+	}
+	if !strings.Contains(err.Error(), "$THON_SANDBOX_PORT: ") {
+		t.Errorf("error does not name the variable:\n%v", err)
+	}
+}
+
+func TestLoadEnvPrecedence(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "thon.yaml")
+	src := "server:\n  listen: 127.0.0.1:7000\nsandbox:\n  port: 70000\n  concurrency: 4\n  limits:\n    memory: 1Gi\n"
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// The environment wins over the file, even over a value the file got wrong.
+	c, err := load(path, lookupIn(map[string]string{
+		"THON_SANDBOX_PORT":          "9000",
+		"THON_SANDBOX_LIMITS_MEMORY": "3Gi",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Sandbox.Port != 9000 || c.Sandbox.Limits.Memory != 3<<30 {
+		t.Errorf("env did not win: port %d memory %s", c.Sandbox.Port, c.Sandbox.Limits.Memory)
+	}
+	if c.Server.Listen != "127.0.0.1:7000" || c.Sandbox.Concurrency != 4 {
+		t.Errorf("file values lost: listen %s concurrency %d", c.Server.Listen, c.Sandbox.Concurrency)
+	}
+	if c.Path != path {
+		t.Errorf("Path = %q, want %q", c.Path, path)
+	}
+
+	// Problems point at the variable that caused them, or at the file.
+	_, err = load(path, lookupIn(map[string]string{
+		"THON_SANDBOX_CONCURRENCY": "0",
+		"THON_SERVER_LISTEN":       "nope",
+		"THON_SANDBOX_IMAGE":       "",
+	}))
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("load = %v, want *ValidationError", err)
+	}
+	got := make([]string, len(ve.Problems))
+	for i, p := range ve.Problems {
+		got[i] = p.String()
+	}
+	want := []string{
+		path + ":4:9: sandbox.port: 70000 is out of range",
+		"$THON_SERVER_LISTEN: server.listen: \"nope\" is not host:port",
+		"$THON_SANDBOX_IMAGE: sandbox.image: must not be empty",
+		"$THON_SANDBOX_CONCURRENCY: sandbox.concurrency: 0 is out of range",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d problems, want %d:\n%v", len(got), len(want), err)
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("problem %d = %s\nwant %s…", i, got[i], want[i])
+		}
+	}
+
+	// A bad variable is reported with the file's problems.
+	_, err = load(path, lookupIn(map[string]string{"THON_SANDBOX_LIMITS_CPU": "many"}))
+	if err == nil || !strings.Contains(err.Error(), `$THON_SANDBOX_LIMITS_CPU: sandbox.limits.cpu: "many" is not a number`) ||
+		!strings.Contains(err.Error(), "sandbox.port: 70000") {
+		t.Errorf("load with a bad variable = %v", err)
+	}
+}
+
+func TestLoadUsesProcessEnv(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "thon.yaml")
+	if err := os.WriteFile(path, []byte("sandbox:\n  image: from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("THON_SANDBOX_IMAGE", "from-env")
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Sandbox.Image != "from-env" {
+		t.Errorf("image = %q, want from-env", c.Sandbox.Image)
+	}
+}

@@ -1,0 +1,109 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// YAML writes the configuration as thon.yaml text, groups in the short list
+// form (`alpha: [alice, bob]`). Parse reads it back to an equal Config.
+func (c *Config) YAML() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// MarshalYAML writes groups as a mapping of group name to a flow list of
+// users, in order.
+func (gs Groups) MarshalYAML() (any, error) {
+	m := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	for _, g := range gs {
+		users := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle}
+		for _, u := range g.Users {
+			users.Content = append(users.Content, strNode(u))
+		}
+		m.Content = append(m.Content, strNode(g.Name), users)
+	}
+	return m, nil
+}
+
+func strNode(s string) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s}
+}
+
+// UnmarshalYAML reads groups in either form Parse accepts. Only the shape is
+// checked here; names are checked by Validate.
+func (gs *Groups) UnmarshalYAML(n *yaml.Node) error {
+	d := &decoder{pos: map[string]position{}}
+	n = deref(n)
+	if isNull(n) {
+		*gs = nil
+		return nil
+	}
+	d.decodeGroups(n, gs)
+	return asError(d.problems)
+}
+
+// groupJSON is a group on the wire; Users is never null.
+type groupJSON struct {
+	Name  string   `json:"name"`
+	Users []string `json:"users"`
+}
+
+// MarshalJSON writes groups as an array of {"name", "users"} objects, in
+// order; no groups is [] and a group without users has "users": [].
+func (gs Groups) MarshalJSON() ([]byte, error) {
+	out := make([]groupJSON, len(gs))
+	for i, g := range gs {
+		out[i] = groupJSON{Name: g.Name, Users: g.Users}
+		if out[i].Users == nil {
+			out[i].Users = []string{}
+		}
+	}
+	return json.Marshal(out)
+}
+
+// UnmarshalJSON reads an array of {"name", "users"} objects.
+func (gs *Groups) UnmarshalJSON(b []byte) error {
+	var in []groupJSON
+	if err := json.Unmarshal(b, &in); err != nil {
+		return fmt.Errorf("groups: want an array of {\"name\": …, \"users\": […]} objects: %w", err)
+	}
+	if in == nil {
+		*gs = nil
+		return nil
+	}
+	out := make(Groups, len(in))
+	for i, g := range in {
+		out[i] = Group(g)
+	}
+	*gs = out
+	return nil
+}
+
+// UserEntry is one participant and the group they are in.
+type UserEntry struct {
+	Name  string `json:"name"`
+	Group string `json:"group"`
+}
+
+// Users lists every user with their group, in declaration order.
+func (c *Config) Users() []UserEntry {
+	var out []UserEntry
+	for _, g := range c.Groups {
+		for _, u := range g.Users {
+			out = append(out, UserEntry{Name: u, Group: g.Name})
+		}
+	}
+	return out
+}

@@ -1,0 +1,54 @@
+package config
+
+// starter is the file `thon init` writes. Every value shown is the default;
+// TestStarter checks that it parses to Default() and names every setting.
+const starter = `# thon.yaml: the configuration of a THON event.
+# Every setting is optional; the values below are the defaults.
+# Environment variables override this file: THON_<SECTION>_<KEY>, e.g.
+#   THON_SANDBOX_IMAGE=thon/sandbox:dev  THON_SANDBOX_LIMITS_MEMORY=4Gi
+# Check it with: thon config check
+
+server:
+  # Where THON keeps its state: database, admin token, certificates, logs.
+  data_dir: ~/.thon
+  # Address of the REST API and dashboard, host:port (":8100" for every interface).
+  listen: 127.0.0.1:8100
+
+sandbox:
+  # Container image of every participant's sandbox (code-server inside).
+  image: thon/sandbox:latest
+  # Port code-server listens on inside the container (1..65535).
+  port: 8080
+  # HTTP path polled until a new sandbox answers; starts with "/".
+  health_path: /healthz
+  # How long a sandbox may take to become healthy: 90s, 2m, 1m30s.
+  startup_timeout: 2m
+  # Where workspaces live: volume (a named volume per user), bind (a host
+  # directory, see workspace_dir) or ephemeral (lost when the sandbox goes).
+  workspace: volume
+  # Host directory holding {group}/{user} workspaces; bind mode only.
+  workspace_dir: ""
+  # Resource limits of each sandbox.
+  limits:
+    # CPU cores, e.g. 1, 0.5, 2.
+    cpu: 1
+    # Memory: 2Gi, 512Mi, 1.5Gi, 2g, or plain bytes.
+    memory: 2Gi
+    # Most processes a sandbox may run (0: no limit).
+    pids: 512
+  # Extra environment variables for every sandbox, e.g. {TZ: Europe/Paris}.
+  env: {}
+  # How many sandboxes are created or started at the same time (1..256).
+  concurrency: 8
+
+# Participants, by group. Names use lowercase letters a-z, digits and "-"
+# (at most 63 characters); a user is in exactly one group. Two forms:
+groups:
+  alpha: [alice, bob]   # a list of users
+  beta:                 # or a mapping with users:
+    users: [carol]
+`
+
+// Starter returns a commented thon.yaml showing every setting with its
+// default and a demo groups: section in both accepted forms.
+func Starter() []byte { return []byte(starter) }

@@ -1,0 +1,346 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Problem is one thing wrong with a configuration. File, Line and Col say
+// where it is when that is known (a config built in code has no position; a
+// value from an environment variable has File "$THON_…" and no line).
+type Problem struct {
+	File string `json:"file,omitempty"`
+	Line int    `json:"line,omitempty"`
+	Col  int    `json:"col,omitempty"`
+	Msg  string `json:"msg"`            // what is wrong
+	Hint string `json:"hint,omitempty"` // how to fix it; may be empty
+}
+
+// String formats the problem as `file:line:col: msg (hint)`, leaving out the
+// parts that are not known.
+func (p Problem) String() string {
+	var b strings.Builder
+	where := make([]string, 0, 3)
+	if p.File != "" {
+		where = append(where, p.File)
+	}
+	if p.Line > 0 {
+		where = append(where, strconv.Itoa(p.Line))
+		if p.Col > 0 {
+			where = append(where, strconv.Itoa(p.Col))
+		}
+	}
+	if len(where) > 0 {
+		b.WriteString(strings.Join(where, ":"))
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Msg)
+	if p.Hint != "" {
+		b.WriteString(" (")
+		b.WriteString(p.Hint)
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+// Error makes a Problem usable as an error on its own, as ValidName and
+// ParseSize return it; Msg and Hint stay available through errors.As.
+func (p Problem) Error() string { return p.String() }
+
+// ValidationError carries every problem found in a configuration.
+type ValidationError struct {
+	Problems []Problem
+}
+
+// Error lists a count line, then every problem, one per line.
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	n := len(e.Problems)
+	noun := "problems"
+	if n == 1 {
+		noun = "problem"
+	}
+	where := "configuration"
+	if f := e.file(); f != "" {
+		where = f
+	}
+	fmt.Fprintf(&b, "%d %s in %s:", n, noun, where)
+	for _, p := range e.Problems {
+		b.WriteString("\n")
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+// file returns the file every problem with a line shares, or "".
+func (e *ValidationError) file() string {
+	file := ""
+	for _, p := range e.Problems {
+		if p.Line == 0 {
+			continue
+		}
+		if file != "" && p.File != file {
+			return ""
+		}
+		file = p.File
+	}
+	return file
+}
+
+// asError returns nil for no problems, else a *ValidationError with the
+// problems in file order (those without a line keep their order, last).
+func asError(ps []Problem) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	ps = slices.Clone(ps)
+	sort.SliceStable(ps, func(i, j int) bool {
+		a, b := ps[i], ps[j]
+		switch {
+		case a.Line == 0 || b.Line == 0:
+			return a.Line != 0 && b.Line == 0
+		case a.Line != b.Line:
+			return a.Line < b.Line
+		default:
+			return a.Col < b.Col
+		}
+	})
+	return &ValidationError{Problems: ps}
+}
+
+// position is where a value sits: a file and line:col, or an environment
+// variable (File "$THON_…").
+type position struct {
+	File      string
+	Line, Col int
+}
+
+// locator returns the position of the first of paths that has one, where a
+// path is a dotted yaml key path ("sandbox.limits.memory"), "groups[1]" for
+// a group's key or "groups[1].users[0]" for a user.
+type locator func(paths ...string) position
+
+func noPositions(...string) position { return position{} }
+
+// Validate checks a configuration built in code (or received as JSON) with
+// the same rules Parse applies, returning a *ValidationError listing every
+// problem, without positions.
+func (c *Config) Validate() error {
+	return asError(c.check(noPositions))
+}
+
+// Limits on values.
+const (
+	maxCPU         = 1024
+	maxConcurrency = 256
+	minMemory      = Size(6 << 20) // Docker refuses less
+)
+
+// Workspace modes.
+var workspaceModes = []string{"volume", "bind", "ephemeral"}
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// check runs the semantic rules; at places each problem.
+func (c *Config) check(at locator) []Problem {
+	var ps []Problem
+	add := func(paths []string, p Problem) {
+		pos := at(paths...)
+		p.File, p.Line, p.Col = pos.File, pos.Line, pos.Col
+		ps = append(ps, p)
+	}
+	// bad adds a problem about the field at path, the message prefixed with it.
+	bad := func(path, hint, format string, args ...any) {
+		add([]string{path}, Problem{Msg: path + ": " + fmt.Sprintf(format, args...), Hint: hint})
+	}
+
+	// server
+	s := c.Server
+	if strings.TrimSpace(s.DataDir) == "" {
+		bad("server.data_dir", "e.g. data_dir: "+DefaultDataDir, "must not be empty")
+	}
+	if msg := checkHostPort(s.Listen); msg != "" {
+		bad("server.listen", "write host:port, e.g. "+DefaultListen+", or :8100 for every interface", "%q %s", s.Listen, msg)
+	}
+
+	// sandbox
+	b := c.Sandbox
+	switch {
+	case strings.TrimSpace(b.Image) == "":
+		bad("sandbox.image", "e.g. image: "+DefaultImage, "must not be empty")
+	case strings.ContainsAny(b.Image, " \t\r\n"):
+		bad("sandbox.image", "an image reference has no spaces, e.g. "+DefaultImage, "%q contains white space", b.Image)
+	}
+	if b.Port < 1 || b.Port > 65535 {
+		bad("sandbox.port", fmt.Sprintf("the port code-server listens on inside the container, 1..65535, e.g. %d", DefaultPort), "%d is out of range", b.Port)
+	}
+	if !strings.HasPrefix(b.HealthPath, "/") {
+		hint := "e.g. health_path: " + DefaultHealthPath
+		if b.HealthPath != "" {
+			hint = fmt.Sprintf("write %q", "/"+b.HealthPath)
+		}
+		bad("sandbox.health_path", hint, "%q must start with \"/\"", b.HealthPath)
+	}
+	if b.StartupTimeout <= 0 {
+		bad("sandbox.startup_timeout", "e.g. startup_timeout: 2m", "must be greater than zero, got %s", b.StartupTimeout)
+	}
+	if !slices.Contains(workspaceModes, b.Workspace) {
+		hint := "use one of: " + strings.Join(workspaceModes, ", ")
+		if m, ok := suggest(b.Workspace, workspaceModes); ok {
+			hint = fmt.Sprintf("did you mean %q? ", m) + hint
+		}
+		bad("sandbox.workspace", hint, "%q is not a workspace mode", b.Workspace)
+	}
+	if b.Workspace == "bind" {
+		dirPaths := []string{"sandbox.workspace_dir", "sandbox.workspace"}
+		dirBad := func(hint, format string, args ...any) {
+			add(dirPaths, Problem{Msg: "sandbox.workspace_dir: " + fmt.Sprintf(format, args...), Hint: hint})
+		}
+		if strings.TrimSpace(b.WorkspaceDir) == "" {
+			dirBad("set it to the host directory that will hold /workspace/{group}/{user}, e.g. workspace_dir: /srv/thon/workspaces",
+				"must be set when workspace is bind")
+		} else if dir, err := expandHome(b.WorkspaceDir); err != nil {
+			dirBad("write the full path", "%v", err)
+		} else if fi, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			dirBad("create it with: mkdir -p "+shellQuote(dir), "directory %q does not exist", b.WorkspaceDir)
+		} else if err != nil {
+			dirBad("check the path and its permissions", "cannot use %q: %v", b.WorkspaceDir, err)
+		} else if !fi.IsDir() {
+			dirBad("point it at a directory", "%q is not a directory", b.WorkspaceDir)
+		}
+	}
+	l := b.Limits
+	if !(l.CPU > 0 && l.CPU <= maxCPU) {
+		bad("sandbox.limits.cpu", fmt.Sprintf("a number of cores above 0 and at most %d, e.g. 1 or 0.5", maxCPU),
+			"%s is out of range", strconv.FormatFloat(l.CPU, 'g', -1, 64))
+	}
+	switch {
+	case l.Memory <= 0:
+		bad("sandbox.limits.memory", "e.g. memory: 2Gi", "must be greater than zero, got %s", l.Memory)
+	case l.Memory < minMemory:
+		hint := "the minimum is " + minMemory.String()
+		if l.Memory < 1<<20 {
+			hint = fmt.Sprintf("a number without a unit is bytes; did you mean %dMi?", int64(l.Memory))
+		}
+		bad("sandbox.limits.memory", hint, "%d bytes is too small", int64(l.Memory))
+	}
+	if l.Pids < 0 {
+		bad("sandbox.limits.pids", fmt.Sprintf("use 0 for no limit, or a process count, e.g. %d", DefaultPids), "%d is negative", l.Pids)
+	}
+	for _, k := range sortedKeys(b.Env) {
+		if !envNameRE.MatchString(k) {
+			bad("sandbox.env."+k, "names use letters, digits and _, and do not start with a digit, e.g. TZ or MY_VAR",
+				"%q is not a valid environment variable name", k)
+		}
+	}
+	if b.Concurrency < 1 || b.Concurrency > maxConcurrency {
+		bad("sandbox.concurrency", fmt.Sprintf("how many sandboxes start at once, 1..%d, e.g. %d", maxConcurrency, DefaultConcurrency),
+			"%d is out of range", b.Concurrency)
+	}
+
+	ps = append(ps, c.Groups.check(at)...)
+	return ps
+}
+
+// check validates group and user names and that every user is in exactly one
+// group, once.
+func (gs Groups) check(at locator) []Problem {
+	var ps []Problem
+	add := func(path string, p Problem) {
+		pos := at(path)
+		p.File, p.Line, p.Col = pos.File, pos.Line, pos.Col
+		ps = append(ps, p)
+	}
+	// lineOf says " at line N" when path has a line.
+	lineOf := func(path string) string {
+		if p := at(path); p.Line > 0 {
+			return fmt.Sprintf(" at line %d", p.Line)
+		}
+		return ""
+	}
+	type where struct{ group, user int }
+	groupAt := map[string]int{}
+	userAt := map[string]where{}
+	for gi, g := range gs {
+		gpath := fmt.Sprintf("groups[%d]", gi)
+		if err := ValidName("group", g.Name); err != nil {
+			add(gpath, asProblem(err))
+		} else if first, dup := groupAt[g.Name]; dup {
+			add(gpath, Problem{
+				Msg:  fmt.Sprintf("group %q is declared twice", g.Name),
+				Hint: "first declared" + lineOf(fmt.Sprintf("groups[%d]", first)) + "; merge the two into one",
+			})
+		}
+		if _, seen := groupAt[g.Name]; !seen {
+			groupAt[g.Name] = gi
+		}
+		for ui, u := range g.Users {
+			upath := fmt.Sprintf("%s.users[%d]", gpath, ui)
+			if err := ValidName("user", u); err != nil {
+				add(upath, asProblem(err))
+				if u == "" {
+					continue
+				}
+			}
+			first, dup := userAt[u]
+			switch {
+			case !dup:
+				userAt[u] = where{gi, ui}
+			case gs[first.group].Name == g.Name:
+				add(upath, Problem{
+					Msg:  fmt.Sprintf("user %q is listed twice in group %q", u, g.Name),
+					Hint: "first listed" + lineOf(fmt.Sprintf("groups[%d].users[%d]", first.group, first.user)) + "; remove one",
+				})
+			default:
+				fg := gs[first.group].Name
+				add(upath, Problem{
+					Msg: fmt.Sprintf("user %q is in two groups: already in %q%s, again in %q", u, fg,
+						lineOf(fmt.Sprintf("groups[%d].users[%d]", first.group, first.user)), g.Name),
+					Hint: fmt.Sprintf("a participant belongs to exactly one group; remove %s from %q or %q", u, fg, g.Name),
+				})
+			}
+		}
+	}
+	return ps
+}
+
+// checkHostPort returns why s is not host:port, or "".
+func checkHostPort(s string) string {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "is not host:port"
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return "has no port number between 1 and 65535"
+	}
+	return ""
+}
+
+// shellQuote quotes s for a shell command line when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r == '/' || r == '.' || r == '-' || r == '_' || r == '~' ||
+			r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,233 @@
+package config
+
+import (
+	"errors"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValidateDefault(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Errorf("Default().Validate() = %v", err)
+	}
+}
+
+// TestValidateMatchesParse builds in code the config a bad file describes,
+// and expects Validate to find the same problems, without positions.
+func TestValidateMatchesParse(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing")
+	src := `server:
+  data_dir: ""
+  listen: localhost
+sandbox:
+  image: ""
+  port: 0
+  health_path: healthz
+  startup_timeout: -1s
+  workspace: bind
+  workspace_dir: ` + missing + `
+  limits:
+    cpu: 2000
+    memory: 512
+    pids: -3
+  env:
+    1BAD: x
+  concurrency: 1000
+groups:
+  Alpha: [alice, bob, bob]
+  beta: [alice, "carol-"]
+  beta: []
+`
+	c := &Config{
+		Server: Server{DataDir: "", Listen: "localhost"},
+		Sandbox: Sandbox{
+			Image: "", Port: 0, HealthPath: "healthz", StartupTimeout: Duration(-time.Second),
+			Workspace: "bind", WorkspaceDir: missing,
+			Limits:      Limits{CPU: 2000, Memory: 512, Pids: -3},
+			Env:         map[string]string{"1BAD": "x"},
+			Concurrency: 1000,
+		},
+		Groups: Groups{{"Alpha", []string{"alice", "bob", "bob"}}, {"beta", []string{"alice", "carol-"}}, {"beta", []string{}}},
+	}
+
+	parsed := parseProblems(t, src)
+	var ve *ValidationError
+	if err := c.Validate(); !errors.As(err, &ve) {
+		t.Fatalf("Validate() = %v, want *ValidationError", err)
+	}
+	if len(parsed) != 17 {
+		t.Errorf("Parse found %d problems, want 17:\n%s", len(parsed), listProblems(parsed))
+	}
+	if len(ve.Problems) != len(parsed) {
+		t.Fatalf("Validate found %d problems, Parse %d:\n%s\nvs\n%s", len(ve.Problems), len(parsed), listProblems(ve.Problems), listProblems(parsed))
+	}
+	for i, p := range ve.Problems {
+		if p.File != "" || p.Line != 0 || p.Col != 0 {
+			t.Errorf("Validate problem has a position: %s", p)
+		}
+		if parsed[i].Line == 0 {
+			t.Errorf("Parse problem has no line: %s", parsed[i])
+		}
+		// Only the "first at line N" remarks may differ.
+		if strip(p.Msg) != strip(parsed[i].Msg) {
+			t.Errorf("problem %d:\nValidate: %s\nParse:    %s", i, p.Msg, parsed[i].Msg)
+		}
+	}
+}
+
+// strip removes position remarks from a message.
+func strip(s string) string {
+	for {
+		i := strings.Index(s, " at line ")
+		if i < 0 {
+			return s
+		}
+		j := i + len(" at line ")
+		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+			j++
+		}
+		s = s[:i] + s[j:]
+	}
+}
+
+func TestValidateSemantics(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*Config)
+		msg    string // "" means valid
+	}{
+		{"default", func(*Config) {}, ""},
+		{"cpu NaN", func(c *Config) { c.Sandbox.Limits.CPU = nan() }, "sandbox.limits.cpu: NaN is out of range"},
+		{"cpu max", func(c *Config) { c.Sandbox.Limits.CPU = 1024 }, ""},
+		{"pids zero", func(c *Config) { c.Sandbox.Limits.Pids = 0 }, ""},
+		{"memory negative", func(c *Config) { c.Sandbox.Limits.Memory = -1 }, "must be greater than zero"},
+		{"memory minimum", func(c *Config) { c.Sandbox.Limits.Memory = 6 << 20 }, ""},
+		{"memory just below minimum", func(c *Config) { c.Sandbox.Limits.Memory = 6<<20 - 1 }, "is too small"},
+		{"concurrency max", func(c *Config) { c.Sandbox.Concurrency = 256 }, ""},
+		{"port max", func(c *Config) { c.Sandbox.Port = 65535 }, ""},
+		{"port above max", func(c *Config) { c.Sandbox.Port = 65536 }, "sandbox.port: 65536 is out of range"},
+		{"listen no port", func(c *Config) { c.Server.Listen = "127.0.0.1:" }, "no port number"},
+		{"workspace empty", func(c *Config) { c.Sandbox.Workspace = "" }, `"" is not a workspace mode`},
+		{"health path empty", func(c *Config) { c.Sandbox.HealthPath = "" }, `"" must start with "/"`},
+		{"bind with a directory", func(c *Config) {
+			c.Sandbox.Workspace = "bind"
+			c.Sandbox.WorkspaceDir = t.TempDir()
+		}, ""},
+		{"empty group", func(c *Config) { c.Groups = Groups{{Name: "a"}} }, ""},
+		{"group name empty", func(c *Config) { c.Groups = Groups{{Name: ""}} }, `invalid group name "": it is empty`},
+		{"user in two groups", func(c *Config) { c.Groups = Groups{{"a", []string{"x"}}, {"b", []string{"x"}}} },
+			`user "x" is in two groups: already in "a", again in "b"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			tt.change(c)
+			err := c.Validate()
+			switch {
+			case tt.msg == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case tt.msg != "" && (err == nil || !strings.Contains(err.Error(), tt.msg)):
+				t.Errorf("Validate() = %v, want %q", err, tt.msg)
+			}
+		})
+	}
+}
+
+func nan() float64 {
+	zero := 0.0
+	return zero / zero
+}
+
+func TestValidName(t *testing.T) {
+	tests := []struct {
+		kind, name string
+		msg, hint  string // msg "" means valid
+		noSuggest  bool
+	}{
+		{kind: "user", name: "alice"},
+		{kind: "user", name: "a"},
+		{kind: "user", name: "0"},
+		{kind: "group", name: "team-7"},
+		{kind: "group", name: "7-team"},
+		{kind: "user", name: strings.Repeat("a", 63)},
+		{kind: "user", name: "Alice", msg: `invalid user name "Alice": uppercase letters are not allowed`, hint: `did you mean "alice"?`},
+		{kind: "group", name: "team_a", msg: `invalid group name "team_a": "_" is not allowed`, hint: `did you mean "team-a"?`},
+		{kind: "user", name: "Bob_Smith", msg: `uppercase letters are not allowed; "_" is not allowed`, hint: `did you mean "bob-smith"?`},
+		{kind: "user", name: "bob smith", msg: `" " is not allowed`, noSuggest: true},
+		{kind: "user", name: "bob.smith@x", msg: `".", "@" are not allowed`, noSuggest: true},
+		{kind: "user", name: "josé", msg: `"é" is not allowed`, noSuggest: true},
+		{kind: "user", name: "bob-", msg: `it ends with "-"`, noSuggest: true},
+		{kind: "user", name: "-bob", msg: `it starts with "-"`, noSuggest: true},
+		{kind: "user", name: "Bob_", msg: `"_" is not allowed`, noSuggest: true}, // "bob-" would be no better
+		{kind: "user", name: "", msg: "it is empty", noSuggest: true},
+		{kind: "user", name: strings.Repeat("a", 64), msg: "it has 64 characters", hint: "at most 63 characters", noSuggest: true},
+	}
+	for _, tt := range tests {
+		err := ValidName(tt.kind, tt.name)
+		if tt.msg == "" {
+			if err != nil {
+				t.Errorf("ValidName(%q, %q) = %v, want nil", tt.kind, tt.name, err)
+			}
+			continue
+		}
+		var p Problem
+		if !errors.As(err, &p) {
+			t.Errorf("ValidName(%q, %q) = %v, want a Problem", tt.kind, tt.name, err)
+			continue
+		}
+		if !strings.Contains(p.Msg, tt.msg) || !strings.Contains(p.Hint, tt.hint) || !strings.Contains(p.Hint, NameRule) {
+			t.Errorf("ValidName(%q, %q) = %s\nwant msg ~ %q, hint ~ %q and the rule", tt.kind, tt.name, p, tt.msg, tt.hint)
+		}
+		if tt.noSuggest && strings.Contains(p.Hint, "did you mean") {
+			t.Errorf("ValidName(%q, %q) suggests a name: %s", tt.kind, tt.name, p.Hint)
+		}
+	}
+}
+
+func TestProblemString(t *testing.T) {
+	tests := []struct {
+		p    Problem
+		want string
+	}{
+		{Problem{File: "thon.yaml", Line: 3, Col: 5, Msg: "bad", Hint: "fix it"}, "thon.yaml:3:5: bad (fix it)"},
+		{Problem{File: "thon.yaml", Line: 3, Msg: "bad"}, "thon.yaml:3: bad"},
+		{Problem{File: "thon.yaml", Msg: "bad"}, "thon.yaml: bad"},
+		{Problem{Line: 3, Col: 5, Msg: "bad"}, "3:5: bad"},
+		{Problem{Msg: "bad", Hint: "fix it"}, "bad (fix it)"},
+	}
+	for _, tt := range tests {
+		if got := tt.p.String(); got != tt.want {
+			t.Errorf("String() = %q, want %q", got, tt.want)
+		}
+		if got := tt.p.Error(); got != tt.want {
+			t.Errorf("Error() = %q, want %q", got, tt.want)
+		}
+	}
+}
+
+func TestValidationErrorText(t *testing.T) {
+	err := asError([]Problem{
+		{Msg: "no line"},
+		{File: "f.yaml", Line: 9, Col: 1, Msg: "later"},
+		{File: "f.yaml", Line: 2, Col: 7, Msg: "second", Hint: "h"},
+		{File: "f.yaml", Line: 2, Col: 3, Msg: "first"},
+	})
+	want := "4 problems in f.yaml:\nf.yaml:2:3: first\nf.yaml:2:7: second (h)\nf.yaml:9:1: later\nno line"
+	if err.Error() != want {
+		t.Errorf("Error() =\n%s\nwant\n%s", err, want)
+	}
+	one := asError([]Problem{{Msg: "x"}})
+	if one.Error() != "1 problem in configuration:\nx" {
+		t.Errorf("Error() = %q", one)
+	}
+	if asError(nil) != nil {
+		t.Error("asError(nil) is not nil")
+	}
+	var ve *ValidationError
+	if !errors.As(err, &ve) || !reflect.DeepEqual(ve.Problems[0], Problem{File: "f.yaml", Line: 2, Col: 3, Msg: "first"}) {
+		t.Errorf("problems not sorted: %+v", ve)
+	}
+}
