@@ -1,0 +1,167 @@
+// Package sandbox defines what THON needs from a container engine: one isolated
+// IDE per participant, found again by its labels after any restart.
+//
+// Engines (Docker today, Kubernetes later) live in subpackages and implement
+// Runtime. Nothing engine-specific leaks out of this package: the orchestrator
+// speaks only in Specs and Instances.
+package sandbox
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Labels every managed sandbox carries, so state can be rebuilt from the engine alone.
+const (
+	LabelManaged = "io.thon.managed"
+	LabelUser    = "io.thon.user"
+	LabelGroup   = "io.thon.group"
+	LabelSpec    = "io.thon.spec" // hash of the Spec the sandbox was created from
+)
+
+// WorkspaceMode says where a participant's files live.
+type WorkspaceMode string
+
+const (
+	WorkspaceVolume    WorkspaceMode = "volume"    // a named volume per user; survives recreate and group moves
+	WorkspaceBind      WorkspaceMode = "bind"      // a host directory per user
+	WorkspaceEphemeral WorkspaceMode = "ephemeral" // nothing kept
+)
+
+// Limits caps what one sandbox may use. Zero means "engine default".
+type Limits struct {
+	NanoCPUs    int64 `json:"nano_cpus,omitempty"`
+	MemoryBytes int64 `json:"memory_bytes,omitempty"`
+	Pids        int64 `json:"pids,omitempty"`
+}
+
+// Spec is the desired sandbox of one participant.
+type Spec struct {
+	User       string            `json:"user"`
+	Group      string            `json:"group"`
+	Image      string            `json:"image"`
+	Port       int               `json:"port"`        // the IDE's port inside the sandbox
+	HealthPath string            `json:"health_path"` // answered with 2xx once the IDE is up
+	Env        map[string]string `json:"env,omitempty"`
+	Limits     Limits            `json:"limits"`
+	Workspace  WorkspaceMode     `json:"workspace"`
+	// WorkspaceDir is the host directory holding per-user directories (bind mode):
+	// the user's files are at WorkspaceDir/{user}, so they follow a group move.
+	WorkspaceDir string `json:"workspace_dir,omitempty"`
+}
+
+// WorkspacePath is where the participant's files appear inside the sandbox.
+func (s Spec) WorkspacePath() string { return WorkspacePath(s.Group, s.User) }
+
+// WorkspacePath is /workspace/{group}/{user}.
+func WorkspacePath(group, user string) string { return "/workspace/" + group + "/" + user }
+
+// State is a sandbox's lifecycle state as the engine reports it.
+type State string
+
+const (
+	StateMissing  State = "missing"  // no sandbox exists for the user
+	StateCreated  State = "created"  // exists, never started
+	StateStarting State = "starting" // running, IDE not yet healthy (orchestrator only)
+	StateRunning  State = "running"
+	StatePaused   State = "paused"
+	StateStopped  State = "stopped"
+	StateFailed   State = "failed" // orchestrator only: last operation failed
+)
+
+// Instance is a sandbox as the engine sees it.
+type Instance struct {
+	ID       string    `json:"id"`
+	Name     string    `json:"name"`
+	User     string    `json:"user"`
+	Group    string    `json:"group"`
+	Image    string    `json:"image"`
+	State    State     `json:"state"`
+	SpecHash string    `json:"spec_hash,omitempty"`
+	Created  time.Time `json:"created"`
+	// Endpoint is host:port where the daemon reaches the IDE ("" when not running).
+	Endpoint string `json:"endpoint,omitempty"`
+	// ExitCode and Reason explain a stopped sandbox (for example OOM-killed).
+	ExitCode int    `json:"exit_code,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// Runtime is a container engine. Every method is safe for concurrent use.
+// Sandboxes are addressed by their user name: a user has at most one sandbox.
+//
+// Like a Nomad task driver, a Runtime can List (recover) every sandbox it
+// manages, so a restarted daemon adopts what is running instead of recreating it.
+type Runtime interface {
+	// Name is the engine's name, for messages ("docker").
+	Name() string
+	// Ping checks that the engine answers; its error says how to start it.
+	Ping(ctx context.Context) error
+	// Prepare readies shared resources (network, image check) for spec.
+	Prepare(ctx context.Context, spec Spec) error
+	// Create makes the sandbox (not started). ErrExists if the user has one.
+	Create(ctx context.Context, spec Spec) (Instance, error)
+	Start(ctx context.Context, user string) (Instance, error)
+	Stop(ctx context.Context, user string, grace time.Duration) error
+	Pause(ctx context.Context, user string) error
+	Resume(ctx context.Context, user string) error
+	// Remove deletes the sandbox; with purge it deletes the workspace too.
+	Remove(ctx context.Context, user string, purge bool) error
+	// Inspect returns ErrNotFound when the user has no sandbox.
+	Inspect(ctx context.Context, user string) (Instance, error)
+	// List returns every sandbox this runtime manages.
+	List(ctx context.Context) ([]Instance, error)
+	// Logs streams the sandbox's output (stdout and stderr merged).
+	Logs(ctx context.Context, user string, opts LogOptions) (io.ReadCloser, error)
+	// PurgeWorkspace deletes a user's kept workspace when no sandbox uses it.
+	PurgeWorkspace(ctx context.Context, spec Spec) error
+}
+
+// LogOptions selects which log lines to stream.
+type LogOptions struct {
+	Tail   int // last N lines; 0 = all
+	Follow bool
+}
+
+var (
+	// ErrNotFound: the user has no sandbox.
+	ErrNotFound = errors.New("sandbox not found")
+	// ErrExists: the user already has a sandbox.
+	ErrExists = errors.New("sandbox already exists")
+)
+
+// UserError is an error whose message tells the organizer what to do.
+// Callers show Error() as it is and exit non-zero.
+type UserError struct {
+	Msg  string // what is wrong
+	Hint string // how to fix it
+	Err  error  // the cause, if any
+}
+
+func (e *UserError) Error() string {
+	s := e.Msg
+	if e.Hint != "" {
+		s += ": " + e.Hint
+	}
+	return s
+}
+
+func (e *UserError) Unwrap() error { return e.Err }
+
+// Hintf builds a UserError.
+func Hintf(err error, hint, format string, args ...any) *UserError {
+	return &UserError{Msg: fmt.Sprintf(format, args...), Hint: hint, Err: err}
+}
+
+// Hash is a short, stable digest of the Spec; engines store it in LabelSpec so
+// THON can tell a sandbox created from other settings (or another group).
+func (s Spec) Hash() string {
+	b, _ := json.Marshal(s) // maps marshal with sorted keys: stable
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}

@@ -1,0 +1,521 @@
+// Package store persists THON's state: groups, users, the last known state of
+// every sandbox, the audit log of every change, API token hashes and settings.
+//
+// SQLite (pure Go, WAL) is the embedded default. Queries stay within the SQL
+// that PostgreSQL also speaks so a second driver can follow.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+var (
+	// ErrNotFound: no such row.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the row exists already, or a constraint refuses the change.
+	ErrConflict = errors.New("conflict")
+)
+
+// Store is the SQLite-backed state of one THON daemon.
+type Store struct {
+	db  *sql.DB
+	now func() time.Time
+}
+
+// Open opens (creating if needed) the database at path and applies pending migrations.
+func Open(ctx context.Context, path string) (*Store, error) {
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	// One writer at a time is what SQLite allows anyway; a single connection
+	// also makes transactions serialise instead of failing with SQLITE_BUSY.
+	db.SetMaxOpenConns(1)
+	s := &Store{db: db, now: func() time.Time { return time.Now().UTC() }}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate database %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
+		return err
+	}
+	var current int
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return err
+	}
+	files, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		base := strings.TrimPrefix(f, "migrations/")
+		v, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
+		if err != nil {
+			return fmt.Errorf("migration %s: name must start with a number", f)
+		}
+		if v <= current {
+			continue
+		}
+		body, err := migrations.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		err = s.tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+				return fmt.Errorf("apply %s: %w", base, err)
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, v, s.stamp())
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) stamp() string { return s.now().Format(time.RFC3339Nano) }
+
+func parseTime(v string) time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, v)
+	return t
+}
+
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// Group is a group of participants.
+type Group struct {
+	Name      string    `json:"name"`
+	Users     []string  `json:"users"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// User is one participant.
+type User struct {
+	Name      string    `json:"name"`
+	Group     string    `json:"group"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Sandbox is the last known state of a participant's sandbox.
+type Sandbox struct {
+	User       string    `json:"user"`
+	InstanceID string    `json:"instance_id"`
+	State      string    `json:"state"`
+	Endpoint   string    `json:"endpoint"`
+	Image      string    `json:"image"`
+	SpecHash   string    `json:"spec_hash"`
+	Workspace  string    `json:"workspace"`
+	Error      string    `json:"error"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// Event is one line of the audit log.
+type Event struct {
+	ID     int64     `json:"id"`
+	Time   time.Time `json:"time"`
+	Actor  string    `json:"actor"`
+	Action string    `json:"action"`
+	Target string    `json:"target,omitempty"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// Groups lists every group with its users, by name.
+func (s *Store) Groups(ctx context.Context) ([]Group, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT g.name, g.created_at, COALESCE(u.name, '') FROM groups g LEFT JOIN users u ON u.group_name = g.name ORDER BY g.name, u.name`)
+	if err != nil {
+		return nil, fmt.Errorf("list groups: %w", err)
+	}
+	defer rows.Close()
+	var out []Group
+	for rows.Next() {
+		var name, created, user string
+		if err := rows.Scan(&name, &created, &user); err != nil {
+			return nil, err
+		}
+		if len(out) == 0 || out[len(out)-1].Name != name {
+			out = append(out, Group{Name: name, Users: []string{}, CreatedAt: parseTime(created)})
+		}
+		if user != "" {
+			g := &out[len(out)-1]
+			g.Users = append(g.Users, user)
+		}
+	}
+	return out, rows.Err()
+}
+
+// Group returns one group with its users.
+func (s *Store) Group(ctx context.Context, name string) (Group, error) {
+	g := Group{Name: name, Users: []string{}}
+	var created string
+	err := s.db.QueryRowContext(ctx, `SELECT created_at FROM groups WHERE name = ?`, name).Scan(&created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Group{}, fmt.Errorf("group %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return Group{}, err
+	}
+	g.CreatedAt = parseTime(created)
+	users, err := s.Users(ctx, name)
+	for _, u := range users {
+		g.Users = append(g.Users, u.Name)
+	}
+	return g, err
+}
+
+// CreateGroup adds a group; ErrConflict if it exists.
+func (s *Store) CreateGroup(ctx context.Context, name string) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO groups (name, created_at) VALUES (?, ?)`, name, s.stamp())
+	if isUnique(err) {
+		return fmt.Errorf("group %s: %w", name, ErrConflict)
+	}
+	return err
+}
+
+// DeleteGroup removes an empty group.
+func (s *Store) DeleteGroup(ctx context.Context, name string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM users WHERE group_name = ?`, name).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("group %s still has %d users: %w", name, n, ErrConflict)
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM groups WHERE name = ?`, name)
+		if err != nil {
+			return err
+		}
+		if k, _ := res.RowsAffected(); k == 0 {
+			return fmt.Errorf("group %s: %w", name, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// Users lists participants, optionally only those of the given groups.
+func (s *Store) Users(ctx context.Context, groups ...string) ([]User, error) {
+	q := `SELECT name, group_name, created_at FROM users`
+	args := make([]any, len(groups))
+	if len(groups) > 0 {
+		q += ` WHERE group_name IN (?` + strings.Repeat(",?", len(groups)-1) + `)`
+		for i, g := range groups {
+			args[i] = g
+		}
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY group_name, name`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	defer rows.Close()
+	var out []User
+	for rows.Next() {
+		var u User
+		var created string
+		if err := rows.Scan(&u.Name, &u.Group, &created); err != nil {
+			return nil, err
+		}
+		u.CreatedAt = parseTime(created)
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+// User returns one participant.
+func (s *Store) User(ctx context.Context, name string) (User, error) {
+	var u User
+	var created string
+	err := s.db.QueryRowContext(ctx, `SELECT name, group_name, created_at FROM users WHERE name = ?`, name).Scan(&u.Name, &u.Group, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, fmt.Errorf("user %s: %w", name, ErrNotFound)
+	}
+	u.CreatedAt = parseTime(created)
+	return u, err
+}
+
+// CreateUser adds a participant to an existing group.
+func (s *Store) CreateUser(ctx context.Context, name, group string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := requireGroup(ctx, tx, group); err != nil {
+			return err
+		}
+		now := s.stamp()
+		_, err := tx.ExecContext(ctx, `INSERT INTO users (name, group_name, created_at, updated_at) VALUES (?, ?, ?, ?)`, name, group, now, now)
+		if isUnique(err) {
+			return fmt.Errorf("user %s: %w", name, ErrConflict)
+		}
+		return err
+	})
+}
+
+// MoveUser puts a participant in another existing group.
+func (s *Store) MoveUser(ctx context.Context, name, group string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := requireGroup(ctx, tx, group); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE users SET group_name = ?, updated_at = ? WHERE name = ?`, group, s.stamp(), name)
+		if err != nil {
+			return err
+		}
+		if k, _ := res.RowsAffected(); k == 0 {
+			return fmt.Errorf("user %s: %w", name, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// DeleteUser removes a participant (and their sandbox record).
+func (s *Store) DeleteUser(ctx context.Context, name string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name)
+	if err != nil {
+		return fmt.Errorf("delete user %s: %w", name, err)
+	}
+	if k, _ := res.RowsAffected(); k == 0 {
+		return fmt.Errorf("user %s: %w", name, ErrNotFound)
+	}
+	return nil
+}
+
+func requireGroup(ctx context.Context, tx *sql.Tx, group string) error {
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM groups WHERE name = ?`, group).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("group %s: %w", group, ErrNotFound)
+	}
+	return nil
+}
+
+// ImportUser is one participant of an import.
+type ImportUser struct{ Name, Group string }
+
+// ImportResult says what an import changed.
+type ImportResult struct {
+	GroupsAdded []string          `json:"groups_added"`
+	UsersAdded  []string          `json:"users_added"`
+	UsersMoved  map[string]string `json:"users_moved"` // user → new group
+	Unchanged   int               `json:"unchanged"`
+	// NotListed are users in the store that the import did not mention; they are kept.
+	NotListed []string `json:"not_listed"`
+}
+
+// Import upserts groups and users in one transaction: new ones are added,
+// users listed under another group are moved, nothing is deleted.
+func (s *Store) Import(ctx context.Context, groups []string, users []ImportUser) (ImportResult, error) {
+	res := ImportResult{GroupsAdded: []string{}, UsersAdded: []string{}, UsersMoved: map[string]string{}, NotListed: []string{}}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		now := s.stamp()
+		for _, g := range groups {
+			r, err := tx.ExecContext(ctx, `INSERT INTO groups (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`, g, now)
+			if err != nil {
+				return fmt.Errorf("import group %s: %w", g, err)
+			}
+			if k, _ := r.RowsAffected(); k > 0 {
+				res.GroupsAdded = append(res.GroupsAdded, g)
+			}
+		}
+		listed := map[string]bool{}
+		for _, u := range users {
+			listed[u.Name] = true
+			var cur string
+			err := tx.QueryRowContext(ctx, `SELECT group_name FROM users WHERE name = ?`, u.Name).Scan(&cur)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				if _, err := tx.ExecContext(ctx, `INSERT INTO users (name, group_name, created_at, updated_at) VALUES (?, ?, ?, ?)`, u.Name, u.Group, now, now); err != nil {
+					return fmt.Errorf("import user %s: %w", u.Name, err)
+				}
+				res.UsersAdded = append(res.UsersAdded, u.Name)
+			case err != nil:
+				return err
+			case cur != u.Group:
+				if _, err := tx.ExecContext(ctx, `UPDATE users SET group_name = ?, updated_at = ? WHERE name = ?`, u.Group, now, u.Name); err != nil {
+					return fmt.Errorf("import user %s: %w", u.Name, err)
+				}
+				res.UsersMoved[u.Name] = u.Group
+			default:
+				res.Unchanged++
+			}
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT name FROM users ORDER BY name`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				return err
+			}
+			if !listed[n] {
+				res.NotListed = append(res.NotListed, n)
+			}
+		}
+		return rows.Err()
+	})
+	return res, err
+}
+
+// Sandboxes returns every sandbox record, keyed by user.
+func (s *Store) Sandboxes(ctx context.Context) (map[string]Sandbox, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT user_name, instance_id, state, endpoint, image, spec_hash, workspace, error, created_at, updated_at FROM sandboxes`)
+	if err != nil {
+		return nil, fmt.Errorf("list sandboxes: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]Sandbox{}
+	for rows.Next() {
+		var b Sandbox
+		var created, updated string
+		if err := rows.Scan(&b.User, &b.InstanceID, &b.State, &b.Endpoint, &b.Image, &b.SpecHash, &b.Workspace, &b.Error, &created, &updated); err != nil {
+			return nil, err
+		}
+		b.CreatedAt, b.UpdatedAt = parseTime(created), parseTime(updated)
+		out[b.User] = b
+	}
+	return out, rows.Err()
+}
+
+// PutSandbox records a sandbox's state (insert or replace).
+func (s *Store) PutSandbox(ctx context.Context, b Sandbox) error {
+	created := ""
+	if !b.CreatedAt.IsZero() {
+		created = b.CreatedAt.UTC().Format(time.RFC3339Nano)
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO sandboxes (user_name, instance_id, state, endpoint, image, spec_hash, workspace, error, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (user_name) DO UPDATE SET instance_id = excluded.instance_id, state = excluded.state, endpoint = excluded.endpoint,
+			image = excluded.image, spec_hash = excluded.spec_hash, workspace = excluded.workspace, error = excluded.error,
+			created_at = excluded.created_at, updated_at = excluded.updated_at`,
+		b.User, b.InstanceID, b.State, b.Endpoint, b.Image, b.SpecHash, b.Workspace, b.Error, created, s.stamp())
+	if err != nil {
+		return fmt.Errorf("record sandbox %s: %w", b.User, err)
+	}
+	return nil
+}
+
+// DeleteSandbox forgets a sandbox record.
+func (s *Store) DeleteSandbox(ctx context.Context, user string) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM sandboxes WHERE user_name = ?`, user)
+	return err
+}
+
+// AddEvent appends to the audit log.
+func (s *Store) AddEvent(ctx context.Context, actor, action, target, detail string) (Event, error) {
+	e := Event{Time: s.now(), Actor: actor, Action: action, Target: target, Detail: detail}
+	err := s.db.QueryRowContext(ctx, `INSERT INTO events (time, actor, action, target, detail) VALUES (?, ?, ?, ?, ?) RETURNING id`,
+		e.Time.Format(time.RFC3339Nano), actor, action, target, detail).Scan(&e.ID)
+	if err != nil {
+		return Event{}, fmt.Errorf("record event %s: %w", action, err)
+	}
+	return e, nil
+}
+
+// Events returns up to limit events with an ID above after, newest last.
+// With after = 0 it returns the newest limit events.
+func (s *Store) Events(ctx context.Context, after int64, limit int) ([]Event, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	var rows *sql.Rows
+	var err error
+	if after > 0 {
+		rows, err = s.db.QueryContext(ctx, `SELECT id, time, actor, action, target, detail FROM events WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	} else {
+		rows, err = s.db.QueryContext(ctx, `SELECT * FROM (SELECT id, time, actor, action, target, detail FROM events ORDER BY id DESC LIMIT ?) ORDER BY id`, limit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	defer rows.Close()
+	out := []Event{}
+	for rows.Next() {
+		var e Event
+		var t string
+		if err := rows.Scan(&e.ID, &t, &e.Actor, &e.Action, &e.Target, &e.Detail); err != nil {
+			return nil, err
+		}
+		e.Time = parseTime(t)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// PutToken stores the hash of a named token (replacing one of the same name).
+func (s *Store) PutToken(ctx context.Context, name, hash, role string) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO tokens (name, hash, role, created_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, role = excluded.role, created_at = excluded.created_at, last_used = ''`,
+		name, hash, role, s.stamp())
+	return err
+}
+
+// TokenByHash finds the token with this hash; ErrNotFound if none.
+func (s *Store) TokenByHash(ctx context.Context, hash string) (name, role string, err error) {
+	err = s.db.QueryRowContext(ctx, `SELECT name, role FROM tokens WHERE hash = ?`, hash).Scan(&name, &role)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", ErrNotFound
+	}
+	return name, role, err
+}
+
+// HasToken reports whether a token of this name exists.
+func (s *Store) HasToken(ctx context.Context, name string) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM tokens WHERE name = ?`, name).Scan(&n)
+	return n > 0, err
+}
+
+// Setting reads a setting; ErrNotFound if unset.
+func (s *Store) Setting(ctx context.Context, key string) (string, error) {
+	var v string
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	return v, err
+}
+
+// PutSetting writes a setting.
+func (s *Store) PutSetting(ctx context.Context, key, value string) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+	return err
+}
+
+func isUnique(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
