@@ -87,7 +87,8 @@ type Instance struct {
 	Created  time.Time `json:"created"`
 	// Endpoint is host:port where the daemon reaches the IDE ("" when not running).
 	Endpoint string `json:"endpoint,omitempty"`
-	// ExitCode and Reason explain a stopped sandbox (for example OOM-killed).
+	// ExitCode and Reason explain a stopped sandbox (for example OOM-killed),
+	// or one the engine is restarting after a crash.
 	ExitCode int    `json:"exit_code,omitempty"`
 	Reason   string `json:"reason,omitempty"`
 }
