@@ -1,0 +1,336 @@
+// Package orchestrator turns desired state (the participants in the store)
+// into actual state (a running sandbox each): the bounded spawn queue, bulk
+// actions, adoption of running sandboxes after a restart, and the audit log.
+//
+// It speaks only to sandbox.Runtime and the store; the API, the CLI (through
+// the API) and the dashboard all call it, so there is one copy of the logic.
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/sandbox"
+	"github.com/thon-dev/thon/internal/store"
+)
+
+// Action is something done to a sandbox.
+type Action string
+
+const (
+	ActionStart    Action = "start" // create if missing, start if stopped, resume if paused; wait until healthy
+	ActionStop     Action = "stop"
+	ActionPause    Action = "pause"
+	ActionResume   Action = "resume"
+	ActionRecreate Action = "recreate" // remove (keeping the workspace) and start afresh
+	ActionRemove   Action = "remove"
+)
+
+// Actions lists every action, for validation and documentation.
+var Actions = []Action{ActionStart, ActionStop, ActionPause, ActionResume, ActionRecreate, ActionRemove}
+
+// Outcomes of one action on one sandbox.
+const (
+	OutcomeCreated   = "created"
+	OutcomeStarted   = "started"
+	OutcomeResumed   = "resumed"
+	OutcomeRecreated = "recreated"
+	OutcomeStopped   = "stopped"
+	OutcomePaused    = "paused"
+	OutcomeRemoved   = "removed"
+	OutcomeUnchanged = "unchanged"
+	OutcomeFailed    = "failed"
+)
+
+// Options configures an Orchestrator.
+type Options struct {
+	Runtime  sandbox.Runtime
+	Store    *store.Store
+	Settings config.Sandbox
+	Logger   *slog.Logger
+	// ResyncInterval is how often the engine's view is folded into the store
+	// (sandboxes stopped or removed behind THON's back). 0 means 10s.
+	ResyncInterval time.Duration
+}
+
+// Orchestrator owns the sandboxes of one event.
+type Orchestrator struct {
+	rt     sandbox.Runtime
+	st     *store.Store
+	log    *slog.Logger
+	health *http.Client
+	resync time.Duration
+
+	mu       sync.Mutex
+	settings config.Sandbox
+	locks    map[string]*userLock // per-user operation lock
+	busy     map[string]string    // user → transient state ("starting") while an operation runs
+	orphans  []sandbox.Instance
+}
+
+type userLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// New returns an Orchestrator. Call Reconcile once the engine answers.
+func New(o Options) *Orchestrator {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.ResyncInterval == 0 {
+		o.ResyncInterval = 10 * time.Second
+	}
+	return &Orchestrator{
+		rt:       o.Runtime,
+		st:       o.Store,
+		log:      o.Logger,
+		resync:   o.ResyncInterval,
+		settings: o.Settings,
+		health:   &http.Client{Timeout: 3 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		locks:    map[string]*userLock{},
+		busy:     map[string]string{},
+	}
+}
+
+// Runtime returns the engine in use.
+func (o *Orchestrator) Runtime() sandbox.Runtime { return o.rt }
+
+// Settings returns the sandbox settings new sandboxes are created with.
+func (o *Orchestrator) Settings() config.Sandbox {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.settings
+}
+
+// ApplySettings replaces the sandbox settings (validated by the caller) and records them.
+func (o *Orchestrator) ApplySettings(ctx context.Context, actor string, s config.Sandbox) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	old, _ := o.st.Setting(ctx, "sandbox")
+	if err := o.st.PutSetting(ctx, "sandbox", string(b)); err != nil {
+		return fmt.Errorf("store sandbox settings: %w", err)
+	}
+	o.mu.Lock()
+	o.settings = s
+	o.mu.Unlock()
+	if old != string(b) {
+		o.event(ctx, actor, "settings.apply", "sandbox", string(b))
+	}
+	return nil
+}
+
+func (o *Orchestrator) lock(user string) func() {
+	o.mu.Lock()
+	l := o.locks[user]
+	if l == nil {
+		l = &userLock{}
+		o.locks[user] = l
+	}
+	l.refs++
+	o.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		o.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(o.locks, user)
+		}
+		o.mu.Unlock()
+	}
+}
+
+func (o *Orchestrator) setBusy(user, state string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if state == "" {
+		delete(o.busy, user)
+	} else {
+		o.busy[user] = state
+	}
+}
+
+func (o *Orchestrator) event(ctx context.Context, actor, action, target, detail string) {
+	if _, err := o.st.AddEvent(context.WithoutCancel(ctx), actor, action, target, detail); err != nil {
+		o.log.Error("audit log write failed", "action", action, "target", target, "err", err)
+	}
+}
+
+// Spec builds the desired sandbox of a participant from the current settings.
+func (o *Orchestrator) Spec(user, group string) sandbox.Spec {
+	s := o.Settings()
+	return SpecFrom(s, user, group)
+}
+
+// SpecFrom builds a sandbox.Spec from sandbox settings.
+func SpecFrom(s config.Sandbox, user, group string) sandbox.Spec {
+	return sandbox.Spec{
+		User:       user,
+		Group:      group,
+		Image:      s.Image,
+		Port:       s.Port,
+		HealthPath: s.HealthPath,
+		Env:        s.Env,
+		Limits: sandbox.Limits{
+			NanoCPUs:    int64(s.Limits.CPU * 1e9),
+			MemoryBytes: int64(s.Limits.Memory),
+			Pids:        s.Limits.Pids,
+		},
+		Workspace:    sandbox.WorkspaceMode(s.Workspace),
+		WorkspaceDir: s.WorkspaceDir,
+	}
+}
+
+// Status is what THON knows of one participant's sandbox.
+type Status struct {
+	User      string    `json:"user"`
+	Group     string    `json:"group"`
+	State     string    `json:"state"`
+	Workspace string    `json:"workspace"`
+	Endpoint  string    `json:"endpoint,omitempty"`
+	Image     string    `json:"image,omitempty"`
+	Created   time.Time `json:"created,omitzero"`
+	Updated   time.Time `json:"updated,omitzero"`
+	Error     string    `json:"error,omitempty"`
+	// Outdated: the sandbox was created from other settings or another group;
+	// `recreate` applies the current ones (the workspace is kept).
+	Outdated bool `json:"outdated,omitempty"`
+}
+
+// Filter selects participants. Empty means everyone.
+type Filter struct {
+	Groups []string `json:"groups,omitempty"`
+	Users  []string `json:"users,omitempty"`
+}
+
+func (f Filter) match(u store.User) bool {
+	if len(f.Groups) == 0 && len(f.Users) == 0 {
+		return true
+	}
+	for _, g := range f.Groups {
+		if g == u.Group {
+			return true
+		}
+	}
+	for _, n := range f.Users {
+		if n == u.Name {
+			return true
+		}
+	}
+	return false
+}
+
+// List returns the status of every selected participant, by group then name.
+// It reads the store only (the engine is folded in by Reconcile and the
+// resync loop), so it stays fast with hundreds of participants.
+func (o *Orchestrator) List(ctx context.Context, f Filter) ([]Status, error) {
+	users, err := o.st.Users(ctx)
+	if err != nil {
+		return nil, err
+	}
+	boxes, err := o.st.Sandboxes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	settings := o.Settings()
+	o.mu.Lock()
+	busy := make(map[string]string, len(o.busy))
+	for k, v := range o.busy {
+		busy[k] = v
+	}
+	o.mu.Unlock()
+	out := make([]Status, 0, len(users))
+	for _, u := range users {
+		if !f.match(u) {
+			continue
+		}
+		out = append(out, o.status(u, boxes, busy, settings))
+	}
+	return out, nil
+}
+
+func (o *Orchestrator) status(u store.User, boxes map[string]store.Sandbox, busy map[string]string, s config.Sandbox) Status {
+	st := Status{User: u.Name, Group: u.Group, State: string(sandbox.StateMissing), Workspace: s.Workspace}
+	if b, ok := boxes[u.Name]; ok {
+		st.State, st.Endpoint, st.Image, st.Error = b.State, b.Endpoint, b.Image, b.Error
+		st.Created, st.Updated = b.CreatedAt, b.UpdatedAt
+		if b.Workspace != "" {
+			st.Workspace = b.Workspace
+		}
+		if b.SpecHash != "" && b.State != string(sandbox.StateMissing) {
+			st.Outdated = b.SpecHash != SpecFrom(s, u.Name, u.Group).Hash()
+		}
+	}
+	if t, ok := busy[u.Name]; ok {
+		st.State = t
+	}
+	return st
+}
+
+// Get returns one participant's status.
+func (o *Orchestrator) Get(ctx context.Context, user string) (Status, error) {
+	list, err := o.List(ctx, Filter{Users: []string{user}})
+	if err != nil {
+		return Status{}, err
+	}
+	if len(list) == 0 {
+		return Status{}, fmt.Errorf("user %s: %w", user, store.ErrNotFound)
+	}
+	return list[0], nil
+}
+
+// Orphans are managed sandboxes whose user is not in the store.
+func (o *Orchestrator) Orphans() []sandbox.Instance {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]sandbox.Instance(nil), o.orphans...)
+}
+
+// Logs streams a participant's sandbox output.
+func (o *Orchestrator) Logs(ctx context.Context, user string, opts sandbox.LogOptions) (io.ReadCloser, error) {
+	if _, err := o.st.User(ctx, user); err != nil {
+		return nil, err
+	}
+	return o.rt.Logs(ctx, user, opts)
+}
+
+// record writes what the engine says about a sandbox into the store.
+func (o *Orchestrator) record(ctx context.Context, inst sandbox.Instance, workspace, errMsg string) {
+	b := store.Sandbox{
+		User: inst.User, InstanceID: inst.ID, State: string(inst.State), Endpoint: inst.Endpoint,
+		Image: inst.Image, SpecHash: inst.SpecHash, Workspace: workspace, Error: errMsg, CreatedAt: inst.Created,
+	}
+	if inst.State != sandbox.StateRunning {
+		b.Endpoint = ""
+	}
+	if err := o.st.PutSandbox(context.WithoutCancel(ctx), b); err != nil {
+		o.log.Error("record sandbox state", "user", inst.User, "err", err)
+	}
+}
+
+func (o *Orchestrator) recordMissing(ctx context.Context, user, errMsg string) {
+	o.record(ctx, sandbox.Instance{User: user, State: sandbox.StateMissing}, "", errMsg)
+}
+
+// ErrUnknownAction is returned for an action THON does not know.
+var ErrUnknownAction = errors.New("unknown action")
+
+// ParseAction validates an action name from the edge.
+func ParseAction(s string) (Action, error) {
+	for _, a := range Actions {
+		if string(a) == s {
+			return a, nil
+		}
+	}
+	return "", fmt.Errorf("%w %q: use one of start, stop, pause, resume, recreate, remove", ErrUnknownAction, s)
+}

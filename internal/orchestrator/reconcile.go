@@ -1,0 +1,119 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/thon-dev/thon/internal/sandbox"
+	"github.com/thon-dev/thon/internal/store"
+)
+
+// ReconcileReport says what a reconcile found.
+type ReconcileReport struct {
+	Adopted []string           `json:"adopted"` // sandboxes found on the engine and taken over as they are
+	Missing []string           `json:"missing"` // recorded in the store, gone from the engine
+	Changed []string           `json:"changed"` // state on the engine differs from the record
+	Orphans []sandbox.Instance `json:"orphans"` // managed sandboxes whose user is not in the store
+}
+
+// Reconcile folds the engine's view into the store: sandboxes that survived a
+// daemon restart are adopted (never recreated), vanished ones are marked
+// missing, and sandboxes of unknown users are reported as orphans.
+// Users with an operation in flight are left alone.
+func (o *Orchestrator) Reconcile(ctx context.Context) (ReconcileReport, error) {
+	rep := ReconcileReport{Adopted: []string{}, Missing: []string{}, Changed: []string{}, Orphans: []sandbox.Instance{}}
+	insts, err := o.rt.List(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("list sandboxes on %s: %w", o.rt.Name(), err)
+	}
+	users, err := o.st.Users(ctx)
+	if err != nil {
+		return rep, err
+	}
+	boxes, err := o.st.Sandboxes(ctx)
+	if err != nil {
+		return rep, err
+	}
+	known := map[string]store.User{}
+	for _, u := range users {
+		known[u.Name] = u
+	}
+	o.mu.Lock()
+	busy := make(map[string]bool, len(o.busy))
+	for u := range o.busy {
+		busy[u] = true
+	}
+	o.mu.Unlock()
+
+	seen := map[string]bool{}
+	for _, inst := range insts {
+		if _, ok := known[inst.User]; !ok {
+			rep.Orphans = append(rep.Orphans, inst)
+			continue
+		}
+		seen[inst.User] = true
+		if busy[inst.User] {
+			continue
+		}
+		b, had := boxes[inst.User]
+		switch {
+		case !had || b.InstanceID != inst.ID:
+			rep.Adopted = append(rep.Adopted, inst.User)
+		case b.State != string(inst.State) || b.Endpoint != endpointIfRunning(inst):
+			rep.Changed = append(rep.Changed, inst.User)
+		default:
+			continue
+		}
+		ws := b.Workspace
+		if ws == "" {
+			ws = o.Settings().Workspace
+		}
+		o.record(ctx, inst, ws, "")
+	}
+	for user, b := range boxes {
+		if seen[user] || busy[user] || b.State == string(sandbox.StateMissing) || b.State == string(sandbox.StateFailed) && b.InstanceID == "" {
+			continue
+		}
+		rep.Missing = append(rep.Missing, user)
+		o.recordMissing(ctx, user, "")
+	}
+	o.mu.Lock()
+	o.orphans = rep.Orphans
+	o.mu.Unlock()
+	return rep, nil
+}
+
+func endpointIfRunning(inst sandbox.Instance) string {
+	if inst.State == sandbox.StateRunning {
+		return inst.Endpoint
+	}
+	return ""
+}
+
+// Run keeps the store in step with the engine until ctx ends: sandboxes
+// stopped, removed or restarted behind THON's back show up within one interval.
+func (o *Orchestrator) Run(ctx context.Context) {
+	t := time.NewTicker(o.resync)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rep, err := o.Reconcile(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				o.log.Warn("resync with engine failed", "err", err)
+			}
+			continue
+		}
+		for _, u := range rep.Changed {
+			o.log.Info("sandbox changed outside THON", "user", u)
+		}
+		for _, u := range rep.Missing {
+			o.event(ctx, "engine", "sandbox.vanished", u, "removed outside THON")
+		}
+	}
+}
