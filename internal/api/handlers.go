@@ -1,0 +1,431 @@
+package api
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/orchestrator"
+	"github.com/thon-dev/thon/internal/sandbox"
+)
+
+func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
+	gs, err := s.st.Groups(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(gs))
+}
+
+func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name string `json:"name"`
+	}
+	if err := decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := config.ValidName("group", req.Name); err != nil {
+		s.fail(w, r, badRequest{err})
+		return
+	}
+	if err := s.orch.CreateGroup(r.Context(), actor(r), req.Name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	g, err := s.st.Group(r.Context(), req.Name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, g)
+}
+
+func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {
+	n, err := name(r, "group")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	g, err := s.st.Group(r.Context(), n)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, g)
+}
+
+func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request) {
+	n, err := name(r, "group")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.orch.DeleteGroup(r.Context(), actor(r), n); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
+	groups := r.URL.Query()["group"]
+	for _, g := range groups {
+		if err := config.ValidName("group", g); err != nil {
+			s.fail(w, r, badRequest{err})
+			return
+		}
+	}
+	us, err := s.st.Users(r.Context(), groups...)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(us))
+}
+
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name  string `json:"name"`
+		Group string `json:"group"`
+	}
+	if err := decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	for kind, v := range map[string]string{"user": req.Name, "group": req.Group} {
+		if err := config.ValidName(kind, v); err != nil {
+			s.fail(w, r, badRequest{err})
+			return
+		}
+	}
+	if err := s.orch.CreateUser(r.Context(), actor(r), req.Name, req.Group); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	u, err := s.st.User(r.Context(), req.Name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, u)
+}
+
+func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
+	n, err := name(r, "user")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	u, err := s.st.User(r.Context(), n)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, u)
+}
+
+// patchUser moves a user to another group; their sandbox follows.
+func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
+	n, err := name(r, "user")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var req struct {
+		Group string `json:"group"`
+	}
+	if err := decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := config.ValidName("group", req.Group); err != nil {
+		s.fail(w, r, badRequest{err})
+		return
+	}
+	res, err := s.orch.MoveUser(r.Context(), actor(r), n, req.Group)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeResult(w, res)
+}
+
+func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
+	n, err := name(r, "user")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	purge, err := boolQuery(r, "purge")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.orch.DeleteUser(r.Context(), actor(r), n, purge); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// SandboxList is the answer of GET /api/v1/sandboxes.
+type SandboxList struct {
+	Items   []orchestrator.Status `json:"items"`
+	Orphans []sandbox.Instance    `json:"orphans"`
+}
+
+func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := orchestrator.Filter{Groups: q["group"], Users: q["user"]}
+	if err := validFilter(f); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	list, err := s.orch.List(r.Context(), f)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, SandboxList{Items: list, Orphans: nonNil(s.orch.Orphans())})
+}
+
+func validFilter(f orchestrator.Filter) error {
+	for _, g := range f.Groups {
+		if err := config.ValidName("group", g); err != nil {
+			return badRequest{err}
+		}
+	}
+	for _, u := range f.Users {
+		if err := config.ValidName("user", u); err != nil {
+			return badRequest{err}
+		}
+	}
+	return nil
+}
+
+func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request) {
+	n, err := name(r, "user")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	st, err := s.orch.Get(r.Context(), n)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) sandboxAction(w http.ResponseWriter, r *http.Request) {
+	n, err := name(r, "user")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	a, err := orchestrator.ParseAction(r.PathValue("action"))
+	if err != nil || a == orchestrator.ActionRemove {
+		s.fail(w, r, badRequestf("unknown action %q: use start, stop, pause, resume or recreate (DELETE removes)", r.PathValue("action")))
+		return
+	}
+	s.runOne(w, r, a, n, false)
+}
+
+func (s *Server) deleteSandbox(w http.ResponseWriter, r *http.Request) {
+	n, err := name(r, "user")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	purge, err := boolQuery(r, "purge")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.runOne(w, r, orchestrator.ActionRemove, n, purge)
+}
+
+// runOne runs one action and answers with its result.
+func (s *Server) runOne(w http.ResponseWriter, r *http.Request, a orchestrator.Action, user string, purge bool) {
+	res, err := s.orch.Do(r.Context(), actor(r), a, user, purge)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeResult(w, res)
+}
+
+// writeResult answers 200 with the result, or 502 when the engine refused the action.
+func writeResult(w http.ResponseWriter, res orchestrator.Result) {
+	status := http.StatusOK
+	if res.Outcome == orchestrator.OutcomeFailed {
+		status = http.StatusBadGateway
+	}
+	writeJSON(w, status, res)
+}
+
+// BulkRequest is the body of POST /api/v1/sandboxes/bulk.
+type BulkRequest struct {
+	Action string   `json:"action"`
+	Groups []string `json:"groups,omitempty"`
+	Users  []string `json:"users,omitempty"`
+	Purge  bool     `json:"purge,omitempty"`
+}
+
+// BulkLine is one line of the NDJSON stream a bulk action answers with when
+// asked with Accept: application/x-ndjson: progress lines, then the summary.
+// Bad requests and engine problems are refused with an error status before
+// the stream starts.
+type BulkLine struct {
+	Progress *orchestrator.Progress `json:"progress,omitempty"`
+	Summary  *orchestrator.Summary  `json:"summary,omitempty"`
+}
+
+func (s *Server) bulk(w http.ResponseWriter, r *http.Request) {
+	var req BulkRequest
+	if err := decode(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	a, err := orchestrator.ParseAction(req.Action)
+	if err != nil {
+		s.fail(w, r, badRequest{err})
+		return
+	}
+	f := orchestrator.Filter{Groups: req.Groups, Users: req.Users}
+	if err := validFilter(f); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	plan, err := s.orch.PlanBulk(r.Context(), a, f)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	opts := orchestrator.BulkOptions{Purge: req.Purge}
+	if !strings.Contains(r.Header.Get("Accept"), "application/x-ndjson") {
+		writeJSON(w, http.StatusOK, plan.Run(r.Context(), actor(r), opts))
+		return
+	}
+	// Streamed: progress lines as they happen, so a terminal can draw bars.
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	send := func(l BulkLine) {
+		enc.Encode(l)
+		rc.Flush()
+	}
+	opts.Progress = func(p orchestrator.Progress) { send(BulkLine{Progress: &p}) }
+	sum := plan.Run(r.Context(), actor(r), opts)
+	send(BulkLine{Summary: &sum})
+}
+
+func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
+	n, err := name(r, "user")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	follow, err := boolQuery(r, "follow")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	tail := 0
+	if v := r.URL.Query().Get("tail"); v != "" {
+		if tail, err = strconv.Atoi(v); err != nil || tail < 0 {
+			s.fail(w, r, badRequestf("query tail=%q: use a number of lines ≥ 0", v))
+			return
+		}
+	}
+	rc, err := s.orch.Logs(r.Context(), n, sandbox.LogOptions{Tail: tail, Follow: follow})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if !follow {
+		io.Copy(w, rc)
+		return
+	}
+	rc2 := http.NewResponseController(w)
+	buf := make([]byte, 32<<10)
+	for {
+		k, err := rc.Read(buf)
+		if k > 0 {
+			if _, werr := w.Write(buf[:k]); werr != nil {
+				return
+			}
+			rc2.Flush()
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (s *Server) listOrphans(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, nonNil(s.orch.Orphans()))
+}
+
+func (s *Server) deleteOrphans(w http.ResponseWriter, r *http.Request) {
+	purge, err := boolQuery(r, "purge")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	res, err := s.orch.RemoveOrphans(r.Context(), actor(r), purge)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(res))
+}
+
+func (s *Server) reconcile(w http.ResponseWriter, r *http.Request) {
+	rep, err := s.orch.Reconcile(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	after, limit := int64(0), 100
+	var err error
+	if v := q.Get("after"); v != "" {
+		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
+			s.fail(w, r, badRequestf("query after=%q: use an event id", v))
+			return
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 1000 {
+			s.fail(w, r, badRequestf("query limit=%q: use 1 to 1000", v))
+			return
+		}
+	}
+	evs, err := s.st.Events(r.Context(), after, limit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, evs)
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
