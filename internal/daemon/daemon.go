@@ -1,0 +1,227 @@
+// Package daemon assembles THON's long-running process: the store, the
+// sandbox engine, the orchestrator and the REST API on one listener.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/thon-dev/thon/internal/api"
+	"github.com/thon-dev/thon/internal/auth"
+	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/orchestrator"
+	"github.com/thon-dev/thon/internal/sandbox"
+	"github.com/thon-dev/thon/internal/sandbox/docker"
+	"github.com/thon-dev/thon/internal/store"
+)
+
+// Files in the data directory.
+const (
+	DBFile    = "thon.db"
+	TokenFile = "admin.token"
+	LockFile  = "thon.lock"
+	LogFile   = "thon.log"
+)
+
+// Options configures a daemon.
+type Options struct {
+	Config  *config.Config
+	Version string
+	Logger  *slog.Logger
+	// Instance names this THON on the engine: the prefix of its containers and
+	// volumes and the name of its network (default "thon"). Two events on
+	// one engine use two instances (env THON_INSTANCE).
+	Instance string
+	// Runtime overrides the engine (default: Docker from the environment).
+	Runtime sandbox.Runtime
+	// Listener overrides server.listen (tests pass 127.0.0.1:0).
+	Listener net.Listener
+	// ResyncInterval overrides how often the engine is re-read.
+	ResyncInterval time.Duration
+}
+
+// Daemon is a running THON daemon.
+type Daemon struct {
+	URL   string // base URL of the REST API
+	Token string // the admin token
+	Orch  *orchestrator.Orchestrator
+	Store *store.Store
+
+	log    *slog.Logger
+	srv    *http.Server
+	lock   *os.File
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Start opens the state, adopts running sandboxes and serves the API.
+// It returns once the API is listening.
+func Start(ctx context.Context, o Options) (*Daemon, error) {
+	cfg := o.Config
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	dir, err := cfg.DataDir()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory %s: %w", dir, err)
+	}
+	lock, err := lockDataDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{log: log, lock: lock, done: make(chan error, 1)}
+	ok := false
+	defer func() {
+		if !ok {
+			d.release()
+		}
+	}()
+	d.Store, err = store.Open(ctx, filepath.Join(dir, DBFile))
+	if err != nil {
+		return nil, err
+	}
+	if d.Token, err = adminToken(ctx, d.Store, dir); err != nil {
+		return nil, err
+	}
+	rt := o.Runtime
+	if rt == nil {
+		if o.Instance != "" {
+			if err := config.ValidName("instance", o.Instance); err != nil {
+				return nil, fmt.Errorf("THON_INSTANCE: %w", err)
+			}
+		}
+		if rt, err = docker.New(docker.Options{NamePrefix: o.Instance, Network: o.Instance}); err != nil {
+			return nil, err
+		}
+	}
+	d.Orch = orchestrator.New(orchestrator.Options{Runtime: rt, Store: d.Store, Settings: cfg.Sandbox, Logger: log, ResyncInterval: o.ResyncInterval})
+	if err := d.Orch.ApplySettings(ctx, "daemon", cfg.Sandbox); err != nil {
+		return nil, err
+	}
+	// Adopt what survived the last run. An engine that is down is not fatal:
+	// the API says so, and actions fail with a hint until it is back.
+	if err := rt.Ping(ctx); err != nil {
+		log.Warn("sandbox engine unreachable; sandboxes will be adopted once it answers", "engine", rt.Name(), "err", err)
+	} else if rep, err := d.Orch.Reconcile(ctx); err != nil {
+		log.Warn("reconcile with engine failed", "err", err)
+	} else {
+		log.Info("reconciled with engine", "adopted", len(rep.Adopted), "changed", len(rep.Changed), "missing", len(rep.Missing), "orphans", len(rep.Orphans))
+		for _, orphan := range rep.Orphans {
+			log.Warn("orphan sandbox: its user is not in the store (remove with: thon cleanup --orphans)", "name", orphan.Name, "user", orphan.User)
+		}
+	}
+
+	ln := o.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
+			return nil, fmt.Errorf("listen on %s: %w (is another program using it? set server.listen in thon.yaml or THON_SERVER_LISTEN)", cfg.Server.Listen, err)
+		}
+	}
+	d.URL = "http://" + ln.Addr().String()
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.cancel = cancel
+	handler := api.New(api.Options{
+		Orchestrator: d.Orch, Store: d.Store, Logger: log,
+		Info:     api.Info{Version: o.Version, ConfigPath: cfg.Path, DataDir: dir, Runtime: rt.Name(), PID: os.Getpid(), Started: time.Now().UTC()},
+		Shutdown: func() { d.Shutdown(context.Background()) },
+	})
+	d.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return runCtx }}
+	go d.Orch.Run(runCtx)
+	go func() {
+		err := d.srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		d.done <- err
+	}()
+	log.Info("THON daemon listening", "api", d.URL, "data_dir", dir, "engine", rt.Name())
+	ok = true
+	return d, nil
+}
+
+// Wait blocks until the daemon has stopped.
+func (d *Daemon) Wait() error {
+	err := <-d.done
+	d.done <- err
+	return err
+}
+
+// Shutdown stops serving (in-flight requests get up to 10 s) and releases the
+// state. Sandboxes keep running; the next start adopts them.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	d.cancel()
+	err := d.srv.Shutdown(ctx)
+	d.Wait()
+	d.release()
+	return err
+}
+
+func (d *Daemon) release() {
+	if d.Store != nil {
+		d.Store.Close()
+		d.Store = nil
+	}
+	if d.lock != nil {
+		os.Remove(d.lock.Name())
+		d.lock.Close()
+		d.lock = nil
+	}
+}
+
+// lockDataDir makes sure one daemon at a time owns a data directory.
+func lockDataDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, LockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		b, _ := os.ReadFile(path)
+		f.Close()
+		return nil, fmt.Errorf("another THON daemon (pid %s) is using %s: stop it with `thon down`, or set server.data_dir", strings.TrimSpace(string(b)), dir)
+	}
+	f.Truncate(0)
+	f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
+	return f, nil
+}
+
+// adminToken returns the admin token from the data directory, creating it
+// (file mode 0600, only its hash in the store) when it is missing or stale.
+func adminToken(ctx context.Context, st *store.Store, dir string) (string, error) {
+	path := filepath.Join(dir, TokenFile)
+	if b, err := os.ReadFile(path); err == nil {
+		tok := strings.TrimSpace(string(b))
+		if name, _, err := st.TokenByHash(ctx, auth.HashToken(tok)); err == nil && name == "admin" {
+			return tok, nil
+		}
+	}
+	tok, hash := auth.NewToken()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write admin token: %w", err)
+	}
+	if err := st.PutToken(ctx, "admin", hash, "admin"); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("store admin token: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("write admin token: %w", err)
+	}
+	return tok, nil
+}

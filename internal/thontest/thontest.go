@@ -1,0 +1,102 @@
+// Package thontest starts a real THON daemon for tests: a temp data
+// directory, the real Docker engine under a unique instance name (its own
+// containers, volumes and network), the test sandbox image, and the API on a
+// loopback port. Everything it made is removed when the test ends.
+//
+//	h := thontest.New(t, config.Group{Name: "alpha", Users: []string{"alice"}})
+//	sum, err := h.Client.Bulk(ctx, client.BulkRequest{Action: "start"}, nil)
+package thontest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/thon-dev/thon/client"
+	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/daemon"
+	"github.com/thon-dev/thon/internal/sandbox/docker"
+	"github.com/thon-dev/thon/internal/testenv"
+)
+
+// Harness is a running daemon and what a test needs to poke at it.
+type Harness struct {
+	t        testing.TB
+	Config   *config.Config
+	Instance string // prefix of this test's containers, volumes and network
+	Runtime  *docker.Runtime
+	Daemon   *daemon.Daemon
+	Client   *client.Client
+}
+
+// New starts a daemon whose store already holds groups (imported like
+// `thon run` does, without starting sandboxes).
+func New(t testing.TB, groups ...config.Group) *Harness {
+	t.Helper()
+	testenv.Docker(t)
+	b := make([]byte, 4)
+	rand.Read(b)
+	h := &Harness{t: t, Instance: "thontest" + hex.EncodeToString(b)}
+	cfg := config.Default()
+	cfg.Server.DataDir = t.TempDir()
+	cfg.Sandbox.Image = testenv.SandboxImage(t)
+	cfg.Sandbox.StartupTimeout = config.Duration(60 * time.Second)
+	cfg.Sandbox.Limits = config.Limits{CPU: 0.5, Memory: 128 << 20, Pids: 64}
+	cfg.Sandbox.Concurrency = 4
+	cfg.Groups = groups
+	h.Config = cfg
+	t.Cleanup(func() { testenv.Cleanup(t, h.Instance) })
+	h.Start()
+	if len(groups) > 0 {
+		if _, err := h.Client.Import(context.Background(), cfg); err != nil {
+			t.Fatalf("import groups: %v", err)
+		}
+	}
+	return h
+}
+
+// Start (re)starts the daemon on the same data directory and engine.
+func (h *Harness) Start() {
+	h.t.Helper()
+	rt, err := docker.New(docker.Options{NamePrefix: h.Instance, Network: h.Instance})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	d, err := daemon.Start(context.Background(), daemon.Options{
+		Config: h.Config, Version: "test", Runtime: rt, Listener: ln,
+		Logger: slog.New(slog.NewTextHandler(testWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		// Long enough that tests decide when to reconcile.
+		ResyncInterval: time.Hour,
+	})
+	if err != nil {
+		h.t.Fatalf("start daemon: %v", err)
+	}
+	h.Runtime, h.Daemon = rt, d
+	h.Client = client.New(d.URL, d.Token)
+	h.t.Cleanup(func() { h.Stop() })
+}
+
+// Stop shuts the daemon down (sandboxes keep running). Safe to call twice.
+func (h *Harness) Stop() {
+	if h.Daemon == nil {
+		return
+	}
+	h.Daemon.Shutdown(context.Background())
+	h.Runtime.Close()
+	h.Daemon = nil
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
