@@ -1,0 +1,339 @@
+// Package client is the Go client of THON's REST API. The thon CLI and the
+// end-to-end tests use it, so the API is exercised the way users exercise it.
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/thon-dev/thon/internal/api"
+	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/orchestrator"
+	"github.com/thon-dev/thon/internal/sandbox"
+	"github.com/thon-dev/thon/internal/store"
+)
+
+// The API's types, named here for callers of this package.
+type (
+	Info         = api.Info
+	SandboxList  = api.SandboxList
+	BulkRequest  = api.BulkRequest
+	Status       = orchestrator.Status
+	Result       = orchestrator.Result
+	Summary      = orchestrator.Summary
+	Progress     = orchestrator.Progress
+	Group        = store.Group
+	User         = store.User
+	Event        = store.Event
+	ImportResult = store.ImportResult
+	Instance     = sandbox.Instance
+)
+
+// Error is an error answered by the API.
+type Error struct {
+	StatusCode int
+	Message    string           `json:"error"`
+	Hint       string           `json:"hint,omitempty"`
+	Problems   []config.Problem `json:"problems,omitempty"`
+	body       []byte
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Message)
+	if e.Hint != "" {
+		b.WriteString(": " + e.Hint)
+	}
+	for _, p := range e.Problems {
+		b.WriteString("\n  " + p.String())
+	}
+	return b.String()
+}
+
+// IsNotFound reports whether err is the API's 404.
+func IsNotFound(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.StatusCode == http.StatusNotFound
+}
+
+// Client talks to one THON daemon.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// New returns a client of the daemon at baseURL ("http://127.0.0.1:8100").
+func New(baseURL, token string) *Client {
+	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, http: &http.Client{}}
+}
+
+// URL is the daemon's base URL.
+func (c *Client) URL() string { return c.base }
+
+func (c *Client) request(ctx context.Context, method, path string, q url.Values, body any) (*http.Request, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	u := c.base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	return req, nil
+}
+
+func (c *Client) send(req *http.Request) (*http.Response, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("THON daemon at %s does not answer: %w", c.base, err)
+	}
+	if resp.StatusCode >= 400 {
+		defer resp.Body.Close()
+		e := &Error{StatusCode: resp.StatusCode}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		e.body = b
+		if json.Unmarshal(b, e) != nil || e.Message == "" {
+			e.Message = fmt.Sprintf("%s %s: %s", req.Method, req.URL.Path, resp.Status)
+		}
+		return nil, e
+	}
+	return resp, nil
+}
+
+// do sends a request and decodes the JSON answer into out (if not nil).
+// A 502 carrying a result (a failed sandbox action) decodes too.
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body, out any) error {
+	req, err := c.request(ctx, method, path, q, body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// Health checks that the daemon answers (no token needed).
+func (c *Client) Health(ctx context.Context) error {
+	return c.do(ctx, http.MethodGet, "/api/v1/health", nil, nil, nil)
+}
+
+// WaitHealthy polls Health until it answers or ctx ends.
+func (c *Client) WaitHealthy(ctx context.Context) error {
+	for {
+		err := c.Health(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Info describes the daemon, its engine and its sandbox settings.
+func (c *Client) Info(ctx context.Context) (InfoDetail, error) {
+	var out InfoDetail
+	return out, c.do(ctx, http.MethodGet, "/api/v1/info", nil, nil, &out)
+}
+
+// InfoDetail is the answer of GET /api/v1/info.
+type InfoDetail struct {
+	Info
+	Engine struct {
+		Name  string `json:"name"`
+		OK    bool   `json:"ok"`
+		Error string `json:"error,omitempty"`
+	} `json:"engine"`
+	Sandbox config.Sandbox `json:"sandbox"`
+}
+
+// Shutdown asks the daemon to stop; sandboxes keep running.
+func (c *Client) Shutdown(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/api/v1/shutdown", nil, nil, nil)
+}
+
+// Import applies a thon.yaml: sandbox settings, groups and users (upsert).
+func (c *Client) Import(ctx context.Context, cfg *config.Config) (ImportResult, error) {
+	var out ImportResult
+	return out, c.do(ctx, http.MethodPost, "/api/v1/import", nil, cfg, &out)
+}
+
+// Groups lists groups with their users.
+func (c *Client) Groups(ctx context.Context) ([]Group, error) {
+	var out []Group
+	return out, c.do(ctx, http.MethodGet, "/api/v1/groups", nil, nil, &out)
+}
+
+// CreateGroup adds an empty group.
+func (c *Client) CreateGroup(ctx context.Context, name string) (Group, error) {
+	var out Group
+	return out, c.do(ctx, http.MethodPost, "/api/v1/groups", nil, map[string]string{"name": name}, &out)
+}
+
+// DeleteGroup removes an empty group.
+func (c *Client) DeleteGroup(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/groups/"+url.PathEscape(name), nil, nil, nil)
+}
+
+// Users lists participants, optionally of some groups only.
+func (c *Client) Users(ctx context.Context, groups ...string) ([]User, error) {
+	var out []User
+	return out, c.do(ctx, http.MethodGet, "/api/v1/users", url.Values{"group": groups}, nil, &out)
+}
+
+// CreateUser adds a participant to a group.
+func (c *Client) CreateUser(ctx context.Context, name, group string) (User, error) {
+	var out User
+	return out, c.do(ctx, http.MethodPost, "/api/v1/users", nil, map[string]string{"name": name, "group": group}, &out)
+}
+
+// MoveUser puts a participant in another group; the sandbox and workspace follow.
+func (c *Client) MoveUser(ctx context.Context, name, group string) (Result, error) {
+	var out Result
+	return out, c.do(ctx, http.MethodPatch, "/api/v1/users/"+url.PathEscape(name), nil, map[string]string{"group": group}, &out)
+}
+
+// DeleteUser removes a participant and their sandbox; purge deletes the workspace too.
+func (c *Client) DeleteUser(ctx context.Context, name string, purge bool) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/users/"+url.PathEscape(name), url.Values{"purge": {strconv.FormatBool(purge)}}, nil, nil)
+}
+
+// Sandboxes lists the status of participants' sandboxes (filtered by group or user).
+func (c *Client) Sandboxes(ctx context.Context, groups, users []string) (SandboxList, error) {
+	var out SandboxList
+	return out, c.do(ctx, http.MethodGet, "/api/v1/sandboxes", url.Values{"group": groups, "user": users}, nil, &out)
+}
+
+// Sandbox returns one participant's sandbox status.
+func (c *Client) Sandbox(ctx context.Context, user string) (Status, error) {
+	var out Status
+	return out, c.do(ctx, http.MethodGet, "/api/v1/sandboxes/"+url.PathEscape(user), nil, nil, &out)
+}
+
+// Action runs start, stop, pause, resume or recreate on one sandbox. A
+// failed action returns its Result and an error.
+func (c *Client) Action(ctx context.Context, user, action string) (Result, error) {
+	var out Result
+	err := c.do(ctx, http.MethodPost, "/api/v1/sandboxes/"+url.PathEscape(user)+"/"+url.PathEscape(action), nil, nil, &out)
+	return out, resultErr(&out, err)
+}
+
+// RemoveSandbox deletes one sandbox; purge deletes its workspace too.
+func (c *Client) RemoveSandbox(ctx context.Context, user string, purge bool) (Result, error) {
+	var out Result
+	err := c.do(ctx, http.MethodDelete, "/api/v1/sandboxes/"+url.PathEscape(user), url.Values{"purge": {strconv.FormatBool(purge)}}, nil, &out)
+	return out, resultErr(&out, err)
+}
+
+// resultErr turns the API's 502 (the engine refused the action) back into
+// the Result it carries, with an error that says why.
+func resultErr(r *Result, err error) error {
+	var e *Error
+	if errors.As(err, &e) && e.StatusCode == http.StatusBadGateway && json.Unmarshal(e.body, r) == nil && r.Outcome != "" {
+		return errors.New(r.Error)
+	}
+	return err
+}
+
+// Logs streams a sandbox's output.
+func (c *Client) Logs(ctx context.Context, user string, tail int, follow bool) (io.ReadCloser, error) {
+	q := url.Values{"tail": {strconv.Itoa(tail)}, "follow": {strconv.FormatBool(follow)}}
+	req, err := c.request(ctx, http.MethodGet, "/api/v1/sandboxes/"+url.PathEscape(user)+"/logs", q, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// Bulk runs an action on many sandboxes, calling progress (if set) as each
+// advances. Engine-wide problems come back as an error before anything changed.
+func (c *Client) Bulk(ctx context.Context, r BulkRequest, progress func(Progress)) (Summary, error) {
+	req, err := c.request(ctx, http.MethodPost, "/api/v1/sandboxes/bulk", nil, r)
+	if err != nil {
+		return Summary{}, err
+	}
+	req.Header.Set("Accept", "application/x-ndjson")
+	resp, err := c.send(req)
+	if err != nil {
+		return Summary{}, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		var l api.BulkLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return Summary{}, fmt.Errorf("bulk %s: bad line from daemon: %w", r.Action, err)
+		}
+		switch {
+		case l.Progress != nil && progress != nil:
+			progress(*l.Progress)
+		case l.Summary != nil:
+			return *l.Summary, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return Summary{}, fmt.Errorf("bulk %s: %w", r.Action, err)
+	}
+	return Summary{}, fmt.Errorf("bulk %s: the daemon closed the stream without a summary (see its log)", r.Action)
+}
+
+// Orphans lists managed sandboxes whose user is not in the store.
+func (c *Client) Orphans(ctx context.Context) ([]Instance, error) {
+	var out []Instance
+	return out, c.do(ctx, http.MethodGet, "/api/v1/orphans", nil, nil, &out)
+}
+
+// RemoveOrphans deletes them; purge deletes their workspaces too.
+func (c *Client) RemoveOrphans(ctx context.Context, purge bool) ([]Result, error) {
+	var out []Result
+	return out, c.do(ctx, http.MethodDelete, "/api/v1/orphans", url.Values{"purge": {strconv.FormatBool(purge)}}, nil, &out)
+}
+
+// Events returns audit-log entries after an ID (0: the newest limit).
+func (c *Client) Events(ctx context.Context, after int64, limit int) ([]Event, error) {
+	var out []Event
+	q := url.Values{"after": {strconv.FormatInt(after, 10)}, "limit": {strconv.Itoa(limit)}}
+	return out, c.do(ctx, http.MethodGet, "/api/v1/events", q, nil, &out)
+}

@@ -1,0 +1,155 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/thon-dev/thon/client"
+	"github.com/thon-dev/thon/internal/orchestrator"
+)
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// printStatusTable writes the participants' table.
+func printStatusTable(w io.Writer, items []client.Status) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tGROUP\tSTATE\tWORKSPACE\tENDPOINT\tAGE")
+	now := time.Now()
+	for _, s := range items {
+		state := s.State
+		if s.Outdated {
+			state += " (outdated)"
+		}
+		endpoint := s.Endpoint
+		if endpoint == "" {
+			endpoint = "-"
+		}
+		age := "-"
+		if !s.Created.IsZero() {
+			age = humanAge(now.Sub(s.Created))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.User, s.Group, state, s.Workspace, endpoint, age)
+	}
+	tw.Flush()
+}
+
+func humanAge(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	default:
+		return fmt.Sprintf("%dd", int(d.Hours()/24))
+	}
+}
+
+// progress shows a bulk action advancing: a redrawn bar on a terminal,
+// one plain line per finished sandbox elsewhere (logs, CI, pipes).
+type progress struct {
+	mu     sync.Mutex
+	w      io.Writer
+	tty    bool
+	title  string
+	start  time.Time
+	active map[string]string // user → phase
+	failed int
+	drawn  bool
+}
+
+func newProgress(e *env, title string) *progress {
+	return &progress{w: e.stderr(), tty: e.io.IsTTY, title: title, start: time.Now(), active: map[string]string{}}
+}
+
+func (p *progress) update(ev client.Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ev.Phase != "done" {
+		p.active[ev.User] = ev.Phase
+		if p.tty {
+			p.draw(ev.Done, ev.Total)
+		}
+		return
+	}
+	delete(p.active, ev.User)
+	r := ev.Res
+	if r.Outcome == orchestrator.OutcomeFailed {
+		p.failed++
+	}
+	if !p.tty {
+		line := fmt.Sprintf("[%*d/%d] %-20s %-10s", len(fmt.Sprint(ev.Total)), ev.Done, ev.Total, r.User, r.Outcome)
+		if r.Error != "" {
+			line += " " + r.Error
+		} else {
+			line += fmt.Sprintf(" %s %.1fs", r.State, r.Seconds)
+		}
+		fmt.Fprintln(p.w, strings.TrimRight(line, " "))
+		return
+	}
+	if r.Outcome == orchestrator.OutcomeFailed {
+		p.clear()
+		fmt.Fprintf(p.w, "✗ %s: %s\n", r.User, r.Error)
+	}
+	p.draw(ev.Done, ev.Total)
+}
+
+func (p *progress) clear() {
+	if p.drawn {
+		fmt.Fprint(p.w, "\r\033[2K")
+	}
+}
+
+func (p *progress) draw(done, total int) {
+	const width = 30
+	filled := 0
+	if total > 0 {
+		filled = done * width / total
+	}
+	bar := strings.Repeat("█", filled) + strings.Repeat("░", width-filled)
+	phases := map[string][]string{}
+	for u, ph := range p.active {
+		phases[ph] = append(phases[ph], u)
+	}
+	var busy []string
+	for _, ph := range []string{"creating", "starting", "waiting"} {
+		if us := phases[ph]; len(us) > 0 {
+			sort.Strings(us)
+			s := ph + " " + us[0]
+			if len(us) > 1 {
+				s += fmt.Sprintf(" +%d", len(us)-1)
+			}
+			busy = append(busy, s)
+		}
+	}
+	status := fmt.Sprintf("%s [%s] %d/%d", p.title, bar, done, total)
+	if p.failed > 0 {
+		status += fmt.Sprintf(" · %d failed", p.failed)
+	}
+	status += fmt.Sprintf(" · %.0fs", time.Since(p.start).Seconds())
+	if len(busy) > 0 {
+		status += " · " + strings.Join(busy, ", ")
+	}
+	p.clear()
+	fmt.Fprint(p.w, status)
+	p.drawn = true
+}
+
+func (p *progress) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tty && p.drawn {
+		fmt.Fprintln(p.w)
+	}
+}
