@@ -1,0 +1,152 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+func open(t *testing.T) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "thon.db")
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
+func TestGroupsAndUsers(t *testing.T) {
+	ctx := context.Background()
+	s, _ := open(t)
+	if err := s.CreateGroup(ctx, "alpha"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateGroup(ctx, "alpha"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("duplicate group: %v", err)
+	}
+	if err := s.CreateUser(ctx, "alice", "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("user in a missing group: %v", err)
+	}
+	if err := s.CreateUser(ctx, "alice", "alpha"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateUser(ctx, "alice", "alpha"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("duplicate user: %v", err)
+	}
+	if err := s.DeleteGroup(ctx, "alpha"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("deleting a group with users: %v", err)
+	}
+	s.CreateGroup(ctx, "beta")
+	if err := s.MoveUser(ctx, "alice", "beta"); err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.User(ctx, "alice")
+	if err != nil || u.Group != "beta" {
+		t.Fatalf("after move: %+v %v", u, err)
+	}
+	g, err := s.Group(ctx, "beta")
+	if err != nil || !reflect.DeepEqual(g.Users, []string{"alice"}) {
+		t.Fatalf("group beta: %+v %v", g, err)
+	}
+	if err := s.DeleteGroup(ctx, "alpha"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteUser(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.User(ctx, "alice"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted user: %v", err)
+	}
+}
+
+func TestImportUpsertsAndNeverDeletes(t *testing.T) {
+	ctx := context.Background()
+	s, path := open(t)
+	res, err := s.Import(ctx, []string{"alpha", "beta"}, []ImportUser{{"alice", "alpha"}, {"bob", "alpha"}, {"carol", "beta"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.GroupsAdded) != 2 || len(res.UsersAdded) != 3 {
+		t.Fatalf("first import: %+v", res)
+	}
+	// bob moves, carol is no longer listed, dave is new.
+	res, err = s.Import(ctx, []string{"alpha", "beta"}, []ImportUser{{"alice", "alpha"}, {"bob", "beta"}, {"dave", "beta"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ImportResult{GroupsAdded: []string{}, UsersAdded: []string{"dave"}, UsersMoved: map[string]string{"bob": "beta"}, Unchanged: 1, NotListed: []string{"carol"}}
+	if !reflect.DeepEqual(res, want) {
+		t.Fatalf("second import:\n got %+v\nwant %+v", res, want)
+	}
+	// The state survives closing and reopening the file (migrations run once).
+	s.Close()
+	s2, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	users, _ := s2.Users(ctx, "beta")
+	var names []string
+	for _, u := range users {
+		names = append(names, u.Name)
+	}
+	if !reflect.DeepEqual(names, []string{"bob", "carol", "dave"}) {
+		t.Fatalf("beta after reopen: %v", names)
+	}
+}
+
+func TestSandboxRecordsFollowUsers(t *testing.T) {
+	ctx := context.Background()
+	s, _ := open(t)
+	s.Import(ctx, []string{"alpha"}, []ImportUser{{"alice", "alpha"}})
+	if err := s.PutSandbox(ctx, Sandbox{User: "alice", InstanceID: "c1", State: "running", Endpoint: "10.0.0.2:8080"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutSandbox(ctx, Sandbox{User: "alice", InstanceID: "c1", State: "stopped"}); err != nil {
+		t.Fatal(err)
+	}
+	boxes, _ := s.Sandboxes(ctx)
+	if b := boxes["alice"]; b.State != "stopped" || b.Endpoint != "" || b.UpdatedAt.IsZero() {
+		t.Fatalf("record: %+v", b)
+	}
+	if err := s.PutSandbox(ctx, Sandbox{User: "ghost", State: "running"}); err == nil {
+		t.Fatal("a sandbox record for an unknown user was accepted")
+	}
+	s.DeleteUser(ctx, "alice")
+	if boxes, _ := s.Sandboxes(ctx); len(boxes) != 0 {
+		t.Fatalf("records outlived their user: %+v", boxes)
+	}
+}
+
+func TestEventsAndTokens(t *testing.T) {
+	ctx := context.Background()
+	s, _ := open(t)
+	for i, a := range []string{"one", "two", "three"} {
+		e, err := s.AddEvent(ctx, "admin", a, "alice", "")
+		if err != nil || e.ID != int64(i+1) {
+			t.Fatalf("event %s: %+v %v", a, e, err)
+		}
+	}
+	evs, _ := s.Events(ctx, 0, 2)
+	if len(evs) != 2 || evs[0].Action != "two" || evs[1].Action != "three" {
+		t.Fatalf("newest two, oldest first: %+v", evs)
+	}
+	evs, _ = s.Events(ctx, 1, 10)
+	if len(evs) != 2 || evs[0].ID != 2 {
+		t.Fatalf("after 1: %+v", evs)
+	}
+	if err := s.PutToken(ctx, "admin", "h1", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	s.PutToken(ctx, "admin", "h2", "admin") // rotation replaces the hash
+	if _, _, err := s.TokenByHash(ctx, "h1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("old hash still valid: %v", err)
+	}
+	if name, role, err := s.TokenByHash(ctx, "h2"); err != nil || name != "admin" || role != "admin" {
+		t.Fatalf("new hash: %s %s %v", name, role, err)
+	}
+}
