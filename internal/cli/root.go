@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,6 +47,8 @@ type env struct {
 	configPath string
 	server     string
 	token      string
+	dataDir    string // --data-dir: overrides server.data_dir
+	listen     string // --listen: overrides server.listen
 }
 
 // ExitError carries an exit status without a message of its own (the
@@ -67,6 +70,10 @@ func Execute(ctx context.Context, version string, args []string, stdio *IO) int 
 		return ee.Code
 	}
 	fmt.Fprintln(stdio.Err, "thon: "+err.Error())
+	var ce *client.Error
+	if errors.As(err, &ce) && ce.StatusCode == http.StatusUnauthorized {
+		fmt.Fprintln(stdio.Err, "hint: the daemon refused the token. With --server, check --token or THON_TOKEN; locally, another THON daemon (with another data directory) may be listening at server.listen.")
+	}
 	return 1
 }
 
@@ -94,6 +101,8 @@ Configuration comes from thon.yaml, then THON_* environment variables, then flag
 	root.SetErr(stdio.Err)
 	pf := root.PersistentFlags()
 	pf.StringVarP(&e.configPath, "config", "c", "", "path to thon.yaml (default ./thon.yaml, then ~/.thon/thon.yaml)")
+	pf.StringVar(&e.dataDir, "data-dir", "", "override server.data_dir (env THON_SERVER_DATA_DIR)")
+	pf.StringVar(&e.listen, "listen", "", "override server.listen, the REST API address (env THON_SERVER_LISTEN)")
 	pf.StringVar(&e.server, "server", "", "URL of a remote THON daemon (env THON_URL); default: server.listen of thon.yaml")
 	pf.StringVar(&e.token, "token", "", "API token for --server (env THON_TOKEN); default: the admin token in the data directory")
 	root.AddCommand(
@@ -107,21 +116,41 @@ Configuration comes from thon.yaml, then THON_* environment variables, then flag
 func (e *env) stdout() io.Writer { return e.io.Out }
 func (e *env) stderr() io.Writer { return e.io.Err }
 
-// loadConfig reads and validates thon.yaml; with required false a missing
-// file yields the defaults (plus environment overrides).
+// loadConfig reads and validates thon.yaml (then THON_* variables, then
+// flags); with required false a missing file yields the defaults.
 func (e *env) loadConfig(required bool) (*config.Config, error) {
 	cfg, err := config.Load(e.configPath)
-	if err == nil {
-		return cfg, nil
-	}
 	if !required && e.configPath == "" && errors.Is(err, config.ErrNotFound) {
 		cfg = config.Default()
-		if err := cfg.ApplyEnv(e.io.Getenv); err != nil {
-			return nil, err
+		if err = cfg.ApplyEnv(e.io.Getenv); err == nil {
+			err = cfg.Validate()
 		}
-		return cfg, cfg.Validate()
 	}
-	return nil, err
+	if err != nil {
+		return nil, err
+	}
+	if e.dataDir == "" && e.listen == "" {
+		return cfg, nil
+	}
+	if e.dataDir != "" {
+		cfg.Server.DataDir = e.dataDir
+	}
+	if e.listen != "" {
+		cfg.Server.Listen = e.listen
+	}
+	return cfg, cfg.Validate()
+}
+
+// overrideArgs passes the flags that override thon.yaml on to a child thon.
+func (e *env) overrideArgs() []string {
+	var args []string
+	if e.dataDir != "" {
+		args = append(args, "--data-dir", e.dataDir)
+	}
+	if e.listen != "" {
+		args = append(args, "--listen", e.listen)
+	}
+	return args
 }
 
 // client returns a client of the daemon: --server/THON_URL when given,

@@ -23,6 +23,7 @@ import (
 func newRunCmd(e *env) *cobra.Command {
 	var groups []string
 	var output string
+	var recreate bool
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Bring the event up: start the daemon if needed and launch every sandbox",
@@ -35,9 +36,14 @@ moved, none deleted); then creates, starts or resumes each sandbox, at most
 sandbox.concurrency at a time, and waits for each IDE to answer its health
 path. Sandboxes already running are left alone, so a second run changes
 nothing. One failing sandbox does not stop the others; the summary lists
-every failure with its reason, and the exit status is 1.`,
+every failure with its reason, and the exit status is 1.
+
+Sandboxes created from older settings (another image, limits or group) are
+marked outdated and left alone; --recreate recreates them first, keeping
+their workspaces.`,
 		Example: `  thon run                       # everyone
   thon run --group alpha         # only group alpha (repeatable)
+  thon run --recreate            # apply changed sandbox settings
   thon run -o json               # a summary for scripts`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -62,6 +68,11 @@ every failure with its reason, and the exit status is 1.`,
 			if output != "json" {
 				printImport(e, imp)
 			}
+			if recreate {
+				if err := recreateOutdated(ctx, e, c, groups); err != nil {
+					return err
+				}
+			}
 			bar := newProgress(e, "Starting sandboxes")
 			sum, err := c.Bulk(ctx, client.BulkRequest{Action: string(orchestrator.ActionStart), Groups: groups}, bar.update)
 			bar.finish()
@@ -76,12 +87,48 @@ every failure with its reason, and the exit status is 1.`,
 				return err
 			}
 			printStatusTable(e.stdout(), list.Items)
+			if n := len(outdated(list.Items)); n > 0 {
+				fmt.Fprintf(e.stderr(), "%d sandboxes run older settings (marked outdated): `thon run --recreate` applies the current ones; workspaces are kept.\n", n)
+			}
 			return printSummary(e, sum)
 		},
 	}
 	cmd.Flags().StringArrayVarP(&groups, "group", "g", nil, "only this group (repeatable)")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().BoolVar(&recreate, "recreate", false, "recreate outdated sandboxes (created from older settings); workspaces are kept")
 	return cmd
+}
+
+func outdated(items []client.Status) []string {
+	var users []string
+	for _, s := range items {
+		if s.Outdated {
+			users = append(users, s.User)
+		}
+	}
+	return users
+}
+
+// recreateOutdated recreates the sandboxes that run older settings.
+func recreateOutdated(ctx context.Context, e *env, c *client.Client, groups []string) error {
+	list, err := c.Sandboxes(ctx, groups, nil)
+	if err != nil {
+		return err
+	}
+	users := outdated(list.Items)
+	if len(users) == 0 {
+		return nil
+	}
+	bar := newProgress(e, "Recreating outdated sandboxes")
+	sum, err := c.Bulk(ctx, client.BulkRequest{Action: string(orchestrator.ActionRecreate), Users: users}, bar.update)
+	bar.finish()
+	if err != nil {
+		return err
+	}
+	if sum.Failed > 0 {
+		return printSummary(e, sum)
+	}
+	return nil
 }
 
 func hasGroup(cfg *config.Config, name string) bool {
@@ -180,7 +227,7 @@ func (e *env) ensureDaemon(ctx context.Context, cfg *config.Config) (*client.Cli
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"serve"}
+	args := append([]string{"serve"}, e.overrideArgs()...)
 	if cfg.Path != "" {
 		args = append(args, "--config", cfg.Path)
 	}

@@ -253,3 +253,36 @@ func TestActionsAuditAndLogs(t *testing.T) {
 		t.Fatalf("alice's sandbox after delete: %v", err)
 	}
 }
+
+func TestFailureIsKeptUntilTheSandboxRuns(t *testing.T) {
+	h := thontest.New(t, alphaBeta...)
+	ctx := context.Background()
+	h.Config.Sandbox.Env = map[string]string{"FAIL_USERS": "bob"}
+	if _, err := h.Client.Import(ctx, h.Config); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := h.Client.Bulk(ctx, client.BulkRequest{Action: "start", Groups: []string{"alpha"}}, nil)
+	if err != nil || sum.Failed != 1 || sum.Counts["created"] != 1 {
+		t.Fatalf("start: %+v %v", sum, err)
+	}
+	// The crash-looping sandbox was stopped, and a resync keeps the failure.
+	if inst, err := h.Runtime.Inspect(ctx, "bob"); err != nil || inst.State != sandbox.StateStopped {
+		t.Fatalf("bob's sandbox should be stopped, not crash-looping: %+v %v", inst, err)
+	}
+	if _, err := h.Daemon.Orch.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := h.Client.Sandbox(ctx, "bob")
+	if s.State != "failed" || !strings.Contains(s.Error, "exited with code 3") {
+		t.Fatalf("bob after resync: %+v", s)
+	}
+	// With the settings fixed, a recreate brings it up and clears the failure.
+	h.Config.Sandbox.Env = nil
+	h.Client.Import(ctx, h.Config)
+	if r, err := h.Client.Action(ctx, "bob", "recreate"); err != nil || r.State != "running" {
+		t.Fatalf("recreate bob: %+v %v", r, err)
+	}
+	if s, _ := h.Client.Sandbox(ctx, "bob"); s.State != "running" || s.Error != "" {
+		t.Fatalf("bob after recreate: %+v", s)
+	}
+}

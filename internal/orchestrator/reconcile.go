@@ -58,6 +58,9 @@ func (o *Orchestrator) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		}
 		b, had := boxes[inst.User]
 		switch {
+		case had && b.State == string(sandbox.StateFailed) && inst.State != sandbox.StateRunning:
+			// Keep the failure and its reason until the sandbox runs again.
+			continue
 		case !had || b.InstanceID != inst.ID:
 			rep.Adopted = append(rep.Adopted, inst.User)
 		case b.State != string(inst.State) || b.Endpoint != endpointIfRunning(inst):

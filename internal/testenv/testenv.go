@@ -113,12 +113,21 @@ func SandboxImage(t testing.TB) string {
 	sandboxImage.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		sandboxImage.ref, sandboxImage.err = ensureSandboxImage(ctx, cli)
+		sandboxImage.ref, sandboxImage.err = BuildSandboxImage(ctx, cli)
 	})
 	if sandboxImage.err != nil {
 		t.Fatalf("build the test sandbox image: %v", sandboxImage.err)
 	}
 	return sandboxImage.ref
+}
+
+// BuildSandboxImage is SandboxImage for programs that have no testing.TB
+// (the benchmarks under bench/): it builds the test sandbox image on cli's
+// engine unless the engine has that tag already, and returns its reference.
+// The working directory must be inside the module (it finds test/sandboxd
+// from there).
+func BuildSandboxImage(ctx context.Context, cli *client.Client) (string, error) {
+	return ensureSandboxImage(ctx, cli)
 }
 
 func ensureSandboxImage(ctx context.Context, cli *client.Client) (string, error) {

@@ -411,3 +411,48 @@ groups:
 		t.Fatalf("run without Docker: %s", r)
 	}
 }
+
+func TestChangedSettingsAreAppliedOnlyWhenAsked(t *testing.T) {
+	ev := newEvent(t)
+	image := testenv.SandboxImage(t)
+	ev.writeConfig(image, "", "  alpha: [alice]\n")
+	ev.ok("run")
+	st := ev.status()
+	put(t, "http://"+st["alice"].Endpoint+"/files/keep.txt", "kept")
+	id := ev.containerID("alice")
+
+	// New sandbox settings: the running sandbox is marked, not touched.
+	cfg, _ := os.ReadFile(filepath.Join(ev.dir, "thon.yaml"))
+	os.WriteFile(filepath.Join(ev.dir, "thon.yaml"), bytes.Replace(cfg, []byte("memory: 128Mi"), []byte("memory: 256Mi"), 1), 0o644)
+	r := ev.ok("run")
+	if !strings.Contains(r.stderr, "--recreate") || ev.containerID("alice") != id {
+		t.Fatalf("run with changed settings should only hint: %s", r)
+	}
+	if s := ev.status()["alice"]; !s.Outdated {
+		t.Fatalf("alice should be outdated: %+v", s)
+	}
+	r = ev.ok("run", "--recreate")
+	if ev.containerID("alice") == id {
+		t.Fatalf("run --recreate kept the old sandbox: %s", r)
+	}
+	st = ev.status()
+	if st["alice"].Outdated || st["alice"].State != "running" {
+		t.Fatalf("alice after --recreate: %+v", st["alice"])
+	}
+	if _, body := get(t, "http://"+st["alice"].Endpoint+"/files/keep.txt"); body != "kept" {
+		t.Fatalf("workspace after --recreate: %q", body)
+	}
+	inspect, err := ev.docker.ContainerInspect(context.Background(), ev.containerID("alice"), client.ContainerInspectOptions{})
+	if err != nil || inspect.Container.HostConfig.Memory != 256<<20 {
+		t.Fatalf("memory limit after --recreate: %v", err)
+	}
+
+	// Flags override thon.yaml: a daemon on another port answers there.
+	ev.ok("down")
+	port := fmt.Sprint(freePort(t))
+	ev.ok("run", "--listen", "127.0.0.1:"+port)
+	if r := ev.ok("status", "--listen", "127.0.0.1:"+port); !strings.Contains(r.stdout, "alice") {
+		t.Fatalf("status through --listen: %s", r)
+	}
+	ev.ok("down", "--listen", "127.0.0.1:"+port)
+}
