@@ -462,6 +462,7 @@ func newGroupCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "group", Short: "Create, list and delete groups"}
 	cmd.AddCommand(&cobra.Command{
 		Use: "ls", Short: "List groups and their participants", Args: cobra.NoArgs,
+		Example: `  thon group ls`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := e.daemonClient(cmd.Context())
 			if err != nil {

@@ -6,7 +6,7 @@ const starter = `# thon.yaml: the configuration of a THON event.
 # Every setting is optional; the values below are the defaults.
 # Environment variables override this file: THON_<SECTION>_<KEY>, e.g.
 #   THON_SANDBOX_IMAGE=thon/sandbox:dev  THON_SANDBOX_LIMITS_MEMORY=4Gi
-# Check it with: thon config check
+# Check it with: thon config validate
 
 server:
   # Where THON keeps its state: database, admin token, certificates, logs.
@@ -26,7 +26,7 @@ sandbox:
   # Where workspaces live: volume (a named volume per user), bind (a host
   # directory, see workspace_dir) or ephemeral (lost when the sandbox goes).
   workspace: volume
-  # Host directory holding {group}/{user} workspaces; bind mode only.
+  # Host directory holding one directory per user (bind mode only); it must exist.
   workspace_dir: ""
   # Resource limits of each sandbox.
   limits:
