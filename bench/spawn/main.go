@@ -67,6 +67,7 @@ type options struct {
 	image                  string
 	poll                   time.Duration
 	timeout                time.Duration
+	verbose                bool
 }
 
 func main() {
@@ -77,6 +78,7 @@ func main() {
 	flag.StringVar(&o.image, "image", "", "sandbox image (default: build the test IDE image from test/sandboxd, as the tests do)")
 	flag.DurationVar(&o.poll, "poll", 100*time.Millisecond, "baseline: interval between health checks of one container")
 	flag.DurationVar(&o.timeout, "timeout", 2*time.Minute, "longest wait for one sandbox to answer its health check")
+	flag.BoolVar(&o.verbose, "v", false, "also show where the time goes: the baseline's mean time per step, and thon run's output")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: go run ./bench/spawn [flags]\n\n"+
 			"Starts N sandboxes with `thon run` and the same N containers directly on the\n"+
@@ -269,6 +271,7 @@ func runBaseline(ctx context.Context, cli *client.Client, o options, image, pfx 
 	}
 	routable := routable(ni.Network.IPAM.Config)
 
+	st := &steps{sum: map[string]time.Duration{}}
 	sem := make(chan struct{}, o.concurrency)
 	var (
 		wg   sync.WaitGroup
@@ -284,7 +287,7 @@ func runBaseline(ctx context.Context, cli *client.Client, o options, image, pfx 
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := startOne(ctx, cli, hc, o, image, pfx, u, groupOf(i, len(users)), routable); err != nil {
+			if err := startOne(ctx, cli, hc, o, image, pfx, u, groupOf(i, len(users)), routable, st); err != nil {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("%s: %w", u, err))
 				mu.Unlock()
@@ -293,6 +296,9 @@ func runBaseline(ctx context.Context, cli *client.Client, o options, image, pfx 
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	if o.verbose {
+		fmt.Fprintf(os.Stderr, "  baseline mean per container: %s\n", st.String(len(users)))
+	}
 	if err := cmp.Or(ctx.Err(), errors.Join(errs...)); err != nil {
 		return elapsed, fmt.Errorf("baseline: %w", err)
 	}
@@ -302,11 +308,13 @@ func runBaseline(ctx context.Context, cli *client.Client, o options, image, pfx 
 // startOne makes one sandbox the way internal/sandbox/docker does (same
 // name scheme, env, limits, security options, workspace volume and network)
 // and waits for its IDE.
-func startOne(ctx context.Context, cli *client.Client, hc *http.Client, o options, image, pfx, user, group string, routable bool) error {
+func startOne(ctx context.Context, cli *client.Client, hc *http.Client, o options, image, pfx, user, group string, routable bool, st *steps) error {
+	mark := st.start()
 	vol := pfx + "-ws-" + user
 	if _, err := cli.VolumeCreate(ctx, client.VolumeCreateOptions{Name: vol, Driver: "local", Labels: map[string]string{"io.thon.bench": "spawn"}}); err != nil {
 		return fmt.Errorf("create volume: %w", err)
 	}
+	mark("volume")
 	ws := "/workspace/" + group + "/" + user
 	env := map[string]string{"THON_USER": user, "THON_GROUP": group, "THON_WORKSPACE": ws, "PORT": strconv.Itoa(port)}
 	var envList []string
@@ -349,9 +357,11 @@ func startOne(ctx context.Context, cli *client.Client, hc *http.Client, o option
 	if err != nil {
 		return fmt.Errorf("create container: %w", err)
 	}
+	mark("create")
 	if _, err := cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
 		return fmt.Errorf("start container: %w", err)
 	}
+	mark("start")
 	ins, err := cli.ContainerInspect(ctx, res.ID, client.ContainerInspectOptions{})
 	if err != nil {
 		return fmt.Errorf("inspect container: %w", err)
@@ -360,10 +370,12 @@ func startOne(ctx context.Context, cli *client.Client, hc *http.Client, o option
 	if err != nil {
 		return err
 	}
+	mark("inspect")
 	url := "http://" + addr + healthPath
 	deadline := time.Now().Add(o.timeout)
 	for {
 		if healthy(ctx, hc, url) {
+			mark("health")
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -375,6 +387,39 @@ func startOne(ctx context.Context, cli *client.Client, hc *http.Client, o option
 		case <-time.After(o.poll):
 		}
 	}
+}
+
+// steps sums the time each step of startOne takes, over all containers.
+type steps struct {
+	mu    sync.Mutex
+	sum   map[string]time.Duration
+	order []string
+}
+
+// start returns a function that records the time since its previous call
+// (or since start) under a step's name.
+func (s *steps) start() func(string) {
+	last := time.Now()
+	return func(name string) {
+		now := time.Now()
+		s.mu.Lock()
+		if _, ok := s.sum[name]; !ok {
+			s.order = append(s.order, name)
+		}
+		s.sum[name] += now.Sub(last)
+		s.mu.Unlock()
+		last = now
+	}
+}
+
+func (s *steps) String(n int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var parts []string
+	for _, k := range s.order {
+		parts = append(parts, fmt.Sprintf("%s %s ms", k, benchkit.Ms(s.sum[k]/time.Duration(n))))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func healthy(ctx context.Context, hc *http.Client, url string) bool {
@@ -534,6 +579,9 @@ groups:
 	}
 	if res.Code != 0 {
 		return fmt.Errorf("thon run failed (daemon log %s): %s", d.Log, res)
+	}
+	if o.verbose {
+		fmt.Fprintf(os.Stderr, "  thon run stderr:\n%s", res.Stderr)
 	}
 	if want := fmt.Sprintf("%d created", len(users)); !strings.Contains(res.Stderr, want) {
 		return fmt.Errorf("thon run did not report %q: %s", want, res)

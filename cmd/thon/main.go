@@ -4,6 +4,8 @@ package main
 import (
 	"context"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/thon-dev/thon/internal/cli"
 )
@@ -12,5 +14,10 @@ import (
 var version = "dev"
 
 func main() {
-	os.Exit(cli.Execute(context.Background(), version, os.Args[1:], cli.SystemIO()))
+	// Ctrl-C cancels the command's context: clients stop waiting (the daemon
+	// carries on with what it started) and `thon serve` shuts down cleanly.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Execute(ctx, version, os.Args[1:], cli.SystemIO())
+	stop()
+	os.Exit(code)
 }

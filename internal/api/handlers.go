@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -147,7 +148,7 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, badRequest{err})
 		return
 	}
-	res, err := s.orch.MoveUser(r.Context(), actor(r), n, req.Group)
+	res, err := s.orch.MoveUser(detached(r), actor(r), n, req.Group)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -166,7 +167,7 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.orch.DeleteUser(r.Context(), actor(r), n, purge); err != nil {
+	if err := s.orch.DeleteUser(detached(r), actor(r), n, purge); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -252,7 +253,7 @@ func (s *Server) deleteSandbox(w http.ResponseWriter, r *http.Request) {
 
 // runOne runs one action and answers with its result.
 func (s *Server) runOne(w http.ResponseWriter, r *http.Request, a orchestrator.Action, user string, purge bool) {
-	res, err := s.orch.Do(r.Context(), actor(r), a, user, purge)
+	res, err := s.orch.Do(detached(r), actor(r), a, user, purge)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -309,7 +310,7 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request) {
 	}
 	opts := orchestrator.BulkOptions{Purge: req.Purge}
 	if !strings.Contains(r.Header.Get("Accept"), "application/x-ndjson") {
-		writeJSON(w, http.StatusOK, plan.Run(r.Context(), actor(r), opts))
+		writeJSON(w, http.StatusOK, plan.Run(detached(r), actor(r), opts))
 		return
 	}
 	// Streamed: progress lines as they happen, so a terminal can draw bars.
@@ -322,7 +323,7 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request) {
 		rc.Flush()
 	}
 	opts.Progress = func(p orchestrator.Progress) { send(BulkLine{Progress: &p}) }
-	sum := plan.Run(r.Context(), actor(r), opts)
+	sum := plan.Run(detached(r), actor(r), opts)
 	send(BulkLine{Summary: &sum})
 }
 
@@ -382,7 +383,7 @@ func (s *Server) deleteOrphans(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	res, err := s.orch.RemoveOrphans(r.Context(), actor(r), purge)
+	res, err := s.orch.RemoveOrphans(detached(r), actor(r), purge)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -429,3 +430,8 @@ func nonNil[T any](s []T) []T {
 	}
 	return s
 }
+
+// detached is the context of a request that changes sandboxes: the work goes
+// on when the client goes away (an organizer's Ctrl-C, a dropped connection),
+// so no sandbox is left half-made; progress is simply no longer reported.
+func detached(r *http.Request) context.Context { return context.WithoutCancel(r.Context()) }

@@ -69,6 +69,10 @@ func Execute(ctx context.Context, version string, args []string, stdio *IO) int 
 	if errors.As(err, &ee) {
 		return ee.Code
 	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(stdio.Err, "\nthon: interrupted. The daemon finishes what it started; see `thon status`.")
+		return 130
+	}
 	fmt.Fprintln(stdio.Err, "thon: "+err.Error())
 	var ce *client.Error
 	if errors.As(err, &ce) && ce.StatusCode == http.StatusUnauthorized {
