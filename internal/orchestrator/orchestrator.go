@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"sync"
 	"time"
@@ -73,6 +74,7 @@ type Orchestrator struct {
 	settings config.Sandbox
 	locks    map[string]*userLock // per-user operation lock
 	busy     map[string]string    // user → transient state ("starting") while an operation runs
+	ops      map[string]uint64    // user → count of operations begun or ended, for Reconcile
 	orphans  []sandbox.Instance
 }
 
@@ -98,6 +100,7 @@ func New(o Options) *Orchestrator {
 		health:   &http.Client{Timeout: 3 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		locks:    map[string]*userLock{},
 		busy:     map[string]string{},
+		ops:      map[string]uint64{},
 	}
 }
 
@@ -130,6 +133,7 @@ func (o *Orchestrator) ApplySettings(ctx context.Context, actor string, s config
 	return nil
 }
 
+// lock serialises operations on one user's sandbox.
 func (o *Orchestrator) lock(user string) func() {
 	o.mu.Lock()
 	l := o.locks[user]
@@ -140,14 +144,33 @@ func (o *Orchestrator) lock(user string) func() {
 	l.refs++
 	o.mu.Unlock()
 	l.mu.Lock()
+	o.mu.Lock()
+	o.ops[user]++
+	o.mu.Unlock()
 	return func() {
-		l.mu.Unlock()
 		o.mu.Lock()
+		o.ops[user]++
 		if l.refs--; l.refs == 0 {
 			delete(o.locks, user)
 		}
 		o.mu.Unlock()
+		l.mu.Unlock()
 	}
+}
+
+// opsSnapshot is the operation counters at one moment.
+func (o *Orchestrator) opsSnapshot() map[string]uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return maps.Clone(o.ops)
+}
+
+// quiet reports whether no operation on user ran or runs since snap was taken:
+// only then may Reconcile write what it read from the engine.
+func (o *Orchestrator) quiet(user string, snap map[string]uint64) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.locks[user] == nil && o.ops[user] == snap[user]
 }
 
 func (o *Orchestrator) setBusy(user, state string) {

@@ -20,8 +20,10 @@ type ReconcileReport struct {
 // Reconcile folds the engine's view into the store: sandboxes that survived a
 // daemon restart are adopted (never recreated), vanished ones are marked
 // missing, and sandboxes of unknown users are reported as orphans.
-// Users with an operation in flight are left alone.
+// Users with an operation in flight, or one that ended while the engine was
+// being read, are left alone: what the operation recorded is newer.
 func (o *Orchestrator) Reconcile(ctx context.Context) (ReconcileReport, error) {
+	snap := o.opsSnapshot() // taken before reading the engine: later operations win
 	rep := ReconcileReport{Adopted: []string{}, Missing: []string{}, Changed: []string{}, Orphans: []sandbox.Instance{}}
 	insts, err := o.rt.List(ctx)
 	if err != nil {
@@ -39,12 +41,6 @@ func (o *Orchestrator) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	for _, u := range users {
 		known[u.Name] = u
 	}
-	o.mu.Lock()
-	busy := make(map[string]bool, len(o.busy))
-	for u := range o.busy {
-		busy[u] = true
-	}
-	o.mu.Unlock()
 
 	seen := map[string]bool{}
 	for _, inst := range insts {
@@ -53,21 +49,20 @@ func (o *Orchestrator) Reconcile(ctx context.Context) (ReconcileReport, error) {
 			continue
 		}
 		seen[inst.User] = true
-		if busy[inst.User] {
-			continue
-		}
 		b, had := boxes[inst.User]
+		var list *[]string
 		switch {
 		case had && b.State == string(sandbox.StateFailed) && inst.State != sandbox.StateRunning:
 			// Keep the failure and its reason until the sandbox runs again.
-			continue
 		case !had || b.InstanceID != inst.ID:
-			rep.Adopted = append(rep.Adopted, inst.User)
+			list = &rep.Adopted
 		case b.State != string(inst.State) || b.Endpoint != endpointIfRunning(inst):
-			rep.Changed = append(rep.Changed, inst.User)
-		default:
+			list = &rep.Changed
+		}
+		if list == nil || !o.quiet(inst.User, snap) {
 			continue
 		}
+		*list = append(*list, inst.User)
 		ws := b.Workspace
 		if ws == "" {
 			ws = o.Settings().Workspace
@@ -75,7 +70,7 @@ func (o *Orchestrator) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		o.record(ctx, inst, ws, "")
 	}
 	for user, b := range boxes {
-		if seen[user] || busy[user] || b.State == string(sandbox.StateMissing) || b.State == string(sandbox.StateFailed) && b.InstanceID == "" {
+		if seen[user] || !o.quiet(user, snap) || b.State == string(sandbox.StateMissing) || b.State == string(sandbox.StateFailed) && b.InstanceID == "" {
 			continue
 		}
 		rep.Missing = append(rep.Missing, user)
