@@ -94,6 +94,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o); err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("interrupted (%w); everything it created was removed", err)
+		}
 		fmt.Fprintln(os.Stderr, "spawn:", err)
 		os.Exit(1)
 	}

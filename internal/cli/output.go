@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,7 +23,9 @@ func writeJSON(w io.Writer, v any) error {
 
 // printStatusTable writes the participants' table.
 func printStatusTable(w io.Writer, items []client.Status) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	bw := bufio.NewWriter(w) // tabwriter writes cell by cell: one syscall each otherwise
+	defer bw.Flush()
+	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "USER\tGROUP\tSTATE\tWORKSPACE\tENDPOINT\tAGE")
 	now := time.Now()
 	for _, s := range items {
