@@ -113,7 +113,7 @@ func (r round) ratio() float64 { return r.thon.Seconds() / r.baseline.Seconds() 
 func (r round) peakKiB() int64 { return max(r.sampledKiB, r.hwmKiB) }
 
 func run(ctx context.Context, o options) (err error) {
-	root, err := benchkit.ModuleRoot()
+	root, err := testenv.FindModuleRoot()
 	if err != nil {
 		return err
 	}

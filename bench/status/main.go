@@ -34,6 +34,7 @@ import (
 	"github.com/thon-dev/thon/client"
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/daemon"
+	"github.com/thon-dev/thon/internal/testenv"
 )
 
 // goal is the p95 latency `thon status` must stay under.
@@ -73,7 +74,7 @@ func main() {
 }
 
 func run(ctx context.Context, o options) error {
-	root, err := benchkit.ModuleRoot()
+	root, err := testenv.FindModuleRoot()
 	if err != nil {
 		return err
 	}

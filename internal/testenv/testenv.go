@@ -60,14 +60,15 @@ func Docker(t testing.TB) *client.Client {
 // working directory.
 func ModuleRoot(t testing.TB) string {
 	t.Helper()
-	root, err := moduleRoot()
+	root, err := FindModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return root
 }
 
-func moduleRoot() (string, error) {
+// FindModuleRoot is ModuleRoot for programs that are not tests (benchmarks).
+func FindModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
@@ -78,7 +79,7 @@ func moduleRoot() (string, error) {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
+			return "", errors.New("go.mod not found above the working directory: run from inside the THON module")
 		}
 		dir = parent
 	}
@@ -131,7 +132,7 @@ func BuildSandboxImage(ctx context.Context, cli *client.Client) (string, error) 
 }
 
 func ensureSandboxImage(ctx context.Context, cli *client.Client) (string, error) {
-	root, err := moduleRoot()
+	root, err := FindModuleRoot()
 	if err != nil {
 		return "", err
 	}

@@ -27,25 +27,6 @@ import (
 	thonclient "github.com/thon-dev/thon/client"
 )
 
-// ModuleRoot is the directory holding go.mod, found by walking up from the
-// working directory.
-func ModuleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory: run the benchmark from inside the THON module")
-		}
-		dir = parent
-	}
-}
-
 // BuildThon compiles ./cmd/thon of the module at root into dir and returns
 // the binary's path.
 func BuildThon(ctx context.Context, root, dir string) (string, error) {
