@@ -3,12 +3,16 @@
 package config
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
 // Config is the whole of thon.yaml.
 type Config struct {
 	Server  Server  `yaml:"server" json:"server"`
+	Access  Access  `yaml:"access" json:"access"`
 	Sandbox Sandbox `yaml:"sandbox" json:"sandbox"`
 	// Groups maps a group name to its users. In YAML both `alpha: [alice, bob]`
 	// and `alpha: {users: [alice, bob]}` are accepted.
@@ -22,6 +26,44 @@ type Config struct {
 type Server struct {
 	DataDir string `yaml:"data_dir" json:"data_dir"` // SQLite file, admin token, logs
 	Listen  string `yaml:"listen" json:"listen"`     // REST API address
+}
+
+// Access configures the HTTPS front door: how participants reach their sandboxes.
+type Access struct {
+	ExternalIP string   `yaml:"external_ip" json:"external_ip"` // auto-detected when empty
+	Hostnames  []string `yaml:"hostnames" json:"hostnames"`     // extra names for the certificate
+	HTTPSPort  int      `yaml:"https_port" json:"https_port"`
+	HTTPPort   int      `yaml:"http_port" json:"http_port"` // redirect only; 0 turns it off
+	Mode       string   `yaml:"mode" json:"mode"`           // port | path | subdomain
+	PortRange  string   `yaml:"port_range" json:"port_range"`
+	Domain     string   `yaml:"domain" json:"domain"` // subdomain mode
+	CertFile   string   `yaml:"cert_file" json:"cert_file"`
+	KeyFile    string   `yaml:"key_file" json:"key_file"`
+	TokenTTL   Duration `yaml:"token_ttl" json:"token_ttl"` // access-link lifetime
+}
+
+// Access modes.
+const (
+	ModePort      = "port"
+	ModePath      = "path"
+	ModeSubdomain = "subdomain"
+)
+
+// Ports returns the first and last port of PortRange ("20000-20999").
+func (a Access) Ports() (first, last int, err error) {
+	lo, hi, ok := strings.Cut(strings.TrimSpace(a.PortRange), "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("%q is not a range: write FIRST-LAST, e.g. 20000-20999", a.PortRange)
+	}
+	first, err1 := strconv.Atoi(strings.TrimSpace(lo))
+	last, err2 := strconv.Atoi(strings.TrimSpace(hi))
+	if err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("%q is not a range of port numbers: write FIRST-LAST, e.g. 20000-20999", a.PortRange)
+	}
+	if first < 1024 || last > 65535 || first > last {
+		return 0, 0, fmt.Errorf("%q must lie within 1024-65535, first port first", a.PortRange)
+	}
+	return first, last, nil
 }
 
 // Sandbox configures every participant's sandbox.
@@ -72,12 +114,24 @@ const (
 	DefaultMemory         = Size(2 << 30)
 	DefaultPids           = 512
 	DefaultDataDir        = "~/.thon"
+	DefaultHTTPSPort      = 443
+	DefaultHTTPPort       = 80
+	DefaultMode           = ModePort
+	DefaultPortRange      = "20000-20999"
+	DefaultTokenTTL       = Duration(72 * time.Hour)
 )
 
 // Default returns the configuration used when thon.yaml says nothing.
 func Default() *Config {
 	return &Config{
 		Server: Server{DataDir: DefaultDataDir, Listen: DefaultListen},
+		Access: Access{
+			HTTPSPort: DefaultHTTPSPort,
+			HTTPPort:  DefaultHTTPPort,
+			Mode:      DefaultMode,
+			PortRange: DefaultPortRange,
+			TokenTTL:  DefaultTokenTTL,
+		},
 		Sandbox: Sandbox{
 			Image:          DefaultImage,
 			Port:           DefaultPort,

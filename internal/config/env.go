@@ -120,11 +120,12 @@ func yamlName(f reflect.StructField) string {
 var (
 	sizeType     = reflect.TypeFor[Size]()
 	durationType = reflect.TypeFor[Duration]()
+	stringsType  = reflect.TypeFor[[]string]()
 )
 
 // isLeaf reports whether t is a scalar setting, written as one YAML scalar.
 func isLeaf(t reflect.Type) bool {
-	if t == sizeType || t == durationType {
+	if t == sizeType || t == durationType || t == stringsType {
 		return true
 	}
 	switch t.Kind() {
@@ -173,6 +174,8 @@ func exampleText(v reflect.Value) string {
 			return `""`
 		}
 		return x
+	case []string:
+		return strings.Join(x, ",")
 	}
 	return fmt.Sprint(v.Interface())
 }
@@ -195,6 +198,15 @@ func setText(v reflect.Value, text string) (Problem, bool) {
 			return asProblem(err), true
 		}
 		*p = d
+		return Problem{}, false
+	case *[]string: // from the environment: comma-separated
+		var l []string
+		for _, f := range strings.Split(text, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				l = append(l, f)
+			}
+		}
+		*p = l
 		return Problem{}, false
 	}
 	t := strings.TrimSpace(text)

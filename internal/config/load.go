@@ -287,6 +287,9 @@ func (d *decoder) decodeValue(n *yaml.Node, v reflect.Value, path string) {
 	case *map[string]string:
 		d.decodeStringMap(n, p, path)
 		return
+	case *[]string:
+		d.decodeStringList(n, p, path)
+		return
 	}
 	switch {
 	case isLeaf(v.Type()):
@@ -432,6 +435,29 @@ func (d *decoder) decodeStringMap(n *yaml.Node, out *map[string]string, path str
 		m = nil
 	}
 	*out = m
+}
+
+// decodeStringList reads a list of strings; a lone string is a list of one.
+func (d *decoder) decodeStringList(n *yaml.Node, out *[]string, path string) {
+	key := path[strings.LastIndex(path, ".")+1:]
+	if n.Kind == yaml.ScalarNode {
+		*out = []string{n.Value}
+		return
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.add(n, fmt.Sprintf("e.g. %s: [thon.example.org]", key), "%s must be a list, not %s", path, describe(n))
+		return
+	}
+	var l []string
+	for _, item := range n.Content {
+		item = deref(item)
+		if item == nil || item.Kind != yaml.ScalarNode {
+			d.add(n, fmt.Sprintf("e.g. %s: [thon.example.org]", key), "%s must be a list of strings", path)
+			return
+		}
+		l = append(l, item.Value)
+	}
+	*out = l
 }
 
 const groupsHint = "e.g. groups: {alpha: [alice, bob]}"

@@ -14,6 +14,31 @@ server:
   # Address of the REST API and dashboard, host:port (":8100" for every interface).
   listen: 127.0.0.1:8100
 
+access:
+  # The address participants reach THON at; detected (the default route's
+  # interface) when empty. It goes into the HTTPS certificate.
+  external_ip: ""
+  # Extra host names for the certificate, e.g. [thon.example.org].
+  hostnames: []
+  # HTTPS port of the front door (dashboard, API, CA download, path mode).
+  https_port: 443
+  # Plain HTTP port that only redirects to HTTPS; 0 turns it off.
+  http_port: 80
+  # How participants reach their IDE: port (their own HTTPS port: own origin,
+  # strongest isolation), path (https://host/u/{user}/: one shared origin) or
+  # subdomain (https://{user}.{domain}/: needs a wildcard DNS record).
+  mode: port
+  # Ports handed out one per participant in port mode.
+  port_range: 20000-20999
+  # Domain of subdomain mode.
+  domain: ""
+  # Your own certificate (PEM, full chain) instead of THON's local CA...
+  cert_file: ""
+  # ...and its private key (PEM).
+  key_file: ""
+  # How long a personal access link works, e.g. 72h (7 days: 168h).
+  token_ttl: 72h
+
 sandbox:
   # Container image of every participant's sandbox (code-server inside).
   image: thon/sandbox:latest

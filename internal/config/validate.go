@@ -171,6 +171,63 @@ func (c *Config) check(at locator) []Problem {
 		bad("server.listen", "write host:port, e.g. "+DefaultListen+", or :8100 for every interface", "%q %s", s.Listen, msg)
 	}
 
+	// access
+	a := c.Access
+	if a.ExternalIP != "" && net.ParseIP(a.ExternalIP) == nil {
+		bad("access.external_ip", "an IPv4 or IPv6 address, e.g. 192.0.2.10, or \"\" to detect it", "%q is not an IP address", a.ExternalIP)
+	}
+	for i, h := range a.Hostnames {
+		if !validHostname(h) {
+			bad(fmt.Sprintf("access.hostnames.%d", i), "a DNS name such as thon.example.org", "%q is not a host name", h)
+		}
+	}
+	if a.HTTPSPort < 1 || a.HTTPSPort > 65535 {
+		bad("access.https_port", "1..65535, e.g. 443 (or 8443 without root)", "%d is out of range", a.HTTPSPort)
+	}
+	switch {
+	case a.HTTPPort < 0 || a.HTTPPort > 65535:
+		bad("access.http_port", "1..65535, e.g. 80, or 0 to turn the redirect off", "%d is out of range", a.HTTPPort)
+	case a.HTTPPort != 0 && a.HTTPPort == a.HTTPSPort:
+		bad("access.http_port", "use another port, or 0 to turn the redirect off", "%d is also the https_port", a.HTTPPort)
+	}
+	modes := []string{ModePort, ModePath, ModeSubdomain}
+	if !slices.Contains(modes, a.Mode) {
+		hint := "use one of: " + strings.Join(modes, ", ")
+		if m, ok := suggest(a.Mode, modes); ok {
+			hint = fmt.Sprintf("did you mean %q? ", m) + hint
+		}
+		bad("access.mode", hint, "%q is not an access mode", a.Mode)
+	}
+	if a.Mode == ModePort {
+		if first, last, err := a.Ports(); err != nil {
+			bad("access.port_range", "one port per participant, e.g. port_range: "+DefaultPortRange, "%v", err)
+		} else {
+			for _, p := range []int{a.HTTPSPort, a.HTTPPort} {
+				if p >= first && p <= last {
+					bad("access.port_range", "move the range or the port", "%q includes port %d, used by the front door itself", a.PortRange, p)
+				}
+			}
+		}
+	}
+	if a.Mode == ModeSubdomain && !validHostname(a.Domain) {
+		bad("access.domain", "subdomain mode serves {user}.{domain}: set a domain with a wildcard DNS record, e.g. domain: thon.example.org", "%q is not a domain", a.Domain)
+	}
+	switch {
+	case (a.CertFile == "") != (a.KeyFile == ""):
+		bad("access.cert_file", "set both cert_file and key_file, or neither to use THON's local CA", "cert_file and key_file go together")
+	case a.CertFile != "":
+		for _, f := range []struct{ path, val string }{{"access.cert_file", a.CertFile}, {"access.key_file", a.KeyFile}} {
+			if p, err := expandHome(f.val); err != nil {
+				bad(f.path, "write the full path", "%v", err)
+			} else if _, err := os.Stat(p); err != nil {
+				bad(f.path, "check the path and its permissions", "cannot read %q: %v", f.val, errors.Unwrap(err))
+			}
+		}
+	}
+	if a.TokenTTL <= 0 {
+		bad("access.token_ttl", "how long an access link works, e.g. token_ttl: 72h", "must be greater than zero, got %s", a.TokenTTL)
+	}
+
 	// sandbox
 	b := c.Sandbox
 	switch {
@@ -343,4 +400,11 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+var hostnameRE = regexp.MustCompile(`^(\*\.)?([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
+
+// validHostname accepts DNS names (and a leading "*." wildcard), not IPs.
+func validHostname(h string) bool {
+	return len(h) <= 253 && hostnameRE.MatchString(h) && net.ParseIP(h) == nil
 }

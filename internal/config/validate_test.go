@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -43,6 +44,7 @@ groups:
 `
 	c := &Config{
 		Server: Server{DataDir: "", Listen: "localhost"},
+		Access: Default().Access,
 		Sandbox: Sandbox{
 			Image: "", Port: 0, HealthPath: "healthz", StartupTimeout: Duration(-time.Second),
 			Workspace: "bind", WorkspaceDir: missing,
@@ -229,5 +231,50 @@ func TestValidationErrorText(t *testing.T) {
 	var ve *ValidationError
 	if !errors.As(err, &ve) || !reflect.DeepEqual(ve.Problems[0], Problem{File: "f.yaml", Line: 2, Col: 3, Msg: "first"}) {
 		t.Errorf("problems not sorted: %+v", ve)
+	}
+}
+
+func TestAccessProblems(t *testing.T) {
+	cert := filepath.Join(t.TempDir(), "cert.pem")
+	os.WriteFile(cert, []byte("x"), 0o600)
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"bad ip", "access: {external_ip: 10.0.0}", "access.external_ip: \"10.0.0\" is not an IP address"},
+		{"bad hostname", "access: {hostnames: [ok.example.org, \"bad name\"]}", "access.hostnames.1: \"bad name\" is not a host name"},
+		{"https port", "access: {https_port: 0}", "access.https_port: 0 is out of range"},
+		{"http equals https", "access: {https_port: 8443, http_port: 8443}", "access.http_port: 8443 is also the https_port"},
+		{"mode", "access: {mode: ports}", `did you mean "port"?`},
+		{"range text", "access: {port_range: 20000}", "access.port_range: \"20000\" is not a range"},
+		{"range order", "access: {port_range: 30000-20000}", "must lie within 1024-65535"},
+		{"range covers https", "access: {https_port: 20005, port_range: 20000-20999}", "includes port 20005"},
+		{"subdomain needs domain", "access: {mode: subdomain}", "access.domain: \"\" is not a domain"},
+		{"cert without key", "access: {cert_file: " + cert + "}", "cert_file and key_file go together"},
+		{"missing key file", "access: {cert_file: " + cert + ", key_file: /nonexistent/key.pem}", "access.key_file: cannot read"},
+		{"ttl", "access: {token_ttl: 0s}", "access.token_ttl: must be greater than zero"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.yaml+"\n"), "thon.yaml")
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want a problem containing %q", err, c.want)
+			}
+		})
+	}
+	ok := "access: {mode: subdomain, domain: thon.example.org, hostnames: [\"*.thon.example.org\"], https_port: 8443, http_port: 0, port_range: 21000-21099}\n"
+	c, err := Parse([]byte(ok), "thon.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Access.HTTPSPort != 8443 || c.Access.Hostnames[0] != "*.thon.example.org" {
+		t.Fatalf("access: %+v", c.Access)
+	}
+	if err := c.ApplyEnv(func(k string) (string, bool) {
+		if k == "THON_ACCESS_HOSTNAMES" {
+			return "a.example.org, b.example.org", true
+		}
+		return "", false
+	}); err != nil || len(c.Access.Hostnames) != 2 || c.Access.Hostnames[1] != "b.example.org" {
+		t.Fatalf("hostnames from the environment: %v %v", c.Access.Hostnames, err)
 	}
 }
