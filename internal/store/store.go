@@ -411,6 +411,19 @@ func (s *Store) Sandboxes(ctx context.Context) (map[string]Sandbox, error) {
 	return out, rows.Err()
 }
 
+// Sandbox returns one sandbox record; ErrNotFound when there is none.
+func (s *Store) Sandbox(ctx context.Context, user string) (Sandbox, error) {
+	var b Sandbox
+	var created, updated string
+	err := s.db.QueryRowContext(ctx, `SELECT user_name, instance_id, state, endpoint, image, spec_hash, workspace, error, created_at, updated_at FROM sandboxes WHERE user_name = ?`, user).
+		Scan(&b.User, &b.InstanceID, &b.State, &b.Endpoint, &b.Image, &b.SpecHash, &b.Workspace, &b.Error, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Sandbox{}, fmt.Errorf("sandbox of %s: %w", user, ErrNotFound)
+	}
+	b.CreatedAt, b.UpdatedAt = parseTime(created), parseTime(updated)
+	return b, err
+}
+
 // PutSandbox records a sandbox's state (insert or replace).
 func (s *Store) PutSandbox(ctx context.Context, b Sandbox) error {
 	created := ""
