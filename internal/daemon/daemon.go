@@ -19,7 +19,9 @@ import (
 	"github.com/thon-dev/thon/internal/api"
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/frontdoor"
 	"github.com/thon-dev/thon/internal/orchestrator"
+	"github.com/thon-dev/thon/internal/pki"
 	"github.com/thon-dev/thon/internal/sandbox"
 	"github.com/thon-dev/thon/internal/sandbox/docker"
 	"github.com/thon-dev/thon/internal/store"
@@ -52,14 +54,17 @@ type Options struct {
 
 // Daemon is a running THON daemon.
 type Daemon struct {
-	URL   string // base URL of the REST API
-	Token string // the admin token
-	Orch  *orchestrator.Orchestrator
-	Store *store.Store
+	URL       string // base URL of the REST API
+	Token     string // the admin token
+	Orch      *orchestrator.Orchestrator
+	Store     *store.Store
+	FrontDoor *frontdoor.FrontDoor
+	CA        *pki.Authority
 
 	log    *slog.Logger
 	srv    *http.Server
 	lock   *os.File
+	ctx    context.Context // lives as long as the daemon
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -108,7 +113,15 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 			return nil, err
 		}
 	}
-	d.Orch = orchestrator.New(orchestrator.Options{Runtime: rt, Store: d.Store, Settings: cfg.Sandbox, Logger: log, ResyncInterval: o.ResyncInterval})
+	d.Orch = orchestrator.New(orchestrator.Options{
+		Runtime: rt, Store: d.Store, Settings: cfg.Sandbox, Logger: log, ResyncInterval: o.ResyncInterval,
+		// Port mode: a new participant gets their HTTPS port at once.
+		OnUsersChanged: func(ctx context.Context) {
+			if err := d.FrontDoor.Sync(ctx); err != nil {
+				log.Error("open participants' ports", "err", err)
+			}
+		},
+	})
 	if err := d.Orch.ApplySettings(ctx, "daemon", cfg.Sandbox); err != nil {
 		return nil, err
 	}
@@ -125,6 +138,12 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		}
 	}
 
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.ctx, d.cancel = runCtx, cancel
+	if err := d.startFrontDoor(ctx, cfg, dir, log); err != nil {
+		return nil, err
+	}
+
 	ln := o.Listener
 	if ln == nil {
 		if ln, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
@@ -132,13 +151,12 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		}
 	}
 	d.URL = "http://" + ln.Addr().String()
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	d.cancel = cancel
 	handler := api.New(api.Options{
-		Orchestrator: d.Orch, Store: d.Store, Logger: log,
+		Orchestrator: d.Orch, Store: d.Store, Logger: log, Access: d.FrontDoor,
 		Info:     api.Info{Version: o.Version, ConfigPath: cfg.Path, DataDir: dir, Runtime: rt.Name(), PID: os.Getpid(), Started: time.Now().UTC()},
 		Shutdown: func() { d.Shutdown(context.Background()) },
 	})
+	d.FrontDoor.SetAPI(handler) // remote admins use the API over HTTPS too
 	d.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return runCtx }}
 	go d.Orch.Run(runCtx)
 	go func() {
@@ -166,13 +184,81 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	d.cancel()
+	d.FrontDoor.Shutdown(ctx)
 	err := d.srv.Shutdown(ctx)
 	d.Wait()
 	d.release()
 	return err
 }
 
+// startFrontDoor opens the local CA (or the organizer's certificate) and the
+// HTTPS listeners participants use.
+func (d *Daemon) startFrontDoor(ctx context.Context, cfg *config.Config, dir string, log *slog.Logger) error {
+	access := cfg.Access
+	detect := access.ExternalIP == ""
+	if detect {
+		access.ExternalIP = detectIP(log)
+	}
+	hosts := func(ip string) []string {
+		h := append([]string{ip}, access.Hostnames...)
+		if access.Mode == config.ModeSubdomain {
+			h = append(h, access.Domain, "*."+access.Domain)
+		}
+		return h
+	}
+	ca, err := pki.Open(pki.Options{Dir: filepath.Join(dir, "ca"), Hosts: hosts(access.ExternalIP), CertFile: access.CertFile, KeyFile: access.KeyFile, Logger: log})
+	if err != nil {
+		return err
+	}
+	d.CA = ca
+	d.FrontDoor = frontdoor.New(frontdoor.Options{
+		Access: access, TLS: ca.TLSConfig(), CA: ca.Handler(), Store: d.Store, Orch: d.Orch, Logger: log,
+	})
+	if err := d.FrontDoor.Start(ctx); err != nil {
+		return err
+	}
+	if detect {
+		// The machine may move (DHCP, another network): follow its address;
+		// the certificate is reissued at the next handshake, no restart.
+		go func() {
+			t := time.NewTicker(time.Minute)
+			defer t.Stop()
+			last := access.ExternalIP
+			for {
+				select {
+				case <-d.ctx.Done():
+					return
+				case <-t.C:
+				}
+				if ip := detectIP(log); ip != last {
+					log.Info("external IP changed; reissuing the certificate", "from", last, "to", ip)
+					ca.SetHosts(hosts(ip))
+					d.FrontDoor.SetExternalIP(ip)
+					last = ip
+				}
+			}
+		}()
+	}
+	return nil
+}
+
+func detectIP(log *slog.Logger) string {
+	ip, err := pki.DetectExternalIP()
+	if err != nil {
+		log.Warn("cannot detect the external IP; participants on other machines need access.external_ip", "err", err)
+		return "127.0.0.1"
+	}
+	return ip.String()
+}
+
 func (d *Daemon) release() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+	if d.FrontDoor != nil {
+		d.FrontDoor.Shutdown(context.Background())
+		d.FrontDoor = nil
+	}
 	if d.Store != nil {
 		d.Store.Close()
 		d.Store = nil

@@ -112,7 +112,7 @@ func (p *Plan) Run(ctx context.Context, actor string, opts BulkOptions) Summary 
 	if len(sel) == 0 {
 		return sum
 	}
-	o.event(ctx, actor, "bulk."+string(p.action), describe(p.filter), fmt.Sprintf("%d sandboxes", len(sel)))
+	o.event(ctx, actor, "bulk."+string(p.action), p.filter.String(), fmt.Sprintf("%d sandboxes", len(sel)))
 	var (
 		pmu  sync.Mutex
 		done int
@@ -187,7 +187,8 @@ func (o *Orchestrator) checkFilter(ctx context.Context, f Filter, users []store.
 	return nil
 }
 
-func describe(f Filter) string {
+// String describes the selection for the audit log: "groups=alpha users=bob" or "all".
+func (f Filter) String() string {
 	var parts []string
 	if len(f.Groups) > 0 {
 		parts = append(parts, "groups="+strings.Join(f.Groups, ","))
@@ -251,6 +252,7 @@ func (o *Orchestrator) do(ctx context.Context, actor string, action Action, u st
 	}
 	res.State, res.Endpoint = string(inst.State), inst.Endpoint
 	if inst.State == sandbox.StateMissing {
+		o.setLive(u.Name, Live{State: string(sandbox.StateMissing)}, true)
 		if err := o.st.DeleteSandbox(context.WithoutCancel(ctx), u.Name); err != nil {
 			o.log.Error("forget sandbox", "user", u.Name, "err", err)
 		}

@@ -57,6 +57,9 @@ type Options struct {
 	Store    *store.Store
 	Settings config.Sandbox
 	Logger   *slog.Logger
+	// OnUsersChanged, if set, is called after participants were added or
+	// removed (the front door opens or closes their ports).
+	OnUsersChanged func(ctx context.Context)
 	// ResyncInterval is how often the engine's view is folded into the store
 	// (sandboxes stopped or removed behind THON's back). 0 means 10s.
 	ResyncInterval time.Duration
@@ -64,17 +67,19 @@ type Options struct {
 
 // Orchestrator owns the sandboxes of one event.
 type Orchestrator struct {
-	rt     sandbox.Runtime
-	st     *store.Store
-	log    *slog.Logger
-	health *http.Client
-	resync time.Duration
+	usersChanged func(ctx context.Context)
+	rt           sandbox.Runtime
+	st           *store.Store
+	log          *slog.Logger
+	health       *http.Client
+	resync       time.Duration
 
 	mu       sync.Mutex
 	settings config.Sandbox
 	locks    map[string]*userLock // per-user operation lock
 	busy     map[string]string    // user → transient state ("starting") while an operation runs
 	ops      map[string]uint64    // user → count of operations begun or ended, for Reconcile
+	live     map[string]Live      // user → last recorded state, for routing without a database read
 	orphans  []sandbox.Instance
 }
 
@@ -91,16 +96,21 @@ func New(o Options) *Orchestrator {
 	if o.ResyncInterval == 0 {
 		o.ResyncInterval = 10 * time.Second
 	}
+	if o.OnUsersChanged == nil {
+		o.OnUsersChanged = func(context.Context) {}
+	}
 	return &Orchestrator{
-		rt:       o.Runtime,
-		st:       o.Store,
-		log:      o.Logger,
-		resync:   o.ResyncInterval,
-		settings: o.Settings,
-		health:   &http.Client{Timeout: 3 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		locks:    map[string]*userLock{},
-		busy:     map[string]string{},
-		ops:      map[string]uint64{},
+		usersChanged: o.OnUsersChanged,
+		rt:           o.Runtime,
+		st:           o.Store,
+		log:          o.Logger,
+		resync:       o.ResyncInterval,
+		settings:     o.Settings,
+		health:       &http.Client{Timeout: 3 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		locks:        map[string]*userLock{},
+		busy:         map[string]string{},
+		ops:          map[string]uint64{},
+		live:         map[string]Live{},
 	}
 }
 
@@ -216,15 +226,18 @@ func SpecFrom(s config.Sandbox, user, group string) sandbox.Spec {
 
 // Status is what THON knows of one participant's sandbox.
 type Status struct {
-	User      string    `json:"user"`
-	Group     string    `json:"group"`
-	State     string    `json:"state"`
-	Workspace string    `json:"workspace"`
-	Endpoint  string    `json:"endpoint,omitempty"`
-	Image     string    `json:"image,omitempty"`
-	Created   time.Time `json:"created,omitzero"`
-	Updated   time.Time `json:"updated,omitzero"`
-	Error     string    `json:"error,omitempty"`
+	User      string `json:"user"`
+	Group     string `json:"group"`
+	State     string `json:"state"`
+	Workspace string `json:"workspace"`
+	Endpoint  string `json:"endpoint,omitempty"`
+	// URL is where the participant opens their IDE through the front door
+	// (filled in by the API; credentials come with an access link).
+	URL     string    `json:"url,omitempty"`
+	Image   string    `json:"image,omitempty"`
+	Created time.Time `json:"created,omitzero"`
+	Updated time.Time `json:"updated,omitzero"`
+	Error   string    `json:"error,omitempty"`
 	// Outdated: the sandbox was created from other settings or another group;
 	// `recreate` applies the current ones (the workspace is kept).
 	Outdated bool `json:"outdated,omitempty"`
@@ -327,6 +340,48 @@ func (o *Orchestrator) Logs(ctx context.Context, user string, opts sandbox.LogOp
 	return o.rt.Logs(ctx, user, opts)
 }
 
+// Live is what the front door needs to route a request to a sandbox.
+type Live struct {
+	State    string // a sandbox.State, or "starting" while an operation brings it up
+	Endpoint string // host:port of the IDE while running
+}
+
+// Live returns the last recorded state of user's sandbox from memory (the
+// store on the first call for a user).
+func (o *Orchestrator) Live(ctx context.Context, user string) (Live, error) {
+	o.mu.Lock()
+	l, ok := o.live[user]
+	busy := o.busy[user]
+	o.mu.Unlock()
+	if !ok {
+		b, err := o.st.Sandbox(ctx, user)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			l = Live{State: string(sandbox.StateMissing)}
+		case err != nil:
+			return Live{}, err
+		default:
+			l = Live{State: b.State, Endpoint: b.Endpoint}
+		}
+		o.setLive(user, l, false)
+	}
+	if busy != "" {
+		l.State = busy
+	}
+	return l, nil
+}
+
+// setLive caches a sandbox's state; a read from the store (overwrite false)
+// never replaces what an operation recorded meanwhile.
+func (o *Orchestrator) setLive(user string, l Live, overwrite bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, ok := o.live[user]; ok && !overwrite {
+		return
+	}
+	o.live[user] = l
+}
+
 // record writes what the engine says about a sandbox into the store.
 func (o *Orchestrator) record(ctx context.Context, inst sandbox.Instance, workspace, errMsg string) {
 	b := store.Sandbox{
@@ -336,6 +391,7 @@ func (o *Orchestrator) record(ctx context.Context, inst sandbox.Instance, worksp
 	if inst.State != sandbox.StateRunning {
 		b.Endpoint = ""
 	}
+	o.setLive(inst.User, Live{State: b.State, Endpoint: b.Endpoint}, true)
 	if err := o.st.PutSandbox(context.WithoutCancel(ctx), b); err != nil {
 		o.log.Error("record sandbox state", "user", inst.User, "err", err)
 	}

@@ -32,6 +32,9 @@ func (o *Orchestrator) Import(ctx context.Context, actor string, cfg *config.Con
 	if err != nil {
 		return res, err
 	}
+	if len(res.UsersAdded) > 0 {
+		o.usersChanged(ctx)
+	}
 	if len(res.GroupsAdded)+len(res.UsersAdded)+len(res.UsersMoved) > 0 {
 		o.event(ctx, actor, "import", "", fmt.Sprintf("groups added: %s; users added: %s; moved: %d",
 			strings.Join(res.GroupsAdded, ","), strings.Join(res.UsersAdded, ","), len(res.UsersMoved)))
@@ -70,6 +73,7 @@ func (o *Orchestrator) CreateUser(ctx context.Context, actor, name, group string
 		return err
 	}
 	o.event(ctx, actor, "user.create", name, "group="+group)
+	o.usersChanged(ctx)
 	return nil
 }
 
@@ -122,6 +126,7 @@ func (o *Orchestrator) DeleteUser(ctx context.Context, actor, name string, purge
 		return err
 	}
 	o.event(ctx, actor, "user.delete", name, fmt.Sprintf("purge=%t", purge))
+	o.usersChanged(ctx)
 	return nil
 }
 

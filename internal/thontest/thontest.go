@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net"
 	"testing"
@@ -48,6 +49,7 @@ func New(t testing.TB, groups ...config.Group) *Harness {
 	cfg.Sandbox.Limits = config.Limits{CPU: 0.5, Memory: 128 << 20, Pids: 64}
 	cfg.Sandbox.Concurrency = 4
 	cfg.Groups = groups
+	cfg.Access = Access(t)
 	h.Config = cfg
 	t.Cleanup(func() { testenv.Cleanup(t, h.Instance) })
 	h.Start()
@@ -99,4 +101,34 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
+}
+
+// Access is a front door configuration that cannot collide with another
+// test's: port mode, a free HTTPS port, no HTTP redirect, 127.0.0.1 as the
+// external IP and a random window of 200 participant ports.
+func Access(t testing.TB) config.Access {
+	a := config.Default().Access
+	a.ExternalIP = "127.0.0.1"
+	a.HTTPSPort = FreePort(t)
+	a.HTTPPort = 0
+	b := make([]byte, 2)
+	rand.Read(b)
+	first := 30000 + int(b[0])<<8%25000 + int(b[1])
+	first -= first % 200
+	a.PortRange = fmt.Sprintf("%d-%d", first, first+199)
+	if a.HTTPSPort >= first && a.HTTPSPort < first+200 {
+		a.HTTPSPort = FreePort(t) // the kernel picked one inside the window: pick again
+	}
+	return a
+}
+
+// FreePort returns a TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }

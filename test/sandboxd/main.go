@@ -19,6 +19,7 @@
 //	HEALTH_DELAY    /healthz fails until this long after start (for example "2s")
 //	HEALTH_FAIL     "1": /healthz fails forever
 //	IGNORE_SIGTERM  "1": ignore SIGTERM (to see a stop's grace period run out)
+//	WS_ANY_ORIGIN   "1": /ws accepts any Origin (to test the proxy's own check)
 //	FAIL_USERS      comma-separated users for whom it exits at start (code 3),
 //	                to see one failing sandbox among many
 //
@@ -29,6 +30,7 @@
 //	GET  /ws             WebSocket echo
 //	GET  /env            the environment as a JSON object
 //	GET  /whoami         {user, group, workspace, hostname, uid}
+//	GET  /headers        the request as received: {host, path, headers}
 //	PUT  /files/{name}   write the body to $THON_WORKSPACE/{name}
 //	GET  /files/{name}   read it back
 package main
@@ -154,6 +156,7 @@ func serve() error {
 	mux.HandleFunc("GET /ws", s.ws)
 	mux.HandleFunc("GET /env", s.env)
 	mux.HandleFunc("GET /whoami", s.whoami)
+	mux.HandleFunc("GET /headers", headers)
 	mux.HandleFunc("PUT /files/{name}", s.putFile)
 	mux.HandleFunc("GET /files/{name}", s.getFile)
 
@@ -221,9 +224,10 @@ func (s *server) index(w http.ResponseWriter, r *http.Request) {
 }
 
 // ws echoes every message back. Like code-server, it refuses an upgrade whose
-// Origin names another host than the one the request was sent to.
+// Origin names another host than the one the request was sent to — unless
+// WS_ANY_ORIGIN=1, so tests can prove a proxy in front refuses it by itself.
 func (s *server) ws(w http.ResponseWriter, r *http.Request) {
-	if origin := r.Header.Get("Origin"); origin != "" {
+	if origin := r.Header.Get("Origin"); origin != "" && os.Getenv("WS_ANY_ORIGIN") != "1" {
 		u, err := url.Parse(origin)
 		if err != nil || (!strings.EqualFold(u.Host, r.Host) && !strings.EqualFold(u.Host, r.Header.Get("X-Forwarded-Host"))) {
 			http.Error(w, "origin not allowed", http.StatusForbidden)
@@ -326,4 +330,11 @@ func writeJSON(w http.ResponseWriter, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
+}
+
+// headers shows the request as it arrived, so tests can see what a proxy
+// in front passed on (and what it kept back).
+func headers(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"host": r.Host, "path": r.URL.Path, "headers": r.Header})
 }

@@ -1,0 +1,296 @@
+// Package frontdoor is THON's HTTPS entrance: it terminates TLS, routes each
+// request to the right participant's sandbox (by port, path or subdomain),
+// streams responses and WebSockets through, and lets nobody in without a
+// session for that very sandbox.
+package frontdoor
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/orchestrator"
+	"github.com/thon-dev/thon/internal/store"
+)
+
+// DefaultSessionTTL is how long a browser stays signed in to a sandbox.
+const DefaultSessionTTL = 7 * 24 * time.Hour
+
+// Options configures the front door.
+type Options struct {
+	Access config.Access // external_ip already resolved
+	TLS    *tls.Config   // certificates chosen per handshake
+	CA     http.Handler  // serves /ca, /ca.crt, /ca.der
+	API    http.Handler  // serves /api/
+	Store  *store.Store
+	Orch   *orchestrator.Orchestrator
+	Logger *slog.Logger
+	// SessionTTL is how long a browser session lasts (DefaultSessionTTL when 0).
+	SessionTTL time.Duration
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// FrontDoor serves participants and organizers over HTTPS.
+type FrontDoor struct {
+	o       Options
+	log     *slog.Logger
+	proxy   *httputil.ReverseProxy
+	main    *http.Server
+	mainLn  net.Listener
+	redir   *http.Server
+	baseCtx context.Context
+	cancel  context.CancelFunc
+
+	mu       sync.Mutex
+	host     string                 // the host part of every URL handed out
+	ports    map[string]*portServer // port mode: user → their HTTPS server
+	sessions sessionCache
+	logins   loginLimiter
+}
+
+type portServer struct {
+	port int
+	srv  *http.Server
+}
+
+// New prepares a front door; Start opens its listeners.
+func New(o Options) *FrontDoor {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.SessionTTL == 0 {
+		o.SessionTTL = DefaultSessionTTL
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	f := &FrontDoor{o: o, log: o.Logger, ports: map[string]*portServer{}}
+	f.SetExternalIP(o.Access.ExternalIP)
+	f.sessions.entries = map[string]cachedSession{}
+	f.logins.failures = map[string]*loginFailures{}
+	f.proxy = newProxy(f)
+	return f
+}
+
+// SetExternalIP changes the address in the URLs handed out from now on
+// (unless a host name is configured: names win over addresses).
+func (f *FrontDoor) SetExternalIP(ip string) {
+	host := ip
+	for _, h := range f.o.Access.Hostnames {
+		if !strings.HasPrefix(h, "*.") {
+			host = h
+			break
+		}
+	}
+	if strings.Contains(host, ":") { // an IPv6 address
+		host = "[" + host + "]"
+	}
+	f.mu.Lock()
+	f.host = host
+	f.mu.Unlock()
+}
+
+func (f *FrontDoor) currentHost() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.host
+}
+
+// SetAPI mounts the REST API on the main port (the API needs the front door
+// to issue links, so it is built after it).
+func (f *FrontDoor) SetAPI(h http.Handler) { f.o.API = h }
+
+// Start listens on the main HTTPS port (an error if it cannot), the HTTP
+// redirect port (a warning if it cannot) and, in port mode, every
+// participant's port.
+func (f *FrontDoor) Start(ctx context.Context) error {
+	f.baseCtx, f.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	a := f.o.Access
+	addr := net.JoinHostPort("", strconv.Itoa(a.HTTPSPort))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return listenError("access.https_port", a.HTTPSPort, err)
+	}
+	f.mainLn = ln
+	f.main = f.server(http.HandlerFunc(f.serveMain))
+	go f.serve(f.main, tls.NewListener(ln, f.o.TLS), "main")
+	if a.HTTPPort != 0 {
+		if rln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(a.HTTPPort))); err != nil {
+			f.log.Warn("no HTTP→HTTPS redirect: the port is taken", "port", a.HTTPPort, "err", err)
+		} else {
+			f.redir = &http.Server{Handler: http.HandlerFunc(f.redirect), ReadHeaderTimeout: 10 * time.Second}
+			go f.serve(f.redir, rln, "redirect")
+		}
+	}
+	f.log.Info("front door listening", "https", ln.Addr().String(), "mode", a.Mode, "url", f.MainURL())
+	go f.sweep()
+	return f.Sync(ctx)
+}
+
+// sweep deletes expired links and sessions every hour.
+func (f *FrontDoor) sweep() {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if err := f.o.Store.DeleteExpired(f.baseCtx); err != nil && f.baseCtx.Err() == nil {
+			f.log.Warn("delete expired sessions", "err", err)
+		}
+		select {
+		case <-f.baseCtx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func listenError(key string, port int, err error) error {
+	hint := "another program uses it; stop it or set " + key
+	if errors.Is(err, syscall.EACCES) {
+		hint = "ports below 1024 need root (or: setcap cap_net_bind_service=+ep $(which thon)); or set " + key + " to e.g. 8443"
+	}
+	return fmt.Errorf("front door cannot listen on port %d: %w (%s)", port, err, hint)
+}
+
+func (f *FrontDoor) server(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute, // IDEs hold long-lived WebSockets; those are not idle
+		BaseContext:       func(net.Listener) context.Context { return f.baseCtx },
+		ErrorLog:          slog.NewLogLogger(f.log.Handler(), slog.LevelDebug), // TLS handshake noise
+	}
+}
+
+func (f *FrontDoor) serve(srv *http.Server, ln net.Listener, what string) {
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		f.log.Error("front door listener stopped", "listener", what, "err", err)
+	}
+}
+
+// Addr is the main HTTPS listener's address (for tests that use port 0).
+func (f *FrontDoor) Addr() net.Addr { return f.mainLn.Addr() }
+
+// Shutdown closes every listener; WebSockets are cut.
+func (f *FrontDoor) Shutdown(ctx context.Context) {
+	if f.cancel != nil {
+		f.cancel()
+	}
+	var servers []*http.Server
+	f.mu.Lock()
+	for user, ps := range f.ports {
+		servers = append(servers, ps.srv)
+		delete(f.ports, user)
+	}
+	f.mu.Unlock()
+	servers = append(servers, f.main, f.redir)
+	for _, s := range servers {
+		if s != nil {
+			s.Shutdown(ctx)
+			s.Close() // hijacked (WebSocket) connections are not closed by Shutdown
+		}
+	}
+}
+
+// redirect sends plain HTTP to the same place over HTTPS.
+func (f *FrontDoor) redirect(w http.ResponseWriter, r *http.Request) {
+	host, _, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host = r.Host
+	}
+	if host == "" {
+		host = f.currentHost()
+	}
+	target := "https://" + hostPort(host, f.o.Access.HTTPSPort) + r.URL.RequestURI()
+	http.Redirect(w, r, target, http.StatusMovedPermanently)
+}
+
+func hostPort(host string, port int) string {
+	if port == 443 {
+		return host
+	}
+	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
+		host = "[" + host + "]"
+	}
+	return host + ":" + strconv.Itoa(port)
+}
+
+// MainURL is the front door's main address: API, CA download, path mode.
+func (f *FrontDoor) MainURL() string {
+	return "https://" + hostPort(f.currentHost(), f.o.Access.HTTPSPort) + "/"
+}
+
+// URL is where a participant's IDE is ("" when port mode has no port for them yet).
+func (f *FrontDoor) URL(user string) string {
+	a := f.o.Access
+	switch a.Mode {
+	case config.ModePath:
+		return f.MainURL() + "u/" + user + "/"
+	case config.ModeSubdomain:
+		return "https://" + hostPort(user+"."+a.Domain, a.HTTPSPort) + "/"
+	}
+	f.mu.Lock()
+	ps, host := f.ports[user], f.host
+	f.mu.Unlock()
+	if ps == nil {
+		return ""
+	}
+	return "https://" + hostPort(host, ps.port) + "/"
+}
+
+// serveMain is the main HTTPS port: the API, the CA, a landing page, and the
+// sandboxes in path and subdomain mode.
+func (f *FrontDoor) serveMain(w http.ResponseWriter, r *http.Request) {
+	a := f.o.Access
+	if a.Mode == config.ModeSubdomain {
+		host, _, err := net.SplitHostPort(r.Host)
+		if err != nil {
+			host = r.Host
+		}
+		if user, ok := strings.CutSuffix(strings.ToLower(host), "."+a.Domain); ok && config.ValidName("user", user) == nil {
+			f.serveSandbox(w, r, user, "")
+			return
+		}
+	}
+	p := r.URL.Path
+	switch {
+	case strings.HasPrefix(p, "/api/") && f.o.API != nil:
+		f.o.API.ServeHTTP(w, r)
+	case p == "/ca" || p == "/ca.crt" || p == "/ca.der":
+		f.o.CA.ServeHTTP(w, r)
+	case a.Mode == config.ModePath && strings.HasPrefix(p, "/u/"):
+		user, rest, _ := strings.Cut(strings.TrimPrefix(p, "/u/"), "/")
+		if config.ValidName("user", user) != nil {
+			http.NotFound(w, r)
+			return
+		}
+		if rest == "" && !strings.HasSuffix(p, "/") {
+			// /u/alice → /u/alice/, so relative URLs resolve under the prefix.
+			http.Redirect(w, r, "/u/"+user+"/"+query(r), http.StatusMovedPermanently)
+			return
+		}
+		f.serveSandbox(w, r, user, "/u/"+user)
+	case p == "/":
+		writePage(w, http.StatusOK, landingPage, pageData{Title: "THON", CA: "/ca"})
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func query(r *http.Request) string {
+	if r.URL.RawQuery == "" {
+		return ""
+	}
+	return "?" + r.URL.RawQuery
+}

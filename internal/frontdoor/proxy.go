@@ -1,0 +1,80 @@
+package frontdoor
+
+import (
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"time"
+)
+
+type targetKey struct{}
+
+// target is where one request goes: set by the gate, read by the proxy.
+type target struct {
+	user     string
+	endpoint string // host:port of the IDE
+	prefix   string // path-mode prefix to strip, "/u/{user}"
+}
+
+// newProxy is the one reverse proxy of every sandbox: it streams (no
+// buffering, for server-sent events and downloads), passes WebSocket
+// upgrades through, strips THON's own credentials and sets X-Forwarded-*.
+func newProxy(f *FrontDoor) *httputil.ReverseProxy {
+	transport := &http.Transport{
+		Proxy:                 nil, // sandboxes are reached directly, never through HTTP_PROXY
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: 0, // an IDE may hold a request open (long polling)
+		DisableCompression:    true,
+	}
+	return &httputil.ReverseProxy{
+		Transport:     transport,
+		FlushInterval: -1,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			t := pr.In.Context().Value(targetKey{}).(*target)
+			pr.SetURL(&url.URL{Scheme: "http", Host: t.endpoint})
+			if t.prefix != "" {
+				pr.Out.URL.Path = "/" + strings.TrimPrefix(strings.TrimPrefix(pr.In.URL.Path, t.prefix), "/")
+				pr.Out.URL.RawPath = ""
+			}
+			pr.SetXForwarded()
+			if t.prefix != "" {
+				pr.Out.Header.Set("X-Forwarded-Prefix", t.prefix)
+			}
+			// The IDE sees the host the browser used (code-server checks a
+			// WebSocket's Origin against it), never THON's credentials.
+			pr.Out.Host = pr.In.Host
+			pr.Out.Header.Del("Authorization")
+			stripThonCookies(pr.Out.Header)
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			t := r.Context().Value(targetKey{}).(*target)
+			f.log.Debug("sandbox did not answer", "user", t.user, "err", err)
+			f.waiting(w, r, t.user, "starting")
+		},
+	}
+}
+
+// stripThonCookies removes THON's session cookies from a request header.
+func stripThonCookies(h http.Header) {
+	lines := h.Values("Cookie")
+	if len(lines) == 0 {
+		return
+	}
+	var keep []string
+	for _, line := range lines {
+		for _, part := range strings.Split(line, ";") {
+			if name, _, _ := strings.Cut(strings.TrimSpace(part), "="); !strings.HasPrefix(name, "thon_") && strings.TrimSpace(part) != "" {
+				keep = append(keep, strings.TrimSpace(part))
+			}
+		}
+	}
+	h.Del("Cookie")
+	if len(keep) > 0 {
+		h.Set("Cookie", strings.Join(keep, "; "))
+	}
+}
