@@ -18,6 +18,7 @@ import (
 
 	"github.com/thon-dev/thon/internal/api"
 	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/frontdoor"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
 	"github.com/thon-dev/thon/internal/store"
@@ -37,6 +38,9 @@ type (
 	Event        = store.Event
 	ImportResult = store.ImportResult
 	Instance     = sandbox.Instance
+	Link         = frontdoor.Link
+	LinkItem     = api.LinkItem
+	RevokeResult = api.RevokeResult
 )
 
 // Error is an error answered by the API.
@@ -176,7 +180,9 @@ func (c *Client) Info(ctx context.Context) (InfoDetail, error) {
 // InfoDetail is the answer of GET /api/v1/info.
 type InfoDetail struct {
 	Info
-	Engine struct {
+	// FrontDoor is the HTTPS front door's main URL (API, CA download at /ca).
+	FrontDoor string `json:"front_door"`
+	Engine    struct {
 		Name  string `json:"name"`
 		OK    bool   `json:"ok"`
 		Error string `json:"error,omitempty"`
@@ -336,4 +342,32 @@ func (c *Client) Events(ctx context.Context, after int64, limit int) ([]Event, e
 	var out []Event
 	q := url.Values{"after": {strconv.FormatInt(after, 10)}, "limit": {strconv.Itoa(limit)}}
 	return out, c.do(ctx, http.MethodGet, "/api/v1/events", q, nil, &out)
+}
+
+// IssueLink creates a personal access link for a participant: opening it
+// signs their browser in to their IDE. The token inside is shown only here.
+func (c *Client) IssueLink(ctx context.Context, user string) (Link, error) {
+	var out Link
+	return out, c.do(ctx, http.MethodPost, "/api/v1/users/"+url.PathEscape(user)+"/access", nil, nil, &out)
+}
+
+// IssueLinks creates links for every selected participant (all when empty).
+func (c *Client) IssueLinks(ctx context.Context, groups, users []string) ([]LinkItem, error) {
+	var out []LinkItem
+	return out, c.do(ctx, http.MethodPost, "/api/v1/access", nil, api.LinksRequest{Groups: groups, Users: users}, &out)
+}
+
+// RevokeAccess ends every link and browser session of a participant.
+func (c *Client) RevokeAccess(ctx context.Context, user string) (RevokeResult, error) {
+	var out RevokeResult
+	return out, c.do(ctx, http.MethodDelete, "/api/v1/users/"+url.PathEscape(user)+"/access", nil, nil, &out)
+}
+
+// SetPassword sets a participant's sign-in password ("" removes it).
+func (c *Client) SetPassword(ctx context.Context, user, password string) error {
+	path := "/api/v1/users/" + url.PathEscape(user) + "/password"
+	if password == "" {
+		return c.do(ctx, http.MethodDelete, path, nil, nil, nil)
+	}
+	return c.do(ctx, http.MethodPut, path, nil, map[string]string{"password": password}, nil)
 }

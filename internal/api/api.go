@@ -18,6 +18,7 @@ import (
 
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/frontdoor"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
 	"github.com/thon-dev/thon/internal/store"
@@ -33,10 +34,20 @@ type Info struct {
 	Started    time.Time `json:"started"`
 }
 
+// Access is the front door as the API sees it: participants' URLs and links.
+type Access interface {
+	MainURL() string
+	URL(user string) string
+	IssueLink(ctx context.Context, user string) (frontdoor.Link, error)
+	Revoke(ctx context.Context, user string) (tokens, sessions int64, err error)
+	SetPassword(ctx context.Context, user, password string) error
+}
+
 // Options configures the API.
 type Options struct {
 	Orchestrator *orchestrator.Orchestrator
 	Store        *store.Store
+	Access       Access
 	Logger       *slog.Logger
 	Info         Info
 	// Shutdown is called (once) by POST /api/v1/shutdown.
@@ -45,6 +56,7 @@ type Options struct {
 
 // Server serves the REST API.
 type Server struct {
+	access   Access
 	orch     *orchestrator.Orchestrator
 	st       *store.Store
 	log      *slog.Logger
@@ -60,7 +72,7 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, shutdown: o.Shutdown, mux: http.NewServeMux()}
+	s := &Server{access: o.Access, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, shutdown: o.Shutdown, mux: http.NewServeMux()}
 	s.routes()
 	return s
 }
@@ -92,6 +104,11 @@ func (s *Server) routeTable() []route {
 		{"GET", "/api/v1/users/{user}", false, s.getUser},
 		{"PATCH", "/api/v1/users/{user}", false, s.patchUser},
 		{"DELETE", "/api/v1/users/{user}", false, s.deleteUser},
+		{"POST", "/api/v1/users/{user}/access", false, s.issueLink},
+		{"DELETE", "/api/v1/users/{user}/access", false, s.revokeAccess},
+		{"PUT", "/api/v1/users/{user}/password", false, s.setPassword},
+		{"DELETE", "/api/v1/users/{user}/password", false, s.deletePassword},
+		{"POST", "/api/v1/access", false, s.issueLinks},
 		{"GET", "/api/v1/sandboxes", false, s.listSandboxes},
 		{"POST", "/api/v1/sandboxes/bulk", false, s.bulk},
 		{"GET", "/api/v1/sandboxes/{user}", false, s.getSandbox},
@@ -244,9 +261,13 @@ func (s *Server) getInfo(w http.ResponseWriter, r *http.Request) {
 	}
 	out := struct {
 		Info
-		Engine   engine         `json:"engine"`
-		Settings config.Sandbox `json:"sandbox"`
+		FrontDoor string         `json:"front_door,omitempty"`
+		Engine    engine         `json:"engine"`
+		Settings  config.Sandbox `json:"sandbox"`
 	}{Info: s.info, Settings: s.orch.Settings()}
+	if s.access != nil {
+		out.FrontDoor = s.access.MainURL()
+	}
 	out.Engine.Name = s.orch.Runtime().Name()
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()

@@ -192,6 +192,9 @@ func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	for i := range list {
+		list[i].URL = s.url(list[i].User)
+	}
 	writeJSON(w, http.StatusOK, SandboxList{Items: list, Orphans: nonNil(s.orch.Orphans())})
 }
 
@@ -220,6 +223,7 @@ func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	st.URL = s.url(n)
 	writeJSON(w, http.StatusOK, st)
 }
 
@@ -435,3 +439,11 @@ func nonNil[T any](s []T) []T {
 // on when the client goes away (an organizer's Ctrl-C, a dropped connection),
 // so no sandbox is left half-made; progress is simply no longer reported.
 func detached(r *http.Request) context.Context { return context.WithoutCancel(r.Context()) }
+
+// url is a participant's IDE address through the front door ("" without one).
+func (s *Server) url(user string) string {
+	if s.access == nil {
+		return ""
+	}
+	return s.access.URL(user)
+}

@@ -162,10 +162,11 @@ func newStatusCmd(e *env) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show every participant's sandbox: user, group, state, workspace, endpoint, age",
+		Short: "Show every participant's sandbox: user, group, state, workspace, URL, endpoint, age",
 		Long: `Status lists every participant with their sandbox's state (running,
-starting, paused, stopped, failed, missing), workspace mode, the endpoint the
-daemon reaches it at, and its age. "(outdated)" marks a sandbox created from
+starting, paused, stopped, failed, missing), workspace mode, the URL they open
+through the front door (sign in with "thon access USER"), the endpoint the
+daemon reaches the IDE at, and its age. "(outdated)" marks a sandbox created from
 other settings or another group: "thon instance recreate USER" applies the
 current ones and keeps the workspace.`,
 		Example: `  thon status

@@ -26,7 +26,7 @@ func printStatusTable(w io.Writer, items []client.Status) {
 	bw := bufio.NewWriter(w) // tabwriter writes cell by cell: one syscall each otherwise
 	defer bw.Flush()
 	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "USER\tGROUP\tSTATE\tWORKSPACE\tENDPOINT\tAGE")
+	fmt.Fprintln(tw, "USER\tGROUP\tSTATE\tWORKSPACE\tURL\tENDPOINT\tAGE")
 	now := time.Now()
 	for _, s := range items {
 		state := s.State
@@ -41,7 +41,11 @@ func printStatusTable(w io.Writer, items []client.Status) {
 		if !s.Created.IsZero() {
 			age = humanAge(now.Sub(s.Created))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.User, s.Group, state, s.Workspace, endpoint, age)
+		url := s.URL
+		if url == "" {
+			url = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.User, s.Group, state, s.Workspace, url, endpoint, age)
 	}
 	tw.Flush()
 }

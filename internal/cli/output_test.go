@@ -53,7 +53,7 @@ func TestStatusTable(t *testing.T) {
 	if len(lines) != 4 || !strings.HasPrefix(lines[0], "USER") {
 		t.Fatalf("table:\n%s", out.String())
 	}
-	for i, want := range []string{"alice  alpha  running  ", "bob    alpha  running (outdated)", "carol  beta   missing"} {
+	for i, want := range []string{"alice  alpha  running  ", "bob    alpha  running (outdated)", "carol  beta   missing"} { // URL and ENDPOINT columns follow
 		if !strings.HasPrefix(lines[i+1], want) {
 			t.Errorf("row %d: %q, want prefix %q", i+1, lines[i+1], want)
 		}

@@ -87,6 +87,9 @@ their workspaces.`,
 				return err
 			}
 			printStatusTable(e.stdout(), list.Items)
+			if info, err := c.Info(ctx); err == nil && info.FrontDoor != "" && sum.Total > 0 {
+				fmt.Fprintf(e.stderr(), "Personal links: `thon access USER` (cards: `thon access --group G -o csv`). Browsers trust this event's CA from %sca\n", info.FrontDoor)
+			}
 			if n := len(outdated(list.Items)); n > 0 {
 				fmt.Fprintf(e.stderr(), "%d sandboxes run older settings (marked outdated): `thon run --recreate` applies the current ones; workspaces are kept.\n", n)
 			}

@@ -6,11 +6,15 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +25,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/thon-dev/thon/internal/testenv"
+	"github.com/thon-dev/thon/internal/thontest"
 )
 
 var thonBin string
@@ -86,16 +91,22 @@ func freePort(t *testing.T) int {
 // dir and API port, then groups as given (YAML text).
 func (ev *event) writeConfig(image, extraSandbox, groups string) {
 	ev.t.Helper()
+	a := thontest.Access(ev.t)
 	cfg := fmt.Sprintf(`server:
   data_dir: %s
   listen: 127.0.0.1:%d
+access:
+  external_ip: 127.0.0.1
+  https_port: %d
+  http_port: 0
+  port_range: %s
 sandbox:
   image: %s
   startup_timeout: 60s
   concurrency: 3
   limits: {cpu: 0.5, memory: 128Mi, pids: 64}
 %sgroups:
-%s`, filepath.Join(ev.dir, "data"), freePort(ev.t), image, extraSandbox, groups)
+%s`, filepath.Join(ev.dir, "data"), freePort(ev.t), a.HTTPSPort, a.PortRange, image, extraSandbox, groups)
 	if err := os.WriteFile(filepath.Join(ev.dir, "thon.yaml"), []byte(cfg), 0o644); err != nil {
 		ev.t.Fatal(err)
 	}
@@ -455,4 +466,58 @@ func TestChangedSettingsAreAppliedOnlyWhenAsked(t *testing.T) {
 		t.Fatalf("status through --listen: %s", r)
 	}
 	ev.ok("down", "--listen", "127.0.0.1:"+port)
+}
+
+func TestAccessLinksFromTheCLI(t *testing.T) {
+	ev := newEvent(t)
+	ev.writeConfig(testenv.SandboxImage(t), "", demoGroups)
+	r := ev.ok("run")
+	if !strings.Contains(r.stdout, "https://127.0.0.1:") || !strings.Contains(r.stderr, "thon access USER") {
+		t.Fatalf("run should end with the participants' URLs and say how to get links: %s", r)
+	}
+	link := strings.TrimSpace(ev.ok("access", "alice").stdout)
+	if strings.Count(link, "\n") != 0 || !strings.HasPrefix(link, "https://127.0.0.1:") || !strings.Contains(link, "/_thon/auth?token=") {
+		t.Fatalf("thon access alice should print the link alone: %q", link)
+	}
+	// The link opens alice's IDE in a client that trusts only the event's CA.
+	caPEM, err := os.ReadFile(filepath.Join(ev.dir, "data", "ca", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := browser.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "alice") {
+		t.Fatalf("opening the link: %d %s", resp.StatusCode, body)
+	}
+
+	// Cards for a group: CSV with a header and one row per participant.
+	r = ev.ok("access", "--group", "alpha", "-o", "csv")
+	rows, err := csv.NewReader(strings.NewReader(r.stdout)).ReadAll()
+	if err != nil || len(rows) != 3 || strings.Join(rows[0], ",") != "user,group,url,link,expires" || rows[1][0] != "alice" || rows[2][0] != "bob" {
+		t.Fatalf("access --group alpha -o csv: %v\n%s", err, r)
+	}
+
+	// Revoked: the browser is signed out.
+	if r := ev.ok("access", "revoke", "alice"); !strings.Contains(r.stdout, "1 sessions") {
+		t.Fatalf("revoke: %s", r)
+	}
+	resp, err = browser.Get(resp.Request.URL.String() + "whoami")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("after revoke: %d", resp.StatusCode)
+	}
+	if r := ev.thon("access", "nobody"); r.code == 0 || !strings.Contains(r.stderr, "nobody") {
+		t.Fatalf("access for an unknown user: %s", r)
+	}
 }
