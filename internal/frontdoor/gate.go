@@ -49,6 +49,12 @@ func (f *FrontDoor) serveSandbox(w http.ResponseWriter, r *http.Request, user, p
 		f.refuse(w, r, user, prefix, who, status)
 		return
 	}
+	if r.Method == http.MethodConnect {
+		// WebSockets over HTTP/2 (RFC 8441): Go's server does not offer it
+		// unless GODEBUG=http2xconnect=1, and browsers then use HTTP/1.1.
+		http.Error(w, "WebSockets over HTTP/2 are not supported here: unset GODEBUG=http2xconnect", http.StatusNotImplemented)
+		return
+	}
 	if isUpgrade(r) && !sameOrigin(r) {
 		// Code in another origin (another participant's app, say) must not
 		// drive this IDE through the participant's browser.
@@ -102,6 +108,9 @@ func (f *FrontDoor) refuse(w http.ResponseWriter, r *http.Request, user, prefix,
 		msg := "sign in first: open your personal access link"
 		if status == http.StatusForbidden {
 			msg = "this IDE belongs to another participant"
+		} else {
+			// Scripts may use the admin token; browsers get the session cookie from a link.
+			w.Header().Set("WWW-Authenticate", `Bearer realm="thon"`)
 		}
 		http.Error(w, msg, status)
 		return

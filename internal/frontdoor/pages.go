@@ -86,5 +86,9 @@ func (f *FrontDoor) waiting(w http.ResponseWriter, r *http.Request, user, state 
 	if state == "" {
 		state = "starting"
 	}
-	writePage(w, http.StatusServiceUnavailable, waitingPage, pageData{Title: "Starting", User: user, State: state})
+	title := map[string]string{"paused": "Paused", "stopped": "Stopped", "failed": "Not running", "missing": "Not created yet"}[state]
+	if title == "" {
+		title = "Starting"
+	}
+	writePage(w, http.StatusServiceUnavailable, waitingPage, pageData{Title: title, User: user, State: state})
 }

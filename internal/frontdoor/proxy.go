@@ -1,6 +1,7 @@
 package frontdoor
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -53,8 +54,18 @@ func newProxy(f *FrontDoor) *httputil.ReverseProxy {
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			t := r.Context().Value(targetKey{}).(*target)
-			f.log.Debug("sandbox did not answer", "user", t.user, "err", err)
-			f.waiting(w, r, t.user, "starting")
+			var op *net.OpError
+			if errors.As(err, &op) && op.Op == "dial" {
+				// Nothing listens yet (the IDE is still starting, or restarting).
+				f.log.Debug("sandbox did not answer", "user", t.user, "err", err)
+				f.waiting(w, r, t.user, "starting")
+				return
+			}
+			if r.Context().Err() != nil {
+				return // the browser went away
+			}
+			f.log.Warn("proxy to sandbox failed", "user", t.user, "method", r.Method, "err", err)
+			http.Error(w, "THON could not pass this request to the IDE", http.StatusBadGateway)
 		},
 	}
 }
