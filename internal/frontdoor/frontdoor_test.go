@@ -412,3 +412,37 @@ func mustReq(u string, hdr ...string) *http.Request {
 	}
 	return req
 }
+
+func TestSubdomainMode(t *testing.T) {
+	h := thontest.New(t, alphaBeta...)
+	h.Stop()
+	h.Config.Access.Mode = config.ModeSubdomain
+	h.Config.Access.Domain = "thon.test"
+	h.Start()
+	if _, err := h.Client.Bulk(context.Background(), client.BulkRequest{Action: "start"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	c := browser(t, h)
+	// Every *.thon.test name resolves to the front door, as a wildcard DNS record would.
+	main := net.JoinHostPort("127.0.0.1", strconv.Itoa(h.Config.Access.HTTPSPort))
+	c.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, main)
+	}
+	ide := signIn(t, h, c, "alice")
+	if want := "https://alice.thon.test:" + strconv.Itoa(h.Config.Access.HTTPSPort) + "/"; ide != want {
+		t.Fatalf("subdomain URL: %s, want %s", ide, want)
+	}
+	if code, body := get(t, c, ide+"whoami"); code != 200 || !strings.Contains(body, `"alice"`) {
+		t.Fatalf("alice's IDE on her subdomain: %d %s", code, body)
+	}
+	// Host-only cookies: bob's subdomain gets none of alice's.
+	bob := h.Daemon.FrontDoor.URL("bob")
+	if code, _ := get(t, c, bob+"whoami"); code != http.StatusUnauthorized {
+		t.Fatalf("alice's browser on bob's subdomain: %d", code)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := echo(ctx, c, ide, origin(ide)); err != nil {
+		t.Fatalf("WebSocket on a subdomain: %v", err)
+	}
+}
