@@ -14,6 +14,8 @@ type Config struct {
 	Server  Server  `yaml:"server" json:"server"`
 	Access  Access  `yaml:"access" json:"access"`
 	Sandbox Sandbox `yaml:"sandbox" json:"sandbox"`
+	LLM     LLM     `yaml:"llm" json:"llm"`
+	Gateway Gateway `yaml:"gateway" json:"gateway"`
 	// Groups maps a group name to its users. In YAML both `alpha: [alice, bob]`
 	// and `alpha: {users: [alice, bob]}` are accepted.
 	Groups Groups `yaml:"groups" json:"groups"`
@@ -79,6 +81,43 @@ type Sandbox struct {
 	Concurrency    int               `yaml:"concurrency" json:"concurrency"`
 }
 
+// LLM is the language model server the AI assistants use.
+type LLM struct {
+	URL    string `yaml:"url" json:"url"`         // OpenAI-compatible base URL, e.g. http://127.0.0.1:13305/api/v1
+	APIKey string `yaml:"api_key" json:"api_key"` // the server's key, added by the gateway; never shown to participants
+}
+
+// Gateway is THON's OpenAI-compatible AI gateway: a key per user or group,
+// token-based rate limits, usage accounting.
+type Gateway struct {
+	Enabled       bool          `yaml:"enabled" json:"enabled"`
+	Listen        string        `yaml:"listen" json:"listen"`
+	Mode          string        `yaml:"mode" json:"mode"`         // per-user | per-group
+	Upstream      string        `yaml:"upstream" json:"upstream"` // defaults to llm.url
+	Limits        GatewayLimits `yaml:"limits" json:"limits"`
+	Models        []ModelLimit  `yaml:"models" json:"models"`
+	AllowedModels []string      `yaml:"allowed_models" json:"allowed_models"`
+	Redis         string        `yaml:"redis" json:"redis"`
+	FailOpen      bool          `yaml:"fail_open" json:"fail_open"`
+}
+
+// GatewayLimits apply to each key (0 = no limit).
+type GatewayLimits struct {
+	RequestsPerMinute int    `yaml:"requests_per_minute" json:"requests_per_minute"`
+	Concurrency       int    `yaml:"concurrency" json:"concurrency"`
+	TokensPerMinute   int    `yaml:"tokens_per_minute" json:"tokens_per_minute"`
+	TokenKind         string `yaml:"token_kind" json:"token_kind"`       // total | prompt | completion
+	BudgetTokens      int64  `yaml:"budget_tokens" json:"budget_tokens"` // whole event
+}
+
+// ModelLimit overrides limits for one model.
+type ModelLimit struct {
+	Model           string `yaml:"model" json:"model"`
+	Concurrency     int    `yaml:"concurrency" json:"concurrency"`
+	TokensPerMinute int    `yaml:"tokens_per_minute" json:"tokens_per_minute"`
+	Priority        int    `yaml:"priority" json:"priority"`
+}
+
 // Limits are per-sandbox resource limits.
 type Limits struct {
 	CPU    float64 `yaml:"cpu" json:"cpu"`       // cores, e.g. 1 or 0.5
@@ -119,6 +158,10 @@ const (
 	DefaultMode           = ModePort
 	DefaultPortRange      = "20000-20999"
 	DefaultTokenTTL       = Duration(72 * time.Hour)
+	DefaultLLMURL         = "http://127.0.0.1:13305/api/v1"
+	DefaultGatewayListen  = "0.0.0.0:9080"
+	GatewayPerUser        = "per-user"
+	GatewayPerGroup       = "per-group"
 )
 
 // Default returns the configuration used when thon.yaml says nothing.
@@ -131,6 +174,14 @@ func Default() *Config {
 			Mode:      DefaultMode,
 			PortRange: DefaultPortRange,
 			TokenTTL:  DefaultTokenTTL,
+		},
+		LLM: LLM{URL: DefaultLLMURL},
+		Gateway: Gateway{
+			Enabled:  true,
+			Listen:   DefaultGatewayListen,
+			Mode:     GatewayPerUser,
+			Limits:   GatewayLimits{RequestsPerMinute: 60, Concurrency: 2, TokensPerMinute: 20000, TokenKind: "total"},
+			FailOpen: true,
 		},
 		Sandbox: Sandbox{
 			Image:          DefaultImage,

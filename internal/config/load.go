@@ -294,6 +294,8 @@ func (d *decoder) decodeValue(n *yaml.Node, v reflect.Value, path string) {
 	switch {
 	case isLeaf(v.Type()):
 		d.decodeLeaf(n, v, path)
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Struct:
+		d.decodeStructList(n, v, path)
 	case v.Kind() == reflect.Struct:
 		d.decodeStruct(n, v, path)
 	default:
@@ -435,6 +437,23 @@ func (d *decoder) decodeStringMap(n *yaml.Node, out *map[string]string, path str
 		m = nil
 	}
 	*out = m
+}
+
+// decodeStructList reads a list of mappings (gateway.models).
+func (d *decoder) decodeStructList(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.SequenceNode {
+		d.add(n, "write a list: one \"- key: value\" item per entry", "%s must be a list, not %s", path, describe(n))
+		return
+	}
+	if len(n.Content) == 0 {
+		v.SetZero()
+		return
+	}
+	l := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	for i, item := range n.Content {
+		d.decodeValue(item, l.Index(i), fmt.Sprintf("%s.%d", path, i))
+	}
+	v.Set(l)
 }
 
 // decodeStringList reads a list of strings; a lone string is a list of one.

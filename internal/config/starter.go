@@ -66,6 +66,44 @@ sandbox:
   # How many sandboxes are created or started at the same time (1..256).
   concurrency: 8
 
+llm:
+  # The language model server's OpenAI-compatible base URL (Lemonade Server
+  # by default; llama.cpp's llama-server, vLLM or Ollama work too).
+  url: http://127.0.0.1:13305/api/v1
+  # Its API key, if it needs one; the gateway adds it, participants never see it.
+  api_key: ""
+
+gateway:
+  # The AI gateway: an OpenAI-compatible endpoint for every sandbox, with a
+  # key per participant (or group) and token-based rate limits.
+  enabled: true
+  # Where it listens; sandboxes reach it at host.docker.internal.
+  listen: 0.0.0.0:9080
+  # per-user (a key each) or per-group (one key per group, limits times its size).
+  mode: per-user
+  # Where requests go; "" means llm.url.
+  upstream: ""
+  # Limits of each key; 0 means no limit.
+  limits:
+    # Requests per minute.
+    requests_per_minute: 60
+    # Requests at the same time.
+    concurrency: 2
+    # Tokens per minute, counting the token_kind below.
+    tokens_per_minute: 20000
+    # Which tokens count: total, prompt or completion.
+    token_kind: total
+    # Tokens for the whole event.
+    budget_tokens: 0
+  # Per-model overrides, e.g. [{model: gemma-4-31b-it, concurrency: 1, tokens_per_minute: 10000, priority: 1}].
+  models: []
+  # Models participants may use; [] allows all.
+  allowed_models: []
+  # Redis URL to share limits between gateway replicas, e.g. redis://127.0.0.1:6379/0.
+  redis: ""
+  # When Redis is unreachable: keep serving on local counters (true) or refuse (false).
+  fail_open: true
+
 # Participants, by group. Names use lowercase letters a-z, digits and "-"
 # (at most 63 characters); a user is in exactly one group. Two forms:
 groups:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -303,6 +304,50 @@ func (c *Config) check(at locator) []Problem {
 			"%d is out of range", b.Concurrency)
 	}
 
+	// llm and gateway
+	if msg := checkURL(c.LLM.URL); msg != "" {
+		bad("llm.url", "the model server's OpenAI-compatible base URL, e.g. url: "+DefaultLLMURL, "%q %s", c.LLM.URL, msg)
+	}
+	g := c.Gateway
+	if g.Enabled {
+		if msg := checkHostPort(g.Listen); msg != "" {
+			bad("gateway.listen", "write host:port, e.g. "+DefaultGatewayListen+" (sandboxes reach it through the host)", "%q %s", g.Listen, msg)
+		}
+		if g.Mode != GatewayPerUser && g.Mode != GatewayPerGroup {
+			bad("gateway.mode", "use per-user (a key per participant) or per-group (one key per group)", "%q is not a gateway mode", g.Mode)
+		}
+		if g.Upstream != "" {
+			if msg := checkURL(g.Upstream); msg != "" {
+				bad("gateway.upstream", "an OpenAI-compatible base URL, or \"\" for llm.url", "%q %s", g.Upstream, msg)
+			}
+		}
+		gl := g.Limits
+		for _, f := range []struct {
+			path string
+			v    int64
+		}{{"gateway.limits.requests_per_minute", int64(gl.RequestsPerMinute)}, {"gateway.limits.concurrency", int64(gl.Concurrency)},
+			{"gateway.limits.tokens_per_minute", int64(gl.TokensPerMinute)}, {"gateway.limits.budget_tokens", gl.BudgetTokens}} {
+			if f.v < 0 {
+				bad(f.path, "0 means no limit", "%d is negative", f.v)
+			}
+		}
+		if !slices.Contains([]string{"total", "prompt", "completion"}, gl.TokenKind) {
+			bad("gateway.limits.token_kind", "use total, prompt or completion", "%q is not a kind of token", gl.TokenKind)
+		}
+		for i, m := range g.Models {
+			p := fmt.Sprintf("gateway.models.%d", i)
+			if strings.TrimSpace(m.Model) == "" {
+				bad(p+".model", "name the model, e.g. {model: gemma-4-31b-it, concurrency: 1}", "must not be empty")
+			}
+			if m.Concurrency < 0 || m.TokensPerMinute < 0 {
+				bad(p, "0 means no limit", "limits must not be negative")
+			}
+		}
+		if g.Redis != "" && !strings.HasPrefix(g.Redis, "redis://") && !strings.HasPrefix(g.Redis, "rediss://") && !strings.HasPrefix(g.Redis, "unix://") {
+			bad("gateway.redis", "e.g. redis: redis://127.0.0.1:6379/0, or \"\" for counters in memory", "%q is not a Redis URL", g.Redis)
+		}
+	}
+
 	ps = append(ps, c.Groups.check(at)...)
 	return ps
 }
@@ -407,4 +452,18 @@ var hostnameRE = regexp.MustCompile(`^(\*\.)?([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-z
 // validHostname accepts DNS names (and a leading "*." wildcard), not IPs.
 func validHostname(h string) bool {
 	return len(h) <= 253 && hostnameRE.MatchString(h) && net.ParseIP(h) == nil
+}
+
+// checkURL returns what is wrong with an http(s) base URL, or "".
+func checkURL(s string) string {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return "is not a URL"
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "must start with http:// or https://"
+	case u.Host == "":
+		return "has no host"
+	}
+	return ""
 }

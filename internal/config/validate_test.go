@@ -45,6 +45,7 @@ groups:
 	c := &Config{
 		Server: Server{DataDir: "", Listen: "localhost"},
 		Access: Default().Access,
+		LLM:    Default().LLM,
 		Sandbox: Sandbox{
 			Image: "", Port: 0, HealthPath: "healthz", StartupTimeout: Duration(-time.Second),
 			Workspace: "bind", WorkspaceDir: missing,
@@ -276,5 +277,39 @@ func TestAccessProblems(t *testing.T) {
 		return "", false
 	}); err != nil || len(c.Access.Hostnames) != 2 || c.Access.Hostnames[1] != "b.example.org" {
 		t.Fatalf("hostnames from the environment: %v %v", c.Access.Hostnames, err)
+	}
+}
+
+func TestGatewayProblems(t *testing.T) {
+	cases := []struct{ name, yaml, want string }{
+		{"llm url", "llm: {url: localhost:13305}", "llm.url: \"localhost:13305\" must start with http:// or https://"},
+		{"listen", "gateway: {listen: 9080}", "gateway.listen"},
+		{"mode", "gateway: {mode: per-team}", "gateway.mode: \"per-team\" is not a gateway mode"},
+		{"upstream", "gateway: {upstream: \"ftp://x\"}", "gateway.upstream"},
+		{"negative limit", "gateway: {limits: {tokens_per_minute: -5}}", "gateway.limits.tokens_per_minute: -5 is negative"},
+		{"token kind", "gateway: {limits: {token_kind: output}}", "gateway.limits.token_kind: \"output\" is not a kind of token"},
+		{"model without name", "gateway: {models: [{concurrency: 1}]}", "gateway.models.0.model: must not be empty"},
+		{"model key typo", "gateway: {models: [{model: m, concurency: 1}]}", `did you mean "concurrency"?`},
+		{"redis", "gateway: {redis: 127.0.0.1:6379}", "gateway.redis: \"127.0.0.1:6379\" is not a Redis URL"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.yaml+"\n"), "thon.yaml")
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want a problem containing %q", err, c.want)
+			}
+		})
+	}
+	ok := "gateway:\n  models:\n    - {model: gemma-4-31b-it, concurrency: 1, tokens_per_minute: 10000, priority: 1}\n  allowed_models: [gemma-4-31b-it]\n  redis: redis://127.0.0.1:6379/0\n"
+	c, err := Parse([]byte(ok), "thon.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Gateway.Models) != 1 || c.Gateway.Models[0].TokensPerMinute != 10000 || c.Gateway.Models[0].Priority != 1 {
+		t.Fatalf("models: %+v", c.Gateway.Models)
+	}
+	// A disabled gateway is not checked.
+	if _, err := Parse([]byte("gateway: {enabled: false, mode: nonsense}\n"), "thon.yaml"); err != nil {
+		t.Fatalf("disabled gateway: %v", err)
 	}
 }
