@@ -1,0 +1,496 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+)
+
+// maxResponseBytes bounds a non-streaming upstream answer held in memory.
+const maxResponseBytes = 256 << 20
+
+type tokenUsage struct {
+	prompt, completion int64
+}
+
+// usageJSON is OpenAI's usage object (the fields the gateway reads).
+type usageJSON struct {
+	PromptTokens     int64 `json:"prompt_tokens"`
+	CompletionTokens int64 `json:"completion_tokens"`
+	TotalTokens      int64 `json:"total_tokens"`
+}
+
+func (u *usageJSON) tokens() tokenUsage {
+	t := tokenUsage{prompt: u.PromptTokens, completion: u.CompletionTokens}
+	if t.prompt == 0 && t.completion == 0 && u.TotalTokens > 0 {
+		t.prompt = u.TotalTokens // embeddings from some servers: total only
+	}
+	return t
+}
+
+// readBody reads at most limit bytes of the request body.
+func readBody(r *http.Request, limit int64) ([]byte, *apiError) {
+	tooLarge := func() *apiError {
+		e := errBodyTooLarge
+		e.message = fmt.Sprintf("The request body is larger than the gateway's limit of %d bytes. Send less context.", limit)
+		return &e
+	}
+	if r.ContentLength > limit {
+		return nil, tooLarge()
+	}
+	n := r.ContentLength
+	if n < 0 {
+		n = 512
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, n+1))
+	if _, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1)); err != nil {
+		return nil, &apiError{http.StatusBadRequest, typeInvalidRequest, "invalid_body", "Could not read the request body: " + err.Error()}
+	}
+	if int64(buf.Len()) > limit {
+		return nil, tooLarge()
+	}
+	return buf.Bytes(), nil
+}
+
+func badRequest(code, msg string) apiError {
+	return apiError{http.StatusBadRequest, typeInvalidRequest, code, msg}
+}
+
+// serveInference proxies chat completions, completions and embeddings.
+func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request, ep endpoint, key *Key) {
+	body, aerr := readBody(r, g.maxBody)
+	if aerr != nil {
+		why := "bad_request"
+		if aerr.status == http.StatusRequestEntityTooLarge {
+			why = "body_too_large"
+		}
+		g.fail(w, ep, *aerr, why)
+		return
+	}
+	if !gjson.ValidBytes(body) {
+		g.fail(w, ep, badRequest("invalid_json", "We could not parse the JSON body of your request. Send a JSON object (Content-Type: application/json)."), "bad_request")
+		return
+	}
+	if !gjson.ParseBytes(body).IsObject() {
+		g.fail(w, ep, badRequest("invalid_json", "The request body must be a JSON object."), "bad_request")
+		return
+	}
+	fields := gjson.GetManyBytes(body, "model", "stream", "stream_options.include_usage")
+	if fields[0].Type != gjson.String || fields[0].Str == "" {
+		g.fail(w, ep, badRequest("missing_model", "You must provide a model parameter (a string). GET /v1/models lists them."), "bad_request")
+		return
+	}
+	model := fields[0].Str
+	stream := fields[1].Type == gjson.True && ep != epEmbeddings
+	if g.allowed != nil && !g.allowed[model] {
+		g.record(key.ID, model, tokenUsage{}, 0, 1)
+		g.fail(w, ep, apiError{http.StatusForbidden, typeInvalidRequest, "model_not_allowed",
+			fmt.Sprintf("The model %q is not allowed at this event. GET /v1/models lists the allowed ones.", model)}, "model_not_allowed")
+		return
+	}
+
+	p := g.planFor(key, model)
+	var t ticket
+	v, err := g.admit(r.Context(), &p, &t)
+	now := g.now()
+	if err != nil {
+		if r.Context().Err() != nil {
+			return // the client left while waiting
+		}
+		g.log.Debug("gateway: admission refused", "key", key.ID, "err", err)
+		g.fail(w, ep, errLimiter, "limiter_unavailable")
+		return
+	}
+	h := w.Header()
+	setLimitHeaders(h, &p, &v, now)
+	if !v.ok {
+		e := rejection(&p, &v, now, h)
+		g.record(key.ID, model, tokenUsage{}, 0, 1)
+		g.metrics.reject(v.reason, "")
+		g.metrics.request(ep, e.status)
+		writeError(w, e)
+		return
+	}
+
+	injected := false
+	if stream && fields[2].Type != gjson.True {
+		if body, err = sjson.SetBytes(body, "stream_options.include_usage", true); err != nil {
+			g.release(&t, 0, true)
+			g.fail(w, ep, badRequest("invalid_json", "Could not read stream_options: "+err.Error()), "bad_request")
+			return
+		}
+		injected = true
+	}
+
+	g.metrics.inFlight.Inc()
+	done := false
+	g.forward(w, ep, body, stream, injected, func(u tokenUsage, status int, refund bool) {
+		if done {
+			return
+		}
+		done = true
+		g.metrics.inFlight.Dec()
+		g.release(&t, g.tokensOf(u), refund)
+		g.metrics.request(ep, status)
+		g.metrics.addTokens(model, u)
+		g.record(key.ID, model, u, 1, 0)
+	})
+}
+
+// finishFunc ends an admitted request: charges u, frees its slots (refund:
+// also gives the request back) and counts it. The proxy calls it before
+// its last write, so a client that sends its next request the moment it
+// has the answer finds the slot free.
+type finishFunc func(u tokenUsage, status int, refund bool)
+
+func (g *Gateway) record(keyID, model string, u tokenUsage, requests, rejections int64) {
+	if g.usage == nil {
+		return
+	}
+	if len(model) > 128 {
+		model = model[:128]
+	}
+	g.usage.record(Usage{KeyID: keyID, Model: model, Minute: g.now().UTC().Truncate(time.Minute),
+		Requests: requests, PromptTokens: u.prompt, CompletionTokens: u.completion, Rejections: rejections})
+}
+
+// upstreamRequest sends body upstream; the request is detached from the
+// client so a client that leaves is still charged for what was generated.
+func (g *Gateway) upstreamRequest(ep endpoint, method string, body []byte, stream bool) (*http.Response, context.CancelFunc, error) {
+	ctx, cancel := context.WithTimeout(g.ctx, g.upTimeout)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, g.upstream[ep], rd)
+	if err != nil {
+		cancel()
+		return nil, nil, fmt.Errorf("build upstream request: %w", err)
+	}
+	h := req.Header
+	if body != nil {
+		h["Content-Type"] = []string{"application/json"}
+	}
+	if stream {
+		h["Accept"] = []string{"text/event-stream"}
+	} else {
+		h["Accept"] = []string{"application/json"}
+	}
+	h["User-Agent"] = []string{"thon-gateway"}
+	if g.opts.UpstreamKey != "" {
+		h["Authorization"] = []string{"Bearer " + g.opts.UpstreamKey}
+	}
+	start := time.Now()
+	resp, err := g.client.Do(req)
+	g.metrics.latencyBy[ep].Observe(time.Since(start).Seconds())
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return resp, cancel, nil
+}
+
+// upstreamFailure turns a transport error into a 502 or 504.
+func (g *Gateway) upstreamFailure(err error) apiError {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return apiError{http.StatusGatewayTimeout, typeServer, "upstream_timeout",
+			"The AI model server did not answer in time. Nothing was charged; try again, perhaps with a shorter request."}
+	}
+	return apiError{http.StatusBadGateway, typeServer, "upstream_unreachable",
+		"The AI model server is not reachable right now. Nothing was charged; try again shortly, and tell the organizer if it persists."}
+}
+
+// forward sends the request upstream, relays the answer and calls finish
+// exactly once: with the usage to charge, the status sent and whether the
+// request is refunded (the upstream failed; nothing was generated).
+func (g *Gateway) forward(w http.ResponseWriter, ep endpoint, body []byte, stream, injected bool, finish finishFunc) {
+	resp, cancel, err := g.upstreamRequest(ep, http.MethodPost, body, stream)
+	if err != nil {
+		e := g.upstreamFailure(err)
+		g.log.Warn("gateway: upstream request failed", "url", g.upstream[ep], "err", err)
+		finish(tokenUsage{}, e.status, true)
+		writeError(w, e)
+		return
+	}
+	defer cancel()
+	defer resp.Body.Close()
+
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		g.log.Error("gateway: the upstream refused the gateway's key; check gateway upstream key", "status", resp.StatusCode, "url", g.upstream[ep])
+		e := apiError{http.StatusBadGateway, typeServer, "upstream_auth_failed",
+			"The AI model server refused the gateway's credentials. Nothing was charged; tell the organizer."}
+		finish(tokenUsage{}, e.status, true)
+		writeError(w, e)
+		return
+	}
+	ct := resp.Header.Get("Content-Type")
+	if stream && resp.StatusCode == http.StatusOK && hasPrefixFold(ct, "text/event-stream") {
+		g.relayStream(w, resp.Body, injected, finish)
+		return
+	}
+
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		e := g.upstreamFailure(err)
+		g.log.Warn("gateway: read upstream response", "url", g.upstream[ep], "err", err)
+		finish(tokenUsage{}, e.status, true)
+		writeError(w, e)
+		return
+	}
+	var u tokenUsage
+	if resp.StatusCode/100 == 2 {
+		var ok bool
+		if u, ok = findUsage(data); !ok {
+			g.warnFirst("gateway: the upstream sent no usage; its responses are not charged", "url", g.upstream[ep])
+		}
+	}
+	// An upstream that fails or is overloaded generated nothing: refund.
+	finish(u, resp.StatusCode, resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests)
+	h := w.Header()
+	if ct != "" {
+		h["Content-Type"] = []string{ct}
+	}
+	h["Content-Length"] = []string{strconv.Itoa(len(data))}
+	w.WriteHeader(resp.StatusCode)
+	w.Write(data)
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && equalFoldASCII(s[:len(prefix)], prefix)
+}
+
+func equalFoldASCII(a, b string) bool {
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+var usageKeyBytes = []byte(`"usage"`)
+
+// findUsage reads the top-level usage object of a JSON response. A literal
+// `"usage"` followed by a colon cannot occur inside a JSON string (its quotes
+// would be escaped), so the last such key is the response's usage (OpenAI
+// servers put it last); a full parse is the fallback.
+func findUsage(data []byte) (tokenUsage, bool) {
+	if i := bytes.LastIndex(data, usageKeyBytes); i >= 0 {
+		rest := bytes.TrimLeft(data[i+len(usageKeyBytes):], " \t\r\n")
+		if len(rest) > 0 && rest[0] == ':' {
+			var u *usageJSON
+			dec := json.NewDecoder(bytes.NewReader(rest[1:]))
+			if err := dec.Decode(&u); err == nil && u != nil {
+				return u.tokens(), true
+			}
+		}
+	}
+	var full struct {
+		Usage *usageJSON `json:"usage"`
+	}
+	if json.Unmarshal(data, &full) == nil && full.Usage != nil {
+		return full.Usage.tokens(), true
+	}
+	return tokenUsage{}, false
+}
+
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 32<<10) }}
+
+var (
+	dataPrefix = []byte("data:")
+	doneData   = []byte("[DONE]")
+	usageNull  = []byte(`"usage":null`)
+)
+
+// relayStream passes SSE events through one by one, flushing after each,
+// and finishes the request with the usage the upstream reported, before
+// passing on [DONE]. When the gateway asked for usage (injected), the
+// usage-only chunk is kept from the client. When the client goes away, the
+// upstream is still read to its end.
+func (g *Gateway) relayStream(w http.ResponseWriter, body io.Reader, injected bool, finish finishFunc) {
+	h := w.Header()
+	h["Content-Type"] = []string{"text/event-stream"}
+	h["Cache-Control"] = []string{"no-cache"}
+	h["X-Accel-Buffering"] = []string{"no"}
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	clientGone := rc.Flush() != nil
+
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(body)
+	defer func() {
+		br.Reset(nil)
+		readers.Put(br)
+	}()
+
+	var (
+		ev     []byte
+		u      tokenUsage
+		got    bool
+		chunks int64
+	)
+	charge := func() {
+		if !got {
+			g.warnFirst("gateway: the upstream sent no usage in a stream; counting one completion token per chunk")
+			u = tokenUsage{completion: chunks}
+		}
+		finish(u, http.StatusOK, false)
+	}
+	emit := func() {
+		if len(ev) == 0 {
+			return
+		}
+		forward := true
+		payload := eventData(ev)
+		if payload != nil && bytes.Equal(payload, doneData) {
+			charge()
+		} else if payload != nil {
+			chunks++
+			if bytes.Contains(payload, usageKeyBytes) && !bytes.Contains(payload, usageNull) {
+				var c struct {
+					Choices []json.RawMessage `json:"choices"`
+					Usage   *usageJSON        `json:"usage"`
+				}
+				if json.Unmarshal(payload, &c) == nil && c.Usage != nil {
+					u, got = c.Usage.tokens(), true
+					if injected && len(c.Choices) == 0 {
+						forward = false
+					}
+				}
+			}
+		}
+		if forward && !clientGone {
+			_, err := w.Write(ev)
+			if err == nil {
+				err = rc.Flush()
+			}
+			clientGone = err != nil
+		}
+		ev = ev[:0]
+	}
+	for {
+		line, err := br.ReadSlice('\n')
+		ev = append(ev, line...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				g.log.Warn("gateway: upstream stream broke off", "err", err)
+			}
+			emit()
+			break
+		}
+		if len(line) == 1 || (len(line) == 2 && line[0] == '\r') { // blank line: end of event
+			emit()
+		}
+	}
+	charge() // no-op when [DONE] came
+}
+
+// eventData returns the data of an SSE event (its data: lines joined), or
+// nil when it has none.
+func eventData(ev []byte) []byte {
+	var out []byte
+	n := 0
+	for len(ev) > 0 {
+		line := ev
+		if i := bytes.IndexByte(ev, '\n'); i >= 0 {
+			line, ev = ev[:i], ev[i+1:]
+		} else {
+			ev = nil
+		}
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		if !bytes.HasPrefix(line, dataPrefix) {
+			continue
+		}
+		d := line[len(dataPrefix):]
+		if len(d) > 0 && d[0] == ' ' {
+			d = d[1:]
+		}
+		if n == 0 {
+			out = d
+		} else {
+			out = append(append(append([]byte(nil), out...), '\n'), d...)
+		}
+		n++
+	}
+	return out
+}
+
+// serveModels lists the upstream's models, only the allowed ones.
+func (g *Gateway) serveModels(w http.ResponseWriter, r *http.Request, key *Key) {
+	p := g.planFor(key, "")
+	now := g.now()
+	if v, err := g.counters.peek(r.Context(), &p, now); err == nil {
+		setLimitHeaders(w.Header(), &p, &v, now)
+	}
+	resp, cancel, err := g.upstreamRequest(epModels, http.MethodGet, nil, false)
+	if err != nil {
+		g.log.Warn("gateway: list upstream models", "url", g.upstream[epModels], "err", err)
+		e := g.upstreamFailure(err)
+		g.metrics.request(epModels, e.status)
+		writeError(w, e)
+		return
+	}
+	defer cancel()
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		e := g.upstreamFailure(err)
+		g.metrics.request(epModels, e.status)
+		writeError(w, e)
+		return
+	}
+	if resp.StatusCode == http.StatusOK && g.allowed != nil {
+		var list struct {
+			Object string            `json:"object"`
+			Data   []json.RawMessage `json:"data"`
+		}
+		if err := json.Unmarshal(data, &list); err == nil {
+			kept := list.Data[:0]
+			for _, m := range list.Data {
+				if g.allowed[gjson.GetBytes(m, "id").Str] {
+					kept = append(kept, m)
+				}
+			}
+			list.Data = kept
+			if list.Object == "" {
+				list.Object = "list"
+			}
+			if list.Data == nil {
+				list.Data = []json.RawMessage{}
+			}
+			data, _ = json.Marshal(list)
+		} else {
+			g.warnFirst("gateway: could not read the upstream's model list", "err", err)
+		}
+	}
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Content-Length"] = []string{strconv.Itoa(len(data))}
+	w.WriteHeader(resp.StatusCode)
+	w.Write(data)
+	g.metrics.request(epModels, resp.StatusCode)
+}
