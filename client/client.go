@@ -41,6 +41,9 @@ type (
 	Link         = frontdoor.Link
 	LinkItem     = api.LinkItem
 	RevokeResult = api.RevokeResult
+	GatewayKey   = store.GatewayKey
+	RotatedKey   = api.RotatedKey
+	UsageRow     = store.UsageRow
 )
 
 // Error is an error answered by the API.
@@ -370,4 +373,33 @@ func (c *Client) SetPassword(ctx context.Context, user, password string) error {
 		return c.do(ctx, http.MethodDelete, path, nil, nil, nil)
 	}
 	return c.do(ctx, http.MethodPut, path, nil, map[string]string{"password": password}, nil)
+}
+
+// GatewayKeys lists the AI gateway's key records (never the keys).
+func (c *Client) GatewayKeys(ctx context.Context) ([]GatewayKey, error) {
+	var out []GatewayKey
+	return out, c.do(ctx, http.MethodGet, "/api/v1/gateway/keys", nil, nil, &out)
+}
+
+// RotateGatewayKey replaces a key (id "user:alice", "group:alpha", or a user
+// name) and returns the new one, shown this once.
+func (c *Client) RotateGatewayKey(ctx context.Context, id string) (RotatedKey, error) {
+	var out RotatedKey
+	return out, c.do(ctx, http.MethodPost, "/api/v1/gateway/keys/"+url.PathEscape(id)+"/rotate", nil, nil, &out)
+}
+
+// RevokeGatewayKey makes a key stop working until it is rotated.
+func (c *Client) RevokeGatewayKey(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/gateway/keys/"+url.PathEscape(id), nil, nil, nil)
+}
+
+// GatewayUsage returns per-minute usage rows of some users' or groups' keys
+// (all when both are empty) since a duration ago ("" for all time).
+func (c *Client) GatewayUsage(ctx context.Context, users, groups []string, since string) ([]UsageRow, error) {
+	var out []UsageRow
+	q := url.Values{"user": users, "group": groups}
+	if since != "" {
+		q.Set("since", since)
+	}
+	return out, c.do(ctx, http.MethodGet, "/api/v1/gateway/usage", q, nil, &out)
 }

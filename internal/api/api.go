@@ -48,21 +48,32 @@ type Options struct {
 	Orchestrator *orchestrator.Orchestrator
 	Store        *store.Store
 	Access       Access
-	Logger       *slog.Logger
-	Info         Info
+	// Keys is the AI gateway's key ring (nil when the gateway is off);
+	// OnKeysChanged runs after a rotation or revocation (the gateway
+	// forgets its cached keys).
+	Keys          GatewayKeys
+	OnKeysChanged func()
+	// Metrics serves Prometheus metrics at /metrics (on server.listen only:
+	// the front door mounts /api/ alone).
+	Metrics http.Handler
+	Logger  *slog.Logger
+	Info    Info
 	// Shutdown is called (once) by POST /api/v1/shutdown.
 	Shutdown func()
 }
 
 // Server serves the REST API.
 type Server struct {
-	access   Access
-	orch     *orchestrator.Orchestrator
-	st       *store.Store
-	log      *slog.Logger
-	info     Info
-	shutdown func()
-	mux      *http.ServeMux
+	keys          GatewayKeys
+	onKeysChanged func()
+	access        Access
+	metrics       http.Handler
+	orch          *orchestrator.Orchestrator
+	st            *store.Store
+	log           *slog.Logger
+	info          Info
+	shutdown      func()
+	mux           *http.ServeMux
 }
 
 type ctxKey struct{}
@@ -72,7 +83,7 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{access: o.Access, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, shutdown: o.Shutdown, mux: http.NewServeMux()}
+	s := &Server{keys: o.Keys, onKeysChanged: o.OnKeysChanged, access: o.Access, metrics: o.Metrics, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, shutdown: o.Shutdown, mux: http.NewServeMux()}
 	s.routes()
 	return s
 }
@@ -109,6 +120,10 @@ func (s *Server) routeTable() []route {
 		{"PUT", "/api/v1/users/{user}/password", false, s.setPassword},
 		{"DELETE", "/api/v1/users/{user}/password", false, s.deletePassword},
 		{"POST", "/api/v1/access", false, s.issueLinks},
+		{"GET", "/api/v1/gateway/keys", false, s.listKeys},
+		{"POST", "/api/v1/gateway/keys/{id}/rotate", false, s.rotateKey},
+		{"DELETE", "/api/v1/gateway/keys/{id}", false, s.revokeKey},
+		{"GET", "/api/v1/gateway/usage", false, s.usage},
 		{"GET", "/api/v1/sandboxes", false, s.listSandboxes},
 		{"POST", "/api/v1/sandboxes/bulk", false, s.bulk},
 		{"GET", "/api/v1/sandboxes/{user}", false, s.getSandbox},
@@ -129,6 +144,9 @@ func (s *Server) routes() {
 			h = s.authenticated(h)
 		}
 		s.mux.Handle(rt.method+" "+rt.pattern, h)
+	}
+	if s.metrics != nil {
+		s.mux.Handle("GET /metrics", s.metrics)
 	}
 	s.mux.Handle("GET /api/docs/", http.StripPrefix("/api/docs", docsHandler()))
 	s.mux.Handle("GET /api/docs", http.RedirectHandler("/api/docs/", http.StatusMovedPermanently))
@@ -194,6 +212,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &ve):
 		writeJSON(w, http.StatusUnprocessableEntity, errorBody{Error: "invalid configuration", Problems: ve.Problems})
+	case errors.Is(err, errNoGateway):
+		writeError(w, http.StatusConflict, err.Error(), "")
 	case errors.As(err, &be):
 		writeError(w, http.StatusBadRequest, be.Error(), "")
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, sandbox.ErrNotFound):

@@ -16,10 +16,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/thon-dev/thon/internal/api"
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/frontdoor"
+	"github.com/thon-dev/thon/internal/gateway"
+	"github.com/thon-dev/thon/internal/gateway/keyring"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/pki"
 	"github.com/thon-dev/thon/internal/sandbox"
@@ -60,9 +66,16 @@ type Daemon struct {
 	Store     *store.Store
 	FrontDoor *frontdoor.FrontDoor
 	CA        *pki.Authority
+	Gateway   *gateway.Gateway // nil when gateway.enabled is false
+	Keyring   *keyring.Keyring
+	// Metrics holds this daemon's Prometheus metrics (served at /metrics on server.listen).
+	Metrics *prometheus.Registry
+	// GatewayURL is the AI gateway's address on this host ("" when off).
+	GatewayURL string
 
 	log    *slog.Logger
 	srv    *http.Server
+	gwSrv  *http.Server
 	lock   *os.File
 	ctx    context.Context // lives as long as the daemon
 	cancel context.CancelFunc
@@ -88,7 +101,8 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{log: log, lock: lock, done: make(chan error, 1)}
+	d := &Daemon{log: log, lock: lock, done: make(chan error, 1), Metrics: prometheus.NewRegistry()}
+	d.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ok := false
 	defer func() {
 		if !ok {
@@ -113,14 +127,26 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 			return nil, err
 		}
 	}
+	if cfg.Gateway.Enabled {
+		if d.Keyring, err = keyring.Open(dir, d.Store, cfg.Gateway.Mode, cfg.Gateway.Limits.TokenKind); err != nil {
+			return nil, err
+		}
+	}
 	d.Orch = orchestrator.New(orchestrator.Options{
 		Runtime: rt, Store: d.Store, Settings: cfg.Sandbox, Logger: log, ResyncInterval: o.ResyncInterval,
-		// Port mode: a new participant gets their HTTPS port at once.
+		// Port mode: a new participant gets their HTTPS port at once; a
+		// removed one's gateway key stops working.
 		OnUsersChanged: func(ctx context.Context) {
 			if err := d.FrontDoor.Sync(ctx); err != nil {
 				log.Error("open participants' ports", "err", err)
 			}
+			if d.Keyring != nil {
+				if err := d.Keyring.Prune(ctx); err != nil {
+					log.Error("prune gateway keys", "err", err)
+				}
+			}
 		},
+		ExtraEnv: d.gatewayEnv(cfg, log),
 	})
 	if err := d.Orch.ApplySettings(ctx, "daemon", cfg.Sandbox); err != nil {
 		return nil, err
@@ -143,6 +169,9 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	if err := d.startFrontDoor(ctx, cfg, dir, log); err != nil {
 		return nil, err
 	}
+	if err := d.startGateway(cfg, log); err != nil {
+		return nil, err
+	}
 
 	ln := o.Listener
 	if ln == nil {
@@ -153,6 +182,13 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	d.URL = "http://" + ln.Addr().String()
 	handler := api.New(api.Options{
 		Orchestrator: d.Orch, Store: d.Store, Logger: log, Access: d.FrontDoor,
+		Metrics: promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{}),
+		Keys:    keysOrNil(d.Keyring),
+		OnKeysChanged: func() {
+			if d.Gateway != nil {
+				d.Gateway.ForgetKeys()
+			}
+		},
 		Info:     api.Info{Version: o.Version, ConfigPath: cfg.Path, DataDir: dir, Runtime: rt.Name(), PID: os.Getpid(), Started: time.Now().UTC()},
 		Shutdown: func() { d.Shutdown(context.Background()) },
 	})
@@ -185,6 +221,9 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	defer cancel()
 	d.cancel()
 	d.FrontDoor.Shutdown(ctx)
+	if d.gwSrv != nil {
+		d.gwSrv.Shutdown(ctx)
+	}
 	err := d.srv.Shutdown(ctx)
 	d.Wait()
 	d.release()
@@ -242,6 +281,74 @@ func (d *Daemon) startFrontDoor(ctx context.Context, cfg *config.Config, dir str
 	return nil
 }
 
+// startGateway serves the AI gateway on gateway.listen, with keys and usage
+// in the store.
+func (d *Daemon) startGateway(cfg *config.Config, log *slog.Logger) error {
+	g := cfg.Gateway
+	if !g.Enabled {
+		return nil
+	}
+	upstream := g.Upstream
+	if upstream == "" {
+		upstream = cfg.LLM.URL
+	}
+	models := make([]gateway.ModelLimit, len(g.Models))
+	for i, m := range g.Models {
+		models[i] = gateway.ModelLimit{Model: m.Model, Concurrency: m.Concurrency, TokensPerMinute: m.TokensPerMinute, Priority: m.Priority}
+	}
+	gw, err := gateway.New(gateway.Options{
+		Upstream: upstream, UpstreamKey: cfg.LLM.APIKey,
+		Limits: gateway.Limits{
+			RequestsPerMinute: g.Limits.RequestsPerMinute, Concurrency: g.Limits.Concurrency,
+			TokensPerMinute: g.Limits.TokensPerMinute, TokenKind: g.Limits.TokenKind, BudgetTokens: g.Limits.BudgetTokens,
+		},
+		Models: models, AllowedModels: g.AllowedModels, Redis: g.Redis, FailOpen: g.FailOpen,
+		Keys: d.Keyring, Usage: d.Keyring, Logger: log, Registerer: d.Metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("AI gateway: %w", err)
+	}
+	ln, err := net.Listen("tcp", g.Listen)
+	if err != nil {
+		gw.Close()
+		return fmt.Errorf("AI gateway cannot listen on %s: %w (another program uses it? set gateway.listen, or gateway.enabled: false)", g.Listen, err)
+	}
+	d.Gateway = gw
+	d.gwSrv = &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return d.ctx }}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	d.GatewayURL = "http://127.0.0.1:" + port + "/v1"
+	go func() {
+		if err := d.gwSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("AI gateway stopped", "err", err)
+		}
+	}()
+	log.Info("AI gateway listening", "addr", ln.Addr().String(), "upstream", upstream, "mode", g.Mode)
+	return nil
+}
+
+// gatewayEnv gives each sandbox its gateway key and URL, as the OpenAI
+// variables every assistant and SDK reads.
+func (d *Daemon) gatewayEnv(cfg *config.Config, log *slog.Logger) func(user, group string) map[string]string {
+	if !cfg.Gateway.Enabled {
+		return nil
+	}
+	_, port, _ := net.SplitHostPort(cfg.Gateway.Listen)
+	base := "http://host.docker.internal:" + port + "/v1" // the host, from inside a sandbox
+	return func(user, group string) map[string]string {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		key, err := d.Keyring.KeyFor(ctx, user, group)
+		if err != nil {
+			log.Error("gateway key for sandbox", "user", user, "err", err)
+			return nil
+		}
+		if key == "" { // revoked
+			return map[string]string{"OPENAI_BASE_URL": base}
+		}
+		return map[string]string{"OPENAI_API_KEY": key, "OPENAI_BASE_URL": base}
+	}
+}
+
 func detectIP(log *slog.Logger) string {
 	ip, err := pki.DetectExternalIP()
 	if err != nil {
@@ -254,6 +361,14 @@ func detectIP(log *slog.Logger) string {
 func (d *Daemon) release() {
 	if d.cancel != nil {
 		d.cancel()
+	}
+	if d.gwSrv != nil {
+		d.gwSrv.Close()
+		d.gwSrv = nil
+	}
+	if d.Gateway != nil {
+		d.Gateway.Close() // flushes usage to the store
+		d.Gateway = nil
 	}
 	if d.FrontDoor != nil {
 		d.FrontDoor.Shutdown(context.Background())
@@ -310,4 +425,13 @@ func adminToken(ctx context.Context, st *store.Store, dir string) (string, error
 		return "", fmt.Errorf("write admin token: %w", err)
 	}
 	return tok, nil
+}
+
+// keysOrNil keeps a nil key ring a nil interface (the API then says the
+// gateway is off).
+func keysOrNil(k *keyring.Keyring) api.GatewayKeys {
+	if k == nil {
+		return nil
+	}
+	return k
 }

@@ -60,6 +60,10 @@ type Options struct {
 	// OnUsersChanged, if set, is called after participants were added or
 	// removed (the front door opens or closes their ports).
 	OnUsersChanged func(ctx context.Context)
+	// ExtraEnv, if set, adds environment variables to a participant's
+	// sandbox (the AI gateway's key and URL). They are part of the spec: a
+	// change marks the sandbox outdated.
+	ExtraEnv func(user, group string) map[string]string
 	// ResyncInterval is how often the engine's view is folded into the store
 	// (sandboxes stopped or removed behind THON's back). 0 means 10s.
 	ResyncInterval time.Duration
@@ -68,6 +72,7 @@ type Options struct {
 // Orchestrator owns the sandboxes of one event.
 type Orchestrator struct {
 	usersChanged func(ctx context.Context)
+	extraEnv     func(user, group string) map[string]string
 	rt           sandbox.Runtime
 	st           *store.Store
 	log          *slog.Logger
@@ -101,6 +106,7 @@ func New(o Options) *Orchestrator {
 	}
 	return &Orchestrator{
 		usersChanged: o.OnUsersChanged,
+		extraEnv:     o.ExtraEnv,
 		rt:           o.Runtime,
 		st:           o.Store,
 		log:          o.Logger,
@@ -201,8 +207,25 @@ func (o *Orchestrator) event(ctx context.Context, actor, action, target, detail 
 
 // Spec builds the desired sandbox of a participant from the current settings.
 func (o *Orchestrator) Spec(user, group string) sandbox.Spec {
-	s := o.Settings()
-	return SpecFrom(s, user, group)
+	return o.specFrom(o.Settings(), user, group)
+}
+
+// specFrom adds what services give each sandbox (the AI gateway's key and
+// URL) to the settings' spec.
+func (o *Orchestrator) specFrom(s config.Sandbox, user, group string) sandbox.Spec {
+	spec := SpecFrom(s, user, group)
+	if o.extraEnv == nil {
+		return spec
+	}
+	extra := o.extraEnv(user, group)
+	if len(extra) == 0 {
+		return spec
+	}
+	env := make(map[string]string, len(spec.Env)+len(extra))
+	maps.Copy(env, spec.Env)
+	maps.Copy(env, extra)
+	spec.Env = env
+	return spec
 }
 
 // SpecFrom builds a sandbox.Spec from sandbox settings.
@@ -304,7 +327,7 @@ func (o *Orchestrator) status(u store.User, boxes map[string]store.Sandbox, busy
 			st.Workspace = b.Workspace
 		}
 		if b.SpecHash != "" && b.State != string(sandbox.StateMissing) {
-			st.Outdated = b.SpecHash != SpecFrom(s, u.Name, u.Group).Hash()
+			st.Outdated = b.SpecHash != o.specFrom(s, u.Name, u.Group).Hash()
 		}
 	}
 	if t, ok := busy[u.Name]; ok {

@@ -50,6 +50,9 @@ func New(t testing.TB, groups ...config.Group) *Harness {
 	cfg.Sandbox.Concurrency = 4
 	cfg.Groups = groups
 	cfg.Access = Access(t)
+	// The AI gateway on a port of its own, on every interface so sandboxes
+	// reach it through the host.
+	cfg.Gateway.Listen = fmt.Sprintf("0.0.0.0:%d", FreePort(t))
 	h.Config = cfg
 	t.Cleanup(func() { testenv.Cleanup(t, h.Instance) })
 	h.Start()

@@ -100,13 +100,15 @@ access:
   https_port: %d
   http_port: 0
   port_range: %s
+gateway:
+  listen: 0.0.0.0:%d
 sandbox:
   image: %s
   startup_timeout: 60s
   concurrency: 3
   limits: {cpu: 0.5, memory: 128Mi, pids: 64}
 %sgroups:
-%s`, filepath.Join(ev.dir, "data"), freePort(ev.t), a.HTTPSPort, a.PortRange, image, extraSandbox, groups)
+%s`, filepath.Join(ev.dir, "data"), freePort(ev.t), a.HTTPSPort, a.PortRange, freePort(ev.t), image, extraSandbox, groups)
 	if err := os.WriteFile(filepath.Join(ev.dir, "thon.yaml"), []byte(cfg), 0o644); err != nil {
 		ev.t.Fatal(err)
 	}

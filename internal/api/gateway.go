@@ -1,0 +1,178 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/store"
+)
+
+// GatewayKeys is the AI gateway's key ring as the API sees it.
+type GatewayKeys interface {
+	ID(user, group string) string
+	List(ctx context.Context) ([]store.GatewayKey, error)
+	Rotate(ctx context.Context, id string) (string, error)
+	Revoke(ctx context.Context, id string) error
+	Usage(ctx context.Context, ids []string, since time.Time) ([]store.UsageRow, error)
+}
+
+var errNoGateway = errors.New("the AI gateway is off: set gateway.enabled: true in thon.yaml and restart the daemon")
+
+// keyID reads {id} from the path: a key id ("user:alice", "group:alpha") or
+// a user name, which stands for the key that user's sandbox uses.
+func (s *Server) keyID(r *http.Request) (string, error) {
+	v := r.PathValue("id")
+	kind, owner, ok := strings.Cut(v, ":")
+	if !ok {
+		if err := config.ValidName("user", v); err != nil {
+			return "", badRequest{err}
+		}
+		u, err := s.st.User(r.Context(), v)
+		if err != nil {
+			return "", err
+		}
+		return s.keys.ID(u.Name, u.Group), nil
+	}
+	if kind != "user" && kind != "group" {
+		return "", badRequestf("key id %q: use user:NAME, group:NAME or a user name", v)
+	}
+	if err := config.ValidName(kind, owner); err != nil {
+		return "", badRequest{err}
+	}
+	return v, nil
+}
+
+func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {
+	if s.keys == nil {
+		s.fail(w, r, errNoGateway)
+		return
+	}
+	ks, err := s.keys.List(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(ks))
+}
+
+// RotatedKey is the answer of a rotation: the new key, shown this once.
+type RotatedKey struct {
+	ID  string `json:"id"`
+	Key string `json:"key"`
+}
+
+func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
+	if s.keys == nil {
+		s.fail(w, r, errNoGateway)
+		return
+	}
+	id, err := s.keyID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	key, err := s.keys.Rotate(r.Context(), id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.keysChanged()
+	s.st.AddEvent(r.Context(), actor(r), "gateway.key.rotate", id, "")
+	writeJSON(w, http.StatusOK, RotatedKey{ID: id, Key: key})
+}
+
+func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) {
+	if s.keys == nil {
+		s.fail(w, r, errNoGateway)
+		return
+	}
+	id, err := s.keyID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.keys.Revoke(r.Context(), id); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.keysChanged()
+	s.st.AddEvent(r.Context(), actor(r), "gateway.key.revoke", id, "")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) keysChanged() {
+	if s.onKeysChanged != nil {
+		s.onKeysChanged()
+	}
+}
+
+// usage answers per-minute usage rows, optionally of some users' or groups'
+// keys and since a time (?since=1h or an RFC 3339 time).
+func (s *Server) usage(w http.ResponseWriter, r *http.Request) {
+	if s.keys == nil {
+		s.fail(w, r, errNoGateway)
+		return
+	}
+	q := r.URL.Query()
+	var since time.Time
+	if v := q.Get("since"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			since = time.Now().Add(-d)
+		} else if t, err := time.Parse(time.RFC3339, v); err == nil {
+			since = t
+		} else {
+			s.fail(w, r, badRequestf("since=%q: use a duration such as 1h or a time such as 2026-05-01T09:00:00Z", v))
+			return
+		}
+	}
+	var ids []string
+	seen := map[string]bool{}
+	add := func(id string) {
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	for _, name := range q["user"] {
+		if err := config.ValidName("user", name); err != nil {
+			s.fail(w, r, badRequest{err})
+			return
+		}
+		u, err := s.st.User(r.Context(), name)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		add(s.keys.ID(u.Name, u.Group))
+	}
+	for _, name := range q["group"] {
+		if err := config.ValidName("group", name); err != nil {
+			s.fail(w, r, badRequest{err})
+			return
+		}
+		g, err := s.st.Group(r.Context(), name)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		for _, u := range g.Users {
+			add(s.keys.ID(u, g.Name))
+		}
+		add("group:" + g.Name) // per-group mode
+	}
+	if len(ids) == 0 && (len(q["user"]) > 0 || len(q["group"]) > 0) {
+		writeJSON(w, http.StatusOK, []store.UsageRow{})
+		return
+	}
+	rows, err := s.keys.Usage(r.Context(), ids, since)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("read usage: %w", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(rows))
+}
