@@ -19,6 +19,7 @@ import (
 	"github.com/thon-dev/thon/internal/api"
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/frontdoor"
+	"github.com/thon-dev/thon/internal/gateway"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
 	"github.com/thon-dev/thon/internal/store"
@@ -402,4 +403,29 @@ func (c *Client) GatewayUsage(ctx context.Context, users, groups []string, since
 		q.Set("since", since)
 	}
 	return out, c.do(ctx, http.MethodGet, "/api/v1/gateway/usage", q, nil, &out)
+}
+
+// GatewayBackend makes a daemon the key store and usage sink of a gateway
+// replica (thon gateway serve): keys are looked up, and usage stored, through
+// the API.
+type GatewayBackend struct{ C *Client }
+
+// KeyByHash implements gateway.KeyStore.
+func (b GatewayBackend) KeyByHash(ctx context.Context, hash string) (gateway.Key, error) {
+	var k api.ReplicaKey
+	err := b.C.do(ctx, http.MethodGet, "/api/v1/gateway/lookup", url.Values{"hash": {hash}}, nil, &k)
+	if IsNotFound(err) {
+		return gateway.Key{}, gateway.ErrUnknownKey
+	}
+	if err != nil {
+		return gateway.Key{}, err
+	}
+	return gateway.Key{ID: k.ID, Owner: k.Owner, Group: k.Group, Scale: k.Scale, Revoked: k.Revoked, BudgetUsed: k.BudgetUsed}, nil
+}
+
+// Add implements gateway.UsageSink.
+func (b GatewayBackend) Add(ctx context.Context, u gateway.Usage) error {
+	rows := []UsageRow{{KeyID: u.KeyID, Model: u.Model, Minute: u.Minute, Requests: u.Requests,
+		PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, Rejections: u.Rejections}}
+	return b.C.do(ctx, http.MethodPost, "/api/v1/gateway/usage", nil, rows, nil)
 }

@@ -124,6 +124,8 @@ func (s *Server) routeTable() []route {
 		{"POST", "/api/v1/gateway/keys/{id}/rotate", false, s.rotateKey},
 		{"DELETE", "/api/v1/gateway/keys/{id}", false, s.revokeKey},
 		{"GET", "/api/v1/gateway/usage", false, s.usage},
+		{"POST", "/api/v1/gateway/usage", false, s.addUsage},
+		{"GET", "/api/v1/gateway/lookup", false, s.lookupKey},
 		{"GET", "/api/v1/sandboxes", false, s.listSandboxes},
 		{"POST", "/api/v1/sandboxes/bulk", false, s.bulk},
 		{"GET", "/api/v1/sandboxes/{user}", false, s.getSandbox},

@@ -9,11 +9,14 @@ import (
 	"time"
 
 	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/gateway"
 	"github.com/thon-dev/thon/internal/store"
 )
 
 // GatewayKeys is the AI gateway's key ring as the API sees it.
 type GatewayKeys interface {
+	gateway.KeyStore  // for gateway replicas (thon gateway serve)
+	gateway.UsageSink // their usage lands here
 	ID(user, group string) string
 	List(ctx context.Context) ([]store.GatewayKey, error)
 	Rotate(ctx context.Context, id string) (string, error)
@@ -175,4 +178,59 @@ func (s *Server) usage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, nonNil(rows))
+}
+
+// lookupKey answers a gateway replica's question: whose key has this hash?
+func (s *Server) lookupKey(w http.ResponseWriter, r *http.Request) {
+	if s.keys == nil {
+		s.fail(w, r, errNoGateway)
+		return
+	}
+	h := r.URL.Query().Get("hash")
+	if len(h) != 64 {
+		s.fail(w, r, badRequestf("hash=%q: send the SHA-256 of the key, in hex", h))
+		return
+	}
+	k, err := s.keys.KeyByHash(r.Context(), h)
+	if errors.Is(err, gateway.ErrUnknownKey) {
+		writeError(w, http.StatusNotFound, "unknown gateway key", "")
+		return
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ReplicaKey{ID: k.ID, Owner: k.Owner, Group: k.Group, Scale: k.Scale, Revoked: k.Revoked, BudgetUsed: k.BudgetUsed})
+}
+
+// ReplicaKey is what a gateway replica learns about a key.
+type ReplicaKey struct {
+	ID         string `json:"id"`
+	Owner      string `json:"owner"`
+	Group      string `json:"group"`
+	Scale      int    `json:"scale"`
+	Revoked    bool   `json:"revoked"`
+	BudgetUsed int64  `json:"budget_used"`
+}
+
+// addUsage stores usage a gateway replica counted.
+func (s *Server) addUsage(w http.ResponseWriter, r *http.Request) {
+	if s.keys == nil {
+		s.fail(w, r, errNoGateway)
+		return
+	}
+	var rows []store.UsageRow
+	if err := decode(r, &rows); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	for _, u := range rows {
+		err := s.keys.Add(r.Context(), gateway.Usage{KeyID: u.KeyID, Model: u.Model, Minute: u.Minute, Requests: u.Requests,
+			PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, Rejections: u.Rejections})
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

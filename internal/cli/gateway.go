@@ -2,12 +2,21 @@ package cli
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
 	"sort"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/thon-dev/thon/client"
+	"github.com/thon-dev/thon/internal/daemon"
+	"github.com/thon-dev/thon/internal/gateway"
 )
 
 func newGatewayCmd(e *env) *cobra.Command {
@@ -136,7 +145,62 @@ per-minute rows.`,
 	usage.Flags().StringArrayVarP(&groups, "group", "g", nil, "only this group's keys (repeatable)")
 	usage.Flags().StringVar(&since, "since", "", "only the last while, e.g. 1h or 30m (default: the whole event)")
 	usage.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
-	cmd.AddCommand(keys, usage)
+	var listen string
+	serve := &cobra.Command{
+		Use:   "serve",
+		Short: "Run an extra AI gateway replica in the foreground",
+		Long: `Serve runs another replica of the AI gateway, for events whose assistants
+outgrow one process or machine. It asks the THON daemon (--server/THON_URL
+with --token/THON_TOKEN, or the local daemon) about keys and sends it the usage
+it counts. Set gateway.redis so that every replica shares one set of limits:
+without it, each replica keeps its own counters. SIGINT or SIGTERM stop it.`,
+		Example: `  thon gateway serve --listen 0.0.0.0:9081
+  THON_URL=https://10.0.0.5 THON_TOKEN=... thon gateway serve`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := e.loadConfig(false)
+			if err != nil {
+				return err
+			}
+			c, err := e.daemonClient(cmd.Context())
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(e.stderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+			if cfg.Gateway.Redis == "" {
+				log.Warn("gateway.redis is not set: this replica's limits are its own, not shared with the daemon's gateway")
+			}
+			opts := daemon.GatewayOptions(cfg)
+			backend := client.GatewayBackend{C: c}
+			opts.Keys, opts.Usage, opts.Logger = backend, backend, log
+			gw, err := gateway.New(opts)
+			if err != nil {
+				return err
+			}
+			defer gw.Close()
+			if listen == "" {
+				listen = cfg.Gateway.Listen
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("listen on %s: %w (set --listen)", listen, err)
+			}
+			srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
+			go func() {
+				<-cmd.Context().Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				srv.Shutdown(ctx)
+			}()
+			log.Info("AI gateway replica listening", "addr", ln.Addr().String(), "daemon", c.URL(), "upstream", opts.Upstream)
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	}
+	serve.Flags().StringVar(&listen, "listen", "", "address to listen on (default gateway.listen)")
+	cmd.AddCommand(keys, usage, serve)
 	return cmd
 }
 

@@ -288,23 +288,9 @@ func (d *Daemon) startGateway(cfg *config.Config, log *slog.Logger) error {
 	if !g.Enabled {
 		return nil
 	}
-	upstream := g.Upstream
-	if upstream == "" {
-		upstream = cfg.LLM.URL
-	}
-	models := make([]gateway.ModelLimit, len(g.Models))
-	for i, m := range g.Models {
-		models[i] = gateway.ModelLimit{Model: m.Model, Concurrency: m.Concurrency, TokensPerMinute: m.TokensPerMinute, Priority: m.Priority}
-	}
-	gw, err := gateway.New(gateway.Options{
-		Upstream: upstream, UpstreamKey: cfg.LLM.APIKey,
-		Limits: gateway.Limits{
-			RequestsPerMinute: g.Limits.RequestsPerMinute, Concurrency: g.Limits.Concurrency,
-			TokensPerMinute: g.Limits.TokensPerMinute, TokenKind: g.Limits.TokenKind, BudgetTokens: g.Limits.BudgetTokens,
-		},
-		Models: models, AllowedModels: g.AllowedModels, Redis: g.Redis, FailOpen: g.FailOpen,
-		Keys: d.Keyring, Usage: d.Keyring, Logger: log, Registerer: d.Metrics,
-	})
+	opts := GatewayOptions(cfg)
+	opts.Keys, opts.Usage, opts.Logger, opts.Registerer = d.Keyring, d.Keyring, log, d.Metrics
+	gw, err := gateway.New(opts)
 	if err != nil {
 		return fmt.Errorf("AI gateway: %w", err)
 	}
@@ -322,8 +308,30 @@ func (d *Daemon) startGateway(cfg *config.Config, log *slog.Logger) error {
 			log.Error("AI gateway stopped", "err", err)
 		}
 	}()
-	log.Info("AI gateway listening", "addr", ln.Addr().String(), "upstream", upstream, "mode", g.Mode)
+	log.Info("AI gateway listening", "addr", ln.Addr().String(), "upstream", opts.Upstream, "mode", g.Mode)
 	return nil
+}
+
+// GatewayOptions turns thon.yaml's gateway section into the gateway's
+// options (without keys, usage, logger and metrics).
+func GatewayOptions(cfg *config.Config) gateway.Options {
+	g := cfg.Gateway
+	upstream := g.Upstream
+	if upstream == "" {
+		upstream = cfg.LLM.URL
+	}
+	models := make([]gateway.ModelLimit, len(g.Models))
+	for i, m := range g.Models {
+		models[i] = gateway.ModelLimit{Model: m.Model, Concurrency: m.Concurrency, TokensPerMinute: m.TokensPerMinute, Priority: m.Priority}
+	}
+	return gateway.Options{
+		Upstream: upstream, UpstreamKey: cfg.LLM.APIKey,
+		Limits: gateway.Limits{
+			RequestsPerMinute: g.Limits.RequestsPerMinute, Concurrency: g.Limits.Concurrency,
+			TokensPerMinute: g.Limits.TokensPerMinute, TokenKind: g.Limits.TokenKind, BudgetTokens: g.Limits.BudgetTokens,
+		},
+		Models: models, AllowedModels: g.AllowedModels, Redis: g.Redis, FailOpen: g.FailOpen,
+	}
 }
 
 // gatewayEnv gives each sandbox its gateway key and URL, as the OpenAI

@@ -24,6 +24,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/thon-dev/thon/internal/gateway/upstreamtest"
 	"github.com/thon-dev/thon/internal/testenv"
 	"github.com/thon-dev/thon/internal/thontest"
 )
@@ -521,5 +522,69 @@ func TestAccessLinksFromTheCLI(t *testing.T) {
 	}
 	if r := ev.thon("access", "nobody"); r.code == 0 || !strings.Contains(r.stderr, "nobody") {
 		t.Fatalf("access for an unknown user: %s", r)
+	}
+}
+
+func TestGatewayKeysUsageAndAReplica(t *testing.T) {
+	up := upstreamtest.New(upstreamtest.Options{})
+	defer up.Close()
+	ev := newEvent(t)
+	ev.writeConfig(testenv.SandboxImage(t), "", demoGroups)
+	cfg, _ := os.ReadFile(filepath.Join(ev.dir, "thon.yaml"))
+	os.WriteFile(filepath.Join(ev.dir, "thon.yaml"), append(cfg, []byte("llm:\n  url: "+up.URL+"\n")...), 0o644)
+	ev.ok("run")
+	if r := ev.ok("gateway", "keys"); strings.Count(r.stdout, "user:") != 3 || !strings.Contains(r.stdout, "active") {
+		t.Fatalf("gateway keys: %s", r)
+	}
+	_, env := get(t, "http://"+ev.status()["alice"].Endpoint+"/env")
+	var vars map[string]string
+	json.Unmarshal([]byte(env), &vars)
+	key := vars["OPENAI_API_KEY"]
+
+	// A second gateway, in its own process, asks the daemon about keys.
+	port := freePort(t)
+	replica := exec.Command(thonBin, "gateway", "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	replica.Dir, replica.Env = ev.dir, ev.env
+	var logs bytes.Buffer
+	replica.Stderr = &logs
+	if err := replica.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer replica.Process.Kill()
+	body := `{"model":"test-model","messages":[{"role":"user","content":"hi"}]}`
+	var code int
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/v1/chat/completions", port), strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			code = resp.StatusCode
+			resp.Body.Close()
+			break
+		}
+	}
+	if code != 200 {
+		t.Fatalf("chat through the replica: %d\n%s", code, logs.String())
+	}
+	// Its usage reaches the daemon's store.
+	var rows []struct {
+		KeyID    string `json:"key_id"`
+		Requests int64
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		r := ev.ok("gateway", "usage", "--user", "alice", "-o", "json")
+		json.Unmarshal([]byte(r.stdout), &rows)
+		if len(rows) == 1 && rows[0].KeyID == "user:alice" && rows[0].Requests == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("usage after a request through the replica: %s", r)
+		}
+	}
+	if r := ev.ok("gateway", "usage"); !strings.Contains(r.stdout, "user:alice") || !strings.Contains(r.stdout, "test-model") {
+		t.Fatalf("usage table: %s", r)
+	}
+	replica.Process.Signal(os.Interrupt)
+	if err := replica.Wait(); err != nil {
+		t.Fatalf("replica did not stop cleanly: %v\n%s", err, logs.String())
 	}
 }
