@@ -100,6 +100,19 @@ func TestEverySandboxGetsItsOwnGatewayKey(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// Prometheus metrics on the daemon's loopback API.
+	resp, err := http.Get(h.Daemon.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{`thon_gateway_requests_total{code="200",endpoint="chat"}`, `thon_gateway_tokens_total{kind="completion",model="test-model"} 20`, "thon_gateway_upstream_latency_seconds_bucket"} {
+		if !strings.Contains(string(metrics), m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+
 	// A recreate keeps the key; a rotation replaces it and marks the sandbox outdated.
 	if _, err := h.Client.Action(ctx, "alice", "recreate"); err != nil {
 		t.Fatal(err)
