@@ -96,8 +96,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 type route struct {
 	method, pattern string
 	public          bool
-	h               http.HandlerFunc
+	h               handler
 }
+
+// handler is an API handler: it writes its answer, or returns the error
+// that fail turns into one.
+type handler func(w http.ResponseWriter, r *http.Request) error
 
 func (s *Server) routeTable() []route {
 	return []route{
@@ -141,7 +145,11 @@ func (s *Server) routeTable() []route {
 
 func (s *Server) routes() {
 	for _, rt := range s.routeTable() {
-		h := rt.h
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if err := rt.h(w, r); err != nil {
+				s.fail(w, r, err)
+			}
+		})
 		if !rt.public {
 			h = s.authenticated(h)
 		}
@@ -271,11 +279,12 @@ func boolQuery(r *http.Request, key string) (bool, error) {
 	return b, nil
 }
 
-func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.info.Version})
+	return nil
 }
 
-func (s *Server) getInfo(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getInfo(w http.ResponseWriter, r *http.Request) error {
 	type engine struct {
 		Name  string `json:"name"`
 		OK    bool   `json:"ok"`
@@ -299,26 +308,27 @@ func (s *Server) getInfo(w http.ResponseWriter, r *http.Request) {
 		out.Engine.OK = true
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
-func (s *Server) postShutdown(w http.ResponseWriter, r *http.Request) {
+func (s *Server) postShutdown(w http.ResponseWriter, r *http.Request) error {
 	s.st.AddEvent(r.Context(), actor(r), "daemon.shutdown", "", "")
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": "shutting down"})
 	if s.shutdown != nil {
 		go s.shutdown()
 	}
+	return nil
 }
 
-func (s *Server) postImport(w http.ResponseWriter, r *http.Request) {
+func (s *Server) postImport(w http.ResponseWriter, r *http.Request) error {
 	cfg := config.Default()
 	if err := decode(r, cfg); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	res, err := s.orch.Import(r.Context(), actor(r), cfg)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, res)
+	return nil
 }

@@ -50,17 +50,16 @@ func (s *Server) keyID(r *http.Request) (string, error) {
 	return v, nil
 }
 
-func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
 	if s.keys == nil {
-		s.fail(w, r, errNoGateway)
-		return
+		return errNoGateway
 	}
 	ks, err := s.keys.List(r.Context())
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, nonNil(ks))
+	return nil
 }
 
 // RotatedKey is the answer of a rotation: the new key, shown this once.
@@ -69,43 +68,39 @@ type RotatedKey struct {
 	Key string `json:"key"`
 }
 
-func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
+func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) error {
 	if s.keys == nil {
-		s.fail(w, r, errNoGateway)
-		return
+		return errNoGateway
 	}
 	id, err := s.keyID(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	key, err := s.keys.Rotate(r.Context(), id)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	s.keysChanged()
 	s.st.AddEvent(r.Context(), actor(r), "gateway.key.rotate", id, "")
 	writeJSON(w, http.StatusOK, RotatedKey{ID: id, Key: key})
+	return nil
 }
 
-func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) {
+func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
 	if s.keys == nil {
-		s.fail(w, r, errNoGateway)
-		return
+		return errNoGateway
 	}
 	id, err := s.keyID(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if err := s.keys.Revoke(r.Context(), id); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	s.keysChanged()
 	s.st.AddEvent(r.Context(), actor(r), "gateway.key.revoke", id, "")
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 func (s *Server) keysChanged() {
@@ -116,10 +111,9 @@ func (s *Server) keysChanged() {
 
 // usage answers per-minute usage rows, optionally of some users' or groups'
 // keys and since a time (?since=1h or an RFC 3339 time).
-func (s *Server) usage(w http.ResponseWriter, r *http.Request) {
+func (s *Server) usage(w http.ResponseWriter, r *http.Request) error {
 	if s.keys == nil {
-		s.fail(w, r, errNoGateway)
-		return
+		return errNoGateway
 	}
 	q := r.URL.Query()
 	var since time.Time
@@ -129,8 +123,7 @@ func (s *Server) usage(w http.ResponseWriter, r *http.Request) {
 		} else if t, err := time.Parse(time.RFC3339, v); err == nil {
 			since = t
 		} else {
-			s.fail(w, r, badRequestf("since=%q: use a duration such as 1h or a time such as 2026-05-01T09:00:00Z", v))
-			return
+			return badRequestf("since=%q: use a duration such as 1h or a time such as 2026-05-01T09:00:00Z", v)
 		}
 	}
 	var ids []string
@@ -143,25 +136,21 @@ func (s *Server) usage(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, name := range q["user"] {
 		if err := config.ValidName("user", name); err != nil {
-			s.fail(w, r, badRequest{err})
-			return
+			return badRequest{err}
 		}
 		u, err := s.st.User(r.Context(), name)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		add(s.keys.ID(u.Name, u.Group))
 	}
 	for _, name := range q["group"] {
 		if err := config.ValidName("group", name); err != nil {
-			s.fail(w, r, badRequest{err})
-			return
+			return badRequest{err}
 		}
 		g, err := s.st.Group(r.Context(), name)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 		for _, u := range g.Users {
 			add(s.keys.ID(u, g.Name))
@@ -170,37 +159,35 @@ func (s *Server) usage(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(ids) == 0 && (len(q["user"]) > 0 || len(q["group"]) > 0) {
 		writeJSON(w, http.StatusOK, []store.UsageRow{})
-		return
+		return nil
 	}
 	rows, err := s.keys.Usage(r.Context(), ids, since)
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("read usage: %w", err))
-		return
+		return fmt.Errorf("read usage: %w", err)
 	}
 	writeJSON(w, http.StatusOK, nonNil(rows))
+	return nil
 }
 
 // lookupKey answers a gateway replica's question: whose key has this hash?
-func (s *Server) lookupKey(w http.ResponseWriter, r *http.Request) {
+func (s *Server) lookupKey(w http.ResponseWriter, r *http.Request) error {
 	if s.keys == nil {
-		s.fail(w, r, errNoGateway)
-		return
+		return errNoGateway
 	}
 	h := r.URL.Query().Get("hash")
 	if len(h) != 64 {
-		s.fail(w, r, badRequestf("hash=%q: send the SHA-256 of the key, in hex", h))
-		return
+		return badRequestf("hash=%q: send the SHA-256 of the key, in hex", h)
 	}
 	k, err := s.keys.KeyByHash(r.Context(), h)
 	if errors.Is(err, gateway.ErrUnknownKey) {
 		writeError(w, http.StatusNotFound, "unknown gateway key", "")
-		return
+		return nil
 	}
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, ReplicaKey{ID: k.ID, Owner: k.Owner, Group: k.Group, Scale: k.Scale, Revoked: k.Revoked, BudgetUsed: k.BudgetUsed})
+	return nil
 }
 
 // ReplicaKey is what a gateway replica learns about a key.
@@ -214,23 +201,21 @@ type ReplicaKey struct {
 }
 
 // addUsage stores usage a gateway replica counted.
-func (s *Server) addUsage(w http.ResponseWriter, r *http.Request) {
+func (s *Server) addUsage(w http.ResponseWriter, r *http.Request) error {
 	if s.keys == nil {
-		s.fail(w, r, errNoGateway)
-		return
+		return errNoGateway
 	}
 	var rows []store.UsageRow
 	if err := decode(r, &rows); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	for _, u := range rows {
 		err := s.keys.Add(r.Context(), gateway.Usage{KeyID: u.KeyID, Model: u.Model, Minute: u.Minute, Requests: u.Requests,
 			PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, Rejections: u.Rejections})
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return err
 		}
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }

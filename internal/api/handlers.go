@@ -13,165 +13,150 @@ import (
 	"github.com/thon-dev/thon/internal/sandbox"
 )
 
-func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) error {
 	gs, err := s.st.Groups(r.Context())
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, nonNil(gs))
+	return nil
 }
 
-func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) {
+func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		Name string `json:"name"`
 	}
 	if err := decode(r, &req); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if err := config.ValidName("group", req.Name); err != nil {
-		s.fail(w, r, badRequest{err})
-		return
+		return badRequest{err}
 	}
 	if err := s.orch.CreateGroup(r.Context(), actor(r), req.Name); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	g, err := s.st.Group(r.Context(), req.Name)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusCreated, g)
+	return nil
 }
 
-func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) error {
 	n, err := name(r, "group")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	g, err := s.st.Group(r.Context(), n)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, g)
+	return nil
 }
 
-func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request) {
+func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request) error {
 	n, err := name(r, "group")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if err := s.orch.DeleteGroup(r.Context(), actor(r), n); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
-func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) error {
 	groups := r.URL.Query()["group"]
 	for _, g := range groups {
 		if err := config.ValidName("group", g); err != nil {
-			s.fail(w, r, badRequest{err})
-			return
+			return badRequest{err}
 		}
 	}
 	us, err := s.st.Users(r.Context(), groups...)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, nonNil(us))
+	return nil
 }
 
-func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		Name  string `json:"name"`
 		Group string `json:"group"`
 	}
 	if err := decode(r, &req); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	for kind, v := range map[string]string{"user": req.Name, "group": req.Group} {
 		if err := config.ValidName(kind, v); err != nil {
-			s.fail(w, r, badRequest{err})
-			return
+			return badRequest{err}
 		}
 	}
 	if err := s.orch.CreateUser(r.Context(), actor(r), req.Name, req.Group); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	u, err := s.st.User(r.Context(), req.Name)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusCreated, u)
+	return nil
 }
 
-func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getUser(w http.ResponseWriter, r *http.Request) error {
 	n, err := name(r, "user")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	u, err := s.st.User(r.Context(), n)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, u)
+	return nil
 }
 
 // patchUser moves a user to another group; their sandbox follows.
-func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
+func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) error {
 	n, err := name(r, "user")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	var req struct {
 		Group string `json:"group"`
 	}
 	if err := decode(r, &req); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if err := config.ValidName("group", req.Group); err != nil {
-		s.fail(w, r, badRequest{err})
-		return
+		return badRequest{err}
 	}
 	res, err := s.orch.MoveUser(detached(r), actor(r), n, req.Group)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeResult(w, res)
+	return nil
 }
 
-func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
+func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) error {
 	n, err := name(r, "user")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	purge, err := boolQuery(r, "purge")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if err := s.orch.DeleteUser(detached(r), actor(r), n, purge); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // SandboxList is the answer of GET /api/v1/sandboxes.
@@ -180,22 +165,21 @@ type SandboxList struct {
 	Orphans []sandbox.Instance    `json:"orphans"`
 }
 
-func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	f := orchestrator.Filter{Groups: q["group"], Users: q["user"]}
 	if err := validFilter(f); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	list, err := s.orch.List(r.Context(), f)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	for i := range list {
 		list[i].URL = s.url(list[i].User)
 	}
 	writeJSON(w, http.StatusOK, SandboxList{Items: list, Orphans: nonNil(s.orch.Orphans())})
+	return nil
 }
 
 func validFilter(f orchestrator.Filter) error {
@@ -212,47 +196,44 @@ func validFilter(f orchestrator.Filter) error {
 	return nil
 }
 
-func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request) error {
 	n, err := name(r, "user")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	st, err := s.orch.Get(r.Context(), n)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	st.URL = s.url(n)
 	writeJSON(w, http.StatusOK, st)
+	return nil
 }
 
-func (s *Server) sandboxAction(w http.ResponseWriter, r *http.Request) {
+func (s *Server) sandboxAction(w http.ResponseWriter, r *http.Request) error {
 	n, err := name(r, "user")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	a, err := orchestrator.ParseAction(r.PathValue("action"))
 	if err != nil || a == orchestrator.ActionRemove {
-		s.fail(w, r, badRequestf("unknown action %q: use start, stop, pause, resume or recreate (DELETE removes)", r.PathValue("action")))
-		return
+		return badRequestf("unknown action %q: use start, stop, pause, resume or recreate (DELETE removes)", r.PathValue("action"))
 	}
 	s.runOne(w, r, a, n, false)
+	return nil
 }
 
-func (s *Server) deleteSandbox(w http.ResponseWriter, r *http.Request) {
+func (s *Server) deleteSandbox(w http.ResponseWriter, r *http.Request) error {
 	n, err := name(r, "user")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	purge, err := boolQuery(r, "purge")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	s.runOne(w, r, orchestrator.ActionRemove, n, purge)
+	return nil
 }
 
 // runOne runs one action and answers with its result.
@@ -291,31 +272,27 @@ type BulkLine struct {
 	Summary  *orchestrator.Summary  `json:"summary,omitempty"`
 }
 
-func (s *Server) bulk(w http.ResponseWriter, r *http.Request) {
+func (s *Server) bulk(w http.ResponseWriter, r *http.Request) error {
 	var req BulkRequest
 	if err := decode(r, &req); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	a, err := orchestrator.ParseAction(req.Action)
 	if err != nil {
-		s.fail(w, r, badRequest{err})
-		return
+		return badRequest{err}
 	}
 	f := orchestrator.Filter{Groups: req.Groups, Users: req.Users}
 	if err := validFilter(f); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	plan, err := s.orch.PlanBulk(r.Context(), a, f)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	opts := orchestrator.BulkOptions{Purge: req.Purge}
 	if !strings.Contains(r.Header.Get("Accept"), "application/x-ndjson") {
 		writeJSON(w, http.StatusOK, plan.Run(detached(r), actor(r), opts))
-		return
+		return nil
 	}
 	// Streamed: progress lines as they happen, so a terminal can draw bars.
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -329,37 +306,34 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request) {
 	opts.Progress = func(p orchestrator.Progress) { send(BulkLine{Progress: &p}) }
 	sum := plan.Run(detached(r), actor(r), opts)
 	send(BulkLine{Summary: &sum})
+	return nil
 }
 
-func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
+func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 	n, err := name(r, "user")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	follow, err := boolQuery(r, "follow")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	tail := 0
 	if v := r.URL.Query().Get("tail"); v != "" {
 		if tail, err = strconv.Atoi(v); err != nil || tail < 0 {
-			s.fail(w, r, badRequestf("query tail=%q: use a number of lines ≥ 0", v))
-			return
+			return badRequestf("query tail=%q: use a number of lines ≥ 0", v)
 		}
 	}
 	rc, err := s.orch.Logs(r.Context(), n, sandbox.LogOptions{Tail: tail, Follow: follow})
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	defer rc.Close()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if !follow {
 		io.Copy(w, rc)
-		return
+		return nil
 	}
 	rc2 := http.NewResponseController(w)
 	buf := make([]byte, 32<<10)
@@ -367,65 +341,63 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 		k, err := rc.Read(buf)
 		if k > 0 {
 			if _, werr := w.Write(buf[:k]); werr != nil {
-				return
+				return nil
 			}
 			rc2.Flush()
 		}
 		if err != nil {
-			return
+			return nil
 		}
 	}
 }
 
-func (s *Server) listOrphans(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listOrphans(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, nonNil(s.orch.Orphans()))
+	return nil
 }
 
-func (s *Server) deleteOrphans(w http.ResponseWriter, r *http.Request) {
+func (s *Server) deleteOrphans(w http.ResponseWriter, r *http.Request) error {
 	purge, err := boolQuery(r, "purge")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	res, err := s.orch.RemoveOrphans(detached(r), actor(r), purge)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, nonNil(res))
+	return nil
 }
 
-func (s *Server) reconcile(w http.ResponseWriter, r *http.Request) {
+func (s *Server) reconcile(w http.ResponseWriter, r *http.Request) error {
 	rep, err := s.orch.Reconcile(r.Context())
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, rep)
+	return nil
 }
 
-func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	after, limit := int64(0), 100
 	var err error
 	if v := q.Get("after"); v != "" {
 		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
-			s.fail(w, r, badRequestf("query after=%q: use an event id", v))
-			return
+			return badRequestf("query after=%q: use an event id", v)
 		}
 	}
 	if v := q.Get("limit"); v != "" {
 		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 1000 {
-			s.fail(w, r, badRequestf("query limit=%q: use 1 to 1000", v))
-			return
+			return badRequestf("query limit=%q: use 1 to 1000", v)
 		}
 	}
 	evs, err := s.st.Events(r.Context(), after, limit)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, evs)
+	return nil
 }
 
 func nonNil[T any](s []T) []T {
