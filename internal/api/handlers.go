@@ -219,8 +219,7 @@ func (s *Server) sandboxAction(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || a == orchestrator.ActionRemove {
 		return badRequestf("unknown action %q: use start, stop, pause, resume or recreate (DELETE removes)", r.PathValue("action"))
 	}
-	s.runOne(w, r, a, n, false)
-	return nil
+	return s.runOne(w, r, a, n, false)
 }
 
 func (s *Server) deleteSandbox(w http.ResponseWriter, r *http.Request) error {
@@ -232,18 +231,17 @@ func (s *Server) deleteSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.runOne(w, r, orchestrator.ActionRemove, n, purge)
-	return nil
+	return s.runOne(w, r, orchestrator.ActionRemove, n, purge)
 }
 
 // runOne runs one action and answers with its result.
-func (s *Server) runOne(w http.ResponseWriter, r *http.Request, a orchestrator.Action, user string, purge bool) {
+func (s *Server) runOne(w http.ResponseWriter, r *http.Request, a orchestrator.Action, user string, purge bool) error {
 	res, err := s.orch.Do(detached(r), actor(r), a, user, purge)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeResult(w, res)
+	return nil
 }
 
 // writeResult answers 200 with the result, or 502 when the engine refused the action.
