@@ -323,7 +323,18 @@ var (
 	usageNull  = []byte(`"usage":null`)
 )
 
-// relayStream passes SSE events through one by one, flushing after each,
+// completeEventBuffered reports whether br already holds a whole SSE event
+// (one ends with a blank line), which will be written right away.
+func completeEventBuffered(br *bufio.Reader) bool {
+	n := br.Buffered()
+	if n == 0 {
+		return false
+	}
+	next, _ := br.Peek(n)
+	return bytes.Contains(next, []byte("\n\n"))
+}
+
+// relayStream passes SSE events through one by one, flushing after each burst,
 // and finishes the request with the usage the upstream reported, before
 // passing on [DONE]. When the gateway asked for usage (injected), the
 // usage-only chunk is kept from the client. When the client goes away, the
@@ -382,7 +393,9 @@ func (g *Gateway) relayStream(w http.ResponseWriter, body io.Reader, injected bo
 		}
 		if forward && !clientGone {
 			_, err := w.Write(ev)
-			if err == nil {
+			if err == nil && !completeEventBuffered(br) {
+				// Flush once per burst: events already read from the
+				// upstream go out together, in one write.
 				err = rc.Flush()
 			}
 			clientGone = err != nil
