@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/thon-dev/thon/bench/internal/benchkit"
 )
 
 // target is one way to the same IDE: through THON, through nginx, or
@@ -253,15 +255,15 @@ func runLoad(ctx context.Context, t *target, conns int, warmup, window time.Dura
 	sample := func(c *counters) {
 		if len(t.pids) > 0 {
 			var err error
-			if c.srv, err = procCPU(t.pids...); err == nil {
-				c.reads, c.writes, err = procSyscalls(t.pids...)
+			if c.srv, err = benchkit.ProcCPU(t.pids...); err == nil {
+				c.reads, c.writes, err = benchkit.ProcSyscalls(t.pids...)
 			}
 			if err != nil && cpuErr == nil {
 				cpuErr = err
 			}
 		}
-		c.cli = selfCPU()
-		c.busy, c.tot = hostCPU()
+		c.cli = benchkit.SelfCPU()
+		c.busy, c.tot = benchkit.HostCPU()
 	}
 	select {
 	case <-ctx.Done():

@@ -258,7 +258,7 @@ func (n *nginx) exited() bool {
 // pids are the master and its workers (for CPU accounting).
 func (n *nginx) pids() []int {
 	master := n.cmd.Process.Pid
-	return append([]int{master}, childrenOf(master)...)
+	return append([]int{master}, benchkit.ChildrenOf(master)...)
 }
 
 // stop ends nginx: SIGTERM (fast shutdown), then SIGKILL to its process
