@@ -48,7 +48,6 @@ type FrontDoor struct {
 	log     *slog.Logger
 	proxy   *httputil.ReverseProxy
 	main    *http.Server
-	mainLn  net.Listener
 	redir   *http.Server
 	baseCtx context.Context
 	cancel  context.CancelFunc
@@ -123,7 +122,6 @@ func (f *FrontDoor) Start(ctx context.Context) error {
 	if err != nil {
 		return listenError("access.https_port", a.HTTPSPort, err)
 	}
-	f.mainLn = ln
 	f.main = f.server(http.HandlerFunc(f.serveMain))
 	go f.serve(f.main, tls.NewListener(ln, f.o.TLS), "main")
 	if a.HTTPPort != 0 {
@@ -178,9 +176,6 @@ func (f *FrontDoor) serve(srv *http.Server, ln net.Listener, what string) {
 		f.log.Error("front door listener stopped", "listener", what, "err", err)
 	}
 }
-
-// Addr is the main HTTPS listener's address (for tests that use port 0).
-func (f *FrontDoor) Addr() net.Addr { return f.mainLn.Addr() }
 
 // Shutdown closes every listener; WebSockets are cut.
 func (f *FrontDoor) Shutdown(ctx context.Context) {

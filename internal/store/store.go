@@ -506,13 +506,6 @@ func (s *Store) TokenByHash(ctx context.Context, hash string) (name, role string
 	return name, role, err
 }
 
-// HasToken reports whether a token of this name exists.
-func (s *Store) HasToken(ctx context.Context, name string) (bool, error) {
-	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM tokens WHERE name = ?`, name).Scan(&n)
-	return n > 0, err
-}
-
 // Setting reads a setting; ErrNotFound if unset.
 func (s *Store) Setting(ctx context.Context, key string) (string, error) {
 	var v string
