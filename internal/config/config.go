@@ -11,11 +11,12 @@ import (
 
 // Config is the whole of thon.yaml.
 type Config struct {
-	Server  Server  `yaml:"server" json:"server"`
-	Access  Access  `yaml:"access" json:"access"`
-	Sandbox Sandbox `yaml:"sandbox" json:"sandbox"`
-	LLM     LLM     `yaml:"llm" json:"llm"`
-	Gateway Gateway `yaml:"gateway" json:"gateway"`
+	Server     Server     `yaml:"server" json:"server"`
+	Access     Access     `yaml:"access" json:"access"`
+	Sandbox    Sandbox    `yaml:"sandbox" json:"sandbox"`
+	LLM        LLM        `yaml:"llm" json:"llm"`
+	Assistants Assistants `yaml:"assistants" json:"assistants"`
+	Gateway    Gateway    `yaml:"gateway" json:"gateway"`
 	// Groups maps a group name to its users. In YAML both `alpha: [alice, bob]`
 	// and `alpha: {users: [alice, bob]}` are accepted.
 	Groups Groups `yaml:"groups" json:"groups"`
@@ -81,10 +82,78 @@ type Sandbox struct {
 	Concurrency    int               `yaml:"concurrency" json:"concurrency"`
 }
 
-// LLM is the language model server the AI assistants use.
+// LLM is the language model server behind the AI assistants: Lemonade
+// Server (managed through its API) or any OpenAI-compatible server.
 type LLM struct {
-	URL    string `yaml:"url" json:"url"`         // OpenAI-compatible base URL, e.g. http://127.0.0.1:13305/api/v1
-	APIKey string `yaml:"api_key" json:"api_key"` // the server's key, added by the gateway; never shown to participants
+	Enabled bool   `yaml:"enabled" json:"enabled"`
+	Backend string `yaml:"backend" json:"backend"` // lemonade | openai
+	// URL is Lemonade's address (http://127.0.0.1:13305), or, for the openai
+	// backend, the OpenAI-compatible base URL (http://127.0.0.1:8080/v1).
+	URL            string   `yaml:"url" json:"url"`
+	APIKey         string   `yaml:"api_key" json:"api_key"`             // for chat requests; the gateway adds it
+	AdminAPIKey    string   `yaml:"admin_api_key" json:"admin_api_key"` // for pull/load/unload; never leaves the daemon
+	ChatModel      LLMModel `yaml:"chat_model" json:"chat_model"`
+	EmbeddingModel LLMModel `yaml:"embedding_model" json:"embedding_model"`
+	SlotsPerUser   int      `yaml:"slots_per_user" json:"slots_per_user"`
+	MaxSlots       int      `yaml:"max_slots" json:"max_slots"`
+	LlamacppArgs   string   `yaml:"llamacpp_args" json:"llamacpp_args"` // passed through to llama.cpp on load
+}
+
+// LLMModel is one model the assistants use and how its context grows with
+// the number of participants.
+type LLMModel struct {
+	Checkpoint string `yaml:"checkpoint" json:"checkpoint"` // e.g. unsloth/gemma-4-31B-it-GGUF:Q8_K_XL
+	Name       string `yaml:"name" json:"name"`             // the model id clients ask for
+	CtxPerUser int    `yaml:"ctx_per_user" json:"ctx_per_user"`
+	MaxCtx     int    `yaml:"max_ctx" json:"max_ctx"` // cap of the whole context (0: no cap)
+}
+
+// LLM backends.
+const (
+	BackendLemonade = "lemonade"
+	BackendOpenAI   = "openai"
+)
+
+// lemonadeAPI is the path of Lemonade's OpenAI-compatible and management API.
+const lemonadeAPI = "/api/v1"
+
+// ServerURL is the LLM server's root without a trailing slash: for Lemonade
+// the address its /live and /api/v1/... endpoints hang off.
+func (l LLM) ServerURL() string {
+	u := strings.TrimRight(l.URL, "/")
+	if l.Backend == BackendLemonade {
+		u = strings.TrimSuffix(u, lemonadeAPI)
+	}
+	return u
+}
+
+// OpenAIBase is the OpenAI-compatible base URL ("…/v1" style) that chat
+// requests go to.
+func (l LLM) OpenAIBase() string {
+	if l.Backend == BackendLemonade {
+		return l.ServerURL() + lemonadeAPI
+	}
+	return strings.TrimRight(l.URL, "/")
+}
+
+// Assistants are the AI coding assistants THON configures in every sandbox.
+type Assistants struct {
+	Kilo     Assistant `yaml:"kilo" json:"kilo"`
+	Continue Assistant `yaml:"continue" json:"continue"`
+	Cline    Assistant `yaml:"cline" json:"cline"`
+	// VSCodeSettingsFile is a settings.json merged into every participant's
+	// VS Code user settings.
+	VSCodeSettingsFile string `yaml:"vscode_settings_file" json:"vscode_settings_file"`
+	// ExtensionsFile lists extensions to install at first start, one
+	// marketplace id or .vsix path per line.
+	ExtensionsFile string `yaml:"extensions_file" json:"extensions_file"`
+}
+
+// Assistant is one assistant's switch and the organizer's base file, which
+// THON's generated values are deep-merged over.
+type Assistant struct {
+	Enabled  bool   `yaml:"enabled" json:"enabled"`
+	BaseFile string `yaml:"base_file" json:"base_file"`
 }
 
 // Gateway is THON's OpenAI-compatible AI gateway: a key per user or group,
@@ -158,7 +227,13 @@ const (
 	DefaultMode           = ModePort
 	DefaultPortRange      = "20000-20999"
 	DefaultTokenTTL       = Duration(72 * time.Hour)
-	DefaultLLMURL         = "http://127.0.0.1:13305/api/v1"
+	DefaultLLMURL         = "http://127.0.0.1:13305"
+	DefaultChatCheckpoint = "unsloth/gemma-4-31B-it-GGUF:Q8_K_XL"
+	DefaultChatModel      = "gemma-4-31b-it"
+	DefaultChatCtx        = 32768
+	DefaultMaxCtx         = 262144
+	DefaultEmbeddingCtx   = 8192
+	DefaultMaxSlots       = 64
 	DefaultGatewayListen  = "0.0.0.0:9080"
 	GatewayPerUser        = "per-user"
 	GatewayPerGroup       = "per-group"
@@ -175,7 +250,13 @@ func Default() *Config {
 			PortRange: DefaultPortRange,
 			TokenTTL:  DefaultTokenTTL,
 		},
-		LLM: LLM{URL: DefaultLLMURL},
+		LLM: LLM{
+			Enabled: true, Backend: BackendLemonade, URL: DefaultLLMURL,
+			ChatModel:      LLMModel{Checkpoint: DefaultChatCheckpoint, Name: DefaultChatModel, CtxPerUser: DefaultChatCtx, MaxCtx: DefaultMaxCtx},
+			EmbeddingModel: LLMModel{CtxPerUser: DefaultEmbeddingCtx, MaxCtx: DefaultMaxCtx},
+			SlotsPerUser:   1, MaxSlots: DefaultMaxSlots,
+		},
+		Assistants: Assistants{Kilo: Assistant{Enabled: true}, Continue: Assistant{Enabled: true}},
 		Gateway: Gateway{
 			Enabled:  true,
 			Listen:   DefaultGatewayListen,

@@ -74,14 +74,14 @@ func load(path string, lookup func(string) (string, bool)) (*Config, error) {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
 	c, d := decode(data, p)
+	if c.Path, err = filepath.Abs(p); err != nil { // files it names are relative to it
+		return nil, fmt.Errorf("config path: %w", err)
+	}
 	set, envProblems := c.applyEnv(lookup)
 	ps := append(d.problems, envProblems...)
 	ps = append(ps, c.check(d.locator(set))...)
 	if err := asError(ps); err != nil {
 		return nil, err
-	}
-	if c.Path, err = filepath.Abs(p); err != nil {
-		return nil, fmt.Errorf("config path: %w", err)
 	}
 	return c, nil
 }

@@ -67,11 +67,70 @@ sandbox:
   concurrency: 8
 
 llm:
-  # The language model server's OpenAI-compatible base URL (Lemonade Server
-  # by default; llama.cpp's llama-server, vLLM or Ollama work too).
-  url: http://127.0.0.1:13305/api/v1
-  # Its API key, if it needs one; the gateway adds it, participants never see it.
+  # Run the AI assistants against a language model server.
+  enabled: true
+  # lemonade (Lemonade Server: THON loads models and sizes them for the
+  # event) or openai (any OpenAI-compatible server: llama.cpp's
+  # llama-server, vLLM, Ollama; THON only sends it requests).
+  backend: lemonade
+  # Lemonade's address; for openai, the server's base URL, e.g. http://127.0.0.1:8080/v1.
+  url: http://127.0.0.1:13305
+  # Key for model requests (Lemonade's LEMONADE_API_KEY). The gateway adds
+  # it; with the gateway off, sandboxes get it.
   api_key: ""
+  # Key for pull, load and unload (LEMONADE_ADMIN_API_KEY); never leaves THON.
+  admin_api_key: ""
+  # The chat model every assistant uses.
+  chat_model:
+    # What Lemonade pulls: a Hugging Face GGUF checkpoint, REPO:QUANT.
+    checkpoint: unsloth/gemma-4-31B-it-GGUF:Q8_K_XL
+    # The model id assistants ask for.
+    name: gemma-4-31b-it
+    # Context tokens per participant; the server's context is this times
+    # the participants...
+    ctx_per_user: 32768
+    # ...capped here (0: no cap).
+    max_ctx: 262144
+  # The embeddings model for codebase indexing; "" goes without.
+  embedding_model:
+    # e.g. nomic-ai/nomic-embed-text-v1.5-GGUF:Q8_0.
+    checkpoint: ""
+    # e.g. nomic-embed-text-v1.5.
+    name: ""
+    # Context tokens per participant.
+    ctx_per_user: 8192
+    # Cap of the whole context (0: no cap).
+    max_ctx: 262144
+  # Parallel requests (slots) per participant...
+  slots_per_user: 1
+  # ...and at most this many in all.
+  max_slots: 64
+  # Extra llama.cpp arguments passed through when a model loads, e.g. "--flash-attn on".
+  llamacpp_args: ""
+
+assistants:
+  # Kilo Code, configured in ~/.config/kilo/config.json.
+  kilo:
+    # Write its configuration into every sandbox.
+    enabled: true
+    # Your own config.json; THON's values are merged over it.
+    base_file: ""
+  # Continue, configured in ~/.continue/config.yaml.
+  continue:
+    # Write its configuration into every sandbox.
+    enabled: true
+    # Your own config.yaml; THON's values are merged over it.
+    base_file: ""
+  # Cline, configured through its settings.
+  cline:
+    # Write its configuration into every sandbox.
+    enabled: false
+    # Your own settings (JSON); THON's values are merged over it.
+    base_file: ""
+  # A VS Code settings.json merged into every participant's settings.
+  vscode_settings_file: ""
+  # Extensions to install at first start: one id (kilocode.kilo-code) or .vsix path per line.
+  extensions_file: ""
 
 gateway:
   # The AI gateway: an OpenAI-compatible endpoint for every sandbox, with a
@@ -81,7 +140,7 @@ gateway:
   listen: 0.0.0.0:9080
   # per-user (a key each) or per-group (one key per group, limits times its size).
   mode: per-user
-  # Where requests go; "" means llm.url.
+  # Where requests go; "" means the llm server.
   upstream: ""
   # Limits of each key; 0 means no limit.
   limits:

@@ -12,9 +12,11 @@ func TestStarter(t *testing.T) {
 		t.Fatalf("Starter() does not parse cleanly: %v", err)
 	}
 	def := Default()
-	if !reflect.DeepEqual(c.Server, def.Server) || !reflect.DeepEqual(c.Sandbox, def.Sandbox) {
-		t.Errorf("Starter() settings are not the defaults:\n%+v\n%+v\nwant\n%+v\n%+v", c.Server, c.Sandbox, def.Server, def.Sandbox)
+	c.Groups, c.Path = nil, ""
+	if !reflect.DeepEqual(c, def) {
+		t.Errorf("Starter() settings are not the defaults:\n%+v\nwant\n%+v", c, def)
 	}
+	c, _ = Parse(Starter(), "thon.yaml")
 	want := Groups{{"alpha", []string{"alice", "bob"}}, {"beta", []string{"carol"}}}
 	if !reflect.DeepEqual(c.Groups, want) {
 		t.Errorf("Starter() groups = %+v, want %+v", c.Groups, want)

@@ -304,10 +304,8 @@ func (c *Config) check(at locator) []Problem {
 			"%d is out of range", b.Concurrency)
 	}
 
-	// llm and gateway
-	if msg := checkURL(c.LLM.URL); msg != "" {
-		bad("llm.url", "the model server's OpenAI-compatible base URL, e.g. url: "+DefaultLLMURL, "%q %s", c.LLM.URL, msg)
-	}
+	// llm, assistants and gateway
+	c.checkLLM(bad)
 	g := c.Gateway
 	if g.Enabled {
 		if msg := checkHostPort(g.Listen); msg != "" {
@@ -318,7 +316,7 @@ func (c *Config) check(at locator) []Problem {
 		}
 		if g.Upstream != "" {
 			if msg := checkURL(g.Upstream); msg != "" {
-				bad("gateway.upstream", "an OpenAI-compatible base URL, or \"\" for llm.url", "%q %s", g.Upstream, msg)
+				bad("gateway.upstream", "an OpenAI-compatible base URL, or \"\" for the llm section's server", "%q %s", g.Upstream, msg)
 			}
 		}
 		gl := g.Limits

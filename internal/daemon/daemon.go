@@ -318,7 +318,7 @@ func GatewayOptions(cfg *config.Config) gateway.Options {
 	g := cfg.Gateway
 	upstream := g.Upstream
 	if upstream == "" {
-		upstream = cfg.LLM.URL
+		upstream = cfg.LLM.OpenAIBase()
 	}
 	models := make([]gateway.ModelLimit, len(g.Models))
 	for i, m := range g.Models {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/thon-dev/thon/client"
+	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/gateway/upstreamtest"
 	"github.com/thon-dev/thon/internal/thontest"
 )
@@ -52,7 +53,7 @@ func TestEverySandboxGetsItsOwnGatewayKey(t *testing.T) {
 	defer up.Close()
 	h := thontest.New(t, alphaBeta...)
 	h.Stop()
-	h.Config.LLM.URL, h.Config.LLM.APIKey = up.URL, "upstream-secret"
+	h.Config.LLM.Backend, h.Config.LLM.URL, h.Config.LLM.APIKey = config.BackendOpenAI, up.URL, "upstream-secret"
 	h.Start()
 	ctx := context.Background()
 	if _, err := h.Client.Bulk(ctx, client.BulkRequest{Action: "start"}, nil); err != nil {

@@ -531,7 +531,7 @@ func TestGatewayKeysUsageAndAReplica(t *testing.T) {
 	ev := newEvent(t)
 	ev.writeConfig(testenv.SandboxImage(t), "", demoGroups)
 	cfg, _ := os.ReadFile(filepath.Join(ev.dir, "thon.yaml"))
-	os.WriteFile(filepath.Join(ev.dir, "thon.yaml"), append(cfg, []byte("llm:\n  url: "+up.URL+"\n")...), 0o644)
+	os.WriteFile(filepath.Join(ev.dir, "thon.yaml"), append(cfg, []byte("llm:\n  backend: openai\n  url: "+up.URL+"\n")...), 0o644)
 	ev.ok("run")
 	if r := ev.ok("gateway", "keys"); strings.Count(r.stdout, "user:") != 3 || !strings.Contains(r.stdout, "active") {
 		t.Fatalf("gateway keys: %s", r)

@@ -1,0 +1,93 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestLLMProblems(t *testing.T) {
+	cases := []struct{ name, yaml, want string }{
+		{"backend", "llm: {backend: lemonad}", `llm.backend: "lemonad" is not an LLM backend (did you mean "lemonade"?`},
+		{"url", "llm: {url: localhost:13305}", `llm.url: "localhost:13305" must start with http:// or https://`},
+		{"same keys", "llm: {api_key: k, admin_api_key: k}", "llm.admin_api_key: must differ from api_key"},
+		{"no chat name", "llm: {chat_model: {name: \"\"}}", "llm.chat_model.name: must not be empty"},
+		{"checkpoint without name", "llm: {embedding_model: {checkpoint: a/b-GGUF:Q8_0}}", "llm.embedding_model.name: must be set when checkpoint is"},
+		{"ctx", "llm: {chat_model: {ctx_per_user: 0}}", "llm.chat_model.ctx_per_user: 0 must be at least 1"},
+		{"cap below one user", "llm: {chat_model: {ctx_per_user: 8192, max_ctx: 4096}}", "llm.chat_model.max_ctx: 4096 is less than ctx_per_user (8192)"},
+		{"slots", "llm: {slots_per_user: 0}", "llm.slots_per_user: 0 must be at least 1"},
+		{"max slots", "llm: {max_slots: -1}", "llm.max_slots: -1 must be at least 1"},
+		{"key typo", "llm: {chat_model: {ctx_per_users: 1}}", `did you mean "ctx_per_user"?`},
+		{"missing base file", "assistants: {kilo: {base_file: /nonexistent/kilo.json}}", "assistants.kilo.base_file: cannot read /nonexistent/kilo.json: no such file or directory"},
+		{"assistant typo", "assistants: {kilocode: {enabled: true}}", `unknown key "kilocode"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.yaml+"\n"), "thon.yaml")
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want a problem containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestLLMURLs(t *testing.T) {
+	for _, tc := range []struct{ backend, url, server, base string }{
+		{BackendLemonade, "http://127.0.0.1:13305", "http://127.0.0.1:13305", "http://127.0.0.1:13305/api/v1"},
+		{BackendLemonade, "http://127.0.0.1:13305/api/v1/", "http://127.0.0.1:13305", "http://127.0.0.1:13305/api/v1"},
+		{BackendOpenAI, "http://10.0.0.2:8080/v1/", "http://10.0.0.2:8080/v1", "http://10.0.0.2:8080/v1"},
+	} {
+		l := LLM{Backend: tc.backend, URL: tc.url}
+		if l.ServerURL() != tc.server || l.OpenAIBase() != tc.base {
+			t.Errorf("%s %s: ServerURL %q OpenAIBase %q, want %q %q", tc.backend, tc.url, l.ServerURL(), l.OpenAIBase(), tc.server, tc.base)
+		}
+	}
+}
+
+// Assistant files are read relative to thon.yaml and checked for syntax,
+// with the line of the mistake.
+func TestAssistantFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("kilo.json", "{\n  // ours\n  \"theme\": \"dark\",\n}\n")
+	write("continue.yaml", "name: base\nrules: [be kind]\n")
+	write("settings.json", "{\n  \"editor.fontSize\": 15\n  \"x\": 1\n}\n")
+	write("ext.txt", "# ours\nkilocode.kilo-code\n\n/opt/x.vsix\nnot an id\n")
+	write("thon.yaml", "assistants:\n  kilo: {base_file: kilo.json}\n  continue: {base_file: continue.yaml}\n  vscode_settings_file: settings.json\n  extensions_file: ext.txt\n")
+	_, err := load(filepath.Join(dir, "thon.yaml"), func(string) (string, bool) { return "", false })
+	if err == nil {
+		t.Fatal("bad settings.json and extensions file accepted")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"assistants.vscode_settings_file: settings.json: not a JSON object: line 3",
+		`assistants.extensions_file: ext.txt: line 5: "not an id" is neither an extension id`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "kilo.base_file") || strings.Contains(msg, "continue.base_file") {
+		t.Errorf("good files reported:\n%s", msg)
+	}
+
+	write("settings.json", "{\"editor.fontSize\": 15}\n")
+	write("ext.txt", "kilocode.kilo-code@4.1.0\n/opt/x.vsix\n")
+	c, err := load(filepath.Join(dir, "thon.yaml"), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := c.ReadFile(c.Assistants.ExtensionsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ext, err := ParseExtensions(data); err != nil || len(ext) != 2 || ext[0] != "kilocode.kilo-code@4.1.0" {
+		t.Fatalf("ParseExtensions = %q, %v", ext, err)
+	}
+}
