@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
+	"strings"
 	"time"
 )
 
@@ -54,6 +56,49 @@ type Spec struct {
 	// WorkspaceDir is the host directory holding per-user directories (bind mode):
 	// the user's files are at WorkspaceDir/{user}, so they follow a group move.
 	WorkspaceDir string `json:"workspace_dir,omitempty"`
+	// Files are written into the sandbox after it is created and before it
+	// first starts (assistant configs, VS Code settings). A recreate writes
+	// them again from the current settings.
+	Files []File `json:"files,omitempty"`
+}
+
+// File is one file an engine writes into a new sandbox. Missing parent
+// directories inside a home directory (/home/NAME/…, NAME included) are made
+// owned by the file's owner, so the participant can write next to the file;
+// other missing parents are made owned by root, mode 0755.
+type File struct {
+	Path string `json:"path"` // absolute, clean
+	Mode int64  `json:"mode"` // permission bits, e.g. 0o600
+	UID  int    `json:"uid"`
+	GID  int    `json:"gid"`
+	Data []byte `json:"data"`
+}
+
+// CheckFiles reports the first file whose path is not absolute and clean.
+func CheckFiles(files []File) error {
+	for _, f := range files {
+		if !path.IsAbs(f.Path) || path.Clean(f.Path) != f.Path || f.Path == "/" {
+			return fmt.Errorf("sandbox file %q: the path must be absolute and clean", f.Path)
+		}
+		if f.Mode&^0o7777 != 0 || f.UID < 0 || f.GID < 0 {
+			return fmt.Errorf("sandbox file %q: bad mode or owner", f.Path)
+		}
+	}
+	return nil
+}
+
+// OwnedDirs returns the parent directories of p that are made owned by the
+// file's owner: those from /home/NAME down, outermost first.
+func OwnedDirs(p string) []string {
+	parts := strings.Split(strings.TrimPrefix(path.Dir(p), "/"), "/")
+	if len(parts) < 2 || parts[0] != "home" {
+		return nil
+	}
+	var dirs []string
+	for i := 2; i <= len(parts); i++ {
+		dirs = append(dirs, "/"+strings.Join(parts[:i], "/"))
+	}
+	return dirs
 }
 
 // WorkspacePath is where the participant's files appear inside the sandbox.

@@ -33,6 +33,8 @@
 //	GET  /headers        the request as received: {host, path, headers}
 //	PUT  /files/{name}   write the body to $THON_WORKSPACE/{name}
 //	GET  /files/{name}   read it back
+//	GET  /stat?path=P    {uid, gid, mode, dir, data} of any path (files THON wrote)
+//	PUT  /write?path=P   write the body to any path, as the IDE's user
 package main
 
 import (
@@ -159,6 +161,8 @@ func serve() error {
 	mux.HandleFunc("GET /headers", headers)
 	mux.HandleFunc("PUT /files/{name}", s.putFile)
 	mux.HandleFunc("GET /files/{name}", s.getFile)
+	mux.HandleFunc("GET /stat", stat)
+	mux.HandleFunc("PUT /write", write)
 
 	ln, err := net.Listen("tcp", "0.0.0.0:"+port)
 	if err != nil {
@@ -323,6 +327,44 @@ func (s *server) getFile(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Write(b)
+}
+
+// stat describes any path: owner, permission bits and, for a file, its text.
+func stat(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Query().Get("path")
+	fi, err := os.Stat(p)
+	if errors.Is(err, os.ErrNotExist) {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	out := map[string]any{"uid": st.Uid, "gid": st.Gid, "mode": fmt.Sprintf("%04o", fi.Mode().Perm()), "dir": fi.IsDir()}
+	if !fi.IsDir() {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		}
+		out["data"] = string(b)
+	}
+	writeJSON(w, out)
+}
+
+// write puts the body at any path, with this process's rights.
+func write(w http.ResponseWriter, r *http.Request) {
+	b, err := io.ReadAll(r.Body)
+	if err == nil {
+		err = os.WriteFile(r.URL.Query().Get("path"), b, 0o644)
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusForbidden)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -217,6 +217,9 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Instan
 	if err == nil {
 		err = r.ownWorkspace(ctx, c.Container, spec)
 	}
+	if err == nil {
+		err = r.writeFiles(ctx, id, spec.Files)
+	}
 	if err != nil {
 		// Leave nothing half made behind.
 		_, _ = r.cli.ContainerRemove(context.WithoutCancel(ctx), id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
@@ -759,6 +762,9 @@ func validateSpec(spec sandbox.Spec) error {
 	}
 	if spec.Port <= 0 || spec.Port > 65535 {
 		return sandbox.Hintf(nil, "use a port between 1 and 65535", "invalid sandbox port %d", spec.Port)
+	}
+	if err := sandbox.CheckFiles(spec.Files); err != nil {
+		return sandbox.Hintf(err, "this is a bug in THON: please report it", "%v", err)
 	}
 	switch spec.Workspace {
 	case "", sandbox.WorkspaceVolume, sandbox.WorkspaceEphemeral:

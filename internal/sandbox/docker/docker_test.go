@@ -932,3 +932,72 @@ func TestStopGracePeriod(t *testing.T) {
 		t.Fatalf("after Stop: %+v %v, want stopped with code 137 (killed)", inst, err)
 	}
 }
+
+// TestFilesAreWrittenBeforeTheFirstStart: files in the spec are in place,
+// with their owner and mode, when the IDE starts; the participant can write
+// next to the ones in their home; a recreate writes the new version.
+func TestFilesAreWrittenBeforeTheFirstStart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.image = testenv.SandboxImageNonRoot(t)
+	ctx := testCtx(t)
+	spec := e.spec("filer", "g1")
+	spec.Files = []sandbox.File{
+		{Path: "/home/coder/.config/kilo/config.json", Mode: 0o600, UID: 1000, GID: 1000, Data: []byte(`{"v":1}`)},
+		{Path: "/home/coder/.continue/config.yaml", Mode: 0o600, UID: 1000, GID: 1000, Data: []byte("v: 1\n")},
+		{Path: "/etc/thon/extensions.txt", Mode: 0o644, Data: []byte("kilocode.kilo-code\n")},
+	}
+	inst := e.up(t, ctx, spec)
+	type stat struct {
+		UID, GID int
+		Mode     string
+		Dir      bool
+		Data     string
+	}
+	check := func(p string, want stat) {
+		t.Helper()
+		var got stat
+		getJSON(t, "http://"+inst.Endpoint+"/stat?path="+p, &got)
+		if got != want {
+			t.Errorf("%s: %+v, want %+v", p, got, want)
+		}
+	}
+	check("/home/coder/.config/kilo/config.json", stat{1000, 1000, "0600", false, `{"v":1}`})
+	check("/home/coder/.config/kilo", stat{1000, 1000, "0755", true, ""})
+	check("/home/coder", stat{1000, 1000, "0755", true, ""})
+	check("/home/coder/.continue/config.yaml", stat{1000, 1000, "0600", false, "v: 1\n"})
+	check("/etc/thon/extensions.txt", stat{0, 0, "0644", false, "kilocode.kilo-code\n"})
+	check("/etc/thon", stat{0, 0, "0755", true, ""})
+
+	// The participant (uid 1000) may write beside their configs, not in /etc/thon.
+	put := func(p string) int {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+inst.Endpoint+"/write?path="+p, strings.NewReader("x"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := put("/home/coder/.config/kilo/state.json"); code != http.StatusNoContent {
+		t.Errorf("participant cannot write in ~/.config/kilo: %d", code)
+	}
+	if code := put("/etc/thon/mine"); code != http.StatusForbidden {
+		t.Errorf("participant wrote into /etc/thon: %d", code)
+	}
+
+	// Recreate with new contents: the new version is there.
+	if err := e.rt.Remove(ctx, spec.User, false); err != nil {
+		t.Fatal(err)
+	}
+	spec.Files[0].Data = []byte(`{"v":2}`)
+	inst = e.up(t, ctx, spec)
+	check("/home/coder/.config/kilo/config.json", stat{1000, 1000, "0600", false, `{"v":2}`})
+
+	// A path that is not absolute is refused before anything is made.
+	bad := e.spec("badfile", "g1")
+	bad.Files = []sandbox.File{{Path: "home/x", Mode: 0o600}}
+	if _, err := e.rt.Create(ctx, bad); err == nil || !strings.Contains(err.Error(), "must be absolute") {
+		t.Fatalf("relative file path: %v", err)
+	}
+}
