@@ -1,0 +1,300 @@
+package llm
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/sandbox"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+var testEndpoint = Endpoint{BaseURL: "http://host.docker.internal:9080/v1", Key: "thon_0123456789abcdef"}
+
+// testConfig is thon.yaml with every assistant on and an embeddings model.
+func testConfig(t *testing.T, extra string) *config.Config {
+	t.Helper()
+	dir := t.TempDir()
+	text := `llm:
+  embedding_model: {checkpoint: "nomic-ai/nomic-embed-text-v1.5-GGUF:Q8_0", name: nomic-embed-text-v1.5}
+assistants:
+  cline: {enabled: true}
+` + extra
+	path := filepath.Join(dir, "thon.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func filesByPath(t *testing.T, files []sandbox.File) map[string]sandbox.File {
+	t.Helper()
+	out := map[string]sandbox.File{}
+	for _, f := range files {
+		if _, dup := out[f.Path]; dup {
+			t.Fatalf("%s written twice", f.Path)
+		}
+		out[f.Path] = f
+	}
+	if err := sandbox.CheckFiles(files); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestAssistantFilesGolden(t *testing.T) {
+	a, err := NewAssistants(testConfig(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := a.Files(testEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPath := filesByPath(t, files)
+	golden := map[string]string{
+		KiloConfigPath:     "kilo-config.json",
+		KiloIndexingPath:   "kilo.json",
+		ContinueConfigPath: "continue-config.yaml",
+		ClineStatePath:     "cline-globalState.json",
+		ClineSecretsPath:   "cline-secrets.json",
+		SettingsPath:       "settings.json",
+		ExtensionsPath:     "extensions.txt",
+	}
+	if len(byPath) != len(golden) {
+		t.Errorf("%d files, want %d", len(byPath), len(golden))
+	}
+	for path, name := range golden {
+		f, ok := byPath[path]
+		if !ok {
+			t.Errorf("no %s", path)
+			continue
+		}
+		gp := filepath.Join("testdata", "golden", name)
+		if *update {
+			os.MkdirAll(filepath.Dir(gp), 0o755)
+			if err := os.WriteFile(gp, f.Data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(gp)
+		if err != nil {
+			t.Fatalf("%v (run with -update to create it)", err)
+		}
+		if !bytes.Equal(f.Data, want) {
+			t.Errorf("%s differs from %s (run with -update and review the diff):\n%s", path, gp, f.Data)
+		}
+	}
+
+	// Owner and mode: the participant's, and private wherever the key is.
+	for _, f := range files {
+		hasKey := bytes.Contains(f.Data, []byte(testEndpoint.Key))
+		switch {
+		case f.Path == ExtensionsPath:
+			if f.UID != 0 || f.Mode != 0o644 || hasKey {
+				t.Errorf("%s: uid %d mode %o key %v", f.Path, f.UID, f.Mode, hasKey)
+			}
+		case f.UID != UID || f.GID != GID:
+			t.Errorf("%s owned by %d:%d", f.Path, f.UID, f.GID)
+		case hasKey && f.Mode != 0o600:
+			t.Errorf("%s holds the key with mode %o", f.Path, f.Mode)
+		}
+	}
+	for _, p := range []string{KiloConfigPath, KiloIndexingPath, ContinueConfigPath, ClineSecretsPath} {
+		if !bytes.Contains(byPath[p].Data, []byte(testEndpoint.Key)) {
+			t.Errorf("%s lacks the participant's key", p)
+		}
+	}
+}
+
+func compileSchema(t *testing.T, name string) *jsonschema.Schema {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	doc, err := jsonschema.UnmarshalJSON(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource(name, doc); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// asJSONValue turns decoded JSON or YAML into what the validator takes.
+func asJSONValue(t *testing.T, v any) any {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// The generated files validate against the assistants' published schemas,
+// with and without organizer base files; a file that breaks the schema is
+// caught (so the check can fail).
+func TestAssistantFilesMatchPublishedSchemas(t *testing.T) {
+	kilo, indexing, cont := compileSchema(t, "kilo-config.schema.json"), compileSchema(t, "kilo-indexing.schema.json"), compileSchema(t, "continue-config.schema.json")
+	check := func(c *config.Config) {
+		t.Helper()
+		a, err := NewAssistants(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, err := a.Files(testEndpoint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byPath := filesByPath(t, files)
+		for path, s := range map[string]*jsonschema.Schema{KiloConfigPath: kilo, KiloIndexingPath: indexing} {
+			v, err := jsonschema.UnmarshalJSON(bytes.NewReader(byPath[path].Data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Validate(v); err != nil {
+				t.Errorf("%s does not validate:\n%v\n%s", path, err, byPath[path].Data)
+			}
+		}
+		var y any
+		if err := yaml.Unmarshal(byPath[ContinueConfigPath].Data, &y); err != nil {
+			t.Fatal(err)
+		}
+		if err := cont.Validate(asJSONValue(t, y)); err != nil {
+			t.Errorf("%s does not validate:\n%v\n%s", ContinueConfigPath, err, byPath[ContinueConfigPath].Data)
+		}
+	}
+	check(testConfig(t, ""))
+
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "kilo.json"), []byte(`{
+  // the organizer's skeleton
+  "theme": "opencode",
+  "instructions": ["CONTRIBUTING.md"],
+  "provider": {"thon": {"options": {"timeout": 600000}}},
+}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "continue.yaml"), []byte("name: Workshop\nversion: 0.1.0\nschema: v1\nrules:\n  - Answer in English.\nmodels:\n  - {name: THON gemma-4-31b-it, provider: openai, model: x, defaultCompletionOptions: {temperature: 0.2}}\n"), 0o644)
+	c := testConfig(t, "  kilo: {base_file: "+filepath.Join(dir, "kilo.json")+"}\n  continue: {base_file: "+filepath.Join(dir, "continue.yaml")+"}\n")
+	check(c)
+
+	// A schema violation is reported: the check is real.
+	bad, _ := jsonschema.UnmarshalJSON(strings.NewReader(`{"provider": {"thon": {"models": {"m": {"limit": {"context": "lots"}}}}}, "nonsense": 1}`))
+	if kilo.Validate(bad) == nil {
+		t.Fatal("the Kilo schema accepts an invalid config")
+	}
+	var badCont any
+	yaml.Unmarshal([]byte("name: x\nmodels: [{name: m}]\n"), &badCont)
+	if cont.Validate(asJSONValue(t, badCont)) == nil {
+		t.Fatal("the Continue schema accepts a config without version and a model without provider")
+	}
+}
+
+// Base files lie under THON's values: the organizer's own settings stay,
+// THON's endpoint, key and model win.
+func TestBaseFilesMergeUnderGeneratedValues(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(text), 0o644)
+		return p
+	}
+	kilo := write("kilo.json", `{"theme": "opencode", "model": "other/x", "provider": {"thon": {"options": {"timeout": 600000, "apiKey": "organizer-key"}}}}`)
+	cont := write("continue.yaml", "name: Workshop\nrules: [Answer in English.]\nmodels:\n  - {name: Cloud, provider: anthropic, model: claude}\n")
+	settings := write("settings.json", "{\n  // larger text for the projector\n  \"editor.fontSize\": 18,\n  \"telemetry.telemetryLevel\": \"all\",\n}\n")
+	ext := write("ext.txt", "ms-python.python\nkilocode.kilo-code@4.0.0\n")
+	c := testConfig(t, "  kilo: {base_file: "+kilo+"}\n  continue: {base_file: "+cont+"}\n  vscode_settings_file: "+settings+"\n  extensions_file: "+ext+"\n")
+	a, err := NewAssistants(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := a.Files(testEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPath := filesByPath(t, files)
+
+	var k map[string]any
+	json.Unmarshal(byPath[KiloConfigPath].Data, &k)
+	opts := k["provider"].(map[string]any)["thon"].(map[string]any)["options"].(map[string]any)
+	if k["theme"] != "opencode" || opts["timeout"] != float64(600000) || opts["apiKey"] != testEndpoint.Key || k["model"] != "thon/user.gemma-4-31b-it" {
+		t.Errorf("kilo merge: %s", byPath[KiloConfigPath].Data)
+	}
+	var y struct {
+		Name   string
+		Rules  []string
+		Models []struct {
+			Name, Provider, Model string
+			APIKey                string `yaml:"apiKey"`
+		}
+	}
+	yaml.Unmarshal(byPath[ContinueConfigPath].Data, &y)
+	if y.Name != "THON" || len(y.Rules) != 1 || len(y.Models) != 3 || y.Models[0].Model != "user.gemma-4-31b-it" || y.Models[0].APIKey != testEndpoint.Key || y.Models[2].Name != "Cloud" {
+		t.Errorf("continue merge: %s", byPath[ContinueConfigPath].Data)
+	}
+	var s map[string]any
+	json.Unmarshal(byPath[SettingsPath].Data, &s)
+	if s["editor.fontSize"] != float64(18) || s["telemetry.telemetryLevel"] != "off" || s["kilo-code.new.model.modelID"] != "user.gemma-4-31b-it" {
+		t.Errorf("settings merge: %s", byPath[SettingsPath].Data)
+	}
+	got := string(byPath[ExtensionsPath].Data)
+	for _, want := range []string{"ms-python.python\n", "kilocode.kilo-code@4.0.0\n", "Continue.continue\n", "saoudrizwan.claude-dev\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("extensions.txt lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Count(strings.ToLower(got), "kilocode.kilo-code") != 1 {
+		t.Errorf("kilo listed twice:\n%s", got)
+	}
+}
+
+// Only what is enabled is written; the openai backend keeps model names.
+func TestAssistantsOffAndModelIDs(t *testing.T) {
+	c := testConfig(t, "  kilo: {enabled: false}\n  continue: {enabled: false}\n")
+	c.Assistants.Cline.Enabled = false
+	a, err := NewAssistants(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := a.Files(testEndpoint)
+	if len(files) != 1 || files[0].Path != SettingsPath || bytes.Contains(files[0].Data, []byte(testEndpoint.Key)) {
+		t.Fatalf("all off: %+v", files)
+	}
+	l := config.Default().LLM
+	if id := ModelID(l, l.ChatModel); id != "user.gemma-4-31b-it" {
+		t.Errorf("lemonade id %q", id)
+	}
+	l.Backend = config.BackendOpenAI
+	if id := ModelID(l, l.ChatModel); id != "gemma-4-31b-it" {
+		t.Errorf("openai id %q", id)
+	}
+	l.Backend, l.ChatModel.Checkpoint, l.ChatModel.Name = config.BackendLemonade, "", "Qwen3-0.6B-GGUF"
+	if id := ModelID(l, l.ChatModel); id != "Qwen3-0.6B-GGUF" {
+		t.Errorf("catalog model id %q", id)
+	}
+}
