@@ -65,6 +65,13 @@ func (c *Config) checkLLM(bad func(path, hint, format string, args ...any)) {
 		bad("llm.max_slots", fmt.Sprintf("the most parallel slots the server runs, e.g. %d", DefaultMaxSlots), "%d must be at least 1", l.MaxSlots)
 	}
 
+	for _, f := range strings.Fields(l.LlamacppArgs) {
+		name, _, _ := strings.Cut(f, "=")
+		if hint, ok := reservedLlamacppArgs[name]; ok && l.Backend == BackendLemonade {
+			bad("llm.llamacpp_args", hint, "%s is set by the server or by THON", name)
+		}
+	}
+
 	a := c.Assistants
 	for _, f := range []struct {
 		path, file, kind string
@@ -88,6 +95,18 @@ func (c *Config) checkLLM(bad func(path, hint, format string, args ...any)) {
 		}
 	}
 }
+
+// reservedLlamacppArgs are llama.cpp arguments Lemonade sets itself (a load
+// with them fails) or THON derives from other settings.
+var reservedLlamacppArgs = func() map[string]string {
+	ctx := "THON sizes the context: set llm.chat_model.ctx_per_user and max_ctx"
+	lemonade := "Lemonade passes it itself; remove it"
+	m := map[string]string{"-c": ctx, "--ctx-size": ctx}
+	for _, f := range []string{"-m", "--model", "-hf", "--port", "-ngl", "--jinja", "--no-jinja", "--mmproj", "--embeddings", "--embedding", "--reranking", "--rerank", "--metrics", "-md", "--device", "-dev"} {
+		m[f] = lemonade
+	}
+	return m
+}()
 
 // checkFile says what is wrong with the contents of an assistant file, or "".
 func checkFile(kind string, data []byte) string {

@@ -18,6 +18,7 @@ func TestLLMProblems(t *testing.T) {
 		{"cap below one user", "llm: {chat_model: {ctx_per_user: 8192, max_ctx: 4096}}", "llm.chat_model.max_ctx: 4096 is less than ctx_per_user (8192)"},
 		{"slots", "llm: {slots_per_user: 0}", "llm.slots_per_user: 0 must be at least 1"},
 		{"max slots", "llm: {max_slots: -1}", "llm.max_slots: -1 must be at least 1"},
+		{"reserved arg", "llm: {llamacpp_args: \"--flash-attn on --ctx-size 8192\"}", "llm.llamacpp_args: --ctx-size is set by the server or by THON (THON sizes the context"},
 		{"key typo", "llm: {chat_model: {ctx_per_users: 1}}", `did you mean "ctx_per_user"?`},
 		{"missing base file", "assistants: {kilo: {base_file: /nonexistent/kilo.json}}", "assistants.kilo.base_file: cannot read /nonexistent/kilo.json: no such file or directory"},
 		{"assistant typo", "assistants: {kilocode: {enabled: true}}", `unknown key "kilocode"`},
