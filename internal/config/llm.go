@@ -148,16 +148,39 @@ func ParseExtensions(data []byte) ([]string, error) {
 	return out, nil
 }
 
+// resolveFiles makes the assistant file paths absolute, so the daemon
+// reads the same files whatever its working directory.
+func (c *Config) resolveFiles() {
+	a := &c.Assistants
+	for _, p := range []*string{&a.Kilo.BaseFile, &a.Continue.BaseFile, &a.Cline.BaseFile, &a.VSCodeSettingsFile, &a.ExtensionsFile} {
+		if *p == "" {
+			continue
+		}
+		if abs, err := c.path(*p); err == nil {
+			*p = abs
+		}
+	}
+}
+
+// path resolves a file name from thon.yaml; see ReadFile.
+func (c *Config) path(name string) (string, error) {
+	p, err := expandHome(name)
+	if err != nil {
+		return "", err
+	}
+	if !filepath.IsAbs(p) && c.Path != "" {
+		p = filepath.Join(filepath.Dir(c.Path), p)
+	}
+	return filepath.Abs(p)
+}
+
 // ReadFile reads a file named in thon.yaml: ~ is the home directory, and a
 // relative path starts at the directory of the config file (or the working
 // directory when there is none).
 func (c *Config) ReadFile(name string) ([]byte, error) {
-	p, err := expandHome(name)
+	p, err := c.path(name)
 	if err != nil {
 		return nil, err
-	}
-	if !filepath.IsAbs(p) && c.Path != "" {
-		p = filepath.Join(filepath.Dir(c.Path), p)
 	}
 	data, err := os.ReadFile(p)
 	if err != nil {

@@ -84,6 +84,9 @@ func TestAssistantFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if c.Assistants.ExtensionsFile != filepath.Join(dir, "ext.txt") {
+		t.Errorf("extensions_file not made absolute: %q", c.Assistants.ExtensionsFile)
+	}
 	data, err := c.ReadFile(c.Assistants.ExtensionsFile)
 	if err != nil {
 		t.Fatal(err)

@@ -83,6 +83,7 @@ func load(path string, lookup func(string) (string, bool)) (*Config, error) {
 	if err := asError(ps); err != nil {
 		return nil, err
 	}
+	c.resolveFiles()
 	return c, nil
 }
 

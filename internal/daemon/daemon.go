@@ -73,13 +73,14 @@ type Daemon struct {
 	// GatewayURL is the AI gateway's address on this host ("" when off).
 	GatewayURL string
 
-	log    *slog.Logger
-	srv    *http.Server
-	gwSrv  *http.Server
-	lock   *os.File
-	ctx    context.Context // lives as long as the daemon
-	cancel context.CancelFunc
-	done   chan error
+	log      *slog.Logger
+	personal *personalizer
+	srv      *http.Server
+	gwSrv    *http.Server
+	lock     *os.File
+	ctx      context.Context // lives as long as the daemon
+	cancel   context.CancelFunc
+	done     chan error
 }
 
 // Start opens the state, adopts running sandboxes and serves the API.
@@ -132,6 +133,9 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 			return nil, err
 		}
 	}
+	if d.personal, err = newPersonalizer(d, cfg, log); err != nil {
+		return nil, err
+	}
 	d.Orch = orchestrator.New(orchestrator.Options{
 		Runtime: rt, Store: d.Store, Settings: cfg.Sandbox, Logger: log, ResyncInterval: o.ResyncInterval,
 		// Port mode: a new participant gets their HTTPS port at once; a
@@ -146,7 +150,10 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 				}
 			}
 		},
-		ExtraEnv: d.gatewayEnv(cfg, log),
+		Personalize: d.personal.personalize,
+		OnImport: func(ctx context.Context, cfg *config.Config) error {
+			return d.personal.apply(cfg)
+		},
 	})
 	if err := d.Orch.ApplySettings(ctx, "daemon", cfg.Sandbox); err != nil {
 		return nil, err
@@ -331,29 +338,6 @@ func GatewayOptions(cfg *config.Config) gateway.Options {
 			TokensPerMinute: g.Limits.TokensPerMinute, TokenKind: g.Limits.TokenKind, BudgetTokens: g.Limits.BudgetTokens,
 		},
 		Models: models, AllowedModels: g.AllowedModels, Redis: g.Redis, FailOpen: g.FailOpen,
-	}
-}
-
-// gatewayEnv gives each sandbox its gateway key and URL, as the OpenAI
-// variables every assistant and SDK reads.
-func (d *Daemon) gatewayEnv(cfg *config.Config, log *slog.Logger) func(user, group string) map[string]string {
-	if !cfg.Gateway.Enabled {
-		return nil
-	}
-	_, port, _ := net.SplitHostPort(cfg.Gateway.Listen)
-	base := "http://host.docker.internal:" + port + "/v1" // the host, from inside a sandbox
-	return func(user, group string) map[string]string {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		key, err := d.Keyring.KeyFor(ctx, user, group)
-		if err != nil {
-			log.Error("gateway key for sandbox", "user", user, "err", err)
-			return nil
-		}
-		if key == "" { // revoked
-			return map[string]string{"OPENAI_BASE_URL": base}
-		}
-		return map[string]string{"OPENAI_API_KEY": key, "OPENAI_BASE_URL": base}
 	}
 }
 

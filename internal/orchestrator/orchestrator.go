@@ -60,10 +60,16 @@ type Options struct {
 	// OnUsersChanged, if set, is called after participants were added or
 	// removed (the front door opens or closes their ports).
 	OnUsersChanged func(ctx context.Context)
-	// ExtraEnv, if set, adds environment variables to a participant's
-	// sandbox (the AI gateway's key and URL). They are part of the spec: a
-	// change marks the sandbox outdated.
-	ExtraEnv func(user, group string) map[string]string
+	// Personalize, if set, adds what services give one participant's
+	// sandbox to its spec: the AI gateway's key and URL in the environment,
+	// the assistants' config files. It is part of the spec: a change marks
+	// the sandbox outdated. It must not keep spec.Env (shared by all specs)
+	// but replace it.
+	Personalize func(spec *sandbox.Spec)
+	// OnImport, if set, applies the rest of a thon.yaml that `thon run`
+	// sends (LLM and assistant settings) before its sandbox settings; its
+	// error refuses the import.
+	OnImport func(ctx context.Context, cfg *config.Config) error
 	// ResyncInterval is how often the engine's view is folded into the store
 	// (sandboxes stopped or removed behind THON's back). 0 means 10s.
 	ResyncInterval time.Duration
@@ -72,7 +78,8 @@ type Options struct {
 // Orchestrator owns the sandboxes of one event.
 type Orchestrator struct {
 	usersChanged func(ctx context.Context)
-	extraEnv     func(user, group string) map[string]string
+	personalize  func(spec *sandbox.Spec)
+	onImport     func(ctx context.Context, cfg *config.Config) error
 	rt           sandbox.Runtime
 	st           *store.Store
 	log          *slog.Logger
@@ -106,7 +113,8 @@ func New(o Options) *Orchestrator {
 	}
 	return &Orchestrator{
 		usersChanged: o.OnUsersChanged,
-		extraEnv:     o.ExtraEnv,
+		personalize:  o.Personalize,
+		onImport:     o.OnImport,
 		rt:           o.Runtime,
 		st:           o.Store,
 		log:          o.Logger,
@@ -147,6 +155,14 @@ func (o *Orchestrator) ApplySettings(ctx context.Context, actor string, s config
 		o.event(ctx, actor, "settings.apply", "sandbox", string(b))
 	}
 	return nil
+}
+
+// Working reports whether an operation on some sandbox is under way (a
+// bulk start, say): a time to leave the LLM server alone.
+func (o *Orchestrator) Working() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.busy) > 0
 }
 
 // lock serialises operations on one user's sandbox.
@@ -211,20 +227,12 @@ func (o *Orchestrator) Spec(user, group string) sandbox.Spec {
 }
 
 // specFrom adds what services give each sandbox (the AI gateway's key and
-// URL) to the settings' spec.
+// URL, assistant configs) to the settings' spec.
 func (o *Orchestrator) specFrom(s config.Sandbox, user, group string) sandbox.Spec {
 	spec := SpecFrom(s, user, group)
-	if o.extraEnv == nil {
-		return spec
+	if o.personalize != nil {
+		o.personalize(&spec)
 	}
-	extra := o.extraEnv(user, group)
-	if len(extra) == 0 {
-		return spec
-	}
-	env := make(map[string]string, len(spec.Env)+len(extra))
-	maps.Copy(env, spec.Env)
-	maps.Copy(env, extra)
-	spec.Env = env
 	return spec
 }
 

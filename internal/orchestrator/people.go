@@ -17,6 +17,11 @@ func (o *Orchestrator) Import(ctx context.Context, actor string, cfg *config.Con
 	if err := cfg.Validate(); err != nil {
 		return store.ImportResult{}, err
 	}
+	if o.onImport != nil {
+		if err := o.onImport(ctx, cfg); err != nil {
+			return store.ImportResult{}, err
+		}
+	}
 	if err := o.ApplySettings(ctx, actor, cfg.Sandbox); err != nil {
 		return store.ImportResult{}, err
 	}

@@ -1,0 +1,116 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"net"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/llm"
+	"github.com/thon-dev/thon/internal/sandbox"
+)
+
+// sandboxHost is the host as seen from inside a sandbox.
+const sandboxHost = "host.docker.internal"
+
+// personalizer gives each sandbox its way to the LLM: the OpenAI variables
+// every SDK reads, and the assistants' config files. Its settings change
+// when `thon run` imports a new thon.yaml.
+type personalizer struct {
+	d   *Daemon
+	log *slog.Logger
+	// gatewayBase is the gateway as sandboxes reach it, "" when it is off
+	// (gateway settings take effect when the daemon starts).
+	gatewayBase string
+	settings    atomic.Pointer[personalSettings]
+}
+
+type personalSettings struct {
+	direct     llm.Endpoint
+	assistants *llm.Assistants // nil when llm.enabled is false
+}
+
+func newPersonalizer(d *Daemon, cfg *config.Config, log *slog.Logger) (*personalizer, error) {
+	p := &personalizer{d: d, log: log}
+	if d.Keyring != nil {
+		_, port, _ := net.SplitHostPort(cfg.Gateway.Listen)
+		p.gatewayBase = "http://" + sandboxHost + ":" + port + "/v1"
+	}
+	return p, p.apply(cfg)
+}
+
+// apply takes the LLM and assistant settings of cfg. Bad base files are an
+// error, and the old settings stay.
+func (p *personalizer) apply(cfg *config.Config) error {
+	s := &personalSettings{direct: llm.Endpoint{BaseURL: SandboxURL(cfg.LLM.OpenAIBase()), Key: cfg.LLM.APIKey}}
+	if cfg.LLM.Enabled {
+		a, err := llm.NewAssistants(cfg)
+		if err != nil {
+			return err
+		}
+		s.assistants = a
+	}
+	p.settings.Store(s)
+	return nil
+}
+
+// personalize adds one participant's endpoint and key to spec. With the
+// gateway on that is the gateway and their own (or their group's) key;
+// with it off, the LLM server and llm.api_key. The admin key never goes in.
+func (p *personalizer) personalize(spec *sandbox.Spec) {
+	s := p.settings.Load()
+	ep := llm.Endpoint{}
+	switch {
+	case p.gatewayBase != "":
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		key, err := p.d.Keyring.KeyFor(ctx, spec.User, spec.Group)
+		if err != nil {
+			p.log.Error("gateway key for sandbox", "user", spec.User, "err", err)
+		}
+		ep = llm.Endpoint{BaseURL: p.gatewayBase, Key: key} // "" when revoked
+	case s.assistants != nil:
+		ep = s.direct
+	default:
+		return
+	}
+	env := make(map[string]string, len(spec.Env)+2)
+	maps.Copy(env, spec.Env)
+	env["OPENAI_BASE_URL"] = ep.BaseURL
+	if ep.Key != "" {
+		env["OPENAI_API_KEY"] = ep.Key
+	}
+	spec.Env = env
+	if s.assistants == nil {
+		return
+	}
+	files, err := s.assistants.Files(ep)
+	if err != nil {
+		p.log.Error("assistant files for sandbox", "user", spec.User, "err", err)
+		return
+	}
+	spec.Files = append(spec.Files, files...)
+}
+
+// SandboxURL rewrites a URL on this host's loopback so a sandbox reaches it
+// through the host (host.docker.internal). The server must then listen on
+// more than loopback; `thon llm status` says when it does not.
+func SandboxURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	host := u.Hostname()
+	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && (ip.IsLoopback() || ip.IsUnspecified())) {
+		if port := u.Port(); port != "" {
+			u.Host = net.JoinHostPort(sandboxHost, port)
+		} else {
+			u.Host = sandboxHost
+		}
+	}
+	return u.String()
+}
