@@ -53,6 +53,9 @@ type Options struct {
 	// forgets its cached keys).
 	Keys          GatewayKeys
 	OnKeysChanged func()
+	// LLM is the LLM server's management (nil: every /llm route says
+	// llm.enabled is false).
+	LLM LLM
 	// Metrics serves Prometheus metrics at /metrics (on server.listen only:
 	// the front door mounts /api/ alone).
 	Metrics http.Handler
@@ -66,6 +69,7 @@ type Options struct {
 type Server struct {
 	keys          GatewayKeys
 	onKeysChanged func()
+	llm           LLM
 	access        Access
 	metrics       http.Handler
 	orch          *orchestrator.Orchestrator
@@ -83,7 +87,7 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{keys: o.Keys, onKeysChanged: o.OnKeysChanged, access: o.Access, metrics: o.Metrics, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, shutdown: o.Shutdown, mux: http.NewServeMux()}
+	s := &Server{keys: o.Keys, onKeysChanged: o.OnKeysChanged, llm: o.LLM, access: o.Access, metrics: o.Metrics, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, shutdown: o.Shutdown, mux: http.NewServeMux()}
 	s.routes()
 	return s
 }
@@ -130,6 +134,13 @@ func (s *Server) routeTable() []route {
 		{"GET", "/api/v1/gateway/usage", false, s.usage},
 		{"POST", "/api/v1/gateway/usage", false, s.addUsage},
 		{"GET", "/api/v1/gateway/lookup", false, s.lookupKey},
+		{"GET", "/api/v1/llm", false, s.needLLM(s.llmStatus)},
+		{"GET", "/api/v1/llm/models", false, s.needLLM(s.llmModels)},
+		{"POST", "/api/v1/llm/pull", false, s.needLLM(s.llmPull)},
+		{"POST", "/api/v1/llm/load", false, s.needLLM(s.llmLoad)},
+		{"POST", "/api/v1/llm/unload", false, s.needLLM(s.llmUnload)},
+		{"GET", "/api/v1/llm/scale", false, s.needLLM(s.llmPlan)},
+		{"POST", "/api/v1/llm/scale", false, s.needLLM(s.llmApply)},
 		{"GET", "/api/v1/sandboxes", false, s.listSandboxes},
 		{"POST", "/api/v1/sandboxes/bulk", false, s.bulk},
 		{"GET", "/api/v1/sandboxes/{user}", false, s.getSandbox},
@@ -222,8 +233,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &ve):
 		writeJSON(w, http.StatusUnprocessableEntity, errorBody{Error: "invalid configuration", Problems: ve.Problems})
-	case errors.Is(err, errNoGateway):
+	case errors.Is(err, errNoGateway), errors.Is(err, errNoLLM):
 		writeError(w, http.StatusConflict, err.Error(), "")
+	case llmError(w, err):
 	case errors.As(err, &be):
 		writeError(w, http.StatusBadRequest, be.Error(), "")
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, sandbox.ErrNotFound):

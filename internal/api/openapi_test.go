@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/llm"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
 	"github.com/thon-dev/thon/internal/store"
@@ -372,6 +373,22 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"Limits", config.Limits{}, false, nil},
 		{"ConfigGroup", config.Group{}, false, nil},
 		{"Problem", config.Problem{}, true, nil},
+		{"LLM", config.LLM{}, false, nil},
+		{"LLMModelSettings", config.LLMModel{}, false, nil},
+		{"Assistants", config.Assistants{}, false, nil},
+		{"Assistant", config.Assistant{}, false, nil},
+		{"LLMStatus", llm.Status{}, true, nil},
+		{"LoadedModel", llm.LoadedModel{}, true, nil},
+		{"SlotSummary", llm.SlotSummary{}, true, nil},
+		{"LLMStats", llm.Stats{}, true, nil},
+		{"ConfiguredModel", llm.ConfiguredModel{}, true, nil},
+		{"ScalePlan", llm.Plan{}, true, nil},
+		{"ModelPlan", llm.ModelPlan{}, true, nil},
+		{"Applied", llm.Applied{}, true, nil},
+		{"LLMModel", llm.Model{}, true, nil},
+		{"ModelRequest", ModelRequest{}, false, nil},
+		{"PullProgress", llm.PullProgress{}, true, nil},
+		{"PullLine", PullLine{}, true, nil},
 	} {
 		s := obj(schemas, c.schema)
 		if s == nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/thon-dev/thon/internal/frontdoor"
 	"github.com/thon-dev/thon/internal/gateway"
 	"github.com/thon-dev/thon/internal/gateway/keyring"
+	"github.com/thon-dev/thon/internal/llm"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/pki"
 	"github.com/thon-dev/thon/internal/sandbox"
@@ -56,6 +57,9 @@ type Options struct {
 	Listener net.Listener
 	// ResyncInterval overrides how often the engine is re-read.
 	ResyncInterval time.Duration
+	// LLMQuiet overrides how long participant changes settle before the
+	// LLM is rescaled (default 30s).
+	LLMQuiet time.Duration
 }
 
 // Daemon is a running THON daemon.
@@ -68,6 +72,7 @@ type Daemon struct {
 	CA        *pki.Authority
 	Gateway   *gateway.Gateway // nil when gateway.enabled is false
 	Keyring   *keyring.Keyring
+	LLM       *llm.Service
 	// Metrics holds this daemon's Prometheus metrics (served at /metrics on server.listen).
 	Metrics *prometheus.Registry
 	// GatewayURL is the AI gateway's address on this host ("" when off).
@@ -136,11 +141,24 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	if d.personal, err = newPersonalizer(d, cfg, log); err != nil {
 		return nil, err
 	}
+	d.LLM = llm.NewService(cfg.LLM, llm.ServiceOptions{
+		Participants: func(ctx context.Context) (int, error) {
+			users, err := d.Store.Users(ctx)
+			return len(users), err
+		},
+		Busy:   func() bool { return d.Orch.Working() },
+		Quiet:  o.LLMQuiet,
+		Logger: log,
+		Event: func(ctx context.Context, action, target, detail string) {
+			d.Store.AddEvent(context.WithoutCancel(ctx), "thon", action, target, detail)
+		},
+	})
 	d.Orch = orchestrator.New(orchestrator.Options{
 		Runtime: rt, Store: d.Store, Settings: cfg.Sandbox, Logger: log, ResyncInterval: o.ResyncInterval,
 		// Port mode: a new participant gets their HTTPS port at once; a
 		// removed one's gateway key stops working.
 		OnUsersChanged: func(ctx context.Context) {
+			d.LLM.ParticipantsChanged()
 			if err := d.FrontDoor.Sync(ctx); err != nil {
 				log.Error("open participants' ports", "err", err)
 			}
@@ -152,7 +170,11 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		},
 		Personalize: d.personal.personalize,
 		OnImport: func(ctx context.Context, cfg *config.Config) error {
-			return d.personal.apply(cfg)
+			if err := d.personal.apply(cfg); err != nil {
+				return err
+			}
+			d.LLM.Configure(cfg.LLM)
+			return nil
 		},
 	})
 	if err := d.Orch.ApplySettings(ctx, "daemon", cfg.Sandbox); err != nil {
@@ -191,6 +213,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		Orchestrator: d.Orch, Store: d.Store, Logger: log, Access: d.FrontDoor,
 		Metrics: promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{}),
 		Keys:    keysOrNil(d.Keyring),
+		LLM:     d.LLM,
 		OnKeysChanged: func() {
 			if d.Gateway != nil {
 				d.Gateway.ForgetKeys()
@@ -202,6 +225,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	d.FrontDoor.SetAPI(handler) // remote admins use the API over HTTPS too
 	d.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return runCtx }}
 	go d.Orch.Run(runCtx)
+	go d.LLM.Run(runCtx)
 	go func() {
 		err := d.srv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
