@@ -80,6 +80,8 @@ func (h *Harness) Start() {
 		Logger: slog.New(slog.NewTextHandler(testWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		// Long enough that tests decide when to reconcile.
 		ResyncInterval: time.Hour,
+		// Short, so tests see the LLM rescaled after participant changes.
+		LLMQuiet: 50 * time.Millisecond,
 	})
 	if err != nil {
 		h.t.Fatalf("start daemon: %v", err)
