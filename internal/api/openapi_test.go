@@ -374,6 +374,8 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"ConfigGroup", config.Group{}, false, nil},
 		{"Problem", config.Problem{}, true, nil},
 		{"LLM", config.LLM{}, false, nil},
+		{"Auth", config.Auth{}, false, nil},
+		{"Access", config.Access{}, false, nil},
 		{"LLMModelSettings", config.LLMModel{}, false, nil},
 		{"Assistants", config.Assistants{}, false, nil},
 		{"Assistant", config.Assistant{}, false, nil},

@@ -17,12 +17,20 @@ type Config struct {
 	LLM        LLM        `yaml:"llm" json:"llm"`
 	Assistants Assistants `yaml:"assistants" json:"assistants"`
 	Gateway    Gateway    `yaml:"gateway" json:"gateway"`
+	Auth       Auth       `yaml:"auth" json:"auth"`
 	// Groups maps a group name to its users. In YAML both `alpha: [alice, bob]`
 	// and `alpha: {users: [alice, bob]}` are accepted.
 	Groups Groups `yaml:"groups" json:"groups"`
 
 	// Path is the file the config was loaded from ("" for defaults only).
 	Path string `yaml:"-" json:"-"`
+}
+
+// Auth is how organizers sign in to the dashboard.
+type Auth struct {
+	// AdminPassword is the dashboard's password; only its hash is stored
+	// (in the database, at daemon start). Also THON_ADMIN_PASSWORD.
+	AdminPassword string `yaml:"admin_password" json:"admin_password"`
 }
 
 // Server configures the daemon.
@@ -43,6 +51,21 @@ type Access struct {
 	CertFile   string   `yaml:"cert_file" json:"cert_file"`
 	KeyFile    string   `yaml:"key_file" json:"key_file"`
 	TokenTTL   Duration `yaml:"token_ttl" json:"token_ttl"` // access-link lifetime
+	// DashboardPort serves the organizers' dashboard; 0 means https_port,
+	// except in path mode, where participants share that origin: then
+	// https_port + 1.
+	DashboardPort int `yaml:"dashboard_port" json:"dashboard_port"`
+}
+
+// Dashboard is the port the dashboard is served on.
+func (a Access) Dashboard() int {
+	switch {
+	case a.DashboardPort != 0:
+		return a.DashboardPort
+	case a.Mode == ModePath:
+		return a.HTTPSPort + 1
+	}
+	return a.HTTPSPort
 }
 
 // Access modes.

@@ -72,6 +72,9 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 	return asError(ps)
 }
 
+// envAliases are shorter names some variables also answer to.
+var envAliases = map[string]string{"THON_AUTH_ADMIN_PASSWORD": "THON_ADMIN_PASSWORD"}
+
 // applyEnv applies the variables and returns which setting paths they set
 // (path → variable) and the values that did not parse.
 func (c *Config) applyEnv(lookup func(string) (string, bool)) (map[string]string, []Problem) {
@@ -83,6 +86,9 @@ func (c *Config) applyEnv(lookup func(string) (string, bool)) (map[string]string
 	root := reflect.ValueOf(c).Elem()
 	for _, f := range envFields() {
 		text, ok := lookup(f.Var)
+		if alias, has := envAliases[f.Var]; has && !ok {
+			text, ok = lookup(alias)
+		}
 		if !ok {
 			continue
 		}

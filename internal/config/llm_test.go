@@ -21,6 +21,9 @@ func TestLLMProblems(t *testing.T) {
 		{"reserved arg", "llm: {llamacpp_args: \"--flash-attn on --ctx-size 8192\"}", "llm.llamacpp_args: --ctx-size is set by the server or by THON (THON sizes the context"},
 		{"key typo", "llm: {chat_model: {ctx_per_users: 1}}", `did you mean "ctx_per_user"?`},
 		{"missing base file", "assistants: {kilo: {base_file: /nonexistent/kilo.json}}", "assistants.kilo.base_file: cannot read /nonexistent/kilo.json: no such file or directory"},
+		{"short admin password", "auth: {admin_password: abc}", "auth.admin_password: is too short (3 characters)"},
+		{"dashboard on the path-mode origin", "access: {mode: path, https_port: 8443, dashboard_port: 8443}", "access.dashboard_port: 8443 is the https_port"},
+		{"dashboard in the port range", "access: {dashboard_port: 20005}", "access.dashboard_port: 20005 is inside port_range"},
 		{"assistant typo", "assistants: {kilocode: {enabled: true}}", `unknown key "kilocode"`},
 	}
 	for _, c := range cases {
@@ -30,6 +33,27 @@ func TestLLMProblems(t *testing.T) {
 				t.Fatalf("got %v, want a problem containing %q", err, c.want)
 			}
 		})
+	}
+}
+
+func TestDashboardPortAndPasswordAlias(t *testing.T) {
+	for _, tc := range []struct {
+		mode       string
+		https, set int
+		want       int
+	}{{ModePort, 443, 0, 443}, {ModeSubdomain, 8443, 0, 8443}, {ModePath, 443, 0, 444}, {ModePath, 443, 9443, 9443}} {
+		if got := (Access{Mode: tc.mode, HTTPSPort: tc.https, DashboardPort: tc.set}).Dashboard(); got != tc.want {
+			t.Errorf("%s https %d dashboard_port %d: %d, want %d", tc.mode, tc.https, tc.set, got, tc.want)
+		}
+	}
+	c := Default()
+	env := map[string]string{"THON_ADMIN_PASSWORD": "from the short name"}
+	if err := c.ApplyEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil || c.Auth.AdminPassword != "from the short name" {
+		t.Fatalf("THON_ADMIN_PASSWORD: %q %v", c.Auth.AdminPassword, err)
+	}
+	env["THON_AUTH_ADMIN_PASSWORD"] = "the long name wins"
+	if err := c.ApplyEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil || c.Auth.AdminPassword != "the long name wins" {
+		t.Fatalf("both names: %q %v", c.Auth.AdminPassword, err)
 	}
 }
 

@@ -38,6 +38,9 @@ access:
   key_file: ""
   # How long a personal access link works, e.g. 72h (7 days: 168h).
   token_ttl: 72h
+  # Port of the organizers' dashboard; 0 means https_port (https_port + 1 in
+  # path mode, where participants share the main port's origin).
+  dashboard_port: 0
 
 sandbox:
   # Container image of every participant's sandbox (code-server inside).
@@ -162,6 +165,11 @@ gateway:
   redis: ""
   # When Redis is unreachable: keep serving on local counters (true) or refuse (false).
   fail_open: true
+
+auth:
+  # The dashboard's password (at least 8 characters); only its hash is
+  # stored. Better kept out of this file: THON_ADMIN_PASSWORD=... thon run
+  admin_password: ""
 
 # Participants, by group. Names use lowercase letters a-z, digits and "-"
 # (at most 63 characters); a user is in exactly one group. Two forms:

@@ -225,6 +225,19 @@ func (c *Config) check(at locator) []Problem {
 			}
 		}
 	}
+	if dp := a.Dashboard(); dp < 1 || dp > 65535 {
+		bad("access.dashboard_port", "1..65535, or 0 for the https_port (https_port + 1 in path mode)", "%d is out of range", dp)
+	} else {
+		if a.Mode == ModePath && dp == a.HTTPSPort {
+			bad("access.dashboard_port", "in path mode participants share the https_port's origin: give the dashboard its own port, or 0 for https_port + 1", "%d is the https_port", dp)
+		}
+		if dp == a.HTTPPort {
+			bad("access.dashboard_port", "use another port", "%d is also the http_port", dp)
+		}
+		if first, last, err := a.Ports(); a.Mode == ModePort && err == nil && dp >= first && dp <= last {
+			bad("access.dashboard_port", "move it out of the participants' range", "%d is inside port_range %s", dp, a.PortRange)
+		}
+	}
 	if a.TokenTTL <= 0 {
 		bad("access.token_ttl", "how long an access link works, e.g. token_ttl: 72h", "must be greater than zero, got %s", a.TokenTTL)
 	}
@@ -344,6 +357,10 @@ func (c *Config) check(at locator) []Problem {
 		if g.Redis != "" && !strings.HasPrefix(g.Redis, "redis://") && !strings.HasPrefix(g.Redis, "rediss://") && !strings.HasPrefix(g.Redis, "unix://") {
 			bad("gateway.redis", "e.g. redis: redis://127.0.0.1:6379/0, or \"\" for counters in memory", "%q is not a Redis URL", g.Redis)
 		}
+	}
+
+	if pw := c.Auth.AdminPassword; pw != "" && len(pw) < 8 {
+		bad("auth.admin_password", "use at least 8 characters (a few words is fine)", "is too short (%d characters)", len(pw))
 	}
 
 	ps = append(ps, c.Groups.check(at)...)

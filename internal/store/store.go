@@ -54,6 +54,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
+// SetClock replaces the store's clock (tests of expiry).
+func (s *Store) SetClock(now func() time.Time) { s.now = func() time.Time { return now().UTC() } }
+
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 

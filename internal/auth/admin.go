@@ -1,0 +1,168 @@
+package auth
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/thon-dev/thon/internal/store"
+)
+
+// Errors of the dashboard's sign-in.
+var (
+	ErrNoAdminPassword = errors.New("no admin password is set: set auth.admin_password in thon.yaml (or THON_ADMIN_PASSWORD) and run thon run")
+	ErrWrongPassword   = errors.New("wrong password")
+	ErrLockedOut       = errors.New("too many wrong passwords from this address")
+	ErrNoSession       = errors.New("not signed in")
+)
+
+const (
+	passwordSetting = "admin.password" // bcrypt hash
+	// AdminSessionTTL is how long a dashboard session lasts.
+	AdminSessionTTL = 12 * time.Hour
+	// AdminActor is who dashboard actions are recorded as.
+	AdminActor  = "admin"
+	minPassword = 8
+)
+
+// Admins signs organizers in to the dashboard with the admin password,
+// whose bcrypt hash is all the store keeps.
+type Admins struct {
+	st  *store.Store
+	now func() time.Time
+
+	mu       sync.Mutex
+	failures map[string]*failures // by client address
+}
+
+type failures struct {
+	n     int
+	until time.Time
+}
+
+// NewAdmins signs admins in against st.
+func NewAdmins(st *store.Store) *Admins {
+	return &Admins{st: st, now: time.Now, failures: map[string]*failures{}}
+}
+
+// SetPassword makes password the admin password, unless it already is.
+// A change ends every dashboard session.
+func (a *Admins) SetPassword(ctx context.Context, password string) (changed bool, err error) {
+	if len(password) < minPassword {
+		return false, fmt.Errorf("the admin password must have at least %d characters", minPassword)
+	}
+	if old, err := a.st.Setting(ctx, passwordSetting); err == nil && bcrypt.CompareHashAndPassword([]byte(old), []byte(password)) == nil {
+		return false, nil
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return false, err
+	}
+	if err := a.st.PutSetting(ctx, passwordSetting, string(h)); err != nil {
+		return false, err
+	}
+	return true, a.st.DeleteAdminSessions(ctx)
+}
+
+// HasPassword reports whether an admin password is set.
+func (a *Admins) HasPassword(ctx context.Context) bool {
+	h, err := a.st.Setting(ctx, passwordSetting)
+	return err == nil && h != ""
+}
+
+// AdminSession is a signed-in organizer.
+type AdminSession struct {
+	Token string // the cookie's secret (only on Login)
+	Actor string
+	CSRF  string
+}
+
+// Login checks the password and opens a session. Wrong passwords from one
+// address lock it out for a while, longer each time (1 s, 2 s, … 5 min
+// after the fifth).
+func (a *Admins) Login(ctx context.Context, addr, password string) (AdminSession, error) {
+	if wait := a.lockedOut(addr); wait > 0 {
+		return AdminSession{}, fmt.Errorf("%w: try again in %s", ErrLockedOut, wait.Round(time.Second))
+	}
+	hash, err := a.st.Setting(ctx, passwordSetting)
+	if errors.Is(err, store.ErrNotFound) || hash == "" {
+		return AdminSession{}, ErrNoAdminPassword
+	}
+	if err != nil {
+		return AdminSession{}, err
+	}
+	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
+		a.fail(addr)
+		return AdminSession{}, ErrWrongPassword
+	}
+	a.mu.Lock()
+	delete(a.failures, addr)
+	a.mu.Unlock()
+	tok, h := NewToken()
+	csrf, _ := NewToken()
+	s := store.AdminSession{Actor: AdminActor, CSRF: csrf, Expires: a.now().Add(AdminSessionTTL)}
+	if err := a.st.PutAdminSession(ctx, h, s); err != nil {
+		return AdminSession{}, err
+	}
+	return AdminSession{Token: tok, Actor: s.Actor, CSRF: s.CSRF}, nil
+}
+
+// Session finds the session of a cookie's secret.
+func (a *Admins) Session(ctx context.Context, token string) (AdminSession, error) {
+	if token == "" {
+		return AdminSession{}, ErrNoSession
+	}
+	s, err := a.st.AdminSession(ctx, HashToken(token))
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExpired) {
+		return AdminSession{}, ErrNoSession
+	}
+	if err != nil {
+		return AdminSession{}, err
+	}
+	return AdminSession{Actor: s.Actor, CSRF: s.CSRF}, nil
+}
+
+// Logout ends the session of a cookie's secret.
+func (a *Admins) Logout(ctx context.Context, token string) error {
+	return a.st.DeleteAdminSession(ctx, HashToken(token))
+}
+
+// CheckCSRF compares a request's anti-forgery token with the session's in
+// constant time.
+func CheckCSRF(s AdminSession, got string) bool {
+	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.CSRF)) == 1
+}
+
+func (a *Admins) lockedOut(addr string) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f := a.failures[addr]
+	if f == nil {
+		return 0
+	}
+	return f.until.Sub(a.now())
+}
+
+func (a *Admins) fail(addr string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f := a.failures[addr]
+	if f == nil {
+		if len(a.failures) > 10000 { // bounded: forget the oldest wave
+			a.failures = map[string]*failures{}
+		}
+		f = &failures{}
+		a.failures[addr] = f
+	}
+	f.n++
+	wait := time.Duration(1<<min(f.n-1, 8)) * time.Second
+	if f.n >= 5 {
+		wait = 5 * time.Minute
+	}
+	f.until = a.now().Add(wait)
+}
