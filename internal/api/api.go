@@ -53,6 +53,9 @@ type Options struct {
 	// forgets its cached keys).
 	Keys          GatewayKeys
 	OnKeysChanged func()
+	// Admins accepts the dashboard's session cookie besides bearer tokens
+	// (nil: tokens only).
+	Admins *auth.Admins
 	// LLM is the LLM server's management (nil: every /llm route says
 	// llm.enabled is false).
 	LLM LLM
@@ -70,6 +73,7 @@ type Server struct {
 	keys          GatewayKeys
 	onKeysChanged func()
 	llm           LLM
+	admins        *auth.Admins
 	access        Access
 	metrics       http.Handler
 	orch          *orchestrator.Orchestrator
@@ -87,7 +91,7 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{keys: o.Keys, onKeysChanged: o.OnKeysChanged, llm: o.LLM, access: o.Access, metrics: o.Metrics, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, shutdown: o.Shutdown, mux: http.NewServeMux()}
+	s := &Server{keys: o.Keys, onKeysChanged: o.OnKeysChanged, llm: o.LLM, admins: o.Admins, access: o.Access, metrics: o.Metrics, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, shutdown: o.Shutdown, mux: http.NewServeMux()}
 	s.routes()
 	return s
 }
@@ -118,6 +122,7 @@ func (s *Server) routeTable() []route {
 		{"POST", "/api/v1/groups", false, s.createGroup},
 		{"GET", "/api/v1/groups/{group}", false, s.getGroup},
 		{"DELETE", "/api/v1/groups/{group}", false, s.deleteGroup},
+		{"POST", "/api/v1/groups/{group}/rename", false, s.renameGroup},
 		{"GET", "/api/v1/users", false, s.listUsers},
 		{"POST", "/api/v1/users", false, s.createUser},
 		{"GET", "/api/v1/users/{user}", false, s.getUser},
@@ -151,6 +156,7 @@ func (s *Server) routeTable() []route {
 		{"DELETE", "/api/v1/orphans", false, s.deleteOrphans},
 		{"POST", "/api/v1/reconcile", false, s.reconcile},
 		{"GET", "/api/v1/events", false, s.events},
+		{"GET", "/api/v1/stream", false, s.stream},
 	}
 }
 
@@ -181,6 +187,10 @@ func (s *Server) authenticated(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || tok == "" {
+			if c, err := r.Cookie(auth.AdminCookie); err == nil && s.admins != nil {
+				s.withSession(next, w, r, c.Value)
+				return
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="thon"`)
 			writeError(w, http.StatusUnauthorized, "missing bearer token", "send Authorization: Bearer <token> (the admin token is in the data directory, file admin.token)")
 			return
@@ -197,6 +207,32 @@ func (s *Server) authenticated(next http.HandlerFunc) http.HandlerFunc {
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, name)))
 	}
+}
+
+// withSession serves a request signed in by the dashboard's session
+// cookie. A request that changes anything must come from THON's own pages:
+// the session's anti-forgery token in X-CSRF-Token, and no foreign Origin.
+func (s *Server) withSession(next http.HandlerFunc, w http.ResponseWriter, r *http.Request, token string) {
+	sess, err := s.admins.Session(r.Context(), token)
+	if errors.Is(err, auth.ErrNoSession) {
+		writeError(w, http.StatusUnauthorized, "your dashboard session has ended", "sign in again")
+		return
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if o := r.Header.Get("Origin"); o != "" && o != "https://"+r.Host {
+			writeError(w, http.StatusForbidden, "request from another site refused", "")
+			return
+		}
+		if !auth.CheckCSRF(sess, r.Header.Get("X-CSRF-Token")) {
+			writeError(w, http.StatusForbidden, "missing or wrong X-CSRF-Token", "reload the page")
+			return
+		}
+	}
+	next(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, sess.Actor)))
 }
 
 func actor(r *http.Request) string {

@@ -43,6 +43,28 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+func (s *Server) renameGroup(w http.ResponseWriter, r *http.Request) error {
+	from, err := name(r, "group")
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Name string `json:"name"`
+	}
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := config.ValidName("group", req.Name); err != nil {
+		return badRequest{err}
+	}
+	res, err := s.orch.RenameGroup(detached(r), actor(r), from, req.Name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, nonNil(res))
+	return nil
+}
+
 func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) error {
 	n, err := name(r, "group")
 	if err != nil {

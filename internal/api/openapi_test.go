@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/llm"
 	"github.com/thon-dev/thon/internal/orchestrator"
@@ -127,9 +128,13 @@ func TestOpenAPIDocumentParses(t *testing.T) {
 	if scheme["type"] != "http" || scheme["scheme"] != "bearer" {
 		t.Errorf("components.securitySchemes.bearer = %v, want type http, scheme bearer", scheme)
 	}
+	cookie := obj(obj(obj(doc, "components"), "securitySchemes"), "session")
+	if cookie["type"] != "apiKey" || cookie["in"] != "cookie" || cookie["name"] != auth.AdminCookie {
+		t.Errorf("components.securitySchemes.session = %v, want the %s cookie", cookie, auth.AdminCookie)
+	}
 	sec, _ := doc["security"].([]any)
-	if len(sec) != 1 || asObj(sec[0])["bearer"] == nil {
-		t.Errorf("global security = %v, want [{\"bearer\": []}]", doc["security"])
+	if len(sec) != 2 || asObj(sec[0])["bearer"] == nil || asObj(sec[1])["session"] == nil {
+		t.Errorf("global security = %v, want [{\"bearer\": []}, {\"session\": []}]", doc["security"])
 	}
 }
 
@@ -391,6 +396,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"ModelRequest", ModelRequest{}, false, nil},
 		{"PullProgress", llm.PullProgress{}, true, nil},
 		{"PullLine", PullLine{}, true, nil},
+		{"UsageTick", UsageTick{}, true, nil},
 	} {
 		s := obj(schemas, c.schema)
 		if s == nil {

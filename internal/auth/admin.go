@@ -22,6 +22,11 @@ var (
 )
 
 const (
+	// AdminCookie holds a dashboard session's secret. The __Host- prefix
+	// makes browsers refuse it unless it is Secure, host-only and Path=/:
+	// a participant's subdomain cannot set or shadow it.
+	AdminCookie = "__Host-thon_admin"
+
 	passwordSetting = "admin.password" // bcrypt hash
 	// AdminSessionTTL is how long a dashboard session lasts.
 	AdminSessionTTL = 12 * time.Hour

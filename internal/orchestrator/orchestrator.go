@@ -93,6 +93,7 @@ type Orchestrator struct {
 	ops      map[string]uint64    // user → count of operations begun or ended, for Reconcile
 	live     map[string]Live      // user → last recorded state, for routing without a database read
 	orphans  []sandbox.Instance
+	watch    watchers
 }
 
 type userLock struct {
@@ -207,12 +208,13 @@ func (o *Orchestrator) quiet(user string, snap map[string]uint64) bool {
 
 func (o *Orchestrator) setBusy(user, state string) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	if state == "" {
 		delete(o.busy, user)
 	} else {
 		o.busy[user] = state
 	}
+	o.mu.Unlock()
+	o.changed(user)
 }
 
 func (o *Orchestrator) event(ctx context.Context, actor, action, target, detail string) {
@@ -426,6 +428,7 @@ func (o *Orchestrator) record(ctx context.Context, inst sandbox.Instance, worksp
 	if err := o.st.PutSandbox(context.WithoutCancel(ctx), b); err != nil {
 		o.log.Error("record sandbox state", "user", inst.User, "err", err)
 	}
+	o.changed(inst.User)
 }
 
 func (o *Orchestrator) recordMissing(ctx context.Context, user, errMsg string) {

@@ -97,3 +97,31 @@ func TestResyncNeverOverwritesANewerOperation(t *testing.T) {
 		t.Fatalf("alice is %s after resuming behind THON's back", s.State)
 	}
 }
+
+func TestWatchersHearChangesAndOverflow(t *testing.T) {
+	o := &orchestrator.Orchestrator{}
+	ch, stop := o.Watch()
+	orchestrator.Notify(o, "alice")
+	if got := <-ch; got != "alice" {
+		t.Fatalf("got %q", got)
+	}
+	for range 1000 { // a slow watcher: never blocks the sender
+		orchestrator.Notify(o, "bob")
+	}
+	n, overflow := 0, false
+	for len(ch) > 0 {
+		if <-ch == orchestrator.Overflow {
+			overflow = true
+		}
+		n++
+	}
+	if !overflow || n > 256 {
+		t.Fatalf("after 1000 changes: %d queued, overflow %v", n, overflow)
+	}
+	stop()
+	stop() // twice is fine
+	if _, ok := <-ch; ok {
+		t.Fatal("channel not closed")
+	}
+	orchestrator.Notify(o, "carol") // no watchers: nothing happens
+}

@@ -41,6 +41,7 @@ func (o *Orchestrator) Import(ctx context.Context, actor string, cfg *config.Con
 		o.usersChanged(ctx)
 	}
 	if len(res.GroupsAdded)+len(res.UsersAdded)+len(res.UsersMoved) > 0 {
+		o.changed(Overflow) // who is in the event changed: watchers reload
 		o.event(ctx, actor, "import", "", fmt.Sprintf("groups added: %s; users added: %s; moved: %d",
 			strings.Join(res.GroupsAdded, ","), strings.Join(res.UsersAdded, ","), len(res.UsersMoved)))
 	}
@@ -57,6 +58,7 @@ func (o *Orchestrator) CreateGroup(ctx context.Context, actor, name string) erro
 		return err
 	}
 	o.event(ctx, actor, "group.create", name, "")
+	o.changed(Overflow)
 	return nil
 }
 
@@ -66,7 +68,38 @@ func (o *Orchestrator) DeleteGroup(ctx context.Context, actor, name string) erro
 		return err
 	}
 	o.event(ctx, actor, "group.delete", name, "")
+	o.changed(Overflow)
 	return nil
+}
+
+// RenameGroup gives a group a new name: its participants move to it (their
+// sandboxes are recreated under the new path, workspaces follow) and the
+// old group goes. Results are the moves, one per participant.
+func (o *Orchestrator) RenameGroup(ctx context.Context, actor, from, to string) ([]Result, error) {
+	if err := config.ValidName("group", to); err != nil {
+		return nil, err
+	}
+	g, err := o.st.Group(ctx, from)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.st.CreateGroup(ctx, to); err != nil {
+		return nil, err
+	}
+	var out []Result
+	for _, u := range g.Users {
+		res, err := o.MoveUser(ctx, actor, u, to)
+		if err != nil {
+			res = Result{User: u, Group: to, Outcome: OutcomeFailed, Error: err.Error()}
+		}
+		out = append(out, res)
+	}
+	if err := o.st.DeleteGroup(ctx, from); err != nil {
+		return out, fmt.Errorf("remove group %s after moving its participants: %w", from, err)
+	}
+	o.event(ctx, actor, "group.rename", from, "-> "+to)
+	o.changed(Overflow)
+	return out, nil
 }
 
 // CreateUser adds a participant to a group (no sandbox yet: start creates it).
@@ -78,6 +111,7 @@ func (o *Orchestrator) CreateUser(ctx context.Context, actor, name, group string
 		return err
 	}
 	o.event(ctx, actor, "user.create", name, "group="+group)
+	o.changed(Overflow)
 	o.usersChanged(ctx)
 	return nil
 }
@@ -100,6 +134,7 @@ func (o *Orchestrator) MoveUser(ctx context.Context, actor, name, group string) 
 		return Result{}, err
 	}
 	o.event(ctx, actor, "user.move", name, u.Group+" -> "+group)
+	o.changed(name)
 	inst, err := o.rt.Inspect(ctx, name)
 	unlock()
 	switch {
@@ -131,6 +166,7 @@ func (o *Orchestrator) DeleteUser(ctx context.Context, actor, name string, purge
 		return err
 	}
 	o.event(ctx, actor, "user.delete", name, fmt.Sprintf("purge=%t", purge))
+	o.changed(Overflow)
 	o.usersChanged(ctx)
 	return nil
 }

@@ -1,0 +1,107 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/thon-dev/thon/internal/orchestrator"
+	"github.com/thon-dev/thon/internal/store"
+)
+
+// streamTick is how often the stream looks for new audit events and usage.
+const streamTick = time.Second
+
+// UsageTick is the gateway's traffic in the last full minute and the
+// current one, as the stream reports it every few seconds.
+type UsageTick struct {
+	Requests   int64 `json:"requests"`
+	Tokens     int64 `json:"tokens"`
+	Rejections int64 `json:"rejections"`
+}
+
+// stream is Server-Sent Events of what changes: `hello` first (the daemon's
+// start time: a new one means it restarted, so reload), `sandbox` with a
+// participant's status when it changes, `reload` when participants or
+// groups change (or changes were missed), `event` for each new audit log
+// entry, and `usage` (the gateway's last two minutes) every 5 s.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	send := func(event string, v any) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	ctx := r.Context()
+	changes, stop := s.orch.Watch()
+	defer stop()
+	if err := send("hello", map[string]any{"started": s.info.Started, "version": s.info.Version}); err != nil {
+		return nil
+	}
+	var lastEvent int64
+	if evs, err := s.st.Events(ctx, 0, 1); err == nil && len(evs) > 0 {
+		lastEvent = evs[len(evs)-1].ID
+	}
+	tick := time.NewTicker(streamTick)
+	defer tick.Stop()
+	for n := 0; ; {
+		select {
+		case <-ctx.Done():
+			return nil
+		case user, ok := <-changes:
+			if !ok {
+				return nil
+			}
+			var err error
+			if user == orchestrator.Overflow {
+				err = send("reload", struct{}{})
+			} else if st, gerr := s.orch.Get(ctx, user); gerr == nil {
+				err = send("sandbox", st)
+			}
+			if err != nil {
+				return nil
+			}
+		case <-tick.C:
+			n++
+			evs, err := s.st.Events(ctx, lastEvent, 100)
+			if err == nil {
+				for _, e := range evs {
+					if send("event", e) != nil {
+						return nil
+					}
+					lastEvent = e.ID
+				}
+			}
+			if n%5 == 0 {
+				if u, err := s.usageTick(r); err == nil && send("usage", u) != nil {
+					return nil
+				}
+				// A comment keeps proxies from closing an idle stream.
+				if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil || rc.Flush() != nil {
+					return nil
+				}
+			}
+		}
+	}
+}
+
+func (s *Server) usageTick(r *http.Request) (UsageTick, error) {
+	var u UsageTick
+	rows, err := s.st.Usage(r.Context(), store.UsageFilter{Since: time.Now().Add(-time.Minute).Truncate(time.Minute)})
+	for _, row := range rows {
+		u.Requests += row.Requests
+		u.Tokens += row.PromptTokens + row.CompletionTokens
+		u.Rejections += row.Rejections
+	}
+	return u, err
+}
