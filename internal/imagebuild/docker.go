@@ -1,0 +1,203 @@
+package imagebuild
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/build"
+	"github.com/moby/moby/api/types/jsonstream"
+	"github.com/moby/moby/client"
+
+	"github.com/thon-dev/thon/internal/sandbox"
+)
+
+// engine is the Docker Engine API client, with the address for messages.
+type engine struct {
+	cli  *client.Client
+	host string
+}
+
+// connect makes a client for host ("" = DOCKER_HOST or the default socket),
+// negotiates the API version (so Docker 20.10, API 1.41, works) and checks
+// that the engine answers.
+func connect(ctx context.Context, host string) (*engine, error) {
+	copts := []client.Opt{client.FromEnv}
+	if host != "" {
+		copts = append(copts, client.WithHost(host))
+	}
+	cli, err := client.New(copts...)
+	if err != nil {
+		return nil, sandbox.Hintf(err, "set DOCKER_HOST to an address such as unix:///var/run/docker.sock",
+			"cannot use the Docker engine address: %v", err)
+	}
+	e := &engine{cli: cli, host: cli.DaemonHost()}
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, err := cli.Ping(pctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		cli.Close()
+		if strings.Contains(strings.ToLower(err.Error()), "permission denied") {
+			return nil, sandbox.Hintf(err, "run as root (the offline build needs root anyway) or add your user to the docker group",
+				"permission denied on the Docker socket %s", e.host)
+		}
+		return nil, sandbox.Hintf(err, "start Docker: sudo systemctl start docker (or: sudo dockerd &)",
+			"Docker is not reachable at %s", e.host)
+	}
+	return e, nil
+}
+
+func (e *engine) Close() error { return e.cli.Close() }
+
+// imageInfo is what Build needs to know about an image.
+type imageInfo struct {
+	ID     string
+	Size   int64
+	Labels map[string]string
+}
+
+// inspect returns the image ref, or ok=false when the engine has none.
+func (e *engine) inspect(ctx context.Context, ref string) (imageInfo, bool, error) {
+	r, err := e.cli.ImageInspect(ctx, ref)
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return imageInfo{}, false, nil
+		}
+		return imageInfo{}, false, fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	info := imageInfo{ID: r.ID, Size: r.Size}
+	if r.Config != nil {
+		info.Labels = r.Config.Labels
+	}
+	return info, true, nil
+}
+
+// pull pulls ref, writing the engine's messages to log.
+func (e *engine) pull(ctx context.Context, ref string, log io.Writer) error {
+	resp, err := e.cli.ImagePull(ctx, ref, client.ImagePullOptions{})
+	if err != nil {
+		return err
+	}
+	defer resp.Close()
+	return readStream(resp, log)
+}
+
+// importRootfs imports the root file system tarball at path as ref.
+func (e *engine) importRootfs(ctx context.Context, path, ref string, changes []string, log io.Writer) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	resp, err := e.cli.ImageImport(ctx, client.ImageImportSource{Source: f, SourceName: "-"}, ref,
+		client.ImageImportOptions{Message: "thon setup image", Changes: changes})
+	if err != nil {
+		return fmt.Errorf("import %s as %s: %w", path, ref, err)
+	}
+	defer resp.Close()
+	if err := readStream(resp, log); err != nil {
+		return fmt.Errorf("import %s as %s: %w", path, ref, err)
+	}
+	return nil
+}
+
+// build runs a classic-builder build of files (path → content; the
+// executable ones listed in exec) tagged tag.
+func (e *engine) build(ctx context.Context, files map[string][]byte, exec []string, tag string,
+	args, labels map[string]string, log io.Writer) error {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dirs := map[string]bool{}
+	now := time.Unix(0, 0) // stable context: the builder's cache keys on content and metadata
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		for d := parentDir(name); d != "" && !dirs[d]; d = parentDir(d) {
+			dirs[d] = true
+		}
+	}
+	for _, d := range slices.Sorted(maps.Keys(dirs)) {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: now}); err != nil {
+			return err
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		mode := int64(0o644)
+		if slices.Contains(exec, name) {
+			mode = 0o755
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode,
+			Size: int64(len(files[name])), ModTime: now}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(files[name]); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	bargs := map[string]*string{}
+	for k, v := range args {
+		bargs[k] = &v
+	}
+	resp, err := e.cli.ImageBuild(ctx, &buf, client.ImageBuildOptions{
+		Tags:        []string{tag},
+		Dockerfile:  "Dockerfile",
+		BuildArgs:   bargs,
+		Labels:      labels,
+		Remove:      true,
+		ForceRemove: true,
+		Version:     build.BuilderV1,
+	})
+	if err != nil {
+		return fmt.Errorf("build %s: %w", tag, err)
+	}
+	defer resp.Body.Close()
+	if err := readStream(resp.Body, log); err != nil {
+		return fmt.Errorf("build %s: %w", tag, err)
+	}
+	return nil
+}
+
+func parentDir(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i > 0 {
+		return p[:i]
+	}
+	return ""
+}
+
+// readStream copies the engine's JSON message stream to log as text and
+// returns the first error message in it.
+func readStream(r io.Reader, log io.Writer) error {
+	dec := json.NewDecoder(r)
+	for {
+		var m jsonstream.Message
+		if err := dec.Decode(&m); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("read the engine's answer: %w", err)
+		}
+		if m.Error != nil {
+			return errors.New(strings.TrimSpace(m.Error.Message))
+		}
+		switch {
+		case m.Stream != "":
+			io.WriteString(log, m.Stream)
+		case m.Status != "" && m.Progress == nil:
+			if m.ID != "" {
+				fmt.Fprintf(log, "%s: %s\n", m.ID, m.Status)
+			} else {
+				fmt.Fprintln(log, m.Status)
+			}
+		}
+	}
+}

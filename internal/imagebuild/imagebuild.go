@@ -1,0 +1,349 @@
+// Package imagebuild builds THON's participant image (`thon setup image`).
+//
+// Two ways, one result (see deploy/sandbox):
+//
+//   - online: `docker build` of deploy/sandbox/Dockerfile, FROM the pinned
+//     official codercom/code-server image; needs a container registry;
+//   - offline: nothing but the Debian package mirror and the npm registry.
+//     debootstrap makes a Debian root file system, offline/provision.sh
+//     (run in a chroot) installs Node.js and code-server from npm with its
+//     native modules built from source, the tree is imported into the engine
+//     (ImageImport) and finished by a local build (ImageBuild) FROM that
+//     imported image, so no registry is ever asked.
+//
+// Builds are idempotent. The provisioned root file system is kept as a
+// tarball in the cache directory, keyed by a hash of the provisioning script
+// and the versions that go into it; the final image carries the key of
+// everything it was made from in the io.thon.image.key label, and a build
+// whose key matches the existing image returns at once (Result.Cached). Apt's
+// .deb files and npm's cache live in the cache directory too, so a rebuild
+// downloads almost nothing.
+//
+// The offline build needs root (debootstrap, chroot, bind mounts) and the
+// debootstrap, chroot and tar commands; the online one only the engine.
+package imagebuild
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	sandboximage "github.com/thon-dev/thon/deploy/sandbox"
+	"github.com/thon-dev/thon/internal/sandbox"
+)
+
+// Defaults for Options.
+const (
+	DefaultTag      = "thon/sandbox:latest"
+	DefaultCacheDir = "/var/cache/thon-image"
+	DefaultMirror   = "http://deb.debian.org/debian"
+	// DefaultSuite is Debian 13: its Node.js 20 is what code-server 4.100
+	// needs (bookworm's Node.js 18 only runs code-server up to 4.89).
+	DefaultSuite = "trixie"
+	// DefaultCodeServerVersion is the newest code-server that runs on
+	// Node.js 20 (later ones need Node.js 22 or 24, which Debian 13 does not
+	// ship). deploy/sandbox/Dockerfile pins the same version.
+	DefaultCodeServerVersion = "4.100.3"
+	DefaultNPMRegistry       = "https://registry.npmjs.org/"
+	// DefaultNPMVersion is the npm left in the image for participants.
+	DefaultNPMVersion = "10.9.9"
+	// BaseRepository names the imported root file systems
+	// (BaseRepository:<key>), the FROM of the offline finishing build.
+	BaseRepository = "thon/sandbox-base"
+)
+
+// Labels of the images this package builds.
+const (
+	LabelVersion           = "io.thon.version"
+	LabelCodeServerVersion = "io.thon.code-server.version"
+	// LabelKey is the hash of everything the image was built from.
+	LabelKey = "io.thon.image.key"
+	// LabelBuild is "online" or "offline".
+	LabelBuild = "io.thon.image.build"
+)
+
+// Modes of a build (Result.Mode).
+const (
+	ModeOnline  = "online"
+	ModeOffline = "offline"
+)
+
+// minCodeServer is the oldest code-server the image may carry (4.100).
+var minCodeServer = [3]int{4, 100, 0}
+
+// Options configures Build. The zero value builds DefaultTag, online when
+// the registry answers and offline otherwise.
+type Options struct {
+	// Tag is the image to build; default DefaultTag.
+	Tag string
+	// CacheDir keeps the root file system tarball, apt's .deb files and
+	// npm's cache between builds; default DefaultCacheDir.
+	CacheDir string
+	// Mirror is the Debian mirror; default the one this host's apt uses
+	// (HostMirror), else DefaultMirror.
+	Mirror string
+	// Suite is the Debian release; default DefaultSuite.
+	Suite string
+	// CodeServerVersion is the code-server npm version (>= 4.100), default
+	// DefaultCodeServerVersion. The online build only has its pinned version.
+	CodeServerVersion string
+	// NPMRegistry is the npm registry; default DefaultNPMRegistry.
+	NPMRegistry string
+	// ThonVersion goes into the io.thon.version label; default "dev".
+	ThonVersion string
+	// Offline builds from the Debian mirror and npm without asking a
+	// container registry. Otherwise the online build is used when the
+	// official image is present or can be pulled, and the offline one when
+	// the registry does not answer.
+	Offline bool
+	// Rebuild ignores the cached image and root file system and builds
+	// again (downloaded packages are still reused).
+	Rebuild bool
+	// DockerHost is the engine address; "" uses DOCKER_HOST or the default
+	// socket.
+	DockerHost string
+	// CAFile is a PEM bundle npm trusts during the offline build (for a
+	// TLS-inspecting proxy in front of the registry); "" uses this host's
+	// bundle (SSL_CERT_FILE or /etc/ssl/certs/ca-certificates.crt) when it
+	// exists. It is not left in the image.
+	CAFile string
+	// Log receives the full output of every step (debootstrap, apt, npm,
+	// docker); nil discards it. The offline build also writes it to
+	// CacheDir/build.log.
+	Log io.Writer
+}
+
+// Result describes the built (or already present) image.
+type Result struct {
+	Image             string        // the tag, e.g. thon/sandbox:latest
+	ID                string        // image ID (sha256:…)
+	Size              int64         // bytes, as the engine reports it
+	CodeServerVersion string        // e.g. 4.100.3
+	Mode              string        // ModeOnline or ModeOffline
+	Cached            bool          // the image was up to date: nothing built
+	Took              time.Duration // wall time of Build
+}
+
+// Progress is told about each step as it starts: done steps out of total.
+// A nil Progress is allowed.
+type Progress func(step string, done, total int)
+
+var (
+	// suiteRE: Debian code names (trixie, forky, sid).
+	suiteRE = regexp.MustCompile(`^[a-z][a-z0-9-]{1,30}$`)
+	// versionRE: an exact npm version (no ranges: the cache key needs it).
+	versionRE = regexp.MustCompile(`^(\d+)\.(\d+)\.(\d+)$`)
+	// tagRE: [host[:port]/]path[:tag], lower case, as Docker accepts it.
+	tagRE = regexp.MustCompile(`^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$`)
+)
+
+// withDefaults fills the empty fields.
+func (o Options) withDefaults() Options {
+	if o.Tag == "" {
+		o.Tag = DefaultTag
+	}
+	if o.CacheDir == "" {
+		o.CacheDir = DefaultCacheDir
+	}
+	if o.Mirror == "" {
+		o.Mirror = HostMirror()
+	}
+	if o.Suite == "" {
+		o.Suite = DefaultSuite
+	}
+	if o.CodeServerVersion == "" {
+		o.CodeServerVersion = DefaultCodeServerVersion
+	}
+	if o.NPMRegistry == "" {
+		o.NPMRegistry = DefaultNPMRegistry
+	}
+	if o.ThonVersion == "" {
+		o.ThonVersion = "dev"
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	return o
+}
+
+// validate reports every invalid field at once, each with how to fix it.
+func (o Options) validate() error {
+	var errs []error
+	bad := func(hint, format string, args ...any) {
+		errs = append(errs, sandbox.Hintf(nil, hint, format, args...))
+	}
+	if !tagRE.MatchString(o.Tag) {
+		bad("use a Docker image name such as thon/sandbox:latest (lower case; tag after ':')",
+			"invalid image tag %q", o.Tag)
+	} else if strings.HasPrefix(o.Tag, BaseRepository+":") {
+		bad("pick another name; "+BaseRepository+" holds the imported root file systems",
+			"invalid image tag %q", o.Tag)
+	}
+	if !filepath.IsAbs(o.CacheDir) {
+		bad("use an absolute path such as "+DefaultCacheDir, "cache directory %q is not absolute", o.CacheDir)
+	}
+	if u, err := url.Parse(o.Mirror); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("use the mirror's URL, such as "+DefaultMirror, "invalid Debian mirror %q", o.Mirror)
+	}
+	if u, err := url.Parse(o.NPMRegistry); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("use the registry's URL, such as "+DefaultNPMRegistry, "invalid npm registry %q", o.NPMRegistry)
+	}
+	if !suiteRE.MatchString(o.Suite) {
+		bad("use a Debian code name such as "+DefaultSuite, "invalid Debian suite %q", o.Suite)
+	}
+	if v, ok := parseVersion(o.CodeServerVersion); !ok {
+		bad("use an exact version such as "+DefaultCodeServerVersion+" (npm view code-server versions)",
+			"invalid code-server version %q", o.CodeServerVersion)
+	} else if slices.Compare(v[:], minCodeServer[:]) < 0 {
+		bad("use 4.100.0 or later, such as "+DefaultCodeServerVersion,
+			"code-server %s is too old for THON", o.CodeServerVersion)
+	}
+	if strings.ContainsAny(o.ThonVersion, " \t\n\"'") {
+		bad("use a version without spaces or quotes", "invalid THON version %q", o.ThonVersion)
+	}
+	return errors.Join(errs...)
+}
+
+func parseVersion(s string) ([3]int, bool) {
+	m := versionRE.FindStringSubmatch(s)
+	if m == nil {
+		return [3]int{}, false
+	}
+	var v [3]int
+	for i := range v {
+		n, err := strconv.Atoi(m[i+1])
+		if err != nil {
+			return [3]int{}, false
+		}
+		v[i] = n
+	}
+	return v, true
+}
+
+// keySchema changes when the meaning of the keys below changes.
+const keySchema = "thon-image-v1"
+
+// hashOf is a short hex digest of parts, each length-prefixed so that
+// ("ab","c") and ("a","bc") differ.
+func hashOf(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:%s\n", len(p), p)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// rootfsKey identifies a provisioned root file system: what goes into it,
+// not where it is downloaded from (mirror, registry, CA).
+func rootfsKey(o Options, provision []byte) string {
+	return hashOf(keySchema, "rootfs", runtime.GOARCH, o.Suite, o.CodeServerVersion,
+		DefaultNPMVersion, string(provision))
+}
+
+// finishKey identifies the offline image: its root file system, the
+// finishing build's files and the labels.
+func finishKey(rootKey string, files map[string][]byte, thonVersion string) string {
+	parts := []string{keySchema, "offline", rootKey, thonVersion}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		parts = append(parts, name, string(files[name]))
+	}
+	return hashOf(parts...)
+}
+
+// onlineKey identifies the online image.
+func onlineKey(files map[string][]byte, thonVersion string) string {
+	parts := []string{keySchema, "online", thonVersion}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		parts = append(parts, name, string(files[name]))
+	}
+	return hashOf(parts...)
+}
+
+// embedded reads one file of deploy/sandbox.
+func embedded(name string) []byte {
+	b, err := fs.ReadFile(sandboximage.Files, name)
+	if err != nil {
+		panic(fmt.Sprintf("deploy/sandbox/%s is not embedded: %v", name, err))
+	}
+	return b
+}
+
+// contextFiles are the build context of an image: path in the context →
+// content. dockerfile is the embedded Dockerfile to use as "Dockerfile".
+func contextFiles(dockerfile string) map[string][]byte {
+	files := map[string][]byte{
+		"Dockerfile":         embedded(dockerfile),
+		"thon-entrypoint.sh": embedded("thon-entrypoint.sh"),
+	}
+	_ = fs.WalkDir(sandboximage.Files, "extensions", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files[p] = embedded(p)
+		}
+		return err
+	})
+	return files
+}
+
+// pinnedVersion is the code-server version deploy/sandbox/Dockerfile
+// builds FROM.
+func pinnedVersion() string {
+	m := regexp.MustCompile(`(?m)^FROM\s+codercom/code-server:(\S+)`).FindSubmatch(embedded("Dockerfile"))
+	if m == nil {
+		return ""
+	}
+	return string(m[1])
+}
+
+// Build makes the participant image described by opts, or finds it up to
+// date. It reports each step to progress and the full output to opts.Log.
+func Build(ctx context.Context, opts Options, progress Progress) (Result, error) {
+	start := time.Now()
+	if progress == nil {
+		progress = func(string, int, int) {}
+	}
+	opts = opts.withDefaults()
+	if err := opts.validate(); err != nil {
+		return Result{}, err
+	}
+	eng, err := connect(ctx, opts.DockerHost)
+	if err != nil {
+		return Result{}, err
+	}
+	defer eng.Close()
+
+	var res Result
+	if !opts.Offline && opts.CodeServerVersion == pinnedVersion() {
+		var online bool
+		res, online, err = buildOnline(ctx, eng, opts, progress)
+		if err != nil {
+			return Result{}, err
+		}
+		if !online {
+			res, err = buildOffline(ctx, eng, opts, progress)
+		}
+	} else {
+		if !opts.Offline {
+			fmt.Fprintf(opts.Log, "code-server %s: the online build is pinned to %s; building offline\n",
+				opts.CodeServerVersion, pinnedVersion())
+		}
+		res, err = buildOffline(ctx, eng, opts, progress)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	res.Took = time.Since(start)
+	return res, nil
+}
