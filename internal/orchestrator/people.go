@@ -25,11 +25,23 @@ func (o *Orchestrator) Import(ctx context.Context, actor string, cfg *config.Con
 	if err := o.ApplySettings(ctx, actor, cfg.Sandbox); err != nil {
 		return store.ImportResult{}, err
 	}
-	groups := make([]string, 0, len(cfg.Groups))
+	return o.ImportPeople(ctx, actor, cfg.Groups)
+}
+
+// ImportPeople upserts groups and their participants: new ones are added,
+// moved ones moved, none deleted.
+func (o *Orchestrator) ImportPeople(ctx context.Context, actor string, gs config.Groups) (store.ImportResult, error) {
+	groups := make([]string, 0, len(gs))
 	var users []store.ImportUser
-	for _, g := range cfg.Groups {
+	for _, g := range gs {
+		if err := config.ValidName("group", g.Name); err != nil {
+			return store.ImportResult{}, err
+		}
 		groups = append(groups, g.Name)
 		for _, u := range g.Users {
+			if err := config.ValidName("user", u); err != nil {
+				return store.ImportResult{}, err
+			}
 			users = append(users, store.ImportUser{Name: u, Group: g.Name})
 		}
 	}
