@@ -83,6 +83,18 @@ func TestOfflineImageBuild(t *testing.T) {
 	}
 	t.Logf("second build took %s", again.Took)
 
+	// Without Offline the registry is tried first; where none answers (as
+	// on a machine with only the Debian mirror and npm) the offline image
+	// stands.
+	auto, err := Build(ctx, Options{Tag: opts.Tag, CacheDir: opts.CacheDir}, progress)
+	if err != nil {
+		t.Fatalf("build without Offline: %v", err)
+	}
+	if auto.Mode == ModeOffline && (!auto.Cached || auto.ID != res.ID) {
+		t.Errorf("build without Offline and no registry: %+v, want the cached offline image", auto)
+	}
+	t.Logf("build without Offline: mode %s, cached=%v", auto.Mode, auto.Cached)
+
 	eng, err := connect(ctx, "")
 	if err != nil {
 		t.Fatal(err)

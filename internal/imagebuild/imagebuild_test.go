@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -265,5 +267,24 @@ func TestMountsBelowProc(t *testing.T) {
 	}
 	if mps, _ := mountsBelow(t.TempDir()); len(mps) != 0 {
 		t.Errorf("mounts below a fresh temp dir: %v", mps)
+	}
+}
+
+func TestWriteInRootReplacesSymlink(t *testing.T) {
+	root, outside := t.TempDir(), t.TempDir()
+	host := filepath.Join(outside, "resolv.conf")
+	os.WriteFile(host, []byte("host\n"), 0o644)
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	if err := os.Symlink(host, filepath.Join(root, "etc", "resolv.conf")); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeInRoot(root, "/etc/resolv.conf", []byte("chroot\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(host); string(b) != "host\n" {
+		t.Errorf("the write followed the link out of the root: host file is %q", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "etc", "resolv.conf")); string(b) != "chroot\n" {
+		t.Errorf("root file is %q", b)
 	}
 }

@@ -235,11 +235,11 @@ func makeRootfs(ctx context.Context, c cache, opts Options, provision []byte, rk
 // /proc, /dev and the package caches mounted, and unmounts them afterwards.
 func provisionRootfs(ctx context.Context, c cache, opts Options, provision []byte, log io.Writer) (err error) {
 	root := c.rootfs()
-	if err := os.WriteFile(filepath.Join(root, chrootScript), provision, 0o755); err != nil {
+	if err := writeInRoot(root, chrootScript, provision, 0o755); err != nil {
 		return err
 	}
 	if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
-		if err := os.WriteFile(filepath.Join(root, "etc/resolv.conf"), b, 0o644); err != nil {
+		if err := writeInRoot(root, "/etc/resolv.conf", b, 0o644); err != nil {
 			return err
 		}
 	}
@@ -261,7 +261,7 @@ func provisionRootfs(ctx context.Context, c cache, opts Options, provision []byt
 		if err != nil {
 			return sandbox.Hintf(err, "point the CA option at a readable PEM file", "cannot read the CA bundle %s", ca)
 		}
-		if err := os.WriteFile(filepath.Join(root, chrootCA), b, 0o644); err != nil {
+		if err := writeInRoot(root, chrootCA, b, 0o644); err != nil {
 			return err
 		}
 		env = append(env, "BUILD_CA_FILE="+chrootCA)
@@ -299,6 +299,26 @@ func provisionRootfs(ctx context.Context, c cache, opts Options, provision []byt
 			"installing code-server %s in the Debian %s root file system failed (%v)", opts.CodeServerVersion, opts.Suite, err)
 	}
 	return nil
+}
+
+// writeInRoot writes the file at path inside the root file system root,
+// replacing what is there. A symbolic link there (etc/resolv.conf often is
+// one, pointing at an absolute path) is replaced, never followed out of the
+// root into this host's files.
+func writeInRoot(root, path string, data []byte, mode os.FileMode) error {
+	p := filepath.Join(root, path)
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("replace %s: %w", p, err)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, mode)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return f.Close()
 }
 
 // caFile is the CA bundle npm trusts during the build ("" = none).

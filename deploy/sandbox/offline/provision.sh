@@ -59,7 +59,7 @@ BUILD_PACKAGES="
 	libkrb5-dev
 "
 
-step() { printf '==> %s\n' "$*"; }
+step() { printf '==> [%s] %s\n' "$(date +%T)" "$*"; }
 
 step "apt: configure"
 # Keep downloaded .deb files: /var/cache/apt/archives is THON's cache.
@@ -93,6 +93,9 @@ export npm_config_nodedir=/usr
 export npm_config_build_from_source=true
 export npm_config_unsafe_perm=true
 export npm_config_jobs=max
+# Every version here is exact (code-server, its shrinkwrap, npm): what is in
+# the cache is what the registry would send, so do not ask it again.
+export npm_config_prefer_offline=true
 if [ -n "${BUILD_CA_FILE:-}" ]; then
 	export npm_config_cafile="$BUILD_CA_FILE" NODE_EXTRA_CA_CERTS="$BUILD_CA_FILE"
 fi
@@ -188,5 +191,7 @@ rm -rf /var/log/apt/* /var/log/dpkg.log /var/log/alternatives.log
 rm -rf /usr/sbin/policy-rc.d /etc/apt/apt.conf.d/90thon
 rm -rf /usr/share/doc/* /usr/share/man/* /usr/share/info/*
 find /usr/share/locale -mindepth 1 -maxdepth 1 ! -name 'locale.alias' -exec rm -rf {} +
+# The engine provides these at run time; do not ship the build host's.
 : >/etc/resolv.conf
+printf 'localhost\n' >/etc/hostname
 step "done: code-server $version"
