@@ -73,6 +73,7 @@ type Daemon struct {
 	Gateway   *gateway.Gateway // nil when gateway.enabled is false
 	Keyring   *keyring.Keyring
 	LLM       *llm.Service
+	Admins    *auth.Admins // the dashboard's sign-in
 	// Metrics holds this daemon's Prometheus metrics (served at /metrics on server.listen).
 	Metrics *prometheus.Registry
 	// GatewayURL is the AI gateway's address on this host ("" when off).
@@ -122,6 +123,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	if d.Token, err = adminToken(ctx, d.Store, dir); err != nil {
 		return nil, err
 	}
+	d.Admins = auth.NewAdmins(d.Store)
 	rt := o.Runtime
 	if rt == nil {
 		if o.Instance != "" {
@@ -173,6 +175,9 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 			if err := d.personal.apply(cfg); err != nil {
 				return err
 			}
+			if err := d.setAdminPassword(ctx, cfg); err != nil {
+				return err
+			}
 			d.LLM.Configure(cfg.LLM)
 			return nil
 		},
@@ -209,8 +214,9 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		}
 	}
 	d.URL = "http://" + ln.Addr().String()
+	info := api.Info{Version: o.Version, ConfigPath: cfg.Path, DataDir: dir, Runtime: rt.Name(), PID: os.Getpid(), Started: time.Now().UTC()}
 	handler := api.New(api.Options{
-		Orchestrator: d.Orch, Store: d.Store, Logger: log, Access: d.FrontDoor,
+		Orchestrator: d.Orch, Store: d.Store, Logger: log, Access: d.FrontDoor, Admins: d.Admins,
 		Metrics: promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{}),
 		Keys:    keysOrNil(d.Keyring),
 		LLM:     d.LLM,
@@ -219,10 +225,13 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 				d.Gateway.ForgetKeys()
 			}
 		},
-		Info:     api.Info{Version: o.Version, ConfigPath: cfg.Path, DataDir: dir, Runtime: rt.Name(), PID: os.Getpid(), Started: time.Now().UTC()},
+		Info:     info,
 		Shutdown: func() { d.Shutdown(context.Background()) },
 	})
 	d.FrontDoor.SetAPI(handler) // remote admins use the API over HTTPS too
+	if err := d.startDashboard(ctx, cfg, handler, info, log); err != nil {
+		return nil, err
+	}
 	d.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return runCtx }}
 	go d.Orch.Run(runCtx)
 	go d.LLM.Run(runCtx)

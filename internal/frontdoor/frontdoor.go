@@ -33,6 +33,9 @@ type Options struct {
 	TLS    *tls.Config   // certificates chosen per handshake
 	CA     http.Handler  // serves /ca, /ca.crt, /ca.der
 	API    http.Handler  // serves /api/
+	// Dashboard serves the organizers' pages (it mounts /api/ itself) on
+	// access.Dashboard(): the main port, or a port of its own in path mode.
+	Dashboard http.Handler
 	Store  *store.Store
 	Orch   *orchestrator.Orchestrator
 	Logger *slog.Logger
@@ -49,6 +52,7 @@ type FrontDoor struct {
 	proxy   *httputil.ReverseProxy
 	main    *http.Server
 	redir   *http.Server
+	dash    *http.Server // path mode: the dashboard's own port
 	baseCtx context.Context
 	cancel  context.CancelFunc
 
@@ -111,6 +115,28 @@ func (f *FrontDoor) currentHost() string {
 // to issue links, so it is built after it).
 func (f *FrontDoor) SetAPI(h http.Handler) { f.o.API = h }
 
+// SetDashboard mounts the organizers' dashboard (built after the front
+// door, like the API).
+func (f *FrontDoor) SetDashboard(h http.Handler) { f.o.Dashboard = h }
+
+// DashboardURL is where organizers open the dashboard.
+func (f *FrontDoor) DashboardURL() string {
+	return "https://" + hostPort(f.currentHost(), f.o.Access.Dashboard()) + "/"
+}
+
+// serveDashboard is the dashboard's own port (path mode): the dashboard,
+// its API, and the CA page.
+func (f *FrontDoor) serveDashboard(w http.ResponseWriter, r *http.Request) {
+	switch p := r.URL.Path; {
+	case p == "/ca" || p == "/ca.crt" || p == "/ca.der":
+		f.o.CA.ServeHTTP(w, r)
+	case f.o.Dashboard != nil:
+		f.o.Dashboard.ServeHTTP(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
 // Start listens on the main HTTPS port (an error if it cannot), the HTTP
 // redirect port (a warning if it cannot) and, in port mode, every
 // participant's port.
@@ -132,7 +158,16 @@ func (f *FrontDoor) Start(ctx context.Context) error {
 			go f.serve(f.redir, rln, "redirect")
 		}
 	}
-	f.log.Info("front door listening", "https", ln.Addr().String(), "mode", a.Mode, "url", f.MainURL())
+	if dp := a.Dashboard(); dp != a.HTTPSPort {
+		dln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(dp)))
+		if err != nil {
+			f.main.Close()
+			return listenError("access.dashboard_port", dp, err)
+		}
+		f.dash = f.server(http.HandlerFunc(f.serveDashboard))
+		go f.serve(f.dash, tls.NewListener(dln, f.o.TLS), "dashboard")
+	}
+	f.log.Info("front door listening", "https", ln.Addr().String(), "mode", a.Mode, "url", f.MainURL(), "dashboard", f.DashboardURL())
 	go f.sweep()
 	return f.Sync(ctx)
 }
@@ -189,7 +224,7 @@ func (f *FrontDoor) Shutdown(ctx context.Context) {
 		delete(f.ports, user)
 	}
 	f.mu.Unlock()
-	servers = append(servers, f.main, f.redir)
+	servers = append(servers, f.main, f.redir, f.dash)
 	for _, s := range servers {
 		if s != nil {
 			s.Shutdown(ctx)
@@ -276,6 +311,8 @@ func (f *FrontDoor) serveMain(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.serveSandbox(w, r, user, "/u/"+user)
+	case f.o.Dashboard != nil && a.Dashboard() == a.HTTPSPort:
+		f.o.Dashboard.ServeHTTP(w, r)
 	case p == "/":
 		writePage(w, http.StatusOK, landingPage, pageData{Title: "THON", CA: "/ca"})
 	default:

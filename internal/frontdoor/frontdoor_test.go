@@ -36,6 +36,7 @@ func event(t *testing.T, mode string) *thontest.Harness {
 	if mode != config.ModePort {
 		h.Stop()
 		h.Config.Access.Mode = mode
+		h.Config.Access.DashboardPort = thontest.FreePort(t)
 		h.Start()
 	}
 	if _, err := h.Client.Bulk(context.Background(), client.BulkRequest{Action: "start"}, nil); err != nil {

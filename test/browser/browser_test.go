@@ -97,6 +97,7 @@ func TestBrowserPathMode(t *testing.T) {
 	h := thontest.New(t, config.Group{Name: "alpha", Users: []string{"alice", "bob"}})
 	h.Stop() // thontest starts in port mode: restart on the same data in path mode
 	h.Config.Access.Mode = config.ModePath
+	h.Config.Access.DashboardPort = thontest.FreePort(t)
 	h.Start()
 	startAll(t, h)
 	b := newBrowser(t, h)

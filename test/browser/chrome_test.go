@@ -19,6 +19,7 @@ import (
 	"time"
 
 	cdplog "github.com/chromedp/cdproto/log"
+	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
@@ -36,6 +37,7 @@ type browser struct {
 	sockets []*wsHandshake                     // every WebSocket the page opened, in order
 	byID    map[network.RequestID]*wsHandshake // the same, by DevTools request
 	logs    []string                           // the browser's own log (network errors, console)
+	errs    []string                           // errors only: log entries of level error, exceptions, console.error
 }
 
 // wsHandshake is what DevTools reported about one WebSocket handshake.
@@ -202,9 +204,38 @@ func (b *browser) onEvent(ev any) {
 		}
 	case *cdplog.EventEntryAdded:
 		if ev.Entry != nil {
-			b.logs = append(b.logs, fmt.Sprintf("%s %s: %s", ev.Entry.Level, ev.Entry.Source, ev.Entry.Text))
+			line := fmt.Sprintf("%s %s: %s (%s)", ev.Entry.Level, ev.Entry.Source, ev.Entry.Text, ev.Entry.URL)
+			b.logs = append(b.logs, line)
+			if ev.Entry.Level == cdplog.EntryLevelError {
+				b.errs = append(b.errs, line)
+			}
+		}
+	case *cdpruntime.EventExceptionThrown:
+		if d := ev.ExceptionDetails; d != nil {
+			msg := d.Text
+			if d.Exception != nil && d.Exception.Description != "" {
+				msg += " " + d.Exception.Description
+			}
+			b.errs = append(b.errs, fmt.Sprintf("exception at %s:%d: %s", d.URL, d.LineNumber, msg))
+		}
+	case *cdpruntime.EventConsoleAPICalled:
+		if ev.Type == cdpruntime.ConsoleAPICalledTypeError {
+			var parts []string
+			for _, a := range ev.Args {
+				parts = append(parts, string(a.Value)+a.Description)
+			}
+			b.errs = append(b.errs, "console.error: "+strings.Join(parts, " "))
 		}
 	}
+}
+
+// errors returns the errors the pages raised so far, and forgets them.
+func (b *browser) errors() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e := b.errs
+	b.errs = nil
+	return e
 }
 
 // log returns what the browser logged so far (for failure messages).

@@ -1,0 +1,76 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/thon-dev/thon/internal/api"
+	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/dashboard"
+)
+
+// startDashboard mounts the organizers' dashboard on the front door, with
+// the REST API on the same origin for its actions.
+func (d *Daemon) startDashboard(ctx context.Context, cfg *config.Config, apiHandler http.Handler, info api.Info, log *slog.Logger) error {
+	if err := d.setAdminPassword(ctx, cfg); err != nil {
+		return err
+	}
+	g := cfg.Gateway.Limits
+	limits := fmt.Sprintf("%d requests/min, %d at once, %d %s tokens/min", g.RequestsPerMinute, g.Concurrency, g.TokensPerMinute, g.TokenKind)
+	if g.BudgetTokens > 0 {
+		limits += fmt.Sprintf(", %d tokens for the event", g.BudgetTokens)
+	}
+	if cfg.Gateway.Mode == config.GatewayPerGroup {
+		limits += " (per group, times its size)"
+	}
+	var llmSvc api.LLM
+	if d.LLM != nil {
+		llmSvc = d.LLM
+	}
+	dash, err := dashboard.New(dashboard.Options{
+		Orch: d.Orch, Store: d.Store, Admins: d.Admins, Access: d.FrontDoor, Keys: keysOrNil(d.Keyring), LLM: llmSvc,
+		API: apiHandler, Logger: log,
+		TLS: func() dashboard.TLSInfo {
+			t := dashboard.TLSInfo{Own: cfg.Access.CertFile != "", Fingerprint: d.CA.CAFingerprint()}
+			if leaf, err := d.CA.Leaf(); err == nil {
+				t.Subject, t.Names, t.NotAfter = leaf.Subject.String(), leaf.DNSNames, leaf.NotAfter
+				for _, ip := range leaf.IPAddresses {
+					t.Names = append(t.Names, ip.String())
+				}
+			}
+			return t
+		},
+		Info: func() dashboard.Info {
+			host := strings.TrimPrefix(strings.TrimSuffix(d.FrontDoor.MainURL(), "/"), "https://")
+			return dashboard.Info{
+				Version: info.Version, ConfigPath: info.ConfigPath, DataDir: info.DataDir, ExternalIP: host,
+				Hostnames: cfg.Access.Hostnames, Mode: cfg.Access.Mode, GatewayLimits: limits,
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	d.FrontDoor.SetDashboard(dash)
+	log.Info("dashboard", "url", d.FrontDoor.DashboardURL(), "password_set", d.Admins.HasPassword(ctx))
+	return nil
+}
+
+// setAdminPassword stores the hash of auth.admin_password when it is set
+// and new; a change ends every dashboard session.
+func (d *Daemon) setAdminPassword(ctx context.Context, cfg *config.Config) error {
+	if cfg.Auth.AdminPassword == "" {
+		return nil
+	}
+	changed, err := d.Admins.SetPassword(ctx, cfg.Auth.AdminPassword)
+	if err != nil {
+		return fmt.Errorf("auth.admin_password: %w", err)
+	}
+	if changed {
+		d.Store.AddEvent(context.WithoutCancel(ctx), "thon", "admin.password", "", "set from the configuration; dashboard sessions ended")
+	}
+	return nil
+}

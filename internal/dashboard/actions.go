@@ -1,0 +1,373 @@
+package dashboard
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	qrcode "github.com/skip2/go-qrcode"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/jsonc"
+	"github.com/thon-dev/thon/internal/store"
+)
+
+const maxForm = 2 << 20 // uploads and forms: 2 MiB
+
+// card is one participant's printable access card.
+type card struct {
+	User, Group, URL, Link string
+	QR                     template.URL // data: URL of a PNG
+	Expires                string
+}
+
+// cards issues fresh access links for a group and lays them out to print.
+func (d *Dashboard) cards(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	group := r.PostFormValue("group")
+	g, err := d.o.Store.Group(ctx, group)
+	if err != nil {
+		http.Error(w, "no such group: "+group, http.StatusNotFound)
+		return
+	}
+	var cs []card
+	for _, u := range g.Users {
+		l, err := d.o.Access.IssueLink(ctx, u)
+		if err != nil {
+			http.Error(w, fmt.Sprintf("access link for %s: %v", u, err), http.StatusInternalServerError)
+			return
+		}
+		png, err := qrcode.Encode(l.Link, qrcode.Medium, 256)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		cs = append(cs, card{User: u, Group: group, URL: l.URL, Link: l.Link, Expires: l.Expires.Local().Format("Mon 2 Jan 15:04"),
+			QR: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))})
+	}
+	d.o.Store.AddEvent(context.WithoutCancel(ctx), sessionOf(r).Actor, "access.cards", group, strconv.Itoa(len(cs))+" links issued")
+	d.render(w, r, http.StatusOK, "cards", pageData{Title: "Access cards: " + group, CSRF: sessionOf(r).CSRF, Data: cs})
+}
+
+// qr draws the posted text as a QR code (an access link on the screen).
+func (d *Dashboard) qr(w http.ResponseWriter, r *http.Request) {
+	text := r.PostFormValue("text")
+	if text == "" || len(text) > 2048 {
+		http.Error(w, "send text= (at most 2048 bytes)", http.StatusBadRequest)
+		return
+	}
+	png, err := qrcode.Encode(text, qrcode.Medium, 320)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "image/png")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(png)
+}
+
+// importUsers adds participants from a CSV (an event platform's attendee
+// export works: a name or e-mail column, an optional group column) or from
+// thon.yaml's groups section.
+func (d *Dashboard) importUsers(w http.ResponseWriter, r *http.Request) {
+	text, err := formText(r, "data", "file")
+	if err != nil {
+		redirectFlash(w, r, "/groups", "import: "+err.Error())
+		return
+	}
+	groups, err := ParseAttendees(text, r.PostFormValue("group"))
+	if err != nil {
+		redirectFlash(w, r, "/groups", "import: "+err.Error())
+		return
+	}
+	res, err := d.o.Orch.ImportPeople(r.Context(), sessionOf(r).Actor, groups)
+	if err != nil {
+		redirectFlash(w, r, "/groups", "import: "+err.Error())
+		return
+	}
+	redirectFlash(w, r, "/groups", fmt.Sprintf("Imported: %d participants added, %d moved, %d groups added. Start them from the Instances page.",
+		len(res.UsersAdded), len(res.UsersMoved), len(res.GroupsAdded)))
+}
+
+// formText is a form's text field, or the file uploaded instead.
+func formText(r *http.Request, field, file string) ([]byte, error) {
+	r.Body = http.MaxBytesReader(nil, r.Body, maxForm)
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/") {
+		if err := r.ParseMultipartForm(maxForm); err != nil {
+			return nil, fmt.Errorf("the upload is too large or broken: %v", err)
+		}
+		if f, _, err := r.FormFile(file); err == nil {
+			defer f.Close()
+			b, err := io.ReadAll(f)
+			if err != nil {
+				return nil, err
+			}
+			if len(bytes.TrimSpace(b)) > 0 {
+				return b, nil
+			}
+		}
+	}
+	b := []byte(r.PostFormValue(field))
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, errors.New("nothing to import: paste the list or choose a file")
+	}
+	return b, nil
+}
+
+var invalidName = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// NameFrom turns a person's name or e-mail into a valid THON user name:
+// "Ada Lovelace" → ada-lovelace, "ada@example.org" → ada.
+func NameFrom(s string) string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if at := strings.IndexByte(s, '@'); at > 0 {
+		s = s[:at]
+	}
+	s = strings.Trim(invalidName.ReplaceAllString(s, "-"), "-")
+	if len(s) > 63 {
+		s = strings.TrimRight(s[:63], "-")
+	}
+	return s
+}
+
+// ParseAttendees reads participants from CSV or YAML. CSV: a header row
+// naming the columns (name/username/user/first name+last name, email,
+// group/team) or rows of NAME[,GROUP[,EMAIL]]. YAML: groups as in
+// thon.yaml, with or without the "groups:" key. Rows without a group go to
+// defaultGroup.
+func ParseAttendees(data []byte, defaultGroup string) (config.Groups, error) {
+	text := strings.TrimPrefix(string(data), "\ufeff")
+	first, _, _ := strings.Cut(strings.TrimSpace(text), "\n")
+	if !strings.Contains(first, ",") && !strings.Contains(first, ";") && (strings.Contains(first, ":") || strings.HasPrefix(first, "-")) {
+		return parseGroupsYAML(text)
+	}
+	rd := csv.NewReader(strings.NewReader(text))
+	rd.FieldsPerRecord = -1
+	rd.TrimLeadingSpace = true
+	if strings.Count(first, ";") > strings.Count(first, ",") {
+		rd.Comma = ';'
+	}
+	rows, err := rd.ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("not a CSV file: %v", err)
+	}
+	col := map[string]int{"name": 0, "group": 1, "email": 2}
+	if len(rows) > 0 && looksLikeHeader(rows[0]) {
+		col = map[string]int{"name": -1, "first": -1, "last": -1, "group": -1, "email": -1}
+		for i, h := range rows[0] {
+			switch strings.ToLower(strings.TrimSpace(h)) {
+			case "name", "username", "user", "login", "handle", "full name", "attendee name":
+				col["name"] = i
+			case "first name", "firstname", "given name":
+				col["first"] = i
+			case "last name", "lastname", "surname", "family name":
+				col["last"] = i
+			case "group", "team", "track", "room":
+				col["group"] = i
+			case "email", "e-mail", "email address", "attendee email":
+				col["email"] = i
+			}
+		}
+		if col["name"] < 0 && col["first"] < 0 && col["email"] < 0 {
+			return nil, fmt.Errorf("the header %q has no name, first name or email column", strings.Join(rows[0], ","))
+		}
+		rows = rows[1:]
+	}
+	cell := func(r []string, c string) string {
+		if i, ok := col[c]; ok && i >= 0 && i < len(r) {
+			return strings.TrimSpace(r[i])
+		}
+		return ""
+	}
+	var out config.Groups
+	index := map[string]int{}
+	seen := map[string]int{}
+	for n, r := range rows {
+		raw := cell(r, "name")
+		if raw == "" {
+			raw = strings.TrimSpace(cell(r, "first") + " " + cell(r, "last"))
+		}
+		if raw == "" {
+			raw = cell(r, "email")
+		}
+		if raw == "" {
+			continue
+		}
+		user := NameFrom(raw)
+		if err := config.ValidName("user", user); err != nil {
+			return nil, fmt.Errorf("row %d: %q gives no valid user name: %v", n+1, raw, err)
+		}
+		group := NameFrom(cell(r, "group"))
+		if group == "" {
+			group = defaultGroup
+		}
+		if err := config.ValidName("group", group); err != nil {
+			return nil, fmt.Errorf("row %d (%s): no group: add a group column or choose a group for the rows without one", n+1, user)
+		}
+		if prev, dup := seen[user]; dup {
+			return nil, fmt.Errorf("row %d: %s is also on row %d: two people with one user name; give one another name", n+1, user, prev)
+		}
+		seen[user] = n + 1
+		i, ok := index[group]
+		if !ok {
+			i = len(out)
+			index[group] = i
+			out = append(out, config.Group{Name: group})
+		}
+		out[i].Users = append(out[i].Users, user)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no participants found")
+	}
+	return out, nil
+}
+
+func looksLikeHeader(r []string) bool {
+	for _, h := range r {
+		switch strings.ToLower(strings.TrimSpace(h)) {
+		case "name", "username", "user", "email", "e-mail", "group", "team", "first name", "last name", "full name":
+			return true
+		}
+	}
+	return false
+}
+
+func parseGroupsYAML(text string) (config.Groups, error) {
+	var probe map[string]any
+	if err := yaml.Unmarshal([]byte(text), &probe); err != nil {
+		return nil, fmt.Errorf("not YAML: %v", err)
+	}
+	if _, ok := probe["groups"]; !ok {
+		text = "groups:\n" + indent(text)
+	}
+	c, err := config.Parse([]byte(text), "groups.yaml")
+	if err != nil {
+		return nil, err
+	}
+	return c.Groups, nil
+}
+
+func indent(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		if l != "" {
+			lines[i] = "  " + l
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+func redirectFlash(w http.ResponseWriter, r *http.Request, path, msg string) {
+	http.Redirect(w, r, path+"?flash="+url.QueryEscape(msg), http.StatusSeeOther)
+}
+
+// FileKinds are the configuration files the dashboard keeps.
+var FileKinds = []string{"groups-yaml", "kilo-base", "continue-base", "cline-base", "vscode-settings", "extensions"}
+
+// fileError is a problem in a stored file, at its line (0: the whole file).
+type fileError struct {
+	Line int
+	Msg  string
+}
+
+var lineRE = regexp.MustCompile(`line (\d+)`)
+
+// CheckFile validates a configuration file of a kind, and says where each
+// problem is.
+func CheckFile(kind string, content []byte) []fileError {
+	var errs []fileError
+	add := func(err error) {
+		if err == nil {
+			return
+		}
+		var ve *config.ValidationError
+		if errors.As(err, &ve) {
+			for _, p := range ve.Problems {
+				errs = append(errs, fileError{Line: p.Line, Msg: p.Msg + hintOf(p.Hint)})
+			}
+			return
+		}
+		line := 0
+		if m := lineRE.FindStringSubmatch(err.Error()); m != nil {
+			line, _ = strconv.Atoi(m[1])
+		}
+		errs = append(errs, fileError{Line: line, Msg: err.Error()})
+	}
+	switch kind {
+	case "groups-yaml":
+		_, err := parseGroupsYAML(string(content))
+		add(err)
+	case "kilo-base", "cline-base", "vscode-settings":
+		_, err := jsonc.Object(content)
+		add(err)
+	case "continue-base":
+		var m map[string]any
+		add(yaml.Unmarshal(content, &m))
+	case "extensions":
+		_, err := config.ParseExtensions(content)
+		add(err)
+	default:
+		errs = append(errs, fileError{Msg: fmt.Sprintf("unknown kind %q: use one of %s", kind, strings.Join(FileKinds, ", "))})
+	}
+	return errs
+}
+
+func hintOf(h string) string {
+	if h == "" {
+		return ""
+	}
+	return " (" + h + ")"
+}
+
+// saveFile stores a configuration file after checking it; problems are
+// shown at their line in the editor, and nothing is stored.
+func (d *Dashboard) saveFile(w http.ResponseWriter, r *http.Request) {
+	content, err := formText(r, "content", "upload")
+	kind := r.PostFormValue("kind")
+	f := store.ConfigFile{Name: kind, Kind: kind, UpdatedBy: sessionOf(r).Actor}
+	if err == nil {
+		f.Content = string(content)
+	}
+	errs := CheckFile(kind, content)
+	if err != nil {
+		errs = append(errs, fileError{Msg: err.Error()})
+	}
+	if len(errs) > 0 || !slices.Contains(FileKinds, kind) {
+		data, derr := d.settingsData(r, f)
+		if derr != nil {
+			d.o.Logger.Error("settings page", "err", derr)
+		}
+		data.Errors = errs
+		d.render(w, r, http.StatusUnprocessableEntity, "settings", pageData{Title: "Settings", Nav: "/settings", CSRF: sessionOf(r).CSRF, Data: data,
+			Error: fmt.Sprintf("%s was not saved: %d problem(s), shown below at their lines.", kind, len(errs))})
+		return
+	}
+	if err := d.o.Store.PutConfigFile(r.Context(), f); err != nil {
+		redirectFlash(w, r, "/settings", "save: "+err.Error())
+		return
+	}
+	d.o.Store.AddEvent(context.WithoutCancel(r.Context()), f.UpdatedBy, "config.file.save", f.Name, strconv.Itoa(len(f.Content))+" bytes")
+	redirectFlash(w, r, "/settings", kind+" saved.")
+}
+
+func (d *Dashboard) deleteFile(w http.ResponseWriter, r *http.Request) {
+	name := r.PostFormValue("name")
+	if err := d.o.Store.DeleteConfigFile(r.Context(), name); err != nil {
+		redirectFlash(w, r, "/settings", "delete: "+err.Error())
+		return
+	}
+	d.o.Store.AddEvent(context.WithoutCancel(r.Context()), sessionOf(r).Actor, "config.file.delete", name, "")
+	redirectFlash(w, r, "/settings", name+" deleted.")
+}

@@ -1,0 +1,511 @@
+package dashboard
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"html/template"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/thon-dev/thon/internal/llm"
+	"github.com/thon-dev/thon/internal/orchestrator"
+	"github.com/thon-dev/thon/internal/sandbox"
+	"github.com/thon-dev/thon/internal/store"
+)
+
+// pageData is what every page template gets.
+type pageData struct {
+	Title string
+	Nav   string // the page's path, for the menu
+	CSRF  string
+	Next  string // login: where to go after
+	Error string
+	Flash string
+	Data  any
+}
+
+// pageFunc gathers a page's data.
+type pageFunc func(r *http.Request) (name, title string, data any, err error)
+
+func (d *Dashboard) page(h pageFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name, title, data, err := h(r)
+		pd := pageData{Title: title, Nav: r.URL.Path, CSRF: sessionOf(r).CSRF, Data: data, Flash: r.URL.Query().Get("flash")}
+		status := http.StatusOK
+		if err != nil {
+			d.o.Logger.Error("dashboard page", "path", r.URL.Path, "err", err)
+			pd.Error, status = err.Error(), http.StatusInternalServerError
+		}
+		d.render(w, r, status, name, pd)
+	}
+}
+
+func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, status int, name string, pd pageData) {
+	t := d.pages[name]
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "layout.html", pd); err != nil {
+		d.o.Logger.Error("render dashboard page", "page", name, "err", err)
+		http.Error(w, "the page could not be drawn; see the daemon's log", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+// States in the order the dashboard shows them.
+var states = []string{"running", "starting", "paused", "stopped", "failed", "created", "missing"}
+
+// overviewData is the front page.
+type overviewData struct {
+	Participants, Groups, Outdated int
+	ByState                        []stateCount
+	LLM                            *llm.Status
+	Usage                          usageSummary
+	Events                         []store.Event
+}
+
+type stateCount struct {
+	State string
+	N     int
+}
+
+func (d *Dashboard) overview(r *http.Request) (string, string, any, error) {
+	ctx := r.Context()
+	list, err := d.o.Orch.List(ctx, orchestrator.Filter{})
+	if err != nil {
+		return "overview", "Overview", nil, err
+	}
+	groups, err := d.o.Store.Groups(ctx)
+	if err != nil {
+		return "overview", "Overview", nil, err
+	}
+	od := overviewData{Participants: len(list), Groups: len(groups)}
+	counts := map[string]int{}
+	for _, s := range list {
+		counts[s.State]++
+		if s.Outdated {
+			od.Outdated++
+		}
+	}
+	for _, st := range states {
+		od.ByState = append(od.ByState, stateCount{st, counts[st]})
+	}
+	if d.o.LLM != nil {
+		st := d.llmStatus(ctx)
+		od.LLM = &st
+	}
+	od.Usage, _ = d.usage(ctx, 60)
+	od.Events, _ = d.o.Store.Events(ctx, 0, 15)
+	slices.Reverse(od.Events)
+	return "overview", "Overview", od, nil
+}
+
+// llmStatus asks the LLM server at most every 5 s, however many pages do.
+func (d *Dashboard) llmStatus(ctx context.Context) llm.Status {
+	llmCache.Lock()
+	defer llmCache.Unlock()
+	if time.Since(llmCache.at) > 5*time.Second {
+		c, cancel := context.WithTimeout(ctx, 3*time.Second)
+		llmCache.st = d.o.LLM.Status(c)
+		cancel()
+		llmCache.at = time.Now()
+	}
+	return llmCache.st
+}
+
+var llmCache struct {
+	sync.Mutex
+	at time.Time
+	st llm.Status
+}
+
+// instancesData is the participants' table: one page of it.
+type instancesData struct {
+	Rows                  []row
+	Groups                []string
+	Group, State, Query   string
+	Page, Pages, Size     int
+	Total, Shown, Matched int
+	States                []string
+}
+
+type row struct {
+	orchestrator.Status
+	URL string
+}
+
+func (d *Dashboard) instances(r *http.Request) (string, string, any, error) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	data := instancesData{Group: q.Get("group"), State: q.Get("state"), Query: strings.TrimSpace(q.Get("q")), States: states}
+	data.Size = clamp(atoi(q.Get("size"), 50), 10, 500)
+	list, err := d.o.Orch.List(ctx, orchestrator.Filter{})
+	if err != nil {
+		return "instances", "Instances", data, err
+	}
+	data.Total = len(list)
+	seen := map[string]bool{}
+	var matched []orchestrator.Status
+	for _, s := range list {
+		if !seen[s.Group] {
+			seen[s.Group] = true
+			data.Groups = append(data.Groups, s.Group)
+		}
+		if (data.Group == "" || s.Group == data.Group) && (data.State == "" || s.State == data.State) &&
+			(data.Query == "" || strings.Contains(s.User, strings.ToLower(data.Query))) {
+			matched = append(matched, s)
+		}
+	}
+	data.Matched = len(matched)
+	data.Pages = max(1, (len(matched)+data.Size-1)/data.Size)
+	data.Page = clamp(atoi(q.Get("page"), 1), 1, data.Pages)
+	from := (data.Page - 1) * data.Size
+	for _, s := range matched[min(from, len(matched)):min(from+data.Size, len(matched))] {
+		data.Rows = append(data.Rows, row{Status: s, URL: d.o.Access.URL(s.User)})
+	}
+	data.Shown = len(data.Rows)
+	return "instances", "Instances", data, nil
+}
+
+// groupsData is every group with its participants and their states.
+type groupsData struct {
+	Groups []groupRow
+}
+
+type groupRow struct {
+	Name    string
+	Members []orchestrator.Status
+	Running int
+}
+
+func (d *Dashboard) groups(r *http.Request) (string, string, any, error) {
+	ctx := r.Context()
+	gs, err := d.o.Store.Groups(ctx)
+	if err != nil {
+		return "groups", "Groups", nil, err
+	}
+	list, err := d.o.Orch.List(ctx, orchestrator.Filter{})
+	if err != nil {
+		return "groups", "Groups", nil, err
+	}
+	by := map[string][]orchestrator.Status{}
+	for _, s := range list {
+		by[s.Group] = append(by[s.Group], s)
+	}
+	var data groupsData
+	for _, g := range gs {
+		gr := groupRow{Name: g.Name, Members: by[g.Name]}
+		for _, m := range gr.Members {
+			if m.State == string(sandbox.StateRunning) {
+				gr.Running++
+			}
+		}
+		data.Groups = append(data.Groups, gr)
+	}
+	return "groups", "Groups", data, nil
+}
+
+func (d *Dashboard) llmPage(r *http.Request) (string, string, any, error) {
+	if d.o.LLM == nil {
+		return "llm", "LLM", nil, nil
+	}
+	st := d.o.LLM.Status(r.Context()) // fresh: this page is about it
+	return "llm", "LLM", &st, nil
+}
+
+// usageSummary is the gateway's traffic over a window, per minute and per key.
+type usageSummary struct {
+	Minutes          int
+	Requests, Tokens int64
+	Rejections       int64
+	PerMinute        []int64 // tokens, oldest first, one per minute of the window
+	LastMinute       minuteTotals
+	Keys             []keyUsage
+	Groups           []keyUsage
+}
+
+type minuteTotals struct{ Requests, Tokens, Rejections int64 }
+
+type keyUsage struct {
+	ID                   string
+	Requests, Tokens     int64
+	Rejections           int64
+	PerMinute            []int64
+	Generation           int
+	Revoked, HasRecord   bool
+	Kind, Owner, Rotated string
+}
+
+// usage sums the gateway's per-minute counters of the last minutes.
+func (d *Dashboard) usage(ctx context.Context, minutes int) (usageSummary, error) {
+	u := usageSummary{Minutes: minutes, PerMinute: make([]int64, minutes)}
+	now := time.Now().UTC().Truncate(time.Minute)
+	start := now.Add(-time.Duration(minutes-1) * time.Minute)
+	rows, err := d.o.Store.Usage(ctx, store.UsageFilter{Since: start})
+	if err != nil {
+		return u, err
+	}
+	users, _ := d.o.Store.Users(ctx)
+	groupOf := map[string]string{}
+	for _, us := range users {
+		groupOf[us.Name] = us.Group
+	}
+	keys := map[string]*keyUsage{}
+	groups := map[string]*keyUsage{}
+	get := func(m map[string]*keyUsage, id string) *keyUsage {
+		k := m[id]
+		if k == nil {
+			k = &keyUsage{ID: id, PerMinute: make([]int64, minutes)}
+			m[id] = k
+		}
+		return k
+	}
+	for _, row := range rows {
+		i := int(row.Minute.Sub(start) / time.Minute)
+		if i < 0 || i >= minutes {
+			continue
+		}
+		tokens := row.PromptTokens + row.CompletionTokens
+		u.Requests += row.Requests
+		u.Tokens += tokens
+		u.Rejections += row.Rejections
+		u.PerMinute[i] += tokens
+		if i == minutes-1 {
+			u.LastMinute.Requests += row.Requests
+			u.LastMinute.Tokens += tokens
+			u.LastMinute.Rejections += row.Rejections
+		}
+		for _, k := range []*keyUsage{get(keys, row.KeyID), groupUsage(groups, get, row.KeyID, groupOf)} {
+			if k == nil {
+				continue
+			}
+			k.Requests += row.Requests
+			k.Tokens += tokens
+			k.Rejections += row.Rejections
+			k.PerMinute[i] += tokens
+		}
+	}
+	sorted := func(m map[string]*keyUsage) []keyUsage {
+		var list []keyUsage
+		for _, k := range m {
+			list = append(list, *k)
+		}
+		slices.SortFunc(list, func(a, b keyUsage) int { return cmp.Or(cmp.Compare(b.Tokens, a.Tokens), cmp.Compare(a.ID, b.ID)) })
+		return list
+	}
+	u.Keys, u.Groups = sorted(keys), sorted(groups)
+	return u, nil
+}
+
+// groupUsage is the group a key's usage counts for: its own (group keys)
+// or its participant's.
+func groupUsage(groups map[string]*keyUsage, get func(map[string]*keyUsage, string) *keyUsage, keyID string, groupOf map[string]string) *keyUsage {
+	kind, owner, _ := strings.Cut(keyID, ":")
+	switch {
+	case kind == "group":
+		return get(groups, owner)
+	case groupOf[owner] != "":
+		return get(groups, groupOf[owner])
+	}
+	return nil
+}
+
+// gatewayData is the gateway page.
+type gatewayData struct {
+	Enabled bool
+	Limits  string
+	Keys    []keyUsage
+	Usage   usageSummary
+}
+
+func (d *Dashboard) gateway(r *http.Request) (string, string, any, error) {
+	ctx := r.Context()
+	data := gatewayData{Enabled: d.o.Keys != nil}
+	if d.o.Info != nil {
+		data.Limits = d.o.Info().GatewayLimits
+	}
+	minutes := clamp(atoi(r.URL.Query().Get("minutes"), 60), 5, 24*60)
+	var err error
+	if data.Usage, err = d.usage(ctx, minutes); err != nil {
+		return "gateway", "Gateway", data, err
+	}
+	if d.o.Keys == nil {
+		return "gateway", "Gateway", data, nil
+	}
+	ks, err := d.o.Keys.List(ctx)
+	if err != nil {
+		return "gateway", "Gateway", data, err
+	}
+	used := map[string]keyUsage{}
+	for _, k := range data.Usage.Keys {
+		used[k.ID] = k
+	}
+	for _, k := range ks {
+		u := used[k.ID]
+		u.ID, u.Kind, u.Owner, u.Generation, u.Revoked, u.HasRecord = k.ID, k.Kind, k.Owner, k.Generation, k.Revoked, true
+		u.Rotated = k.RotatedAt.Local().Format(time.DateTime)
+		if u.PerMinute == nil {
+			u.PerMinute = make([]int64, minutes)
+		}
+		data.Keys = append(data.Keys, u)
+	}
+	slices.SortFunc(data.Keys, func(a, b keyUsage) int { return cmp.Or(cmp.Compare(b.Tokens, a.Tokens), cmp.Compare(a.ID, b.ID)) })
+	return "gateway", "Gateway", data, nil
+}
+
+// settingsData is the settings page.
+type settingsData struct {
+	Info   Info
+	TLS    TLSInfo
+	CAURL  string
+	Files  []store.ConfigFile
+	Edit   store.ConfigFile
+	Kinds  []string
+	Events []store.Event
+	Before int64 // the audit log's next page
+	Errors []fileError
+}
+
+func (d *Dashboard) settings(r *http.Request) (string, string, any, error) {
+	data, err := d.settingsData(r, store.ConfigFile{})
+	if name := r.URL.Query().Get("file"); name != "" && err == nil {
+		data.Edit, err = d.o.Store.ConfigFile(r.Context(), name)
+	}
+	return "settings", "Settings", data, err
+}
+
+func (d *Dashboard) settingsData(r *http.Request, edit store.ConfigFile) (settingsData, error) {
+	ctx := r.Context()
+	data := settingsData{Edit: edit, Kinds: FileKinds, CAURL: d.o.Access.MainURL() + "ca"}
+	if d.o.Info != nil {
+		data.Info = d.o.Info()
+	}
+	if d.o.TLS != nil {
+		data.TLS = d.o.TLS()
+	}
+	var err error
+	if data.Files, err = d.o.Store.ConfigFiles(ctx); err != nil {
+		return data, err
+	}
+	// The audit log, newest first, a page at a time.
+	before := int64(atoi(r.URL.Query().Get("before"), 0))
+	evs, err := d.o.Store.Events(ctx, 0, 1000)
+	if err != nil {
+		return data, err
+	}
+	slices.Reverse(evs)
+	for _, e := range evs {
+		if before > 0 && e.ID >= before {
+			continue
+		}
+		if len(data.Events) == 100 {
+			data.Before = data.Events[99].ID
+			break
+		}
+		data.Events = append(data.Events, e)
+	}
+	return data, nil
+}
+
+func atoi(s string, def int) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return def
+	}
+	return n
+}
+
+func clamp(n, lo, hi int) int { return max(lo, min(n, hi)) }
+
+// funcs are the templates' helpers.
+var funcs = template.FuncMap{
+	"sparkline": sparkline,
+	"bars":      bars,
+	"ago": func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		d := time.Since(t)
+		switch {
+		case d < time.Minute:
+			return fmt.Sprintf("%ds", int(d.Seconds()))
+		case d < time.Hour:
+			return fmt.Sprintf("%dm", int(d.Minutes()))
+		case d < 48*time.Hour:
+			return fmt.Sprintf("%dh", int(d.Hours()))
+		}
+		return fmt.Sprintf("%dd", int(d.Hours()/24))
+	},
+	"clock":  func(t time.Time) string { return t.Local().Format("15:04:05") },
+	"date":   func(t time.Time) string { return t.Local().Format(time.DateTime) },
+	"add":    func(a, b int) int { return a + b },
+	"sub":    func(a, b int) int { return a - b },
+	"num":    humanNumber,
+	"seconds": func(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) },
+	"tps":     func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) },
+	"join":    strings.Join,
+	"bulkActions": func() []string { return []string{"start", "stop", "pause", "resume", "recreate", "remove"} },
+	"days": func(t time.Time) int {
+		return int(time.Until(t).Hours() / 24)
+	},
+}
+
+// humanNumber writes 1234567 as 1.2M.
+func humanNumber(n int64) string {
+	switch {
+	case n >= 1_000_000:
+		return strconv.FormatFloat(float64(n)/1e6, 'f', 1, 64) + "M"
+	case n >= 10_000:
+		return strconv.FormatInt(n/1000, 10) + "k"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// sparkline draws values as a small SVG line (server-side: no script).
+func sparkline(values []int64) template.HTML {
+	const w, h = 120, 24
+	if len(values) == 0 {
+		return ""
+	}
+	var top int64 = 1
+	for _, v := range values {
+		top = max(top, v)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="spark" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-label="tokens per minute"><polyline fill="none" stroke="currentColor" stroke-width="1.5" points="`, w, h, w, h)
+	step := float64(w) / float64(max(1, len(values)-1))
+	for i, v := range values {
+		fmt.Fprintf(&b, "%.1f,%.1f ", float64(i)*step, float64(h-1)-float64(v)/float64(top)*float64(h-2))
+	}
+	b.WriteString(`"/></svg>`)
+	return template.HTML(b.String())
+}
+
+// bars draws values as an SVG bar chart with its maximum labelled.
+func bars(values []int64, label string) template.HTML {
+	const w, h = 720, 140
+	if len(values) == 0 {
+		return ""
+	}
+	var top int64 = 1
+	for _, v := range values {
+		top = max(top, v)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="bars" viewBox="0 0 %d %d" role="img" aria-label="%s">`, w, h+16, template.HTMLEscapeString(label))
+	bw := float64(w) / float64(len(values))
+	for i, v := range values {
+		bh := float64(v) / float64(top) * float64(h)
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f"><title>%d</title></rect>`, float64(i)*bw+1, float64(h)-bh, max(bw-2, 1), bh, v)
+	}
+	fmt.Fprintf(&b, `<text x="0" y="%d">%s, max %s</text></svg>`, h+14, template.HTMLEscapeString(label), humanNumber(top))
+	return template.HTML(b.String())
+}

@@ -1,0 +1,212 @@
+package browser
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/thon-dev/thon/client"
+	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/thontest"
+)
+
+const adminPassword = "organizer pass 42"
+
+// artifacts is where screenshots are kept: $THON_ARTIFACTS, else a
+// temporary directory named in the test log.
+func artifacts(t *testing.T) string {
+	if d := os.Getenv("THON_ARTIFACTS"); d != "" {
+		os.MkdirAll(d, 0o755)
+		return d
+	}
+	return t.TempDir()
+}
+
+// waitJS polls a JavaScript condition in the page.
+func (b *browser) waitJS(what, js string, within time.Duration) {
+	b.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		if ok, _ := tryEval[bool](b, js); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("waited %s for %s (%s)\npage:\n%s\nbrowser log:\n%s", within, what, js, b.text(), b.log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// noErrors fails the test if the pages raised any error since the last call.
+func (b *browser) noErrors(page string) {
+	b.t.Helper()
+	var errs []string
+	for _, e := range b.errors() {
+		if !networkChanged(e) { // Docker adding a network interface: not the page's doing
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		b.t.Errorf("%s: the browser reported errors:\n%s", page, strings.Join(errs, "\n"))
+	}
+}
+
+// The organizer's dashboard in a real browser: sign in, see everyone, pause
+// and resume a sandbox and watch its row change live, move a participant,
+// rotate a key, have a broken config file refused at its line; no page
+// raises an error (CSP included).
+func TestDashboard(t *testing.T) {
+	h := thontest.New(t, config.Group{Name: "alpha", Users: []string{"alice", "bob"}}, config.Group{Name: "beta", Users: []string{"carol"}})
+	h.Stop()
+	h.Config.Auth.AdminPassword = adminPassword
+	h.Start()
+	startAll(t, h)
+	ctx := context.Background()
+	dash := h.Daemon.FrontDoor.DashboardURL()
+	dir := artifacts(t)
+	b := newBrowser(t, h)
+
+	// Signed out: every page leads to the sign-in form.
+	b.open(dash + "instances")
+	if !strings.HasPrefix(b.location(), dash+"login?next=") {
+		t.Fatalf("signed out at %s", b.location())
+	}
+	b.noErrors("login")
+	eval[bool](b, `document.getElementById("password").value = "wrong password"; document.querySelector("form").submit(); true`)
+	b.waitJS("the wrong password refused", `document.body.innerText.includes("wrong password")`, 10*time.Second)
+	b.errors()                         // the refusal's 401, expected
+	time.Sleep(1100 * time.Millisecond) // a wrong password locks the address out for a second
+	eval[bool](b, fmt.Sprintf(`document.getElementById("password").value = %q; document.querySelector("form").submit(); true`, adminPassword))
+	b.waitJS("the instances page", `location.pathname === "/instances" && document.querySelectorAll("tr[data-user]").length === 3`, 10*time.Second)
+	for _, c := range b.cookies(dash) {
+		if c.Name == "__Host-thon_admin" && (!c.HTTPOnly || !c.Secure || c.SameSite != "Strict" || c.Path != "/") {
+			t.Errorf("session cookie: HttpOnly %v, Secure %v, SameSite %q, Path %q; want HttpOnly, Secure, Strict, /", c.HTTPOnly, c.Secure, c.SameSite, c.Path)
+		}
+	}
+	b.waitJS("the live stream", `document.getElementById("live").classList.contains("on")`, 10*time.Second)
+	b.screenshot(dir, "dashboard-instances.png")
+	b.noErrors("instances")
+
+	// Pause alice from her row: the row turns paused, and back, with no reload.
+	eval[bool](b, `window.__stay = 1; true`)
+	eval[bool](b, `document.querySelector('button[data-action="pause"][data-user="alice"]').click(); true`)
+	b.waitJS("alice's row to show paused", `document.querySelector('tr[data-user="alice"] [data-field="state"]').textContent === "paused"`, 30*time.Second)
+	if s, _ := h.Client.Sandbox(ctx, "alice"); s.State != "paused" {
+		t.Fatalf("alice after pause: %+v", s)
+	}
+	eval[bool](b, `document.querySelector('button[data-action="resume"][data-user="alice"]').click(); true`)
+	b.waitJS("alice's row to show running", `document.querySelector('tr[data-user="alice"] [data-field="state"]').textContent === "running"`, 30*time.Second)
+	if !eval[bool](b, `window.__stay === 1`) {
+		t.Fatal("the page reloaded: the row should change live")
+	}
+	// A change made elsewhere (the CLI) shows up too.
+	if _, err := h.Client.Action(ctx, "bob", "stop"); err != nil {
+		t.Fatal(err)
+	}
+	b.waitJS("bob's row to show stopped", `document.querySelector('tr[data-user="bob"] [data-field="state"]')?.textContent === "stopped"`, 30*time.Second)
+	b.noErrors("instances, live")
+
+	// Overview.
+	b.open(dash)
+	b.waitJS("the overview", `document.querySelector('[data-count="running"]') !== null`, 10*time.Second)
+	if got := eval[string](b, `document.querySelector('[data-count="running"]').textContent`); got != "2" {
+		t.Errorf("overview: %s running, want 2", got)
+	}
+	b.screenshot(dir, "dashboard-overview.png")
+	b.noErrors("overview")
+
+	// Groups: move carol to alpha with her select.
+	b.open(dash + "groups")
+	eval[bool](b, `const s = document.querySelector('select[data-move="carol"]'); s.value = "alpha"; s.dispatchEvent(new Event("change", {bubbles: true})); true`)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		u, err := h.Client.Users(ctx, "alpha")
+		if err == nil && len(u) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("carol not moved to alpha: %+v %v\n%s", u, err, b.log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.waitJS("the groups page to show carol in alpha", `!!document.querySelector('section[data-group="alpha"] tr[data-user="carol"]')`, 15*time.Second)
+	b.screenshot(dir, "dashboard-groups.png")
+	b.noErrors("groups")
+
+	// Gateway: rotate alice's key; the new key is shown once.
+	before, err := h.Client.GatewayKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := 0
+	for _, k := range before {
+		if k.ID == "user:alice" {
+			gen = k.Generation
+		}
+	}
+	b.open(dash + "gateway")
+	eval[bool](b, `window.confirm = () => true; document.querySelector('button[data-rotate="user:alice"]').click(); true`)
+	b.waitJS("the new key", `(document.getElementById("new-key") || {}).textContent?.startsWith("thon_")`, 15*time.Second)
+	after, _ := h.Client.GatewayKeys(ctx)
+	for _, k := range after {
+		if k.ID == "user:alice" && k.Generation != gen+1 {
+			t.Errorf("alice's key generation %d after the rotation, was %d", k.Generation, gen)
+		}
+	}
+	b.screenshot(dir, "dashboard-gateway.png")
+	b.noErrors("gateway")
+
+	// Settings: a VS Code settings file with a mistake on line 3 is refused there.
+	b.open(dash + "settings")
+	eval[bool](b, `document.querySelector('select[name="kind"]').value = "vscode-settings";
+		document.getElementById("file-content").value = '{\n  "editor.fontSize": 16\n  "editor.tabSize": 2\n}\n';
+		document.querySelector("form.editor").submit(); true`)
+	b.waitJS("the problem at line 3", `!!document.querySelector('#problems li[data-line="3"]')`, 10*time.Second)
+	if files, err := h.Daemon.Store.ConfigFiles(ctx); err != nil || len(files) != 0 {
+		t.Fatalf("a refused file was stored: %+v %v", files, err)
+	}
+	b.screenshot(dir, "dashboard-settings-error.png")
+	for _, e := range b.errors() { // the refusal itself is answered 422: nothing else may fail
+		if !strings.Contains(e, "status of 422") && !networkChanged(e) {
+			t.Errorf("settings: %s", e)
+		}
+	}
+	// Fixed, it is saved.
+	eval[bool](b, `document.getElementById("file-content").value = '{\n  "editor.fontSize": 16,\n  "editor.tabSize": 2\n}\n';
+		document.querySelector("form.editor").submit(); true`)
+	b.waitJS("saved", `document.body.innerText.includes("vscode-settings saved.")`, 10*time.Second)
+	b.noErrors("settings")
+
+	// The LLM page (no server here: it says so) and the printable cards.
+	b.open(dash + "llm")
+	b.waitJS("the LLM page", `document.body.innerText.includes("down")`, 10*time.Second)
+	b.screenshot(dir, "dashboard-llm.png")
+	b.noErrors("llm")
+
+	// The audit log has who did what.
+	evs, _ := h.Client.Events(ctx, 0, 200)
+	var actions []string
+	for _, e := range evs {
+		if e.Actor == "admin" {
+			actions = append(actions, e.Action+" "+e.Target)
+		}
+	}
+	for _, want := range []string{"admin.login 127.0.0.1", "pause alice", "resume alice", "user.move carol", "gateway.key.rotate user:alice", "config.file.save vscode-settings"} {
+		if !strings.Contains(strings.Join(actions, "\n"), want) {
+			t.Errorf("the audit log lacks %q by admin:\n%s", want, strings.Join(actions, "\n"))
+		}
+	}
+
+	// Sign out: the session cookie no longer works.
+	b.open(dash)
+	eval[bool](b, `document.querySelector("form.logout").submit(); true`)
+	b.waitJS("the sign-in page", `location.pathname === "/login"`, 10*time.Second)
+	b.open(dash + "groups")
+	if !strings.HasPrefix(b.location(), dash+"login") {
+		t.Fatalf("after sign-out: %s", b.location())
+	}
+	_ = client.Link{}
+}
