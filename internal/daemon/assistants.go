@@ -23,6 +23,7 @@ const sandboxHost = "host.docker.internal"
 type personalizer struct {
 	d   *Daemon
 	log *slog.Logger
+	cfg atomic.Pointer[config.Config] // the settings last applied
 	// gatewayBase is the gateway as sandboxes reach it, "" when it is off
 	// (gateway settings take effect when the daemon starts).
 	gatewayBase string
@@ -48,14 +49,46 @@ func newPersonalizer(d *Daemon, cfg *config.Config, log *slog.Logger) (*personal
 func (p *personalizer) apply(cfg *config.Config) error {
 	s := &personalSettings{direct: llm.Endpoint{BaseURL: SandboxURL(cfg.LLM.OpenAIBase()), Key: cfg.LLM.APIKey}}
 	if cfg.LLM.Enabled {
-		a, err := llm.NewAssistants(cfg)
+		stored, err := p.storedFiles()
+		if err != nil {
+			return err
+		}
+		a, err := llm.NewAssistantsWith(cfg, stored)
 		if err != nil {
 			return err
 		}
 		s.assistants = a
 	}
 	p.settings.Store(s)
+	p.cfg.Store(cfg)
 	return nil
+}
+
+// reapply applies the last settings again: a stored file changed.
+func (p *personalizer) reapply() error {
+	return p.apply(p.cfg.Load())
+}
+
+// storedFiles are the assistant files kept in the database (dashboard).
+func (p *personalizer) storedFiles() (map[string][]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	list, err := p.d.Store.ConfigFiles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for _, f := range list {
+		if _, ok := llm.StoredKinds[f.Kind]; !ok {
+			continue
+		}
+		full, err := p.d.Store.ConfigFile(ctx, f.Name)
+		if err != nil {
+			return nil, err
+		}
+		out[f.Kind] = []byte(full.Content)
+	}
+	return out, nil
 }
 
 // personalize adds one participant's endpoint and key to spec. With the

@@ -32,7 +32,7 @@ func (d *Daemon) startDashboard(ctx context.Context, cfg *config.Config, apiHand
 	}
 	dash, err := dashboard.New(dashboard.Options{
 		Orch: d.Orch, Store: d.Store, Admins: d.Admins, Access: d.FrontDoor, Keys: keysOrNil(d.Keyring), LLM: llmSvc,
-		API: apiHandler, Logger: log,
+		API: apiHandler, Logger: log, FilesChanged: d.personal.reapply,
 		TLS: func() dashboard.TLSInfo {
 			t := dashboard.TLSInfo{Own: cfg.Access.CertFile != "", Fingerprint: d.CA.CAFingerprint()}
 			if leaf, err := d.CA.Leaf(); err == nil {

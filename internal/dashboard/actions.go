@@ -83,6 +83,12 @@ func (d *Dashboard) qr(w http.ResponseWriter, r *http.Request) {
 // thon.yaml's groups section.
 func (d *Dashboard) importUsers(w http.ResponseWriter, r *http.Request) {
 	text, err := formText(r, "data", "file")
+	if r.PostFormValue("stored") == "groups-yaml" {
+		var f store.ConfigFile
+		if f, err = d.o.Store.ConfigFile(r.Context(), "groups-yaml"); err == nil {
+			text = []byte(f.Content)
+		}
+	}
 	if err != nil {
 		redirectFlash(w, r, "/groups", "import: "+err.Error())
 		return
@@ -126,7 +132,11 @@ func formText(r *http.Request, field, file string) ([]byte, error) {
 	return b, nil
 }
 
-var invalidName = regexp.MustCompile(`[^a-z0-9-]+`)
+var (
+	invalidName = regexp.MustCompile(`[^a-z0-9-]+`)
+	// yamlKeyRE is the first line of YAML ("groups:", "alpha: [a, b]").
+	yamlKeyRE = regexp.MustCompile(`^[A-Za-z0-9_-]+:(\s|$)`)
+)
 
 // NameFrom turns a person's name or e-mail into a valid THON user name:
 // "Ada Lovelace" → ada-lovelace, "ada@example.org" → ada.
@@ -150,7 +160,7 @@ func NameFrom(s string) string {
 func ParseAttendees(data []byte, defaultGroup string) (config.Groups, error) {
 	text := strings.TrimPrefix(string(data), "\ufeff")
 	first, _, _ := strings.Cut(strings.TrimSpace(text), "\n")
-	if !strings.Contains(first, ",") && !strings.Contains(first, ";") && (strings.Contains(first, ":") || strings.HasPrefix(first, "-")) {
+	if yamlKeyRE.MatchString(first) {
 		return parseGroupsYAML(text)
 	}
 	rd := csv.NewReader(strings.NewReader(text))
@@ -249,10 +259,25 @@ func parseGroupsYAML(text string) (config.Groups, error) {
 	if err := yaml.Unmarshal([]byte(text), &probe); err != nil {
 		return nil, fmt.Errorf("not YAML: %v", err)
 	}
+	shift := 0
 	if _, ok := probe["groups"]; !ok {
-		text = "groups:\n" + indent(text)
+		text, shift = "groups:\n"+indent(text), 1
 	}
 	c, err := config.Parse([]byte(text), "groups.yaml")
+	var ve *config.ValidationError
+	if errors.As(err, &ve) && shift > 0 {
+		// Problems are at the lines of what was given, not of the wrapper.
+		for i := range ve.Problems {
+			if ve.Problems[i].Line > 0 {
+				ve.Problems[i].Line -= shift
+				ve.Problems[i].Col -= 2
+			}
+			ve.Problems[i].Msg = lineRefRE.ReplaceAllStringFunc(ve.Problems[i].Msg, func(m string) string {
+				n, _ := strconv.Atoi(strings.TrimPrefix(m, "line "))
+				return "line " + strconv.Itoa(n-shift)
+			})
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +307,10 @@ type fileError struct {
 	Msg  string
 }
 
-var lineRE = regexp.MustCompile(`line (\d+)`)
+var (
+	lineRE    = regexp.MustCompile(`line (\d+)`)
+	lineRefRE = regexp.MustCompile(`line \d+`)
+)
 
 // CheckFile validates a configuration file of a kind, and says where each
 // problem is.
@@ -359,7 +387,22 @@ func (d *Dashboard) saveFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.o.Store.AddEvent(context.WithoutCancel(r.Context()), f.UpdatedBy, "config.file.save", f.Name, strconv.Itoa(len(f.Content))+" bytes")
-	redirectFlash(w, r, "/settings", kind+" saved.")
+	redirectFlash(w, r, "/settings", kind+" saved."+d.filesChanged(kind))
+}
+
+// filesChanged applies stored files again and says what that means.
+func (d *Dashboard) filesChanged(kind string) string {
+	if kind == "groups-yaml" {
+		return " Import it from the Groups page (\"Import the stored groups-yaml\") when you are ready."
+	}
+	if d.o.FilesChanged == nil {
+		return ""
+	}
+	if err := d.o.FilesChanged(); err != nil {
+		d.o.Logger.Error("apply stored files", "err", err)
+		return " It could not be applied: " + err.Error()
+	}
+	return " New sandboxes get it; running ones show as outdated until recreated."
 }
 
 func (d *Dashboard) deleteFile(w http.ResponseWriter, r *http.Request) {
@@ -369,5 +412,5 @@ func (d *Dashboard) deleteFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.o.Store.AddEvent(context.WithoutCancel(r.Context()), sessionOf(r).Actor, "config.file.delete", name, "")
-	redirectFlash(w, r, "/settings", name+" deleted.")
+	redirectFlash(w, r, "/settings", name+" deleted."+d.filesChanged(name))
 }

@@ -37,18 +37,19 @@ type TLSInfo struct {
 
 // Options wires the dashboard to the daemon's services.
 type Options struct {
-	Orch    *orchestrator.Orchestrator
-	Store   *store.Store
-	Admins  *auth.Admins
-	Access  api.Access
-	Keys    api.GatewayKeys // nil when the gateway is off
-	LLM     api.LLM         // nil when there is none
-	API     http.Handler    // the REST API, mounted at /api/ on the dashboard's origin too
-	TLS     func() TLSInfo
-	Info    func() Info
-	Logger  *slog.Logger
-	// Validate checks a configuration file of a kind before it is stored.
-	Validate func(kind string, content []byte) error
+	Orch   *orchestrator.Orchestrator
+	Store  *store.Store
+	Admins *auth.Admins
+	Access api.Access
+	Keys   api.GatewayKeys // nil when the gateway is off
+	LLM    api.LLM         // nil when there is none
+	API    http.Handler    // the REST API, mounted at /api/ on the dashboard's origin too
+	TLS    func() TLSInfo
+	Info   func() Info
+	Logger *slog.Logger
+	// FilesChanged runs after a configuration file was saved or deleted
+	// (the assistants' files take effect for new sandboxes).
+	FilesChanged func() error
 }
 
 // Info is what the settings page shows about the daemon.

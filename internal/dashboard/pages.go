@@ -177,7 +177,8 @@ func (d *Dashboard) instances(r *http.Request) (string, string, any, error) {
 
 // groupsData is every group with its participants and their states.
 type groupsData struct {
-	Groups []groupRow
+	Groups     []groupRow
+	StoredYAML bool // a groups-yaml is kept in the database
 }
 
 type groupRow struct {
@@ -201,6 +202,9 @@ func (d *Dashboard) groups(r *http.Request) (string, string, any, error) {
 		by[s.Group] = append(by[s.Group], s)
 	}
 	var data groupsData
+	if _, err := d.o.Store.ConfigFile(ctx, "groups-yaml"); err == nil {
+		data.StoredYAML = true
+	}
 	for _, g := range gs {
 		gr := groupRow{Name: g.Name, Members: by[g.Name]}
 		for _, m := range gr.Members {
@@ -444,14 +448,14 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%dd", int(d.Hours()/24))
 	},
-	"clock":  func(t time.Time) string { return t.Local().Format("15:04:05") },
-	"date":   func(t time.Time) string { return t.Local().Format(time.DateTime) },
-	"add":    func(a, b int) int { return a + b },
-	"sub":    func(a, b int) int { return a - b },
-	"num":    humanNumber,
-	"seconds": func(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) },
-	"tps":     func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) },
-	"join":    strings.Join,
+	"clock":       func(t time.Time) string { return t.Local().Format("15:04:05") },
+	"date":        func(t time.Time) string { return t.Local().Format(time.DateTime) },
+	"add":         func(a, b int) int { return a + b },
+	"sub":         func(a, b int) int { return a - b },
+	"num":         humanNumber,
+	"seconds":     func(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) },
+	"tps":         func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) },
+	"join":        strings.Join,
 	"bulkActions": func() []string { return []string{"start", "stop", "pause", "resume", "recreate", "remove"} },
 	"days": func(t time.Time) int {
 		return int(time.Until(t).Hours() / 24)

@@ -75,12 +75,39 @@ type Assistants struct {
 // NewAssistants reads the base files thon.yaml names. Its errors say which
 // file is wrong and where.
 func NewAssistants(c *config.Config) (*Assistants, error) {
+	return NewAssistantsWith(c, nil)
+}
+
+// Stored file kinds that stand in for thon.yaml's assistant files (kept in
+// the database, edited on the dashboard): kind → the setting it replaces.
+var StoredKinds = map[string]string{
+	"kilo-base":       "kilo.base_file",
+	"continue-base":   "continue.base_file",
+	"cline-base":      "cline.base_file",
+	"vscode-settings": "vscode_settings_file",
+	"extensions":      "extensions_file",
+}
+
+// NewAssistantsWith is NewAssistants with files of StoredKinds given by
+// content, which wins over the file thon.yaml names.
+func NewAssistantsWith(c *config.Config, stored map[string][]byte) (*Assistants, error) {
 	a := &Assistants{cfg: c.Assistants}
 	a.chat = modelInfo(c.LLM, c.LLM.ChatModel)
 	if c.LLM.EmbeddingModel.Name != "" {
 		a.embed = modelInfo(c.LLM, c.LLM.EmbeddingModel)
 	}
+	kindOf := map[string]string{}
+	for k, setting := range StoredKinds {
+		kindOf[setting] = k
+	}
 	read := func(setting, file string, parse func([]byte) (map[string]any, error)) (map[string]any, error) {
+		if data, ok := stored[kindOf[setting]]; ok {
+			m, err := parse(data)
+			if err != nil {
+				return nil, fmt.Errorf("stored file %s: %w", kindOf[setting], err)
+			}
+			return m, nil
+		}
 		if file == "" {
 			return map[string]any{}, nil
 		}
@@ -106,7 +133,11 @@ func NewAssistants(c *config.Config) (*Assistants, error) {
 	if a.settings, err = read("vscode_settings_file", c.Assistants.VSCodeSettingsFile, jsonc.Object); err != nil {
 		return nil, err
 	}
-	if f := c.Assistants.ExtensionsFile; f != "" {
+	if data, ok := stored["extensions"]; ok {
+		if a.extensions, err = config.ParseExtensions(data); err != nil {
+			return nil, fmt.Errorf("stored file extensions: %w", err)
+		}
+	} else if f := c.Assistants.ExtensionsFile; f != "" {
 		data, err := c.ReadFile(f)
 		if err == nil {
 			a.extensions, err = config.ParseExtensions(data)

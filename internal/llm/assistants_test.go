@@ -298,3 +298,25 @@ func TestAssistantsOffAndModelIDs(t *testing.T) {
 		t.Errorf("catalog model id %q", id)
 	}
 }
+
+// Files kept in the database win over the ones thon.yaml names.
+func TestStoredFilesWin(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "settings.json"), []byte(`{"editor.fontSize": 12}`), 0o644)
+	c := testConfig(t, "  vscode_settings_file: "+filepath.Join(dir, "settings.json")+"\n")
+	a, err := NewAssistantsWith(c, map[string][]byte{
+		"vscode-settings": []byte("{\n  // from the dashboard\n  \"editor.fontSize\": 20,\n}"),
+		"extensions":      []byte("ms-python.python\n"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := a.Files(testEndpoint)
+	byPath := filesByPath(t, files)
+	if !strings.Contains(string(byPath[SettingsPath].Data), `"editor.fontSize": 20`) || !strings.Contains(string(byPath[ExtensionsPath].Data), "ms-python.python") {
+		t.Fatalf("stored files not used:\n%s\n%s", byPath[SettingsPath].Data, byPath[ExtensionsPath].Data)
+	}
+	if _, err := NewAssistantsWith(c, map[string][]byte{"kilo-base": []byte("{broken")}); err == nil || !strings.Contains(err.Error(), "stored file kilo-base") {
+		t.Fatalf("a broken stored file: %v", err)
+	}
+}
