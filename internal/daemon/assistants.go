@@ -61,6 +61,9 @@ func (p *personalizer) apply(cfg *config.Config) error {
 	}
 	p.settings.Store(s)
 	p.cfg.Store(cfg)
+	if p.d.Orch != nil {
+		p.d.Orch.SpecsChanged()
+	}
 	return nil
 }
 

@@ -224,6 +224,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 			if d.Gateway != nil {
 				d.Gateway.ForgetKeys()
 			}
+			d.Orch.SpecsChanged() // a sandbox with the old key is outdated
 		},
 		Info:     info,
 		Shutdown: func() { d.Shutdown(context.Background()) },

@@ -473,9 +473,23 @@ func humanNumber(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
+// buckets sums values into at most n buckets, so a day of minutes draws as
+// fast as an hour.
+func buckets(values []int64, n int) []int64 {
+	if len(values) <= n {
+		return values
+	}
+	out := make([]int64, n)
+	for i, v := range values {
+		out[i*n/len(values)] += v
+	}
+	return out
+}
+
 // sparkline draws values as a small SVG line (server-side: no script).
 func sparkline(values []int64) template.HTML {
 	const w, h = 120, 24
+	values = buckets(values, 60)
 	if len(values) == 0 {
 		return ""
 	}
@@ -496,6 +510,10 @@ func sparkline(values []int64) template.HTML {
 // bars draws values as an SVG bar chart with its maximum labelled.
 func bars(values []int64, label string) template.HTML {
 	const w, h = 720, 140
+	if len(values) > 120 {
+		label += " (bars of " + strconv.Itoa((len(values)+119)/120) + " minutes)"
+		values = buckets(values, 120)
+	}
 	if len(values) == 0 {
 		return ""
 	}

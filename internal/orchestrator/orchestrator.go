@@ -94,6 +94,10 @@ type Orchestrator struct {
 	live     map[string]Live      // user → last recorded state, for routing without a database read
 	orphans  []sandbox.Instance
 	watch    watchers
+	// specGen counts changes of what specs are made from; hashes caches
+	// each participant's spec hash for one generation.
+	specGen uint64
+	hashes  map[string]cachedHash
 }
 
 type userLock struct {
@@ -151,6 +155,7 @@ func (o *Orchestrator) ApplySettings(ctx context.Context, actor string, s config
 	}
 	o.mu.Lock()
 	o.settings = s
+	o.specGen++
 	o.mu.Unlock()
 	if old != string(b) {
 		o.event(ctx, actor, "settings.apply", "sandbox", string(b))
@@ -236,6 +241,44 @@ func (o *Orchestrator) specFrom(s config.Sandbox, user, group string) sandbox.Sp
 		o.personalize(&spec)
 	}
 	return spec
+}
+
+type cachedHash struct {
+	group string
+	gen   uint64
+	hash  string
+}
+
+// SpecsChanged tells the orchestrator that what services add to specs
+// changed (assistant settings, a rotated or revoked key): the cached spec
+// hashes, which tell a sandbox outdated, are thrown away.
+func (o *Orchestrator) SpecsChanged() {
+	o.mu.Lock()
+	o.specGen++
+	o.mu.Unlock()
+}
+
+// specHash is the hash of user's current spec, from a cache: building a
+// spec writes assistant files and derives a key, too slow to redo for 500
+// participants on every status read.
+func (o *Orchestrator) specHash(s config.Sandbox, user, group string) string {
+	o.mu.Lock()
+	gen := o.specGen
+	c, ok := o.hashes[user]
+	o.mu.Unlock()
+	if ok && c.gen == gen && c.group == group {
+		return c.hash
+	}
+	h := o.specFrom(s, user, group).Hash()
+	o.mu.Lock()
+	if o.hashes == nil {
+		o.hashes = map[string]cachedHash{}
+	}
+	if o.specGen == gen { // not changed meanwhile
+		o.hashes[user] = cachedHash{group: group, gen: gen, hash: h}
+	}
+	o.mu.Unlock()
+	return h
 }
 
 // SpecFrom builds a sandbox.Spec from sandbox settings.
@@ -337,7 +380,7 @@ func (o *Orchestrator) status(u store.User, boxes map[string]store.Sandbox, busy
 			st.Workspace = b.Workspace
 		}
 		if b.SpecHash != "" && b.State != string(sandbox.StateMissing) {
-			st.Outdated = b.SpecHash != o.specFrom(s, u.Name, u.Group).Hash()
+			st.Outdated = b.SpecHash != o.specHash(s, u.Name, u.Group)
 		}
 	}
 	if t, ok := busy[u.Name]; ok {
