@@ -186,6 +186,8 @@ type InfoDetail struct {
 	Info
 	// FrontDoor is the HTTPS front door's main URL (API, CA download at /ca).
 	FrontDoor string `json:"front_door"`
+	// Dashboard is where organizers sign in to the dashboard.
+	Dashboard string `json:"dashboard"`
 	Engine    struct {
 		Name  string `json:"name"`
 		OK    bool   `json:"ok"`

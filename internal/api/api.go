@@ -341,11 +341,15 @@ func (s *Server) getInfo(w http.ResponseWriter, r *http.Request) error {
 	out := struct {
 		Info
 		FrontDoor string         `json:"front_door,omitempty"`
+		Dashboard string         `json:"dashboard,omitempty"`
 		Engine    engine         `json:"engine"`
 		Settings  config.Sandbox `json:"sandbox"`
 	}{Info: s.info, Settings: s.orch.Settings()}
 	if s.access != nil {
 		out.FrontDoor = s.access.MainURL()
+		if d, ok := s.access.(interface{ DashboardURL() string }); ok {
+			out.Dashboard = d.DashboardURL()
+		}
 	}
 	out.Engine.Name = s.orch.Runtime().Name()
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)

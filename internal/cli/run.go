@@ -89,6 +89,9 @@ their workspaces.`,
 			printStatusTable(e.stdout(), list.Items)
 			if info, err := c.Info(ctx); err == nil && info.FrontDoor != "" && sum.Total > 0 {
 				fmt.Fprintf(e.stderr(), "Personal links: `thon access USER` (cards: `thon access --group G -o csv`). Browsers trust this event's CA from %sca\n", info.FrontDoor)
+				if info.Dashboard != "" {
+					fmt.Fprintf(e.stderr(), "Dashboard: %s (sign in with auth.admin_password or THON_ADMIN_PASSWORD)\n", info.Dashboard)
+				}
 			}
 			if n := len(outdated(list.Items)); n > 0 {
 				fmt.Fprintf(e.stderr(), "%d sandboxes run older settings (marked outdated): `thon run --recreate` applies the current ones; workspaces are kept.\n", n)
