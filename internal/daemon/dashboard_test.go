@@ -134,6 +134,26 @@ func TestDashboardSecurity(t *testing.T) {
 	if resp, _ := do(t, c2, "POST", dash+"settings/files/delete", strings.NewReader("name=x"), map[string]string{"Content-Type": "application/x-www-form-urlencoded"}); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("form without the token: %d", resp.StatusCode)
 	}
+	// Printable cards: a fresh one-time link and a QR code per participant.
+	formHdr := map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Origin": origin}
+	resp, page = do(t, c2, "POST", dash+"cards", strings.NewReader(url.Values{"csrf": {csrf}, "group": {"alpha"}}.Encode()), formHdr)
+	if resp.StatusCode != 200 || strings.Count(page, `class="access-card"`) != 1 || !strings.Contains(page, "data:image/png;base64,") || !strings.Contains(page, "/_thon/auth?token=") {
+		t.Fatalf("cards: %d\n%s", resp.StatusCode, page)
+	}
+	resp, png := do(t, c2, "POST", dash+"qr", strings.NewReader(url.Values{"csrf": {csrf}, "text": {"https://example.org/x"}}.Encode()), formHdr)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/png" || !strings.HasPrefix(png, "\x89PNG") {
+		t.Fatalf("qr: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	// An attendee export: two people join, one in a new group.
+	csv := "First Name,Last Name,Email,Team\nAda,Lovelace,ada@example.org,gamma\nAlan,Turing,alan@example.org,\n"
+	resp, _ = do(t, c2, "POST", dash+"groups/import", strings.NewReader(url.Values{"csrf": {csrf}, "data": {csv}, "group": {"alpha"}}.Encode()), formHdr)
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Location"), "2+participants+added") {
+		t.Fatalf("import: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if us, _ := h.Client.Users(ctx, "gamma"); len(us) != 1 || us[0].Name != "ada-lovelace" {
+		t.Fatalf("gamma after the import: %+v", us)
+	}
+
 	// A participant's own port serves their IDE, never the dashboard.
 	if resp, _ := do(t, tlsClient(h), "GET", h.Daemon.FrontDoor.URL("alice")+"instances", nil, nil); resp.StatusCode == 200 {
 		t.Fatalf("the dashboard on alice's port: %d", resp.StatusCode)
