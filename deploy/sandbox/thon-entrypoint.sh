@@ -72,7 +72,7 @@ ext_log=/tmp/thon-extensions.log
 ext_timeout="${THON_EXTENSION_TIMEOUT:-180}"
 
 install_extension() {
-	if timeout "$ext_timeout" code-server --install-extension "$1" --force \
+	if timeout "$ext_timeout" code-server --install-extension "$1" \
 		</dev/null >>"$ext_log" 2>&1; then
 		echo "thon-entrypoint: installed extension $1" >>"$ext_log"
 	else

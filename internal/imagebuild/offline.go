@@ -551,16 +551,27 @@ func tidy(ctx context.Context, eng *engine, c cache, rkey, baseRef, oldID string
 			for _, tag := range im.RepoTags {
 				if tag != baseRef && strings.HasPrefix(tag, BaseRepository+":") {
 					fmt.Fprintf(log, "untag the older base %s\n", tag)
-					_, _ = eng.cli.ImageRemove(ctx, tag, client.ImageRemoveOptions{})
+					_, _ = eng.cli.ImageRemove(ctx, tag, client.ImageRemoveOptions{PruneChildren: true})
 				}
 			}
 		}
 	}
-	if removeOld && oldID != "" {
-		// Fails (and stays) while a container uses it.
-		if _, err := eng.cli.ImageRemove(ctx, oldID, client.ImageRemoveOptions{}); err == nil {
-			fmt.Fprintf(log, "removed the previous image %s\n", oldID)
-		}
+	if removeOld {
+		removePrevious(ctx, eng, oldID, log)
+	}
+}
+
+// removePrevious removes the image a build replaced, with its untagged
+// parents (the finishing build's intermediate layers). It stays while a
+// container uses it.
+func removePrevious(ctx context.Context, eng *engine, id string, log io.Writer) {
+	if id == "" {
+		return
+	}
+	if _, err := eng.cli.ImageRemove(ctx, id, client.ImageRemoveOptions{PruneChildren: true}); err == nil {
+		fmt.Fprintf(log, "removed the previous image %s\n", id)
+	} else {
+		fmt.Fprintf(log, "keep the previous image %s: %v\n", id, err)
 	}
 }
 

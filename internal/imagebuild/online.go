@@ -19,14 +19,14 @@ func buildOnline(ctx context.Context, eng *engine, opts Options, progress Progre
 	res = Result{Image: opts.Tag, CodeServerVersion: pinnedVersion(), Mode: ModeOnline}
 
 	progress("check the image "+opts.Tag, 0, total)
-	if !opts.Rebuild {
-		if info, ok, err := eng.inspect(ctx, opts.Tag); err != nil {
-			return Result{}, false, err
-		} else if ok && info.Labels[LabelKey] == key {
-			progress("image "+opts.Tag+" is up to date", total, total)
-			res.ID, res.Size, res.Cached = info.ID, info.Size, true
-			return res, true, nil
-		}
+	old, haveOld, err := eng.inspect(ctx, opts.Tag)
+	if err != nil {
+		return Result{}, false, err
+	}
+	if !opts.Rebuild && haveOld && old.Labels[LabelKey] == key {
+		progress("image "+opts.Tag+" is up to date", total, total)
+		res.ID, res.Size, res.Cached = old.ID, old.Size, true
+		return res, true, nil
 	}
 
 	base := officialImage()
@@ -56,6 +56,9 @@ func buildOnline(ctx context.Context, eng *engine, opts Options, progress Progre
 	}
 	if !ok {
 		return Result{}, false, fmt.Errorf("build %s: the engine has no such image afterwards", opts.Tag)
+	}
+	if haveOld && old.ID != info.ID {
+		removePrevious(ctx, eng, old.ID, opts.Log)
 	}
 	progress("built "+opts.Tag, total, total)
 	res.ID, res.Size = info.ID, info.Size
