@@ -26,11 +26,47 @@ type Config struct {
 	Path string `yaml:"-" json:"-"`
 }
 
-// Auth is how organizers sign in to the dashboard.
+// Auth is how organizers and participants sign in.
 type Auth struct {
 	// AdminPassword is the dashboard's password; only its hash is stored
 	// (in the database, at daemon start). Also THON_ADMIN_PASSWORD.
 	AdminPassword string `yaml:"admin_password" json:"admin_password"`
+	// Admins are identities that become organizers when they sign in with
+	// a provider: a user name (octocat), an e-mail, or provider:name.
+	Admins    []string  `yaml:"admins" json:"admins"`
+	Providers Providers `yaml:"providers" json:"providers"`
+}
+
+// Providers are the sign-in providers; one without a client_id is off.
+type Providers struct {
+	GitHub   GitProvider  `yaml:"github" json:"github"`
+	GitLab   GitProvider  `yaml:"gitlab" json:"gitlab"`
+	LinkedIn OAuthClient  `yaml:"linkedin" json:"linkedin"`
+	OIDC     OIDCProvider `yaml:"oidc" json:"oidc"`
+}
+
+// OAuthClient is an OAuth2 application registered for THON.
+type OAuthClient struct {
+	ClientID     string `yaml:"client_id" json:"client_id"`
+	ClientSecret string `yaml:"client_secret" json:"client_secret"`
+}
+
+// GitProvider is GitHub or GitLab, on its public site or self-hosted.
+type GitProvider struct {
+	ClientID     string `yaml:"client_id" json:"client_id"`
+	ClientSecret string `yaml:"client_secret" json:"client_secret"`
+	// URL is GitHub Enterprise's or a self-hosted GitLab's address
+	// ("" for https://github.com, https://gitlab.com).
+	URL string `yaml:"url" json:"url"`
+}
+
+// OIDCProvider is any OpenID Connect provider (Keycloak, Google, Entra ID,
+// Authentik…).
+type OIDCProvider struct {
+	Issuer       string `yaml:"issuer" json:"issuer"`
+	ClientID     string `yaml:"client_id" json:"client_id"`
+	ClientSecret string `yaml:"client_secret" json:"client_secret"`
+	Name         string `yaml:"name" json:"name"` // the sign-in button, e.g. "Company SSO"
 }
 
 // Server configures the daemon.

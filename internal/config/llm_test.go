@@ -24,6 +24,10 @@ func TestLLMProblems(t *testing.T) {
 		{"short admin password", "auth: {admin_password: abc}", "auth.admin_password: is too short (3 characters)"},
 		{"dashboard on the path-mode origin", "access: {mode: path, https_port: 8443, dashboard_port: 8443}", "access.dashboard_port: 8443 is the https_port"},
 		{"dashboard in the port range", "access: {dashboard_port: 20005}", "access.dashboard_port: 20005 is inside port_range"},
+		{"provider without secret", "auth: {providers: {github: {client_id: abc}}}", "auth.providers.github: client_id and client_secret go together"},
+		{"oidc without issuer", "auth: {providers: {oidc: {client_id: a, client_secret: b}}}", "auth.providers.oidc.issuer: must be set with a client_id"},
+		{"oidc issuer not a url", "auth: {providers: {oidc: {issuer: sso.example.org, client_id: a, client_secret: b}}}", `auth.providers.oidc.issuer: "sso.example.org" must start with http:// or https://`},
+		{"admin with a space", "auth: {admins: [\"ada lovelace\"]}", `auth.admins.0: "ada lovelace" is not an identity`},
 		{"assistant typo", "assistants: {kilocode: {enabled: true}}", `unknown key "kilocode"`},
 	}
 	for _, c := range cases {

@@ -170,6 +170,41 @@ auth:
   # The dashboard's password (at least 8 characters); only its hash is
   # stored. Better kept out of this file: THON_ADMIN_PASSWORD=... thon run
   admin_password: ""
+  # Identities that become organizers when they sign in with a provider:
+  # a user name (octocat), an e-mail, or provider:name (github:octocat).
+  admins: []
+  # Sign-in providers for organizers and participants (invite links). A
+  # provider is on once it has a client_id; register THON's callback
+  # https://{address}/auth/{provider}/callback with it.
+  providers:
+    github:
+      # The OAuth app's client id...
+      client_id: ""
+      # ...and secret.
+      client_secret: ""
+      # GitHub Enterprise's address; "" for github.com.
+      url: ""
+    gitlab:
+      # The application's id...
+      client_id: ""
+      # ...and secret.
+      client_secret: ""
+      # A self-hosted GitLab's address; "" for gitlab.com.
+      url: ""
+    linkedin:
+      # The app's client id...
+      client_id: ""
+      # ...and secret.
+      client_secret: ""
+    oidc:
+      # Any OpenID Connect provider: its issuer URL...
+      issuer: ""
+      # ...the client id...
+      client_id: ""
+      # ...and secret...
+      client_secret: ""
+      # ...and what the sign-in button says, e.g. Company SSO.
+      name: ""
 
 # Participants, by group. Names use lowercase letters a-z, digits and "-"
 # (at most 63 characters); a user is in exactly one group. Two forms:

@@ -359,9 +359,7 @@ func (c *Config) check(at locator) []Problem {
 		}
 	}
 
-	if pw := c.Auth.AdminPassword; pw != "" && len(pw) < 8 {
-		bad("auth.admin_password", "use at least 8 characters (a few words is fine)", "is too short (%d characters)", len(pw))
-	}
+	c.checkAuth(bad)
 
 	ps = append(ps, c.Groups.check(at)...)
 	return ps

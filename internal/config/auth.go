@@ -1,0 +1,44 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+)
+
+// checkAuth validates the auth section.
+func (c *Config) checkAuth(bad func(path, hint, format string, args ...any)) {
+	a := c.Auth
+	if pw := a.AdminPassword; pw != "" && len(pw) < 8 {
+		bad("auth.admin_password", "use at least 8 characters (a few words is fine)", "is too short (%d characters)", len(pw))
+	}
+	for i, id := range a.Admins {
+		if strings.TrimSpace(id) == "" || strings.ContainsAny(id, " \t") {
+			bad(fmt.Sprintf("auth.admins.%d", i), "a user name (octocat), an e-mail or provider:name (github:octocat)", "%q is not an identity", id)
+		}
+	}
+	p := a.Providers
+	pair := func(name, id, secret string) {
+		if (id == "") != (secret == "") {
+			bad("auth.providers."+name, "set both client_id and client_secret (from the app you registered with "+name+"), or neither to turn it off", "client_id and client_secret go together")
+		}
+	}
+	pair("github", p.GitHub.ClientID, p.GitHub.ClientSecret)
+	pair("gitlab", p.GitLab.ClientID, p.GitLab.ClientSecret)
+	pair("linkedin", p.LinkedIn.ClientID, p.LinkedIn.ClientSecret)
+	pair("oidc", p.OIDC.ClientID, p.OIDC.ClientSecret)
+	for _, u := range []struct{ path, v string }{{"auth.providers.github.url", p.GitHub.URL}, {"auth.providers.gitlab.url", p.GitLab.URL}} {
+		if u.v != "" {
+			if msg := checkURL(u.v); msg != "" {
+				bad(u.path, "the server's address, e.g. https://github.example.org, or \"\" for the public site", "%q %s", u.v, msg)
+			}
+		}
+	}
+	switch {
+	case p.OIDC.ClientID != "" && p.OIDC.Issuer == "":
+		bad("auth.providers.oidc.issuer", "the provider's issuer URL, e.g. https://sso.example.org/realms/event", "must be set with a client_id")
+	case p.OIDC.Issuer != "":
+		if msg := checkURL(p.OIDC.Issuer); msg != "" {
+			bad("auth.providers.oidc.issuer", "the provider's issuer URL, e.g. https://sso.example.org/realms/event", "%q %s", p.OIDC.Issuer, msg)
+		}
+	}
+}
