@@ -163,7 +163,7 @@ func (r *Runtime) Prepare(ctx context.Context, spec sandbox.Spec) error {
 func missingImage(image string, err error) error {
 	return &sandbox.UserError{
 		Msg:  fmt.Sprintf("image %s is not on this Docker engine", image),
-		Hint: fmt.Sprintf("build it with: docker build -t %s deploy/sandbox (or thon setup image)", image),
+		Hint: fmt.Sprintf("build it with: sudo thon setup image --tag %s (no registry needed; or, with Docker Hub: docker build -t %s deploy/sandbox)", image, image),
 		Err:  err,
 	}
 }

@@ -710,7 +710,7 @@ func TestMissingImage(t *testing.T) {
 	err := e.rt.Prepare(ctx, spec)
 	ue := userError(t, err)
 	if !strings.Contains(ue.Msg, spec.Image+" is not on this Docker engine") ||
-		!strings.Contains(ue.Hint, "docker build -t "+spec.Image+" deploy/sandbox") {
+		!strings.Contains(ue.Hint, "thon setup image --tag "+spec.Image) || !strings.Contains(ue.Hint, "docker build -t "+spec.Image+" deploy/sandbox") {
 		t.Fatalf("Prepare error: %v", err)
 	}
 	_, err = e.rt.Create(ctx, spec)
