@@ -16,7 +16,7 @@ func (s *Store) PutAccessToken(ctx context.Context, hash, user string, expires t
 	_, err := s.db.ExecContext(ctx, `INSERT INTO access_tokens (hash, user_name, created_at, expires_at) VALUES (?, ?, ?, ?)`,
 		hash, user, s.stamp(), expires.UTC().Format(time.RFC3339Nano))
 	if err != nil {
-		return fmt.Errorf("store access token for %s: %w", user, err)
+		return fmt.Errorf("store access token for %s: %w", user, classify(err))
 	}
 	return nil
 }
@@ -25,7 +25,7 @@ func (s *Store) PutAccessToken(ctx context.Context, hash, user string, expires t
 // transaction. ErrNotFound if unknown, used or another user's (which is left
 // untouched); ErrExpired if past its lifetime (deleted all the same).
 func (s *Store) UseAccessToken(ctx context.Context, hash, user string) error {
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *txn) error {
 		var expires string
 		err := tx.QueryRowContext(ctx, `SELECT expires_at FROM access_tokens WHERE hash = ? AND user_name = ?`, hash, user).Scan(&expires)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -54,7 +54,7 @@ func (s *Store) PutSession(ctx context.Context, hash, user string, expires time.
 	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions (hash, user_name, created_at, expires_at) VALUES (?, ?, ?, ?)`,
 		hash, user, s.stamp(), expires.UTC().Format(time.RFC3339Nano))
 	if err != nil {
-		return fmt.Errorf("store session for %s: %w", user, err)
+		return fmt.Errorf("store session for %s: %w", user, classify(err))
 	}
 	return nil
 }
@@ -85,7 +85,7 @@ func (s *Store) DeleteSession(ctx context.Context, hash string) error {
 // RevokeAccess deletes every access token and session of user: links stop
 // working and browsers are signed out. It returns how many were deleted.
 func (s *Store) RevokeAccess(ctx context.Context, user string) (tokens, sessions int64, err error) {
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.tx(ctx, func(tx *txn) error {
 		r, err := tx.ExecContext(ctx, `DELETE FROM access_tokens WHERE user_name = ?`, user)
 		if err != nil {
 			return err
@@ -120,7 +120,7 @@ func (s *Store) SetPassword(ctx context.Context, user, hash string) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO passwords (user_name, hash, updated_at) VALUES (?, ?, ?)
 		ON CONFLICT (user_name) DO UPDATE SET hash = excluded.hash, updated_at = excluded.updated_at`, user, hash, s.stamp())
 	if err != nil {
-		return fmt.Errorf("store password of %s: %w", user, err)
+		return fmt.Errorf("store password of %s: %w", user, classify(err))
 	}
 	return nil
 }
@@ -158,7 +158,7 @@ func (s *Store) Ports(ctx context.Context) (map[string]int, error) {
 // [first, last], skipping the ports in avoid; users past the end of the
 // range are returned in full.
 func (s *Store) AssignPorts(ctx context.Context, first, last int, avoid map[int]bool) (full []string, err error) {
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.tx(ctx, func(tx *txn) error {
 		used := map[int]bool{}
 		rows, err := tx.QueryContext(ctx, `SELECT port FROM ports`)
 		if err != nil {
@@ -197,7 +197,7 @@ func (s *Store) AssignPorts(ctx context.Context, first, last int, avoid map[int]
 				continue
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO ports (user_name, port) VALUES (?, ?)`, u, next); err != nil {
-				return err
+				return fmt.Errorf("assign port %d to %s: %w", next, u, classify(err))
 			}
 			used[next] = true
 		}
@@ -209,5 +209,8 @@ func (s *Store) AssignPorts(ctx context.Context, first, last int, avoid map[int]
 // MovePort gives user another port (their old one is taken by another program).
 func (s *Store) MovePort(ctx context.Context, user string, port int) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE ports SET port = ? WHERE user_name = ?`, port, user)
-	return err
+	if err != nil {
+		return fmt.Errorf("move %s to port %d: %w", user, port, classify(err))
+	}
+	return nil
 }

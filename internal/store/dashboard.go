@@ -20,7 +20,7 @@ func (s *Store) PutAdminSession(ctx context.Context, hash string, a AdminSession
 	_, err := s.db.ExecContext(ctx, `INSERT INTO admin_sessions (hash, actor, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
 		hash, a.Actor, a.CSRF, s.stamp(), a.Expires.UTC().Format(time.RFC3339Nano))
 	if err != nil {
-		return fmt.Errorf("store admin session: %w", err)
+		return fmt.Errorf("store admin session: %w", classify(err))
 	}
 	return nil
 }
@@ -103,7 +103,10 @@ func (s *Store) PutConfigFile(ctx context.Context, f ConfigFile) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO config_files (name, kind, content, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, content = excluded.content, updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
 		f.Name, f.Kind, f.Content, s.stamp(), f.UpdatedBy)
-	return err
+	if err != nil {
+		return fmt.Errorf("store config file %s: %w", f.Name, classify(err))
+	}
+	return nil
 }
 
 // DeleteConfigFile removes a stored file.

@@ -43,7 +43,7 @@ type scanner interface{ Scan(...any) error }
 
 func scanKey(r scanner) (GatewayKey, error) {
 	var k GatewayKey
-	var revoked int
+	var revoked int // 0 or 1: an integer column reads the same on SQLite and PostgreSQL
 	var created, rotated string
 	if err := r.Scan(&k.ID, &k.Kind, &k.Owner, &k.Generation, &k.Hash, &revoked, &created, &rotated); err != nil {
 		return k, err
@@ -83,7 +83,7 @@ func (s *Store) PutGatewayKey(ctx context.Context, k GatewayKey) error {
 		ON CONFLICT (id) DO UPDATE SET generation = excluded.generation, hash = excluded.hash, revoked = excluded.revoked, rotated_at = excluded.rotated_at`,
 		k.ID, k.Kind, k.Owner, k.Generation, k.Hash, revoked, now, now)
 	if err != nil {
-		return fmt.Errorf("store gateway key %s: %w", k.ID, err)
+		return fmt.Errorf("store gateway key %s: %w", k.ID, classify(err))
 	}
 	return nil
 }
@@ -107,12 +107,13 @@ type UsageRow struct {
 
 // AddUsage adds rows to the per-minute counters in one transaction.
 func (s *Store) AddUsage(ctx context.Context, rows []UsageRow) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *txn) error {
 		stmt, err := tx.PrepareContext(ctx, `INSERT INTO gateway_usage (key_id, model, minute, requests, prompt_tokens, completion_tokens, rejections)
 			VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (key_id, model, minute) DO UPDATE SET requests = requests + excluded.requests,
-				prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens,
-				rejections = rejections + excluded.rejections`)
+			ON CONFLICT (key_id, model, minute) DO UPDATE SET requests = gateway_usage.requests + excluded.requests,
+				prompt_tokens = gateway_usage.prompt_tokens + excluded.prompt_tokens,
+				completion_tokens = gateway_usage.completion_tokens + excluded.completion_tokens,
+				rejections = gateway_usage.rejections + excluded.rejections`)
 		if err != nil {
 			return err
 		}
@@ -163,6 +164,6 @@ func (s *Store) Usage(ctx context.Context, f UsageFilter) ([]UsageRow, error) {
 
 // UsedTokens is the total of tokens a key used over the whole event (for budgets).
 func (s *Store) UsedTokens(ctx context.Context, keyID string) (prompt, completion int64, err error) {
-	err = s.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0) FROM gateway_usage WHERE key_id = ?`, keyID).Scan(&prompt, &completion)
+	err = s.db.QueryRowContext(ctx, `SELECT CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) FROM gateway_usage WHERE key_id = ?`, keyID).Scan(&prompt, &completion)
 	return prompt, completion, err
 }

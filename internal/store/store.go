@@ -1,8 +1,10 @@
 // Package store persists THON's state: groups, users, the last known state of
 // every sandbox, the audit log of every change, API token hashes and settings.
 //
-// SQLite (pure Go, WAL) is the embedded default. Queries stay within the SQL
-// that PostgreSQL also speaks so a second driver can follow.
+// SQLite (pure Go, WAL) is the embedded default; PostgreSQL (through pgx)
+// holds the state when several daemon or gateway replicas share it. Queries
+// and migrations are written once, in the SQL both speak; db.go holds the few
+// differences between the two dialects.
 package store
 
 import (
@@ -16,8 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
 //go:embed migrations/*.sql
@@ -30,26 +30,35 @@ var (
 	ErrConflict = errors.New("conflict")
 )
 
-// Store is the SQLite-backed state of one THON daemon.
+// Store is the state of one THON deployment, in SQLite or PostgreSQL.
 type Store struct {
-	db  *sql.DB
+	db  *db
 	now func() time.Time
 }
 
-// Open opens (creating if needed) the database at path and applies pending migrations.
+// Open opens the database and applies pending migrations.
+//
+// path is either a SQLite file path (created if needed; the embedded
+// default) or a PostgreSQL connection URL, postgres://user:password@host:port/dbname?sslmode=…
+// (or postgresql://…), opened through pgx's database/sql driver; the
+// database must exist, and the tables are created in it. Several processes
+// may open the same PostgreSQL database at once: migrations are applied by
+// one of them, under an advisory lock.
 func Open(ctx context.Context, path string) (*Store, error) {
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
-	db, err := sql.Open("sqlite", dsn)
+	d, err := openDB(path)
 	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", path, err)
+		return nil, fmt.Errorf("open database %s: %w", redact(path), err)
 	}
-	// One writer at a time is what SQLite allows anyway; a single connection
-	// also makes transactions serialise instead of failing with SQLITE_BUSY.
-	db.SetMaxOpenConns(1)
-	s := &Store{db: db, now: func() time.Time { return time.Now().UTC() }}
+	s := &Store{db: d, now: func() time.Time { return time.Now().UTC() }}
+	if d.dialect == postgres {
+		if err := d.PingContext(ctx); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("connect to PostgreSQL at %s: %w", redact(path), err)
+		}
+	}
 	if err := s.migrate(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("migrate database %s: %w", path, err)
+		d.Close()
+		return nil, fmt.Errorf("migrate database %s: %w", redact(path), err)
 	}
 	return s, nil
 }
@@ -60,44 +69,48 @@ func (s *Store) SetClock(now func() time.Time) { s.now = func() time.Time { retu
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
+// migrate applies the pending migrations in one transaction, so a failing
+// one leaves the schema as it was. On PostgreSQL an advisory lock makes a
+// second process starting at the same time wait, then find nothing to do.
 func (s *Store) migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
-		return err
-	}
-	var current int
-	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
-		return err
-	}
 	files, err := fs.Glob(migrations, "migrations/*.sql")
 	if err != nil {
 		return err
 	}
 	sort.Strings(files)
-	for _, f := range files {
-		base := strings.TrimPrefix(f, "migrations/")
-		v, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
-		if err != nil {
-			return fmt.Errorf("migration %s: name must start with a number", f)
+	return s.tx(ctx, func(tx *txn) error {
+		if err := tx.lockMigrations(ctx); err != nil {
+			return fmt.Errorf("lock schema_migrations: %w", err)
 		}
-		if v <= current {
-			continue
-		}
-		body, err := migrations.ReadFile(f)
-		if err != nil {
+		if _, err := tx.ExecContext(ctx, tx.dialect.schema(`CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`)); err != nil {
 			return err
 		}
-		err = s.tx(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+		var current int
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+			return err
+		}
+		for _, f := range files {
+			base := strings.TrimPrefix(f, "migrations/")
+			v, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
+			if err != nil {
+				return fmt.Errorf("migration %s: name must start with a number", f)
+			}
+			if v <= current {
+				continue
+			}
+			body, err := migrations.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, tx.dialect.schema(string(body))); err != nil {
 				return fmt.Errorf("apply %s: %w", base, err)
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, v, s.stamp())
-			return err
-		})
-		if err != nil {
-			return err
+			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, v, s.stamp()); err != nil {
+				return err
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func (s *Store) stamp() string { return s.now().Format(time.RFC3339Nano) }
@@ -107,7 +120,7 @@ func parseTime(v string) time.Time {
 	return t
 }
 
-func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+func (s *Store) tx(ctx context.Context, fn func(*txn) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -211,7 +224,7 @@ func (s *Store) CreateGroup(ctx context.Context, name string) error {
 
 // DeleteGroup removes an empty group.
 func (s *Store) DeleteGroup(ctx context.Context, name string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *txn) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM users WHERE group_name = ?`, name).Scan(&n); err != nil {
 			return err
@@ -272,7 +285,7 @@ func (s *Store) User(ctx context.Context, name string) (User, error) {
 
 // CreateUser adds a participant to an existing group.
 func (s *Store) CreateUser(ctx context.Context, name, group string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *txn) error {
 		if err := requireGroup(ctx, tx, group); err != nil {
 			return err
 		}
@@ -287,7 +300,7 @@ func (s *Store) CreateUser(ctx context.Context, name, group string) error {
 
 // MoveUser puts a participant in another existing group.
 func (s *Store) MoveUser(ctx context.Context, name, group string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *txn) error {
 		if err := requireGroup(ctx, tx, group); err != nil {
 			return err
 		}
@@ -314,7 +327,7 @@ func (s *Store) DeleteUser(ctx context.Context, name string) error {
 	return nil
 }
 
-func requireGroup(ctx context.Context, tx *sql.Tx, group string) error {
+func requireGroup(ctx context.Context, tx *txn, group string) error {
 	var n int
 	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM groups WHERE name = ?`, group).Scan(&n); err != nil {
 		return err
@@ -342,7 +355,7 @@ type ImportResult struct {
 // users listed under another group are moved, nothing is deleted.
 func (s *Store) Import(ctx context.Context, groups []string, users []ImportUser) (ImportResult, error) {
 	res := ImportResult{GroupsAdded: []string{}, UsersAdded: []string{}, UsersMoved: map[string]string{}, NotListed: []string{}}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *txn) error {
 		now := s.stamp()
 		for _, g := range groups {
 			r, err := tx.ExecContext(ctx, `INSERT INTO groups (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`, g, now)
@@ -361,14 +374,14 @@ func (s *Store) Import(ctx context.Context, groups []string, users []ImportUser)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
 				if _, err := tx.ExecContext(ctx, `INSERT INTO users (name, group_name, created_at, updated_at) VALUES (?, ?, ?, ?)`, u.Name, u.Group, now, now); err != nil {
-					return fmt.Errorf("import user %s: %w", u.Name, err)
+					return fmt.Errorf("import user %s: %w", u.Name, classify(err))
 				}
 				res.UsersAdded = append(res.UsersAdded, u.Name)
 			case err != nil:
 				return err
 			case cur != u.Group:
 				if _, err := tx.ExecContext(ctx, `UPDATE users SET group_name = ?, updated_at = ? WHERE name = ?`, u.Group, now, u.Name); err != nil {
-					return fmt.Errorf("import user %s: %w", u.Name, err)
+					return fmt.Errorf("import user %s: %w", u.Name, classify(err))
 				}
 				res.UsersMoved[u.Name] = u.Group
 			default:
@@ -440,7 +453,7 @@ func (s *Store) PutSandbox(ctx context.Context, b Sandbox) error {
 			created_at = excluded.created_at, updated_at = excluded.updated_at`,
 		b.User, b.InstanceID, b.State, b.Endpoint, b.Image, b.SpecHash, b.Workspace, b.Error, created, s.stamp())
 	if err != nil {
-		return fmt.Errorf("record sandbox %s: %w", b.User, err)
+		return fmt.Errorf("record sandbox %s: %w", b.User, classify(err))
 	}
 	return nil
 }
@@ -473,7 +486,7 @@ func (s *Store) Events(ctx context.Context, after int64, limit int) ([]Event, er
 	if after > 0 {
 		rows, err = s.db.QueryContext(ctx, `SELECT id, time, actor, action, target, detail FROM events WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
 	} else {
-		rows, err = s.db.QueryContext(ctx, `SELECT * FROM (SELECT id, time, actor, action, target, detail FROM events ORDER BY id DESC LIMIT ?) ORDER BY id`, limit)
+		rows, err = s.db.QueryContext(ctx, `SELECT * FROM (SELECT id, time, actor, action, target, detail FROM events ORDER BY id DESC LIMIT ?) AS newest ORDER BY id`, limit)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("list events: %w", err)
@@ -497,7 +510,10 @@ func (s *Store) PutToken(ctx context.Context, name, hash, role string) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO tokens (name, hash, role, created_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, role = excluded.role, created_at = excluded.created_at, last_used = ''`,
 		name, hash, role, s.stamp())
-	return err
+	if err != nil {
+		return fmt.Errorf("store token %s: %w", name, classify(err))
+	}
+	return nil
 }
 
 // TokenByHash finds the token with this hash; ErrNotFound if none.
@@ -523,8 +539,4 @@ func (s *Store) Setting(ctx context.Context, key string) (string, error) {
 func (s *Store) PutSetting(ctx context.Context, key, value string) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
 	return err
-}
-
-func isUnique(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
 }

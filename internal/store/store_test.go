@@ -3,25 +3,15 @@ package store
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"reflect"
 	"testing"
 )
 
-func open(t *testing.T) (*Store, string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "thon.db")
-	s, err := Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s, path
-}
+func TestGroupsAndUsers(t *testing.T) { eachBackend(t, testGroupsAndUsers) }
 
-func TestGroupsAndUsers(t *testing.T) {
+func testGroupsAndUsers(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s, _ := open(t)
+	s := open(t, dsn)
 	if err := s.CreateGroup(ctx, "alpha"); err != nil {
 		t.Fatal(err)
 	}
@@ -63,9 +53,11 @@ func TestGroupsAndUsers(t *testing.T) {
 	}
 }
 
-func TestImportUpsertsAndNeverDeletes(t *testing.T) {
+func TestImportUpsertsAndNeverDeletes(t *testing.T) { eachBackend(t, testImportUpsertsAndNeverDeletes) }
+
+func testImportUpsertsAndNeverDeletes(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s, path := open(t)
+	s := open(t, dsn)
 	res, err := s.Import(ctx, []string{"alpha", "beta"}, []ImportUser{{"alice", "alpha"}, {"bob", "alpha"}, {"carol", "beta"}})
 	if err != nil {
 		t.Fatal(err)
@@ -82,9 +74,9 @@ func TestImportUpsertsAndNeverDeletes(t *testing.T) {
 	if !reflect.DeepEqual(res, want) {
 		t.Fatalf("second import:\n got %+v\nwant %+v", res, want)
 	}
-	// The state survives closing and reopening the file (migrations run once).
+	// The state survives closing and reopening the database (migrations run once).
 	s.Close()
-	s2, err := Open(ctx, path)
+	s2, err := Open(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,9 +91,11 @@ func TestImportUpsertsAndNeverDeletes(t *testing.T) {
 	}
 }
 
-func TestSandboxRecordsFollowUsers(t *testing.T) {
+func TestSandboxRecordsFollowUsers(t *testing.T) { eachBackend(t, testSandboxRecordsFollowUsers) }
+
+func testSandboxRecordsFollowUsers(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s, _ := open(t)
+	s := open(t, dsn)
 	s.Import(ctx, []string{"alpha"}, []ImportUser{{"alice", "alpha"}})
 	if err := s.PutSandbox(ctx, Sandbox{User: "alice", InstanceID: "c1", State: "running", Endpoint: "10.0.0.2:8080"}); err != nil {
 		t.Fatal(err)
@@ -113,8 +107,8 @@ func TestSandboxRecordsFollowUsers(t *testing.T) {
 	if b := boxes["alice"]; b.State != "stopped" || b.Endpoint != "" || b.UpdatedAt.IsZero() {
 		t.Fatalf("record: %+v", b)
 	}
-	if err := s.PutSandbox(ctx, Sandbox{User: "ghost", State: "running"}); err == nil {
-		t.Fatal("a sandbox record for an unknown user was accepted")
+	if err := s.PutSandbox(ctx, Sandbox{User: "ghost", State: "running"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a sandbox record for an unknown user: %v", err)
 	}
 	s.DeleteUser(ctx, "alice")
 	if boxes, _ := s.Sandboxes(ctx); len(boxes) != 0 {
@@ -122,9 +116,11 @@ func TestSandboxRecordsFollowUsers(t *testing.T) {
 	}
 }
 
-func TestEventsAndTokens(t *testing.T) {
+func TestEventsAndTokens(t *testing.T) { eachBackend(t, testEventsAndTokens) }
+
+func testEventsAndTokens(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s, _ := open(t)
+	s := open(t, dsn)
 	for i, a := range []string{"one", "two", "three"} {
 		e, err := s.AddEvent(ctx, "admin", a, "alice", "")
 		if err != nil || e.ID != int64(i+1) {
