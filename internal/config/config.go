@@ -73,6 +73,9 @@ type OIDCProvider struct {
 type Server struct {
 	DataDir string `yaml:"data_dir" json:"data_dir"` // SQLite file, admin token, logs
 	Listen  string `yaml:"listen" json:"listen"`     // REST API address
+	// Database is a PostgreSQL URL (postgres://user:password@host/db) for
+	// state shared by several replicas; "" keeps it in SQLite in data_dir.
+	Database string `yaml:"database" json:"database"`
 }
 
 // Access configures the HTTPS front door: how participants reach their sandboxes.

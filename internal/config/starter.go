@@ -13,6 +13,9 @@ server:
   data_dir: ~/.thon
   # Address of the REST API and dashboard, host:port (":8100" for every interface).
   listen: 127.0.0.1:8100
+  # PostgreSQL for state shared by several replicas, e.g.
+  # postgres://thon:secret@db:5432/thon; "" keeps it in SQLite in data_dir.
+  database: ""
 
 access:
   # The address participants reach THON at; detected (the default route's

@@ -168,6 +168,9 @@ func (c *Config) check(at locator) []Problem {
 	if strings.TrimSpace(s.DataDir) == "" {
 		bad("server.data_dir", "e.g. data_dir: "+DefaultDataDir, "must not be empty")
 	}
+	if db := s.Database; db != "" && !strings.HasPrefix(db, "postgres://") && !strings.HasPrefix(db, "postgresql://") {
+		bad("server.database", "a PostgreSQL URL, postgres://user:password@host:5432/thon, or \"\" for SQLite in data_dir", "is not a postgres:// URL")
+	}
 	if msg := checkHostPort(s.Listen); msg != "" {
 		bad("server.listen", "write host:port, e.g. "+DefaultListen+", or :8100 for every interface", "%q %s", s.Listen, msg)
 	}

@@ -116,7 +116,11 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 			d.release()
 		}
 	}()
-	d.Store, err = store.Open(ctx, filepath.Join(dir, DBFile))
+	dsn := filepath.Join(dir, DBFile)
+	if cfg.Server.Database != "" {
+		dsn = cfg.Server.Database // PostgreSQL, shared with other replicas
+	}
+	d.Store, err = store.Open(ctx, dsn)
 	if err != nil {
 		return nil, err
 	}

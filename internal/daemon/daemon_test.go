@@ -14,6 +14,7 @@ import (
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/daemon"
 	"github.com/thon-dev/thon/internal/sandbox"
+	"github.com/thon-dev/thon/internal/testenv"
 	"github.com/thon-dev/thon/internal/thontest"
 )
 
@@ -284,5 +285,37 @@ func TestFailureIsKeptUntilTheSandboxRuns(t *testing.T) {
 	}
 	if s, _ := h.Client.Sandbox(ctx, "bob"); s.State != "running" || s.Error != "" {
 		t.Fatalf("bob after recreate: %+v", s)
+	}
+}
+
+// With server.database a daemon keeps its state in PostgreSQL: a second
+// daemon on another data directory sees the same participants and events.
+func TestDaemonOnPostgres(t *testing.T) {
+	dsn := testenv.Postgres(t)
+	h := thontest.New(t)
+	h.Stop()
+	h.Config.Server.Database = dsn
+	h.Config.Groups = alphaBeta
+	h.Start()
+	ctx := context.Background()
+	if _, err := h.Client.Import(ctx, h.Config); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Client.Action(ctx, "alice", "start"); err != nil {
+		t.Fatal(err)
+	}
+	h.Stop()
+	h.Config.Server.DataDir = t.TempDir() // a replica elsewhere, same database
+	h.Start()
+	users, err := h.Client.Users(ctx)
+	if err != nil || len(users) != 3 {
+		t.Fatalf("users on the second daemon: %+v %v", users, err)
+	}
+	if s, err := h.Client.Sandbox(ctx, "alice"); err != nil || s.State != "running" {
+		t.Fatalf("alice on the second daemon: %+v %v", s, err)
+	}
+	evs, _ := h.Client.Events(ctx, 0, 100)
+	if len(evs) == 0 {
+		t.Fatal("no audit events in PostgreSQL")
 	}
 }

@@ -411,7 +411,11 @@ func (s *Service) Run(ctx context.Context) {
 		}
 		res, err := s.Apply(ctx, "thon")
 		if err != nil {
-			s.opts.Logger.Warn("LLM scaling not applied; sandboxes are not affected (see thon llm status)", "err", err)
+			level := slog.LevelWarn
+			if errors.Is(err, ErrUnreachable) {
+				level = slog.LevelInfo // said by thon llm status; sandboxes do not care
+			}
+			s.opts.Logger.Log(ctx, level, "LLM scaling not applied; sandboxes are not affected (see thon llm status)", "err", err)
 			continue
 		}
 		for _, a := range res {
