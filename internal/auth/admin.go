@@ -80,11 +80,14 @@ func (a *Admins) HasPassword(ctx context.Context) bool {
 	return err == nil && h != ""
 }
 
-// AdminSession is a signed-in organizer.
+// AdminSession is a signed-in browser on the dashboard's origin: an
+// organizer, or a participant who signed in with a provider.
 type AdminSession struct {
-	Token string // the cookie's secret (only on Login)
+	Token string // the cookie's secret (only when opened)
 	Actor string
 	CSRF  string
+	Role  string // RoleAdmin or RoleParticipant
+	User  string // a participant's participant
 }
 
 // Login checks the password and opens a session. Wrong passwords from one
@@ -108,13 +111,18 @@ func (a *Admins) Login(ctx context.Context, addr, password string) (AdminSession
 	a.mu.Lock()
 	delete(a.failures, addr)
 	a.mu.Unlock()
+	return a.Open(ctx, AdminActor, RoleAdmin, "")
+}
+
+// Open starts a session for someone signed in another way (a provider).
+func (a *Admins) Open(ctx context.Context, actor, role, user string) (AdminSession, error) {
 	tok, h := NewToken()
 	csrf, _ := NewToken()
-	s := store.AdminSession{Actor: AdminActor, CSRF: csrf, Expires: a.now().Add(AdminSessionTTL)}
+	s := store.AdminSession{Actor: actor, CSRF: csrf, Role: role, User: user, Expires: a.now().Add(AdminSessionTTL)}
 	if err := a.st.PutAdminSession(ctx, h, s); err != nil {
 		return AdminSession{}, err
 	}
-	return AdminSession{Token: tok, Actor: s.Actor, CSRF: s.CSRF}, nil
+	return AdminSession{Token: tok, Actor: s.Actor, CSRF: s.CSRF, Role: role, User: user}, nil
 }
 
 // Session finds the session of a cookie's secret.
@@ -129,7 +137,7 @@ func (a *Admins) Session(ctx context.Context, token string) (AdminSession, error
 	if err != nil {
 		return AdminSession{}, err
 	}
-	return AdminSession{Actor: s.Actor, CSRF: s.CSRF}, nil
+	return AdminSession{Actor: s.Actor, CSRF: s.CSRF, Role: s.Role, User: s.User}, nil
 }
 
 // Logout ends the session of a cookie's secret.

@@ -12,13 +12,19 @@ import (
 type AdminSession struct {
 	Actor   string
 	CSRF    string
+	Role    string // admin (default) or participant
+	User    string // a participant's participant
 	Expires time.Time
 }
 
 // PutAdminSession stores a new dashboard session by the hash of its secret.
 func (s *Store) PutAdminSession(ctx context.Context, hash string, a AdminSession) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO admin_sessions (hash, actor, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
-		hash, a.Actor, a.CSRF, s.stamp(), a.Expires.UTC().Format(time.RFC3339Nano))
+	role := a.Role
+	if role == "" {
+		role = "admin"
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO admin_sessions (hash, actor, csrf, created_at, expires_at, role, user_name) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		hash, a.Actor, a.CSRF, s.stamp(), a.Expires.UTC().Format(time.RFC3339Nano), role, a.User)
 	if err != nil {
 		return fmt.Errorf("store admin session: %w", classify(err))
 	}
@@ -30,7 +36,7 @@ func (s *Store) PutAdminSession(ctx context.Context, hash string, a AdminSession
 func (s *Store) AdminSession(ctx context.Context, hash string) (AdminSession, error) {
 	var a AdminSession
 	var expires string
-	err := s.db.QueryRowContext(ctx, `SELECT actor, csrf, expires_at FROM admin_sessions WHERE hash = ?`, hash).Scan(&a.Actor, &a.CSRF, &expires)
+	err := s.db.QueryRowContext(ctx, `SELECT actor, csrf, expires_at, role, user_name FROM admin_sessions WHERE hash = ?`, hash).Scan(&a.Actor, &a.CSRF, &expires, &a.Role, &a.User)
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, ErrNotFound
 	}

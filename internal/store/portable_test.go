@@ -233,7 +233,7 @@ func TestAdminSessionsConfigFilesSettings(t *testing.T) {
 		s := open(t, dsn)
 		now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 		s.SetClock(func() time.Time { return now })
-		a := AdminSession{Actor: "admin", CSRF: "c", Expires: now.Add(time.Hour)}
+		a := AdminSession{Actor: "admin", CSRF: "c", Role: "admin", Expires: now.Add(time.Hour)}
 		if err := s.PutAdminSession(ctx, "a1", a); err != nil {
 			t.Fatal(err)
 		}
