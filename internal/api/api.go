@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/thon-dev/thon/internal/auth"
@@ -74,6 +75,8 @@ type Server struct {
 	onKeysChanged func()
 	llm           LLM
 	admins        *auth.Admins
+	touchMu       sync.Mutex
+	touched       map[string]time.Time // token → when its use was last recorded
 	access        Access
 	metrics       http.Handler
 	orch          *orchestrator.Orchestrator
@@ -91,7 +94,7 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{keys: o.Keys, onKeysChanged: o.OnKeysChanged, llm: o.LLM, admins: o.Admins, access: o.Access, metrics: o.Metrics, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, shutdown: o.Shutdown, mux: http.NewServeMux()}
+	s := &Server{keys: o.Keys, onKeysChanged: o.OnKeysChanged, llm: o.LLM, admins: o.Admins, touched: map[string]time.Time{}, access: o.Access, metrics: o.Metrics, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, shutdown: o.Shutdown, mux: http.NewServeMux()}
 	s.routes()
 	return s
 }
@@ -99,64 +102,86 @@ func New(o Options) *Server {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// route is one API route; the list drives both the mux and the test that
-// keeps the OpenAPI document complete.
+// route is one API route; the list drives the mux, the authorization and
+// the test that keeps the OpenAPI document complete (every operation
+// declares the route's scope).
 type route struct {
 	method, pattern string
-	public          bool
-	h               handler
+	// scope a token or session needs; public for none at all.
+	scope string
+	// self: participants may call it for themselves ({user} is theirs; the
+	// handler narrows anything else to them).
+	self bool
+	h    handler
 }
+
+// public marks a route that needs no credentials.
+const public = "public"
 
 // handler is an API handler: it writes its answer, or returns the error
 // that fail turns into one.
 type handler func(w http.ResponseWriter, r *http.Request) error
 
 func (s *Server) routeTable() []route {
+	const (
+		sbR, sbW   = auth.ScopeSandboxesRead, auth.ScopeSandboxesWrite
+		usR, usW   = auth.ScopeUsersRead, auth.ScopeUsersWrite
+		gwR, gwW   = auth.ScopeGatewayRead, auth.ScopeGatewayWrite
+		llmR, llmW = auth.ScopeLLMRead, auth.ScopeLLMWrite
+		evR, sys   = auth.ScopeEventsRead, auth.ScopeSystem
+	)
 	return []route{
-		{"GET", "/api/v1/health", true, s.health},
-		{"GET", "/api/v1/openapi.json", true, serveOpenAPI},
-		{"GET", "/api/v1/info", false, s.getInfo},
-		{"POST", "/api/v1/shutdown", false, s.postShutdown},
-		{"POST", "/api/v1/import", false, s.postImport},
-		{"GET", "/api/v1/groups", false, s.listGroups},
-		{"POST", "/api/v1/groups", false, s.createGroup},
-		{"GET", "/api/v1/groups/{group}", false, s.getGroup},
-		{"DELETE", "/api/v1/groups/{group}", false, s.deleteGroup},
-		{"POST", "/api/v1/groups/{group}/rename", false, s.renameGroup},
-		{"GET", "/api/v1/users", false, s.listUsers},
-		{"POST", "/api/v1/users", false, s.createUser},
-		{"GET", "/api/v1/users/{user}", false, s.getUser},
-		{"PATCH", "/api/v1/users/{user}", false, s.patchUser},
-		{"DELETE", "/api/v1/users/{user}", false, s.deleteUser},
-		{"POST", "/api/v1/users/{user}/access", false, s.issueLink},
-		{"DELETE", "/api/v1/users/{user}/access", false, s.revokeAccess},
-		{"PUT", "/api/v1/users/{user}/password", false, s.setPassword},
-		{"DELETE", "/api/v1/users/{user}/password", false, s.deletePassword},
-		{"POST", "/api/v1/access", false, s.issueLinks},
-		{"GET", "/api/v1/gateway/keys", false, s.listKeys},
-		{"POST", "/api/v1/gateway/keys/{id}/rotate", false, s.rotateKey},
-		{"DELETE", "/api/v1/gateway/keys/{id}", false, s.revokeKey},
-		{"GET", "/api/v1/gateway/usage", false, s.usage},
-		{"POST", "/api/v1/gateway/usage", false, s.addUsage},
-		{"GET", "/api/v1/gateway/lookup", false, s.lookupKey},
-		{"GET", "/api/v1/llm", false, s.needLLM(s.llmStatus)},
-		{"GET", "/api/v1/llm/models", false, s.needLLM(s.llmModels)},
-		{"POST", "/api/v1/llm/pull", false, s.needLLM(s.llmPull)},
-		{"POST", "/api/v1/llm/load", false, s.needLLM(s.llmLoad)},
-		{"POST", "/api/v1/llm/unload", false, s.needLLM(s.llmUnload)},
-		{"GET", "/api/v1/llm/scale", false, s.needLLM(s.llmPlan)},
-		{"POST", "/api/v1/llm/scale", false, s.needLLM(s.llmApply)},
-		{"GET", "/api/v1/sandboxes", false, s.listSandboxes},
-		{"POST", "/api/v1/sandboxes/bulk", false, s.bulk},
-		{"GET", "/api/v1/sandboxes/{user}", false, s.getSandbox},
-		{"DELETE", "/api/v1/sandboxes/{user}", false, s.deleteSandbox},
-		{"POST", "/api/v1/sandboxes/{user}/{action}", false, s.sandboxAction},
-		{"GET", "/api/v1/sandboxes/{user}/logs", false, s.logs},
-		{"GET", "/api/v1/orphans", false, s.listOrphans},
-		{"DELETE", "/api/v1/orphans", false, s.deleteOrphans},
-		{"POST", "/api/v1/reconcile", false, s.reconcile},
-		{"GET", "/api/v1/events", false, s.events},
-		{"GET", "/api/v1/stream", false, s.stream},
+		{"GET", "/api/v1/health", public, false, s.health},
+		{"GET", "/api/v1/openapi.json", public, false, serveOpenAPI},
+		{"GET", "/api/v1/me", "", true, s.me},
+		{"GET", "/api/v1/info", sys, false, s.getInfo},
+		{"POST", "/api/v1/shutdown", sys, false, s.postShutdown},
+		{"POST", "/api/v1/import", sys, false, s.postImport},
+		{"GET", "/api/v1/tokens", sys, false, s.listTokens},
+		{"POST", "/api/v1/tokens", sys, false, s.createToken},
+		{"DELETE", "/api/v1/tokens/{name}", sys, false, s.revokeToken},
+		{"GET", "/api/v1/invites", usR, false, s.listInvites},
+		{"POST", "/api/v1/invites", usW, false, s.createInvite},
+		{"DELETE", "/api/v1/invites/{id}", usW, false, s.revokeInvite},
+		{"GET", "/api/v1/groups", usR, false, s.listGroups},
+		{"POST", "/api/v1/groups", usW, false, s.createGroup},
+		{"GET", "/api/v1/groups/{group}", usR, false, s.getGroup},
+		{"DELETE", "/api/v1/groups/{group}", usW, false, s.deleteGroup},
+		{"POST", "/api/v1/groups/{group}/rename", usW, false, s.renameGroup},
+		{"GET", "/api/v1/users", usR, false, s.listUsers},
+		{"POST", "/api/v1/users", usW, false, s.createUser},
+		{"GET", "/api/v1/users/{user}", usR, true, s.getUser},
+		{"PATCH", "/api/v1/users/{user}", usW, false, s.patchUser},
+		{"DELETE", "/api/v1/users/{user}", usW, false, s.deleteUser},
+		{"POST", "/api/v1/users/{user}/access", usW, true, s.issueLink},
+		{"DELETE", "/api/v1/users/{user}/access", usW, false, s.revokeAccess},
+		{"PUT", "/api/v1/users/{user}/password", usW, false, s.setPassword},
+		{"DELETE", "/api/v1/users/{user}/password", usW, false, s.deletePassword},
+		{"POST", "/api/v1/access", usW, false, s.issueLinks},
+		{"GET", "/api/v1/gateway/keys", gwR, false, s.listKeys},
+		{"POST", "/api/v1/gateway/keys/{id}/rotate", gwW, false, s.rotateKey},
+		{"DELETE", "/api/v1/gateway/keys/{id}", gwW, false, s.revokeKey},
+		{"GET", "/api/v1/gateway/usage", gwR, true, s.usage},
+		{"POST", "/api/v1/gateway/usage", gwW, false, s.addUsage},
+		{"GET", "/api/v1/gateway/lookup", gwR, false, s.lookupKey},
+		{"GET", "/api/v1/llm", llmR, false, s.needLLM(s.llmStatus)},
+		{"GET", "/api/v1/llm/models", llmR, false, s.needLLM(s.llmModels)},
+		{"POST", "/api/v1/llm/pull", llmW, false, s.needLLM(s.llmPull)},
+		{"POST", "/api/v1/llm/load", llmW, false, s.needLLM(s.llmLoad)},
+		{"POST", "/api/v1/llm/unload", llmW, false, s.needLLM(s.llmUnload)},
+		{"GET", "/api/v1/llm/scale", llmR, false, s.needLLM(s.llmPlan)},
+		{"POST", "/api/v1/llm/scale", llmW, false, s.needLLM(s.llmApply)},
+		{"GET", "/api/v1/sandboxes", sbR, false, s.listSandboxes},
+		{"POST", "/api/v1/sandboxes/bulk", sbW, false, s.bulk},
+		{"GET", "/api/v1/sandboxes/{user}", sbR, true, s.getSandbox},
+		{"DELETE", "/api/v1/sandboxes/{user}", sbW, false, s.deleteSandbox},
+		{"POST", "/api/v1/sandboxes/{user}/{action}", sbW, true, s.sandboxAction},
+		{"GET", "/api/v1/sandboxes/{user}/logs", sbR, true, s.logs},
+		{"GET", "/api/v1/orphans", sbR, false, s.listOrphans},
+		{"DELETE", "/api/v1/orphans", sbW, false, s.deleteOrphans},
+		{"POST", "/api/v1/reconcile", sbW, false, s.reconcile},
+		{"GET", "/api/v1/events", evR, false, s.events},
+		{"GET", "/api/v1/stream", evR, false, s.stream},
 	}
 }
 
@@ -167,8 +192,8 @@ func (s *Server) routes() {
 				s.fail(w, r, err)
 			}
 		})
-		if !rt.public {
-			h = s.authenticated(h)
+		if rt.scope != public {
+			h = s.authenticated(rt, h)
 		}
 		s.mux.Handle(rt.method+" "+rt.pattern, h)
 	}
@@ -183,63 +208,129 @@ func (s *Server) routes() {
 }
 
 // authenticated requires a valid bearer token.
-func (s *Server) authenticated(next http.HandlerFunc) http.HandlerFunc {
+func (s *Server) authenticated(rt route, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || tok == "" {
-			if c, err := r.Cookie(auth.AdminCookie); err == nil && s.admins != nil {
-				s.withSession(next, w, r, c.Value)
-				return
-			}
-			w.Header().Set("WWW-Authenticate", `Bearer realm="thon"`)
-			writeError(w, http.StatusUnauthorized, "missing bearer token", "send Authorization: Bearer <token> (the admin token is in the data directory, file admin.token)")
+		p, ok := s.principal(w, r)
+		if !ok {
 			return
 		}
-		name, _, err := s.st.TokenByHash(r.Context(), auth.HashToken(strings.TrimSpace(tok)))
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			s.fail(w, r, fmt.Errorf("check token: %w", err))
+		switch {
+		case p.Role == auth.RoleParticipant && !rt.self:
+			writeError(w, http.StatusForbidden, "participants may not do this", "a participant reaches their own sandbox, key and usage only")
+			return
+		case p.Role == auth.RoleParticipant && r.PathValue("user") != "" && r.PathValue("user") != p.User:
+			writeError(w, http.StatusForbidden, "this is another participant's", "a participant reaches their own sandbox, key and usage only")
+			return
+		case p.Role != auth.RoleParticipant && !p.Allows(rt.scope):
+			writeError(w, http.StatusForbidden, fmt.Sprintf("this token lacks the %s scope", rt.scope), "create a token with it: thon token create NAME --scope "+rt.scope)
 			return
 		}
-		if err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="thon", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "invalid token", "")
-			return
-		}
-		next(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, name)))
+		next(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, p)))
 	}
 }
 
-// withSession serves a request signed in by the dashboard's session
+// principal finds who makes the request: a bearer token (API tokens,
+// including the admin token) or the dashboard's session cookie. It answers
+// 401 itself when there is neither or it does not check out.
+func (s *Server) principal(w http.ResponseWriter, r *http.Request) (auth.Principal, bool) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		if c, err := r.Cookie(auth.AdminCookie); err == nil && s.admins != nil {
+			return s.sessionPrincipal(w, r, c.Value)
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="thon"`)
+		writeError(w, http.StatusUnauthorized, "missing bearer token", "send Authorization: Bearer <token> (the admin token is in the data directory, file admin.token)")
+		return auth.Principal{}, false
+	}
+	t, err := s.st.TokenRecord(r.Context(), auth.HashToken(strings.TrimSpace(tok)))
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.fail(w, r, fmt.Errorf("check token: %w", err))
+		return auth.Principal{}, false
+	}
+	reason := ""
+	switch {
+	case err != nil:
+		reason = "invalid token"
+	case t.Revoked:
+		reason = "this token was revoked"
+	case !t.Expires.IsZero() && !time.Now().Before(t.Expires):
+		reason = "this token has expired"
+	}
+	if reason != "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="thon", error="invalid_token"`)
+		writeError(w, http.StatusUnauthorized, reason, "")
+		return auth.Principal{}, false
+	}
+	s.touch(r.Context(), t.Name)
+	role := t.Role
+	if role != auth.RoleParticipant {
+		role = auth.RoleAdmin
+	}
+	return auth.Principal{Name: t.Name, Role: role, Scopes: t.Scopes, User: t.User, Via: "token"}, true
+}
+
+// touch records a token's use, at most once a minute per token.
+func (s *Server) touch(ctx context.Context, name string) {
+	s.touchMu.Lock()
+	last := s.touched[name]
+	now := time.Now()
+	if now.Sub(last) < time.Minute {
+		s.touchMu.Unlock()
+		return
+	}
+	s.touched[name] = now
+	s.touchMu.Unlock()
+	if err := s.st.TouchToken(context.WithoutCancel(ctx), name); err != nil {
+		s.log.Warn("record token use", "token", name, "err", err)
+	}
+}
+
+// sessionPrincipal serves a request signed in by the dashboard's session
 // cookie. A request that changes anything must come from THON's own pages:
 // the session's anti-forgery token in X-CSRF-Token, and no foreign Origin.
-func (s *Server) withSession(next http.HandlerFunc, w http.ResponseWriter, r *http.Request, token string) {
+func (s *Server) sessionPrincipal(w http.ResponseWriter, r *http.Request, token string) (auth.Principal, bool) {
 	sess, err := s.admins.Session(r.Context(), token)
 	if errors.Is(err, auth.ErrNoSession) {
 		writeError(w, http.StatusUnauthorized, "your dashboard session has ended", "sign in again")
-		return
+		return auth.Principal{}, false
 	}
 	if err != nil {
 		s.fail(w, r, err)
-		return
+		return auth.Principal{}, false
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		if o := r.Header.Get("Origin"); o != "" && o != "https://"+r.Host {
 			writeError(w, http.StatusForbidden, "request from another site refused", "")
-			return
+			return auth.Principal{}, false
 		}
 		if !auth.CheckCSRF(sess, r.Header.Get("X-CSRF-Token")) {
 			writeError(w, http.StatusForbidden, "missing or wrong X-CSRF-Token", "reload the page")
-			return
+			return auth.Principal{}, false
 		}
 	}
-	next(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, sess.Actor)))
+	role := sess.Role
+	if role == "" {
+		role = auth.RoleAdmin
+	}
+	return auth.Principal{Name: sess.Actor, Role: role, Scopes: []string{auth.ScopeAll}, User: sess.User, Via: "session"}, true
 }
 
 func actor(r *http.Request) string {
-	if a, ok := r.Context().Value(ctxKey{}).(string); ok {
-		return a
+	if p, ok := r.Context().Value(ctxKey{}).(auth.Principal); ok {
+		return p.Name
 	}
 	return "anonymous"
+}
+
+// principalOf is who makes the request (the zero Principal on public routes).
+func principalOf(r *http.Request) auth.Principal {
+	p, _ := r.Context().Value(ctxKey{}).(auth.Principal)
+	return p
+}
+
+func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, principalOf(r))
+	return nil
 }
 
 // errorBody is every error the API returns.

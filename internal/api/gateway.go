@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/gateway"
 	"github.com/thon-dev/thon/internal/store"
@@ -125,6 +126,10 @@ func (s *Server) usage(w http.ResponseWriter, r *http.Request) error {
 		} else {
 			return badRequestf("since=%q: use a duration such as 1h or a time such as 2026-05-01T09:00:00Z", v)
 		}
+	}
+	if p := principalOf(r); p.Role == auth.RoleParticipant {
+		// A participant sees their own usage, whatever they ask for.
+		q["user"], q["group"] = []string{p.User}, nil
 	}
 	var ids []string
 	seen := map[string]bool{}

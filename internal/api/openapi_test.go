@@ -164,15 +164,23 @@ func TestOpenAPIRoutesMatch(t *testing.T) {
 		}
 		sec, has := o.op["security"]
 		list, isList := sec.([]any)
+		isPublic := rt.scope == public
 		switch {
-		case rt.public && (!has || !isList || len(list) != 0):
+		case isPublic && (!has || !isList || len(list) != 0):
 			t.Errorf("%s is public: its operation needs \"security\": [] (has %v)", key, sec)
-		case !rt.public && has && (!isList || len(list) == 0):
-			t.Errorf("%s needs a token: its operation must not override security with %v", key, sec)
+		case !isPublic:
+			// Every other operation names the scope it needs, for tokens and sessions alike.
+			want := []any{map[string]any{"bearer": scopeList(rt.scope)}, map[string]any{"session": scopeList(rt.scope)}}
+			if !reflect.DeepEqual(list, want) {
+				t.Errorf("%s needs scope %q: its operation needs \"security\": %v (has %v)", key, rt.scope, want, sec)
+			}
 		}
 		resps := obj(o.op, "responses")
-		if !rt.public && resps["401"] == nil {
+		if !isPublic && resps["401"] == nil {
 			t.Errorf("%s needs a token but does not document 401", key)
+		}
+		if !isPublic && resps["403"] == nil {
+			t.Errorf("%s needs a scope but does not document 403", key)
 		}
 		hasSuccess := false
 		for code := range resps {
@@ -189,6 +197,14 @@ func TestOpenAPIRoutesMatch(t *testing.T) {
 			t.Errorf("openapi.json documents %s, which is not in routeTable", key)
 		}
 	}
+}
+
+// scopeList is a scope as an operation's security requirement lists it.
+func scopeList(scope string) []any {
+	if scope == "" {
+		return []any{}
+	}
+	return []any{scope}
 }
 
 var pathParamRE = regexp.MustCompile(`\{([^}]+)\}`)
@@ -401,6 +417,13 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"PullProgress", llm.PullProgress{}, true, nil},
 		{"PullLine", PullLine{}, true, nil},
 		{"UsageTick", UsageTick{}, true, nil},
+		{"Principal", auth.Principal{}, true, nil},
+		{"Token", store.Token{}, true, nil},
+		{"TokenRequest", TokenRequest{}, false, nil},
+		{"CreatedToken", CreatedToken{}, true, nil},
+		{"Invite", store.Invite{}, true, nil},
+		{"InviteRequest", InviteRequest{}, false, nil},
+		{"CreatedInvite", CreatedInvite{}, true, nil},
 	} {
 		s := obj(schemas, c.schema)
 		if s == nil {
