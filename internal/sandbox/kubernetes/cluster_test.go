@@ -730,3 +730,102 @@ func TestConcurrentCreates(t *testing.T) {
 	t.Logf("%d creates running after %s; %.1f requests per participant (%s)",
 		n, time.Since(start).Round(time.Millisecond), float64(e.count.total()-base)/n, fmtCounts(e.count.get()))
 }
+
+// TestMinimalRole: a ServiceAccount with exactly PolicyRules (no cluster
+// rights) runs the whole lifecycle.
+func TestMinimalRole(t *testing.T) {
+	e := newEnv(t)
+	ctx := testCtx(t)
+	kc := e.serviceAccount(t, ctx, "thon", PolicyRules())
+	rt, _ := e.runtime(t, func(o *Options) { o.Kubeconfig = kc })
+	spec := e.spec("lea", "alpha")
+	spec.Files = []sandbox.File{{Path: "/home/coder/.config/x.json", Mode: 0o600, UID: 1000, GID: 1000, Data: []byte("{}")}}
+	if err := rt.Prepare(ctx, spec); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	if _, err := rt.Create(ctx, spec); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	waitState(t, ctx, rt, "lea", sandbox.StateRunning)
+	if err := rt.Stop(ctx, "lea", 0); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if _, err := rt.Start(ctx, "lea"); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	waitState(t, ctx, rt, "lea", sandbox.StateRunning)
+	if _, err := rt.List(ctx); err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	if err := rt.Remove(ctx, "lea", true); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	if got := e.objects(t, ""); len(got) != 0 {
+		t.Errorf("left behind: %v", got)
+	}
+}
+
+// TestRestrictedPodSecurity: sandboxes meet the "restricted" Pod Security
+// Standard, enforced by the API server's admission.
+func TestRestrictedPodSecurity(t *testing.T) {
+	e := newEnv(t)
+	ctx := testCtx(t)
+	ns, err := e.cs.CoreV1().Namespaces().Get(ctx, e.ns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Labels["pod-security.kubernetes.io/enforce"] = "restricted"
+	if _, err := e.cs.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	spec := e.spec("max", "alpha")
+	spec.Files = []sandbox.File{
+		{Path: "/home/coder/.config/x.json", Mode: 0o600, UID: 1000, GID: 1000, Data: []byte("{}")},
+		{Path: "/etc/thon/extensions.txt", Mode: 0o644, Data: []byte("x\n")},
+	}
+	if _, err := e.rt.Create(ctx, spec); err != nil {
+		t.Fatalf("Create under restricted: %v", err)
+	}
+	waitState(t, ctx, e.rt, "max", sandbox.StateRunning)
+}
+
+// TestCrashLoopIsStoppedAndStartMakesThePodAgain: a crash-looping IDE (its
+// status written here as a kubelet would) is stopped with a reason; Start
+// makes a new Pod.
+func TestCrashLoopIsStoppedAndStartMakesThePodAgain(t *testing.T) {
+	e := newEnv(t)
+	ctx := testCtx(t)
+	if _, err := e.rt.Create(ctx, e.spec("ned", "alpha")); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, ctx, e.rt, "ned", sandbox.StateRunning)
+	pod, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, e.rt.PodName("ned"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady || c.Type == corev1.ContainersReady {
+			pod.Status.Conditions[i].Status = corev1.ConditionFalse
+		}
+	}
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
+		Name: containerName, Image: pod.Spec.Containers[0].Image, RestartCount: 5,
+		State:                corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 5m0s"}},
+		LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "OOMKilled"}},
+	}}
+	if _, err := e.cs.CoreV1().Pods(e.ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	inst := waitState(t, ctx, e.rt, "ned", sandbox.StateStopped)
+	if inst.ExitCode != 137 || !strings.Contains(inst.Reason, "OOM-killed") {
+		t.Errorf("crash-looping: %+v", inst)
+	}
+	if _, err := e.rt.Start(ctx, "ned"); err != nil {
+		t.Fatal(err)
+	}
+	inst = waitState(t, ctx, e.rt, "ned", sandbox.StateRunning)
+	pod2, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, e.rt.PodName("ned"), metav1.GetOptions{})
+	if err != nil || pod2.UID == pod.UID {
+		t.Errorf("Start kept the crash-looping Pod: %v", err)
+	}
+}

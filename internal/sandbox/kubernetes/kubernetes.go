@@ -78,17 +78,14 @@
 // labels, in the namespace): Inspect and List read its cache, never the API.
 // Writes go through a client-side rate limit (Options.QPS/Burst), at most
 // Options.Concurrency requests at once, and retries with backoff on
-// conflicts, 429s and server timeouts. A Create is five requests (Secret,
-// PVC get and create, Service, Pod).
+// conflicts, 429s and server timeouts. A Create is four requests (Secret,
+// PVC, Service, Pod), a Start after a Stop three (Secret and PVC get, Pod).
 //
 // # Permissions
 //
-// In its namespace THON needs: pods get/list/watch/create/delete, pods/log
-// get, services get/list/watch/create/delete, secrets get/create/update/delete,
-// persistentvolumeclaims get/create/delete, networkpolicies get/create/update,
-// and namespaces get (create too if Prepare should make the namespace).
-// Reading storageclasses (cluster-wide) is optional: without it the storage
-// class is not checked up front.
+// PolicyRules lists what THON needs in its namespace (a Role), and
+// ClusterPolicyRules the optional cluster-wide rights (check the storage
+// class, make the namespace).
 package kubernetes
 
 import (

@@ -82,7 +82,7 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Instan
 	}
 
 	if workspaceMode(spec) == sandbox.WorkspaceVolume {
-		created, err := r.ensureClaim(ctx, user)
+		created, err := r.ensureClaim(ctx, user, false)
 		if err != nil {
 			return fail(err)
 		}
@@ -218,12 +218,24 @@ func (r *Runtime) replaceSecret(ctx context.Context, s *corev1.Secret) error {
 }
 
 // ensureClaim makes the user's workspace PVC unless it exists; it reports
-// whether it made it. A PVC still being deleted (a purge just before) is
-// waited for.
-func (r *Runtime) ensureClaim(ctx context.Context, user string) (bool, error) {
+// whether it made it. It tries to create first (one request for a new
+// participant) and looks only when the name is taken; with lookFirst (the
+// PVC most likely exists) the other way round. A PVC still being deleted (a
+// purge just before) is waited for.
+func (r *Runtime) ensureClaim(ctx context.Context, user string, lookFirst bool) (bool, error) {
 	name := r.ClaimName(user)
 	deadline := time.Now().Add(goneWait)
 	for {
+		if !lookFirst {
+			err := r.create(ctx, "persistentvolumeclaims", name, func() error {
+				_, err := r.cs.CoreV1().PersistentVolumeClaims(r.ns).Create(ctx, r.claimFor(user), metav1.CreateOptions{})
+				return err
+			})
+			if !apierrors.IsAlreadyExists(err) {
+				return err == nil, err
+			}
+		}
+		lookFirst = false
 		var cur *corev1.PersistentVolumeClaim
 		err := r.do(ctx, func() error {
 			var err error
@@ -231,35 +243,27 @@ func (r *Runtime) ensureClaim(ctx context.Context, user string) (bool, error) {
 			return err
 		})
 		switch {
-		case err == nil && !r.ours(cur, user):
+		case apierrors.IsNotFound(err):
+			continue // deleted meanwhile: create again
+		case err != nil:
+			return false, r.apiErr("get", "persistentvolumeclaims", name, err)
+		case !r.ours(cur, user):
 			return false, &sandbox.UserError{
 				Msg:  fmt.Sprintf("cannot use the workspace of %s: the PersistentVolumeClaim %s exists in namespace %s and THON does not manage it", user, name, r.ns),
 				Hint: fmt.Sprintf("delete it (kubectl -n %s delete pvc %s; check its files are not needed first), or give THON another instance name", r.ns, name),
 			}
-		case err == nil && cur.DeletionTimestamp == nil:
+		case cur.DeletionTimestamp == nil:
 			return false, nil
-		case err == nil:
-			if time.Now().After(deadline) {
-				return false, sandbox.Hintf(nil, fmt.Sprintf("check what still uses it: kubectl -n %s describe pvc %s", r.ns, name),
-					"the workspace PersistentVolumeClaim %s of %s is still being deleted", name, user)
-			}
-			select {
-			case <-ctx.Done():
-				return false, ctx.Err()
-			case <-time.After(200 * time.Millisecond):
-			}
-			continue
-		case !apierrors.IsNotFound(err):
-			return false, r.apiErr("get", "persistentvolumeclaims", name, err)
 		}
-		err = r.create(ctx, "persistentvolumeclaims", name, func() error {
-			_, err := r.cs.CoreV1().PersistentVolumeClaims(r.ns).Create(ctx, r.claimFor(user), metav1.CreateOptions{})
-			return err
-		})
-		if apierrors.IsAlreadyExists(err) {
-			continue // made meanwhile: look again
+		if time.Now().After(deadline) {
+			return false, sandbox.Hintf(nil, fmt.Sprintf("check what still uses it: kubectl -n %s describe pvc %s", r.ns, name),
+				"the workspace PersistentVolumeClaim %s of %s is still being deleted", name, user)
 		}
-		return err == nil, err
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 
@@ -317,7 +321,7 @@ func (r *Runtime) Start(ctx context.Context, user string) (sandbox.Instance, err
 			"cannot start the sandbox of %s: its Secret %s holds no valid spec", user, name)
 	}
 	if workspaceMode(spec) == sandbox.WorkspaceVolume {
-		if _, err := r.ensureClaim(ctx, user); err != nil {
+		if _, err := r.ensureClaim(ctx, user, true); err != nil {
 			return sandbox.Instance{}, err
 		}
 	}
