@@ -150,6 +150,7 @@ func (s *Server) routeTable() []route {
 		{"POST", "/api/v1/groups/{group}/rename", usW, false, s.renameGroup},
 		{"GET", "/api/v1/users", usR, false, s.listUsers},
 		{"POST", "/api/v1/users", usW, false, s.createUser},
+		{"POST", "/api/v1/users/import", usW, false, s.importUsers},
 		{"GET", "/api/v1/users/{user}", usR, true, s.getUser},
 		{"PATCH", "/api/v1/users/{user}", usW, false, s.patchUser},
 		{"DELETE", "/api/v1/users/{user}", usW, false, s.deleteUser},

@@ -424,6 +424,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"Invite", store.Invite{}, true, nil},
 		{"InviteRequest", InviteRequest{}, false, nil},
 		{"CreatedInvite", CreatedInvite{}, true, nil},
+		{"ImportUsersRequest", ImportUsersRequest{}, false, nil},
 	} {
 		s := obj(schemas, c.schema)
 		if s == nil {

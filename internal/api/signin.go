@@ -2,6 +2,7 @@ package api
 
 import (
 	"crypto/rand"
+	"errors"
 	"encoding/base32"
 	"fmt"
 	"net/http"
@@ -174,4 +175,30 @@ func InviteCode() string {
 	b := make([]byte, 13)
 	rand.Read(b)
 	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))[:20]
+}
+
+// ImportUsersRequest adds participants by group (nobody is deleted; someone
+// listed in another group is moved).
+type ImportUsersRequest struct {
+	Groups []config.Group `json:"groups"`
+}
+
+func (s *Server) importUsers(w http.ResponseWriter, r *http.Request) error {
+	var req ImportUsersRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if len(req.Groups) == 0 {
+		return badRequestf("groups is empty: send at least one {name, users}")
+	}
+	res, err := s.orch.ImportPeople(r.Context(), actor(r), config.Groups(req.Groups))
+	if err != nil {
+		var ve *config.ValidationError
+		if !errors.As(err, &ve) {
+			return badRequest{err}
+		}
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
 }

@@ -374,7 +374,7 @@ deleting unless --yes.`,
 }
 
 func newUserCmd(e *env) *cobra.Command {
-	cmd := &cobra.Command{Use: "user", Short: "Add, move and remove participants"}
+	cmd := &cobra.Command{Use: "user", Aliases: []string{"users"}, Short: "Add, move, import and remove participants"}
 	var output string
 	ls := &cobra.Command{
 		Use: "ls", Short: "List participants", Args: cobra.NoArgs,
@@ -455,7 +455,7 @@ func newUserCmd(e *env) *cobra.Command {
 	}
 	rm.Flags().BoolVar(&purge, "volumes", false, "delete the participant's workspace too")
 	rm.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
-	cmd.AddCommand(ls, add, move, rm)
+	cmd.AddCommand(ls, add, move, rm, newUsersImportCmd(e))
 	return cmd
 }
 
