@@ -78,12 +78,14 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Instan
 			return fail(err)
 		}
 	default:
+		made = r.maybeMade(made, err, "secrets", secret.Name, user)
 		return fail(err)
 	}
 
 	if workspaceMode(spec) == sandbox.WorkspaceVolume {
 		created, err := r.ensureClaim(ctx, user, false)
 		if err != nil {
+			made = r.maybeMade(made, err, "persistentvolumeclaims", r.ClaimName(user), user)
 			return fail(err)
 		}
 		if created {
@@ -101,12 +103,14 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Instan
 		if apierrors.IsAlreadyExists(err) {
 			err = r.conflict(ctx, "services", svc.Name, user, err)
 		}
+		made = r.maybeMade(made, err, "services", svc.Name, user)
 		return fail(err)
 	}
 	made = append(made, r.deleter("services", svc.Name))
 
 	pod, err := r.createPod(ctx, spec, hash)
 	if err != nil {
+		made = r.maybeMade(made, err, "pods", r.PodName(user), user)
 		return fail(err)
 	}
 	r.informers.waitFor(ctx, cacheWait, func() bool {
@@ -114,6 +118,16 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Instan
 		return s != nil && p != nil && p.UID == pod.UID
 	})
 	return instanceOf(made1, pod), nil
+}
+
+// maybeMade adds the removal of an object whose create failed in a way
+// that leaves unknown whether the server made it (a timeout, a lost
+// connection): it is deleted if it exists and is user's.
+func (r *Runtime) maybeMade(made undo, err error, resource, name, user string) undo {
+	if !apierrors.IsTimeout(err) && !apierrors.IsServerTimeout(err) && !isUnreachable(err) && !errors.Is(err, context.Canceled) {
+		return made
+	}
+	return append(made, func(ctx context.Context) { _, _ = r.deleteOurs(ctx, resource, name, user) })
 }
 
 // create runs one create request and explains its error.
