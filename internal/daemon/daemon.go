@@ -60,6 +60,9 @@ type Options struct {
 	// LLMQuiet overrides how long participant changes settle before the
 	// LLM is rescaled (default 30s).
 	LLMQuiet time.Duration
+	// ProviderClient talks to sign-in providers (tests: one that trusts a
+	// test CA); nil means a default client.
+	ProviderClient *http.Client
 }
 
 // Daemon is a running THON daemon.
@@ -74,6 +77,7 @@ type Daemon struct {
 	Keyring   *keyring.Keyring
 	LLM       *llm.Service
 	Admins    *auth.Admins // the dashboard's sign-in
+	SSO       *auth.SSO    // sign-in providers (nil: none configured)
 	// Metrics holds this daemon's Prometheus metrics (served at /metrics on server.listen).
 	Metrics *prometheus.Registry
 	// GatewayURL is the AI gateway's address on this host ("" when off).
@@ -234,7 +238,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		Shutdown: func() { d.Shutdown(context.Background()) },
 	})
 	d.FrontDoor.SetAPI(handler) // remote admins use the API over HTTPS too
-	if err := d.startDashboard(ctx, cfg, handler, info, log); err != nil {
+	if err := d.startDashboard(ctx, o, cfg, handler, info, log); err != nil {
 		return nil, err
 	}
 	d.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return runCtx }}

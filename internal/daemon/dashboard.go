@@ -8,13 +8,14 @@ import (
 	"strings"
 
 	"github.com/thon-dev/thon/internal/api"
+	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/dashboard"
 )
 
 // startDashboard mounts the organizers' dashboard on the front door, with
 // the REST API on the same origin for its actions.
-func (d *Daemon) startDashboard(ctx context.Context, cfg *config.Config, apiHandler http.Handler, info api.Info, log *slog.Logger) error {
+func (d *Daemon) startDashboard(ctx context.Context, o Options, cfg *config.Config, apiHandler http.Handler, info api.Info, log *slog.Logger) error {
 	if err := d.setAdminPassword(ctx, cfg); err != nil {
 		return err
 	}
@@ -30,8 +31,11 @@ func (d *Daemon) startDashboard(ctx context.Context, cfg *config.Config, apiHand
 	if d.LLM != nil {
 		llmSvc = d.LLM
 	}
+	if ps := auth.NewSSO(cfg.Auth.Providers, auth.SSOOptions{Client: o.ProviderClient}); len(ps.Providers()) > 0 {
+		d.SSO = ps
+	}
 	dash, err := dashboard.New(dashboard.Options{
-		Orch: d.Orch, Store: d.Store, Admins: d.Admins, Access: d.FrontDoor, Keys: keysOrNil(d.Keyring), LLM: llmSvc,
+		Orch: d.Orch, Store: d.Store, Sessions: d.Admins, Admins: cfg.Auth.Admins, SSO: d.SSO, Access: d.FrontDoor, Keys: keysOrNil(d.Keyring), LLM: llmSvc,
 		API: apiHandler, Logger: log, FilesChanged: d.personal.reapply,
 		TLS: func() dashboard.TLSInfo {
 			t := dashboard.TLSInfo{Own: cfg.Access.CertFile != "", Fingerprint: d.CA.CAFingerprint()}

@@ -39,7 +39,6 @@ type TLSInfo struct {
 type Options struct {
 	Orch   *orchestrator.Orchestrator
 	Store  *store.Store
-	Admins *auth.Admins
 	Access api.Access
 	Keys   api.GatewayKeys // nil when the gateway is off
 	LLM    api.LLM         // nil when there is none
@@ -47,6 +46,12 @@ type Options struct {
 	TLS    func() TLSInfo
 	Info   func() Info
 	Logger *slog.Logger
+	// SSO signs people in with providers (nil: none configured); Admins
+	// are the identities that become organizers; Sessions opens sessions
+	// for them.
+	SSO      *auth.SSO
+	Admins   []string
+	Sessions *auth.Admins
 	// FilesChanged runs after a configuration file was saved or deleted
 	// (the assistants' files take effect for new sandboxes).
 	FilesChanged func() error
@@ -63,6 +68,7 @@ type Info struct {
 // Dashboard serves the pages.
 type Dashboard struct {
 	o     Options
+	joins limiter
 	pages map[string]*template.Template
 	mux   *http.ServeMux
 }
@@ -94,6 +100,10 @@ func New(o Options) (*Dashboard, error) {
 	d.mux.HandleFunc("GET /login", d.loginPage)
 	d.mux.HandleFunc("POST /login", d.login)
 	d.mux.HandleFunc("POST /logout", d.signedIn(d.logout))
+	d.mux.HandleFunc("GET /auth/{provider}/login", d.authLogin)
+	d.mux.HandleFunc("GET /auth/{provider}/callback", d.authCallback)
+	d.mux.HandleFunc("GET /join/{code}", d.joinPage)
+	d.mux.HandleFunc("POST /join/{code}", d.joinWithPassword)
 	for path, h := range map[string]pageFunc{
 		"/{$}":       d.overview,
 		"/instances": d.instances,
@@ -142,7 +152,7 @@ func (d *Dashboard) signedIn(next http.HandlerFunc) http.HandlerFunc {
 		c, err := r.Cookie(auth.AdminCookie)
 		var s auth.AdminSession
 		if err == nil {
-			s, err = d.o.Admins.Session(r.Context(), c.Value)
+			s, err = d.o.Sessions.Session(r.Context(), c.Value)
 		}
 		if err != nil {
 			if !errors.Is(err, auth.ErrNoSession) && !errors.Is(err, http.ErrNoCookie) {
@@ -153,6 +163,10 @@ func (d *Dashboard) signedIn(next http.HandlerFunc) http.HandlerFunc {
 				return
 			}
 			http.Error(w, "your session has ended: sign in again", http.StatusUnauthorized)
+			return
+		}
+		if s.Role == auth.RoleParticipant {
+			d.message(w, r, http.StatusForbidden, "Organizers only", "You are signed in as a participant ("+s.Actor+"). The dashboard is for the event's organizers; your IDE is at your personal link.")
 			return
 		}
 		if r.Method != http.MethodGet {
@@ -192,10 +206,17 @@ func safeNext(p string) string {
 
 func (d *Dashboard) loginPage(w http.ResponseWriter, r *http.Request) {
 	msg := ""
-	if !d.o.Admins.HasPassword(r.Context()) {
+	if !d.o.Sessions.HasPassword(r.Context()) {
 		msg = auth.ErrNoAdminPassword.Error()
 	}
-	d.render(w, r, http.StatusOK, "login", pageData{Title: "Sign in", Next: safeNext(r.URL.Query().Get("next")), Error: msg})
+	data := signinData{Password: true}
+	if d.o.SSO != nil {
+		data.Providers = d.o.SSO.Providers()
+		if len(data.Providers) > 0 && msg != "" {
+			msg = "" // providers are the way in
+		}
+	}
+	d.render(w, r, http.StatusOK, "login", pageData{Title: "Sign in", Next: safeNext(r.URL.Query().Get("next")), Error: msg, Data: data})
 }
 
 func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
@@ -205,7 +226,7 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	addr, _, _ := net.SplitHostPort(r.RemoteAddr)
-	s, err := d.o.Admins.Login(r.Context(), addr, r.PostFormValue("password"))
+	s, err := d.o.Sessions.Login(r.Context(), addr, r.PostFormValue("password"))
 	if err != nil {
 		status := http.StatusUnauthorized
 		if errors.Is(err, auth.ErrLockedOut) {
@@ -220,16 +241,13 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.o.Store.AddEvent(context.WithoutCancel(r.Context()), s.Actor, "admin.login", addr, "")
-	http.SetCookie(w, &http.Cookie{
-		Name: auth.AdminCookie, Value: s.Token, Path: "/", MaxAge: int(auth.AdminSessionTTL.Seconds()),
-		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode,
-	})
+	setSession(w, s.Token)
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
 func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(auth.AdminCookie); err == nil {
-		d.o.Admins.Logout(r.Context(), c.Value)
+		d.o.Sessions.Logout(r.Context(), c.Value)
 	}
 	d.o.Store.AddEvent(context.WithoutCancel(r.Context()), sessionOf(r).Actor, "admin.logout", "", "")
 	http.SetCookie(w, &http.Cookie{Name: auth.AdminCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})

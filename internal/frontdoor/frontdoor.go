@@ -313,6 +313,9 @@ func (f *FrontDoor) serveMain(w http.ResponseWriter, r *http.Request) {
 		f.serveSandbox(w, r, user, "/u/"+user)
 	case f.o.Dashboard != nil && a.Dashboard() == a.HTTPSPort:
 		f.o.Dashboard.ServeHTTP(w, r)
+	case f.o.Dashboard != nil && (strings.HasPrefix(p, "/join/") || p == "/login"):
+		// Invite links and sign-in live on the dashboard's own port.
+		http.Redirect(w, r, strings.TrimSuffix(f.DashboardURL(), "/")+p, http.StatusFound)
 	case p == "/":
 		writePage(w, http.StatusOK, landingPage, pageData{Title: "THON", CA: "/ca"})
 	default:

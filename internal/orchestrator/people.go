@@ -84,6 +84,15 @@ func (o *Orchestrator) DeleteGroup(ctx context.Context, actor, name string) erro
 	return nil
 }
 
+// Joined tells the orchestrator that user joined group by themselves (an
+// invite code): the front door opens their port, watchers reload, the
+// audit log says who.
+func (o *Orchestrator) Joined(ctx context.Context, actor, user, group string) {
+	o.event(ctx, actor, "invite.join", user, "group="+group)
+	o.changed(Overflow)
+	o.usersChanged(ctx)
+}
+
 // RenameGroup gives a group a new name: its participants move to it (their
 // sandboxes are recreated under the new path, workspaces follow) and the
 // old group goes. Results are the moves, one per participant.
