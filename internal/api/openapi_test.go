@@ -396,6 +396,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"Problem", config.Problem{}, true, nil},
 		{"LLM", config.LLM{}, false, nil},
 		{"Auth", config.Auth{}, false, nil},
+		{"Kubernetes", config.Kubernetes{}, false, nil},
 		{"Providers", config.Providers{}, false, nil},
 		{"OAuthClient", config.OAuthClient{}, false, nil},
 		{"GitProvider", config.GitProvider{}, false, nil},

@@ -42,3 +42,29 @@ func (c *Config) checkAuth(bad func(path, hint, format string, args ...any)) {
 		}
 	}
 }
+
+// Toleration is one taint sandboxes tolerate, as sandbox.kubernetes.tolerations writes it.
+type Toleration struct {
+	Key, Value, Effect string // Effect "" is every effect; Value "" with no "=" means any value
+	Exists             bool   // no value given: any value
+}
+
+// ParseToleration reads "key=value:Effect", "key:Effect" or "key".
+func ParseToleration(s string) (Toleration, error) {
+	var t Toleration
+	rest, effect, hasEffect := strings.Cut(strings.TrimSpace(s), ":")
+	if hasEffect {
+		switch effect {
+		case "NoSchedule", "PreferNoSchedule", "NoExecute":
+			t.Effect = effect
+		default:
+			return t, fmt.Errorf("%q: the effect must be NoSchedule, PreferNoSchedule or NoExecute", s)
+		}
+	}
+	key, value, hasValue := strings.Cut(rest, "=")
+	if key == "" || strings.ContainsAny(key, " \t") {
+		return t, fmt.Errorf("%q has no key", s)
+	}
+	t.Key, t.Value, t.Exists = key, value, !hasValue
+	return t, nil
+}

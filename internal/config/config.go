@@ -133,6 +133,7 @@ func (a Access) Ports() (first, last int, err error) {
 
 // Sandbox configures every participant's sandbox.
 type Sandbox struct {
+	Runtime        string            `yaml:"runtime" json:"runtime"` // docker | kubernetes
 	Image          string            `yaml:"image" json:"image"`
 	Port           int               `yaml:"port" json:"port"`
 	HealthPath     string            `yaml:"health_path" json:"health_path"`
@@ -142,6 +143,30 @@ type Sandbox struct {
 	Limits         Limits            `yaml:"limits" json:"limits"`
 	Env            map[string]string `yaml:"env" json:"env,omitempty"`
 	Concurrency    int               `yaml:"concurrency" json:"concurrency"`
+	Kubernetes     Kubernetes        `yaml:"kubernetes" json:"kubernetes"`
+}
+
+// Sandbox engines.
+const (
+	RuntimeDocker     = "docker"
+	RuntimeKubernetes = "kubernetes"
+)
+
+// Kubernetes is where sandboxes run when sandbox.runtime is kubernetes.
+type Kubernetes struct {
+	// Kubeconfig is a kubeconfig file; "" uses the in-cluster service
+	// account, then $KUBECONFIG, then ~/.kube/config.
+	Kubeconfig    string            `yaml:"kubeconfig" json:"kubeconfig"`
+	Namespace     string            `yaml:"namespace" json:"namespace"`
+	StorageClass  string            `yaml:"storage_class" json:"storage_class"`
+	WorkspaceSize string            `yaml:"workspace_size" json:"workspace_size"`
+	NodeSelector  map[string]string `yaml:"node_selector" json:"node_selector,omitempty"`
+	// Tolerations are "key=value:Effect", "key:Effect" or "key" (any effect).
+	Tolerations      []string `yaml:"tolerations" json:"tolerations"`
+	ImagePullSecrets []string `yaml:"image_pull_secrets" json:"image_pull_secrets"`
+	// Gateway lets sandboxes reach an AI gateway outside what the
+	// NetworkPolicy allows: a CIDR, an IP, or a label selector of its Pods.
+	Gateway string `yaml:"gateway" json:"gateway"`
 }
 
 // LLM is the language model server behind the AI assistants: Lemonade
@@ -327,6 +352,8 @@ func Default() *Config {
 			FailOpen: true,
 		},
 		Sandbox: Sandbox{
+			Runtime:        RuntimeDocker,
+			Kubernetes:     Kubernetes{Namespace: "thon", WorkspaceSize: "10Gi"},
 			Image:          DefaultImage,
 			Port:           DefaultPort,
 			HealthPath:     DefaultHealthPath,

@@ -123,3 +123,31 @@ func TestAssistantFiles(t *testing.T) {
 		t.Fatalf("ParseExtensions = %q, %v", ext, err)
 	}
 }
+
+func TestKubernetesSettings(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"sandbox: {runtime: k8s}", `sandbox.runtime: "k8s" is not a sandbox engine`},
+		{"sandbox: {runtime: kubernetes, workspace: bind, workspace_dir: /tmp}", "sandbox.workspace: bind is not possible on Kubernetes"},
+		{"sandbox: {runtime: kubernetes, kubernetes: {namespace: Thon}}", "sandbox.kubernetes.namespace"},
+		{"sandbox: {runtime: kubernetes, kubernetes: {workspace_size: lots}}", "sandbox.kubernetes.workspace_size"},
+		{"sandbox: {runtime: kubernetes, kubernetes: {tolerations: [\"gpu=yes:Sometimes\"]}}", "the effect must be NoSchedule"},
+		{"server: {database: mysql://x}", "server.database: is not a postgres:// URL"},
+	} {
+		if _, err := Parse([]byte(tc.yaml+"\n"), "thon.yaml"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+	c, err := Parse([]byte("sandbox:\n  runtime: kubernetes\n  kubernetes: {namespace: event, node_selector: {pool: events}, tolerations: [\"dedicated=events:NoSchedule\", gpu]}\n"), "thon.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Sandbox.Kubernetes.NodeSelector["pool"] != "events" || len(c.Sandbox.Kubernetes.Tolerations) != 2 {
+		t.Fatalf("%+v", c.Sandbox.Kubernetes)
+	}
+	if tol, _ := ParseToleration("dedicated=events:NoSchedule"); tol != (Toleration{Key: "dedicated", Value: "events", Effect: "NoSchedule"}) {
+		t.Fatalf("%+v", tol)
+	}
+	if tol, _ := ParseToleration("gpu"); !tol.Exists || tol.Effect != "" {
+		t.Fatalf("%+v", tol)
+	}
+}

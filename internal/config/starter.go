@@ -46,6 +46,9 @@ access:
   dashboard_port: 0
 
 sandbox:
+  # Where sandboxes run: docker (this machine's engine) or kubernetes (a
+  # cluster, see kubernetes: below).
+  runtime: docker
   # Container image of every participant's sandbox (code-server inside).
   image: thon/sandbox:latest
   # Port code-server listens on inside the container (1..65535).
@@ -71,6 +74,25 @@ sandbox:
   env: {}
   # How many sandboxes are created or started at the same time (1..256).
   concurrency: 8
+  # The cluster, when runtime is kubernetes.
+  kubernetes:
+    # A kubeconfig file; "" is in-cluster, then $KUBECONFIG, then ~/.kube/config.
+    kubeconfig: ""
+    # The namespace holding every sandbox.
+    namespace: thon
+    # Storage class of the workspaces' volumes; "" is the cluster's default.
+    storage_class: ""
+    # Size of each workspace volume.
+    workspace_size: 10Gi
+    # Node labels sandboxes must run on, e.g. {pool: events}.
+    node_selector: {}
+    # Taints sandboxes tolerate: "key=value:Effect", "key:Effect" or "key".
+    tolerations: []
+    # Secrets for pulling the sandbox image from a private registry.
+    image_pull_secrets: []
+    # The AI gateway, if the NetworkPolicy would not let sandboxes reach
+    # it: a CIDR, an IP, or a label selector of its Pods.
+    gateway: ""
 
 llm:
   # Run the AI assistants against a language model server.

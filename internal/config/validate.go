@@ -247,6 +247,26 @@ func (c *Config) check(at locator) []Problem {
 
 	// sandbox
 	b := c.Sandbox
+	if b.Runtime != "" && b.Runtime != RuntimeDocker && b.Runtime != RuntimeKubernetes {
+		bad("sandbox.runtime", "use docker (this machine's engine) or kubernetes (a cluster)", "%q is not a sandbox engine", b.Runtime)
+	}
+	if b.Runtime == RuntimeKubernetes {
+		k := b.Kubernetes
+		if err := ValidName("namespace", k.Namespace); err != nil {
+			bad("sandbox.kubernetes.namespace", "a Kubernetes namespace name, e.g. thon", "%v", err)
+		}
+		if b.Workspace == "bind" {
+			bad("sandbox.workspace", "use volume (a PersistentVolumeClaim per participant) or ephemeral on Kubernetes", "bind is not possible on Kubernetes")
+		}
+		if _, err := ParseSize(k.WorkspaceSize); err != nil {
+			bad("sandbox.kubernetes.workspace_size", "e.g. 10Gi", "%v", err)
+		}
+		for i, t := range k.Tolerations {
+			if _, err := ParseToleration(t); err != nil {
+				bad(fmt.Sprintf("sandbox.kubernetes.tolerations.%d", i), `write "key=value:NoSchedule", "key:NoExecute" or "key"`, "%v", err)
+			}
+		}
+	}
 	switch {
 	case strings.TrimSpace(b.Image) == "":
 		bad("sandbox.image", "e.g. image: "+DefaultImage, "must not be empty")

@@ -30,7 +30,6 @@ import (
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/pki"
 	"github.com/thon-dev/thon/internal/sandbox"
-	"github.com/thon-dev/thon/internal/sandbox/docker"
 	"github.com/thon-dev/thon/internal/store"
 )
 
@@ -139,7 +138,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 				return nil, fmt.Errorf("THON_INSTANCE: %w", err)
 			}
 		}
-		if rt, err = docker.New(docker.Options{NamePrefix: o.Instance, Network: o.Instance}); err != nil {
+		if rt, err = newRuntime(cfg.Sandbox, o.Instance); err != nil {
 			return nil, err
 		}
 	}

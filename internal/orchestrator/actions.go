@@ -226,8 +226,16 @@ func (o *Orchestrator) do(ctx context.Context, actor string, action Action, u st
 	case ActionStop:
 		inst, res.Outcome, err = o.transition(ctx, u.Name, sandbox.StateStopped, func() error { return o.rt.Stop(ctx, u.Name, 10*time.Second) })
 	case ActionPause:
+		if o.caps.PauseIsStop { // the engine cannot pause: stop, keeping the workspace
+			inst, res.Outcome, err = o.transition(ctx, u.Name, sandbox.StateStopped, func() error { return o.rt.Stop(ctx, u.Name, 10*time.Second) })
+			break
+		}
 		inst, res.Outcome, err = o.transition(ctx, u.Name, sandbox.StatePaused, func() error { return o.rt.Pause(ctx, u.Name) })
 	case ActionResume:
+		if o.caps.PauseIsStop {
+			inst, res.Outcome, err = o.ensureRunning(ctx, spec, phase)
+			break
+		}
 		inst, res.Outcome, err = o.transition(ctx, u.Name, sandbox.StateRunning, func() error { return o.rt.Resume(ctx, u.Name) })
 	case ActionRemove:
 		res.Outcome = OutcomeRemoved
@@ -376,7 +384,7 @@ func (o *Orchestrator) waitHealthy(ctx context.Context, spec sandbox.Spec) (sand
 		}
 		switch inst.State {
 		case sandbox.StateRunning:
-			if o.healthy(ctx, inst, spec) {
+			if o.caps.ReadyIsHealthy || o.healthy(ctx, inst, spec) {
 				return inst, nil
 			}
 		case sandbox.StateStopped, sandbox.StateStarting:

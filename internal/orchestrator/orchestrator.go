@@ -81,6 +81,7 @@ type Orchestrator struct {
 	personalize  func(spec *sandbox.Spec)
 	onImport     func(ctx context.Context, cfg *config.Config) error
 	rt           sandbox.Runtime
+	caps         sandbox.Capabilities
 	st           *store.Store
 	log          *slog.Logger
 	health       *http.Client
@@ -121,6 +122,7 @@ func New(o Options) *Orchestrator {
 		personalize:  o.Personalize,
 		onImport:     o.OnImport,
 		rt:           o.Runtime,
+		caps:         sandbox.CapabilitiesOf(o.Runtime),
 		st:           o.Store,
 		log:          o.Logger,
 		resync:       o.ResyncInterval,

@@ -211,3 +211,23 @@ func (s Spec) Hash() string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
 }
+
+// Capabilities is how an engine differs from Docker's model.
+type Capabilities struct {
+	// ReadyIsHealthy: running means the IDE answered its health path (the
+	// engine probes it itself, like Kubernetes' readiness probe), so THON
+	// does not probe the endpoint.
+	ReadyIsHealthy bool
+	// PauseIsStop: the engine cannot freeze a sandbox; pause stops it (the
+	// workspace is kept) and resume starts it again.
+	PauseIsStop bool
+}
+
+// CapabilitiesOf asks an engine how it differs; engines that say nothing
+// behave like Docker.
+func CapabilitiesOf(rt Runtime) Capabilities {
+	if c, ok := rt.(interface{ Capabilities() Capabilities }); ok {
+		return c.Capabilities()
+	}
+	return Capabilities{}
+}

@@ -473,3 +473,8 @@ func parseGateway(s string) (gatewayRule, error) {
 func (r *Runtime) String() string {
 	return fmt.Sprintf("kubernetes %s namespace %s", r.cfg.Host, r.ns)
 }
+
+// Capabilities: Kubernetes probes readiness itself and cannot pause.
+func (r *Runtime) Capabilities() sandbox.Capabilities {
+	return sandbox.Capabilities{ReadyIsHealthy: true, PauseIsStop: true}
+}
