@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/llm"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
@@ -179,6 +180,7 @@ func (d *Dashboard) instances(r *http.Request) (string, string, any, error) {
 type groupsData struct {
 	Groups     []groupRow
 	StoredYAML bool // a groups-yaml is kept in the database
+	Invites    []store.Invite
 }
 
 type groupRow struct {
@@ -204,6 +206,9 @@ func (d *Dashboard) groups(r *http.Request) (string, string, any, error) {
 	var data groupsData
 	if _, err := d.o.Store.ConfigFile(ctx, "groups-yaml"); err == nil {
 		data.StoredYAML = true
+	}
+	if data.Invites, err = d.o.Store.Invites(ctx); err != nil {
+		return "groups", "Groups", nil, err
 	}
 	for _, g := range gs {
 		gr := groupRow{Name: g.Name, Members: by[g.Name]}
@@ -367,6 +372,8 @@ func (d *Dashboard) gateway(r *http.Request) (string, string, any, error) {
 
 // settingsData is the settings page.
 type settingsData struct {
+	Tokens []store.Token
+	Scopes []string
 	Info   Info
 	TLS    TLSInfo
 	CAURL  string
@@ -399,6 +406,10 @@ func (d *Dashboard) settingsData(r *http.Request, edit store.ConfigFile) (settin
 	if data.Files, err = d.o.Store.ConfigFiles(ctx); err != nil {
 		return data, err
 	}
+	if data.Tokens, err = d.o.Store.Tokens(ctx); err != nil {
+		return data, err
+	}
+	data.Scopes = auth.AllScopes
 	// The audit log, newest first, a page at a time.
 	before := int64(atoi(r.URL.Query().Get("before"), 0))
 	evs, err := d.o.Store.Events(ctx, 0, 1000)
@@ -457,6 +468,7 @@ var funcs = template.FuncMap{
 	"tps":         func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) },
 	"join":        strings.Join,
 	"bulkActions": func() []string { return []string{"start", "stop", "pause", "resume", "recreate", "remove"} },
+	"expired":     func(t time.Time) bool { return !t.IsZero() && time.Now().After(t) },
 	"days": func(t time.Time) int {
 		return int(time.Until(t).Hours() / 24)
 	},

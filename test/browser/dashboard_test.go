@@ -221,6 +221,34 @@ func TestDashboard(t *testing.T) {
 	b.screenshot(dir, "dashboard-llm.png")
 	b.noErrors("llm")
 
+	// An invite link with its QR code, to project for a group.
+	b.open(dash + "groups")
+	b.step("make an invite link", func() {
+		eval[bool](b, `window.prompt = () => "5"; document.querySelector('button[data-invite="alpha"]').click(); true`)
+	}, `(document.getElementById("invite-url") || {}).textContent?.includes("/join/") && !!document.querySelector("#dialog img")`, 15*time.Second)
+	if ins, err := h.Client.Invites(ctx); err != nil || len(ins) != 1 || ins[0].MaxUses != 5 || ins[0].Group != "alpha" {
+		t.Fatalf("invites after the dashboard made one: %+v %v", ins, err)
+	}
+	b.screenshot(dir, "dashboard-invite.png")
+	b.noErrors("invite")
+
+	// An API token, shown once, that works.
+	b.open(dash + "settings")
+	b.step("make a token", func() {
+		eval[bool](b, `const f = document.querySelector('form[data-form="create-token"]');
+			f.querySelector('input[name="name"]').value = "dash-ci";
+			f.querySelector('input[value="sandboxes:read"]').checked = true;
+			f.requestSubmit(); true`)
+	}, `(document.getElementById("new-token") || {}).textContent?.startsWith("thon_")`, 15*time.Second)
+	tok := eval[string](b, `document.getElementById("new-token").textContent`)
+	if _, err := client.New(h.Daemon.URL, tok).Sandboxes(ctx, nil, nil); err != nil {
+		t.Fatalf("the dashboard's token does not read sandboxes: %v", err)
+	}
+	if _, err := client.New(h.Daemon.URL, tok).Users(ctx); err == nil {
+		t.Fatal("a sandboxes:read token listed users")
+	}
+	b.noErrors("token")
+
 	// The audit log has who did what.
 	evs, _ := h.Client.Events(ctx, 0, 200)
 	var actions []string
@@ -229,7 +257,7 @@ func TestDashboard(t *testing.T) {
 			actions = append(actions, e.Action+" "+e.Target)
 		}
 	}
-	for _, want := range []string{"admin.login 127.0.0.1", "pause alice", "resume alice", "user.move carol", "gateway.key.rotate user:alice", "config.file.save vscode-settings"} {
+	for _, want := range []string{"admin.login 127.0.0.1", "pause alice", "resume alice", "user.move carol", "gateway.key.rotate user:alice", "config.file.save vscode-settings", "invite.create", "token.create dash-ci"} {
 		if !strings.Contains(strings.Join(actions, "\n"), want) {
 			t.Errorf("the audit log lacks %q by admin:\n%s", want, strings.Join(actions, "\n"))
 		}
@@ -243,5 +271,4 @@ func TestDashboard(t *testing.T) {
 	if !strings.HasPrefix(b.location(), dash+"login") {
 		t.Fatalf("after sign-out: %s", b.location())
 	}
-	_ = client.Link{}
 }

@@ -219,6 +219,28 @@
         box.append(p, code);
         dialog("New key for " + k.id, box);
       });
+    } else if (d.invite) {
+      const uses = prompt(`How many people may join ${d.invite} with this link?`, "30");
+      if (!uses) return;
+      const hours = prompt("For how many hours?", "48");
+      if (!hours) return;
+      run(b, async () => {
+        const inv = await api("POST", "/api/v1/invites", { group: d.invite, uses: Number(uses), expires_in: hours + "h" });
+        const box = document.createElement("div");
+        const p = document.createElement("p"); p.textContent = `${inv.record.max_uses} people may join ${inv.record.group} until ${new Date(inv.record.expires).toLocaleString()}. Shown this once:`;
+        const code = document.createElement("code"); code.className = "wrap big-link"; code.id = "invite-url"; code.textContent = inv.url;
+        box.append(p, code);
+        const form = new FormData(); form.set("text", inv.url); form.set("csrf", csrf);
+        const r = await fetch("/qr", { method: "POST", body: form, headers: { "X-CSRF-Token": csrf } });
+        if (r.ok) { const img = document.createElement("img"); img.alt = "QR code of the invite link"; img.width = 320; img.height = 320; img.src = URL.createObjectURL(await r.blob()); box.append(img); }
+        dialog("Invite link for " + inv.record.group, box);
+      });
+    } else if (d.withdraw) {
+      if (!confirm(`Withdraw invite ${d.withdraw}? Nobody joins with it any more.`)) return;
+      run(b, async () => { await api("DELETE", `/api/v1/invites/${encodeURIComponent(d.withdraw)}`); reloadSoon(); });
+    } else if (d.revokeToken) {
+      if (!confirm(`Revoke the token ${d.revokeToken}? It stops working at once.`)) return;
+      run(b, async () => { await api("DELETE", `/api/v1/tokens/${encodeURIComponent(d.revokeToken)}`); reloadSoon(); });
     } else if (d.revoke) {
       if (!confirm(`Revoke ${d.revoke}? It stops working at once.`)) return;
       run(b, async () => { await api("DELETE", `/api/v1/gateway/keys/${encodeURIComponent(d.revoke)}`); reloadSoon(); });
@@ -253,8 +275,23 @@
     const kind = f.dataset.form;
     if (!kind) return;
     ev.preventDefault();
-    const name = new FormData(f).get("name");
-    const button = $("button", f);
+    const fd = new FormData(f);
+    const name = fd.get("name");
+    const button = $("button[type=submit]", f) || $("button", f);
+    if (kind === "create-token") {
+      run(button, async () => {
+        const body = { name, scopes: fd.getAll("scope") };
+        if (fd.get("expires")) body.expires_in = fd.get("expires");
+        const t = await api("POST", "/api/v1/tokens", body);
+        const box = document.createElement("div");
+        const p = document.createElement("p"); p.textContent = "Shown this once: keep it now. Send it as Authorization: Bearer <token>.";
+        const code = document.createElement("code"); code.className = "wrap"; code.id = "new-token"; code.textContent = t.token;
+        box.append(p, code);
+        dialog("Token " + t.record.name, box);
+        $("#dialog").addEventListener("close", () => location.reload(), { once: true });
+      });
+      return;
+    }
     run(button, async () => {
       if (kind === "create-group") await api("POST", "/api/v1/groups", { name });
       else if (kind === "add-user") await api("POST", "/api/v1/users", { name, group: f.dataset.group });
