@@ -17,13 +17,11 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -50,13 +48,14 @@ import (
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/sandbox"
 	thonk8s "github.com/thon-dev/thon/internal/sandbox/kubernetes"
+	"github.com/thon-dev/thon/internal/testenv"
 )
 
 // The optional components, as kustomization.yaml names them.
 var components = []string{"components/cluster-rbac", "components/postgres", "components/ingress"}
 
 // ---------------------------------------------------------------------------
-// The control plane, started like internal/sandbox/kubernetes/main_test.go.
+// The control plane, from testenv.Kubernetes (shared with the engine's tests).
 
 var (
 	kubeconfig string // the admin kubeconfig; "" when there is no cluster
@@ -69,72 +68,14 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	if kc := os.Getenv("THON_K8S_KUBECONFIG"); kc != "" {
-		kubeconfig = kc
-		return m.Run()
-	}
 	if testing.Short() {
 		noCluster = "-short: no Kubernetes control plane"
 		return m.Run()
 	}
-	work := os.Getenv("K8S_WORK")
-	if work == "" {
-		home, _ := os.UserHomeDir()
-		work = filepath.Join(home, ".cache", "thon-k8s")
-	}
-	scripts := k8sScripts()
-	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"} {
-		if _, err := os.Stat(filepath.Join(work, "bin", b)); err != nil {
-			noCluster = fmt.Sprintf("no Kubernetes control plane: %s is missing; build it with %s/build.sh (20-30 minutes, once; CI builds it) or set THON_K8S_KUBECONFIG",
-				filepath.Join(work, "bin", b), scripts)
-			return m.Run()
-		}
-	}
-	// One control plane per K8S_WORK: packages that start it take turns.
-	lock, err := os.OpenFile(filepath.Join(work, ".test.lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "lock the control plane:", err)
-		return 1
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		fmt.Fprintln(os.Stderr, "lock the control plane:", err)
-		return 1
-	}
-	start := time.Now()
-	up := exec.Command(filepath.Join(scripts, "up.sh"), "3")
-	up.Env = append(os.Environ(), "K8S_WORK="+work)
-	if out, err := up.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "start the control plane: %v\n%s", err, out)
-		return 1
-	}
-	fmt.Fprintf(os.Stderr, "control plane up in %s\n", time.Since(start).Round(100*time.Millisecond))
-	defer func() {
-		down := exec.Command(filepath.Join(scripts, "down.sh"))
-		down.Env = append(os.Environ(), "K8S_WORK="+work)
-		_ = down.Run()
-	}()
-	kubeconfig = filepath.Join(work, "run", "kubeconfig")
+	kc, why, stop := testenv.Kubernetes(m, 3)
+	defer stop()
+	kubeconfig, noCluster = kc, why
 	return m.Run()
-}
-
-// k8sScripts finds shared/k8s: $THON_K8S_SCRIPTS, else ../shared/k8s beside
-// the repository (as CI lays it out), else /work/shared/k8s.
-func k8sScripts() string {
-	if d := os.Getenv("THON_K8S_SCRIPTS"); d != "" {
-		return d
-	}
-	dir, _ := os.Getwd()
-	for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			s := filepath.Join(filepath.Dir(d), "shared", "k8s")
-			if _, err := os.Stat(filepath.Join(s, "up.sh")); err == nil {
-				return s
-			}
-			break
-		}
-	}
-	return "/work/shared/k8s"
 }
 
 func needCluster(t *testing.T) {

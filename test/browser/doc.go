@@ -5,5 +5,8 @@
 // JavaScript.
 //
 // The tests fail, they do not skip, when Docker or Chromium is missing: a
-// green run must mean a browser went through the front door.
+// green run must mean a browser went through the front door. One test is
+// opt-in: TestCodeServerWorkbench drives the real participant image (VS Code
+// in the browser), built offline first when it is missing (minutes); it
+// runs with THON_E2E_IMAGE=1, which CI (.ci/run) sets.
 package browser
