@@ -247,6 +247,11 @@ func TestRendered(t *testing.T) {
 	if !slices.Equal(c.Args, []string{"serve", "--config", "/etc/thon/thon.yaml"}) {
 		t.Errorf("daemon args %q", c.Args)
 	}
+	// `kubectl exec deploy/thon -- thon token create ...` finds ./thon.yaml
+	// (and so the data directory's admin token) only from there.
+	if c.WorkingDir != "/etc/thon" {
+		t.Errorf("daemon workingDir %q, want /etc/thon, the directory of its thon.yaml", c.WorkingDir)
+	}
 	for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
 		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/api/v1/health" || port(c, p.HTTPGet.Port.String()) != apiPort {
 			t.Errorf("daemon %s probe %+v: want GET /api/v1/health on server.listen's port %s", name, p, apiPort)
