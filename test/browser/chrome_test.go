@@ -19,8 +19,8 @@ import (
 	"time"
 
 	cdplog "github.com/chromedp/cdproto/log"
-	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/cdproto/network"
+	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/thon-dev/thon/client"
@@ -151,7 +151,7 @@ func networkBusy() string {
 // 127.0.0.1 SAN) alone. Any other certificate still fails in the browser, which
 // TestBrowserPortMode checks against a throwaway TLS server. (Chromium honours
 // the flag only together with --user-data-dir, which we set.)
-func newBrowser(t *testing.T, h *thontest.Harness) *browser {
+func newBrowser(t *testing.T, h *thontest.Harness, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
 	exe := chromium(t)
 	waitNetworkQuiet(t)
@@ -169,6 +169,7 @@ func newBrowser(t *testing.T, h *thontest.Harness) *browser {
 		chromedp.Flag("ignore-certificate-errors-spki-list", spki),
 		chromedp.WindowSize(900, 600),
 	)
+	opts = append(opts, extra...) // later options win
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() {

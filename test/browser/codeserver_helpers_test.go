@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -68,36 +67,11 @@ func csOr(a, b string) string {
 // DNS record does, for subdomain mode).
 func csBrowser(t *testing.T, h *thontest.Harness, resolve string) *browser {
 	t.Helper()
-	exe := chromium(t)
-	waitNetworkQuiet(t)
-	spki := leafSPKI(t, h, "127.0.0.1:"+strconv.Itoa(h.Config.Access.HTTPSPort))
-	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
-		chromedp.ExecPath(exe),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("ignore-certificate-errors-spki-list", spki),
-		chromedp.WindowSize(1280, 800),
-	)
+	extra := []chromedp.ExecAllocatorOption{chromedp.WindowSize(1280, 800)}
 	if resolve != "" {
-		opts = append(opts, chromedp.Flag("host-resolver-rules", resolve))
+		extra = append(extra, chromedp.Flag("host-resolver-rules", resolve))
 	}
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() {
-		cancel()
-		acancel() // waits for the browser to exit, before t.TempDir is removed
-	})
-	b := &browser{t: t, ctx: ctx, byID: map[network.RequestID]*wsHandshake{}}
-	if err := chromedp.Listen(ctx, b.onEvent); err != nil {
-		t.Fatalf("start chromium (%s): %v", exe, err)
-	}
-	return b
+	return newBrowser(t, h, extra...)
 }
 
 // csTab opens another tab in b's browser (same profile, same cookies).
