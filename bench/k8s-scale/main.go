@@ -152,6 +152,10 @@ type result struct {
 	SampledKiB  int64          `json:"sampled_kib"`
 	List        []time.Duration
 	ListN       int `json:"list_n"` // sandboxes List returned
+	// From the Pods' conditions (second resolution): when the scheduler
+	// placed the last Pod and kwok made the last one Ready, after the start.
+	LastScheduled time.Duration `json:"last_scheduled"`
+	LastReady     time.Duration `json:"last_ready"`
 }
 
 func (r result) perParticipant() float64 {
@@ -239,8 +243,8 @@ func run(ctx context.Context, o options) (err error) {
 			return err
 		}
 		thon = append(thon, r)
-		fmt.Printf("  all %d Ready after %s; %.2f requests per participant; peak RSS %s MiB; List p95 %s ms\n",
-			r.N, r.AllReady.Round(time.Millisecond), r.perParticipant(), benchkit.MiB(max(r.HWMKiB, r.SampledKiB)), benchkit.Ms(benchkit.Percentile(r.List, 95)))
+		fmt.Printf("  all %d Ready after %s (the cluster: last scheduled %s, last Ready %s); %.2f requests per participant; peak RSS %s MiB; List p95 %s ms\n",
+			r.N, r.AllReady.Round(time.Millisecond), r.LastScheduled.Round(time.Second), r.LastReady.Round(time.Second), r.perParticipant(), benchkit.MiB(max(r.HWMKiB, r.SampledKiB)), benchkit.Ms(benchkit.Percentile(r.List, 95)))
 		if err := done(ns); err != nil {
 			return err
 		}
@@ -255,8 +259,8 @@ func run(ctx context.Context, o options) (err error) {
 				return err
 			}
 			base = append(base, b)
-			fmt.Printf("  all %d Ready after %s; %.2f requests per participant; LIST p95 %s ms\n",
-				b.N, b.AllReady.Round(time.Millisecond), b.perParticipant(), benchkit.Ms(benchkit.Percentile(b.List, 95)))
+			fmt.Printf("  all %d Ready after %s (the cluster: last scheduled %s, last Ready %s); %.2f requests per participant; LIST p95 %s ms\n",
+				b.N, b.AllReady.Round(time.Millisecond), b.LastScheduled.Round(time.Second), b.LastReady.Round(time.Second), b.perParticipant(), benchkit.Ms(benchkit.Percentile(b.List, 95)))
 			if err := done(ns); err != nil {
 				return err
 			}
@@ -269,20 +273,20 @@ func run(ctx context.Context, o options) (err error) {
 func report(o options, thon, base []result) {
 	fmt.Printf("\n%d participants, %d List calls each run (p50/p95/max in ms)\n\n", o.n, o.calls)
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "run\tconc.\tcreated\tall Ready\tvs baseline\treq/participant\tby verb\tsetup req\tpeak RSS MiB\tList p50\tp95\tmax")
+	fmt.Fprintln(w, "run\tconc.\tcreated\tlast scheduled\tlast Ready\tall Ready seen\tvs baseline\treq/participant\tby verb\tsetup req\tpeak RSS MiB\tList p50\tp95\tmax")
 	for i, r := range thon {
 		ratio := "-"
 		if i < len(base) {
 			ratio = fmt.Sprintf("%.2f×", r.AllReady.Seconds()/base[i].AllReady.Seconds())
 		}
-		fmt.Fprintf(w, "THON engine\t%d\t%s\t%s\t%s\t%.2f\t%s\t%d\t%s\t%s\t%s\t%s\n", r.Concurrency,
-			r.Created.Round(time.Millisecond), r.AllReady.Round(time.Millisecond), ratio, r.perParticipant(), verbs(r.Requests), r.Setup,
+		fmt.Fprintf(w, "THON engine\t%d\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\t%d\t%s\t%s\t%s\t%s\n", r.Concurrency,
+			r.Created.Round(time.Millisecond), r.LastScheduled.Round(time.Second), r.LastReady.Round(time.Second), r.AllReady.Round(time.Millisecond), ratio, r.perParticipant(), verbs(r.Requests), r.Setup,
 			benchkit.MiB(max(r.HWMKiB, r.SampledKiB)),
 			benchkit.Ms(benchkit.Percentile(r.List, 50)), benchkit.Ms(benchkit.Percentile(r.List, 95)), benchkit.Ms(benchkit.Percentile(r.List, 100)))
 		if i < len(base) {
 			b := base[i]
-			fmt.Fprintf(w, "bare client-go\t%d\t%s\t%s\t1.00×\t%.2f\t%s\t-\t-\t%s\t%s\t%s\n", b.Concurrency,
-				b.Created.Round(time.Millisecond), b.AllReady.Round(time.Millisecond), b.perParticipant(), verbs(b.Requests),
+			fmt.Fprintf(w, "bare client-go\t%d\t%s\t%s\t%s\t%s\t1.00×\t%.2f\t%s\t-\t-\t%s\t%s\t%s\n", b.Concurrency,
+				b.Created.Round(time.Millisecond), b.LastScheduled.Round(time.Second), b.LastReady.Round(time.Second), b.AllReady.Round(time.Millisecond), b.perParticipant(), verbs(b.Requests),
 				benchkit.Ms(benchkit.Percentile(b.List, 50)), benchkit.Ms(benchkit.Percentile(b.List, 95)), benchkit.Ms(benchkit.Percentile(b.List, 100)))
 		}
 	}
@@ -290,6 +294,7 @@ func report(o options, thon, base []result) {
 	fmt.Println()
 	fmt.Println("THON engine List reads the informer cache (what `thon status` gets from the engine); the baseline's is a LIST of pods and services from the API server.")
 	fmt.Println("peak RSS: VmHWM of a fresh process running only the engine, as the daemon does.")
+	fmt.Println("last scheduled / last Ready: from the Pods' conditions (1 s resolution), the cluster's own pace (scheduler, kwok); all Ready seen: when the client saw it.")
 	if len(thon) > 0 {
 		// client-go's token bucket: the burst at once, then qps a second.
 		n := 0
@@ -340,10 +345,7 @@ func startControlPlane(nodes int) (kc string, stop func(), err error) {
 		home, _ := os.UserHomeDir()
 		work = filepath.Join(home, ".cache", "thon-k8s")
 	}
-	scripts, err := k8sScripts()
-	if err != nil {
-		return "", nil, err
-	}
+	scripts := testenv.K8sScripts()
 	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"} {
 		if _, err := os.Stat(filepath.Join(work, "bin", b)); err != nil {
 			return "", nil, fmt.Errorf("%s is missing: build the control plane with %s/build.sh (20-30 minutes, once), or pass -kubeconfig", filepath.Join(work, "bin", b), scripts)
@@ -375,24 +377,6 @@ func startControlPlane(nodes int) (kc string, stop func(), err error) {
 	}, nil
 }
 
-// k8sScripts finds shared/k8s: $THON_K8S_SCRIPTS, else ../shared/k8s beside
-// the repository, else /work/shared/k8s.
-func k8sScripts() (string, error) {
-	if d := os.Getenv("THON_K8S_SCRIPTS"); d != "" {
-		return d, nil
-	}
-	if root, err := testenv.FindModuleRoot(); err == nil {
-		s := filepath.Join(filepath.Dir(root), "shared", "k8s")
-		if _, err := os.Stat(filepath.Join(s, "up.sh")); err == nil {
-			return s, nil
-		}
-	}
-	if _, err := os.Stat("/work/shared/k8s/up.sh"); err == nil {
-		return "/work/shared/k8s", nil
-	}
-	return "", errors.New("shared/k8s not found: set THON_K8S_SCRIPTS, or pass -kubeconfig")
-}
-
 func client(kc string, qps float32, burst int) (*k8s.Clientset, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kc)
 	if err != nil {
@@ -422,6 +406,29 @@ func deleteNamespace(ctx context.Context, cs k8s.Interface, ns string, wait bool
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// clusterTimes reads, from the Pods' conditions, when the last Pod was
+// scheduled and when the last became Ready, after start: how long the
+// cluster itself (scheduler, kwok) took, whoever made the Pods.
+func clusterTimes(ctx context.Context, cs k8s.Interface, ns, selector string, start time.Time) (scheduled, ready time.Duration, err error) {
+	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return 0, 0, err
+	}
+	at := func(p corev1.Pod, t corev1.PodConditionType) time.Duration {
+		for _, c := range p.Status.Conditions {
+			if c.Type == t && c.Status == corev1.ConditionTrue {
+				return c.LastTransitionTime.Sub(start)
+			}
+		}
+		return 0
+	}
+	for _, p := range pods.Items {
+		scheduled = max(scheduled, at(p, corev1.PodScheduled))
+		ready = max(ready, at(p, corev1.PodReady))
+	}
+	return scheduled, ready, nil
 }
 
 // ---------------------------------------------------------------------------
@@ -575,6 +582,10 @@ func child(ctx context.Context, o options) error {
 	}
 	close(stopSampling)
 	hwm, _ := benchkit.ProcStatusKiB(os.Getpid(), "VmHWM")
+	sched, ready, err := clusterTimes(ctx, rt.Clientset(), o.ns, sandbox.LabelManaged+"=true", start)
+	if err != nil {
+		return err
+	}
 
 	reqs := map[string]int{}
 	for k, v := range after {
@@ -584,7 +595,7 @@ func child(ctx context.Context, o options) error {
 	}
 	return json.NewEncoder(os.Stdout).Encode(result{
 		Side: "thon", Concurrency: c, N: o.n, Created: created, AllReady: allReady, Requests: reqs, Setup: setup,
-		HWMKiB: hwm, SampledKiB: sampled.Load(), List: lat, ListN: n,
+		HWMKiB: hwm, SampledKiB: sampled.Load(), List: lat, ListN: n, LastScheduled: sched, LastReady: ready,
 	})
 }
 
@@ -689,13 +700,18 @@ func baseline(ctx context.Context, o options, kc, ns string, c int, qps float64)
 		lat = append(lat, time.Since(t))
 		n = len(pods.Items)
 	}
+	sched, last, err := clusterTimes(ctx, lister, ns, sel, start)
+	if err != nil {
+		return result{}, err
+	}
 	reqs := map[string]int{}
 	for k, v := range after {
 		if d := v - before[k]; d > 0 {
 			reqs[k] = d
 		}
 	}
-	return result{Side: "baseline", Concurrency: c, N: o.n, Created: created, AllReady: all, Requests: reqs, List: lat, ListN: n}, nil
+	return result{Side: "baseline", Concurrency: c, N: o.n, Created: created, AllReady: all, Requests: reqs, List: lat, ListN: n,
+		LastScheduled: sched, LastReady: last}, nil
 }
 
 // bareCreate makes a Secret, a PVC, a Service and a Pod like the engine's
