@@ -4,6 +4,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -243,13 +244,29 @@ type Assistant struct {
 	BaseFile string `yaml:"base_file" json:"base_file"`
 }
 
+// GatewayForSandboxes is the gateway's base URL as sandboxes reach it.
+func (c *Config) GatewayForSandboxes() string {
+	if c.Gateway.SandboxURL != "" {
+		return strings.TrimRight(c.Gateway.SandboxURL, "/")
+	}
+	_, port, _ := net.SplitHostPort(c.Gateway.Listen)
+	if c.Sandbox.Runtime == RuntimeKubernetes {
+		return "http://thon-gateway." + c.Sandbox.Kubernetes.Namespace + ".svc:" + port + "/v1"
+	}
+	return "http://host.docker.internal:" + port + "/v1"
+}
+
 // Gateway is THON's OpenAI-compatible AI gateway: a key per user or group,
 // token-based rate limits, usage accounting.
 type Gateway struct {
-	Enabled       bool          `yaml:"enabled" json:"enabled"`
-	Listen        string        `yaml:"listen" json:"listen"`
-	Mode          string        `yaml:"mode" json:"mode"`         // per-user | per-group
-	Upstream      string        `yaml:"upstream" json:"upstream"` // defaults to llm.url
+	Enabled  bool   `yaml:"enabled" json:"enabled"`
+	Listen   string `yaml:"listen" json:"listen"`
+	Mode     string `yaml:"mode" json:"mode"`         // per-user | per-group
+	Upstream string `yaml:"upstream" json:"upstream"` // defaults to llm.url
+	// SandboxURL is the gateway as sandboxes reach it; "" derives it:
+	// http://host.docker.internal:PORT/v1 on Docker,
+	// http://thon-gateway.NAMESPACE.svc:PORT/v1 on Kubernetes.
+	SandboxURL    string        `yaml:"sandbox_url" json:"sandbox_url"`
 	Limits        GatewayLimits `yaml:"limits" json:"limits"`
 	Models        []ModelLimit  `yaml:"models" json:"models"`
 	AllowedModels []string      `yaml:"allowed_models" json:"allowed_models"`

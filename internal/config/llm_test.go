@@ -151,3 +151,18 @@ func TestKubernetesSettings(t *testing.T) {
 		t.Fatalf("%+v", tol)
 	}
 }
+
+func TestGatewayForSandboxes(t *testing.T) {
+	c := Default()
+	if got := c.GatewayForSandboxes(); got != "http://host.docker.internal:9080/v1" {
+		t.Errorf("docker: %s", got)
+	}
+	c.Sandbox.Runtime, c.Sandbox.Kubernetes.Namespace = RuntimeKubernetes, "event"
+	if got := c.GatewayForSandboxes(); got != "http://thon-gateway.event.svc:9080/v1" {
+		t.Errorf("kubernetes: %s", got)
+	}
+	c.Gateway.SandboxURL = "http://gw.example.org/v1/"
+	if got := c.GatewayForSandboxes(); got != "http://gw.example.org/v1" {
+		t.Errorf("set: %s", got)
+	}
+}

@@ -168,6 +168,9 @@ gateway:
   listen: 0.0.0.0:9080
   # per-user (a key each) or per-group (one key per group, limits times its size).
   mode: per-user
+  # The gateway as sandboxes reach it; "" is http://host.docker.internal:PORT/v1
+  # on Docker, http://thon-gateway.NAMESPACE.svc:PORT/v1 on Kubernetes.
+  sandbox_url: ""
   # Where requests go; "" means the llm server.
   upstream: ""
   # Limits of each key; 0 means no limit.

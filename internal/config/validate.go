@@ -350,6 +350,11 @@ func (c *Config) check(at locator) []Problem {
 		if g.Mode != GatewayPerUser && g.Mode != GatewayPerGroup {
 			bad("gateway.mode", "use per-user (a key per participant) or per-group (one key per group)", "%q is not a gateway mode", g.Mode)
 		}
+		if g.SandboxURL != "" {
+			if msg := checkURL(g.SandboxURL); msg != "" {
+				bad("gateway.sandbox_url", "the gateway's base URL as sandboxes reach it, e.g. http://thon-gateway.thon.svc:9080/v1, or \"\" to derive it", "%q %s", g.SandboxURL, msg)
+			}
+		}
 		if g.Upstream != "" {
 			if msg := checkURL(g.Upstream); msg != "" {
 				bad("gateway.upstream", "an OpenAI-compatible base URL, or \"\" for the llm section's server", "%q %s", g.Upstream, msg)

@@ -38,8 +38,7 @@ type personalSettings struct {
 func newPersonalizer(d *Daemon, cfg *config.Config, log *slog.Logger) (*personalizer, error) {
 	p := &personalizer{d: d, log: log}
 	if d.Keyring != nil {
-		_, port, _ := net.SplitHostPort(cfg.Gateway.Listen)
-		p.gatewayBase = "http://" + sandboxHost + ":" + port + "/v1"
+		p.gatewayBase = cfg.GatewayForSandboxes()
 	}
 	return p, p.apply(cfg)
 }
