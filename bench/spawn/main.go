@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -278,7 +277,7 @@ func runBaseline(ctx context.Context, cli *client.Client, o options, image, pfx 
 	if err != nil {
 		return 0, fmt.Errorf("baseline: inspect network %s: %w", pfx, err)
 	}
-	routable := routable(ni.Network.IPAM.Config)
+	routable := benchkit.Routable(ni.Network.IPAM.Config)
 
 	st := &steps{sum: map[string]time.Duration{}}
 	sem := make(chan struct{}, o.concurrency)
@@ -375,7 +374,7 @@ func startOne(ctx context.Context, cli *client.Client, hc *http.Client, o option
 	if err != nil {
 		return fmt.Errorf("inspect container: %w", err)
 	}
-	addr, err := endpoint(ins.Container, pfx, p, routable)
+	addr, err := benchkit.Endpoint(ins.Container, pfx, p, routable)
 	if err != nil {
 		return err
 	}
@@ -443,53 +442,6 @@ func healthy(ctx context.Context, hc *http.Client, url string) bool {
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
-}
-
-// routable: the network's gateway is an address of this host, so container
-// addresses answer from here (a local engine on Linux) — the same test THON
-// makes before it decides not to publish ports.
-func routable(cfgs []network.IPAMConfig) bool {
-	var gw netip.Addr
-	for _, c := range cfgs {
-		if c.Gateway.Is4() {
-			gw = c.Gateway
-			break
-		}
-	}
-	if !gw.IsValid() {
-		return false
-	}
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return false
-	}
-	for _, a := range addrs {
-		if ipn, ok := a.(*net.IPNet); ok {
-			if ip, ok := netip.AddrFromSlice(ipn.IP); ok && ip.Unmap() == gw {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func endpoint(c container.InspectResponse, netName string, p network.Port, routable bool) (string, error) {
-	ns := c.NetworkSettings
-	if ns == nil {
-		return "", errors.New("inspect: no network settings")
-	}
-	if routable {
-		if ep := ns.Networks[netName]; ep != nil && ep.IPAddress.IsValid() {
-			return net.JoinHostPort(ep.IPAddress.String(), strconv.Itoa(port)), nil
-		}
-		return "", fmt.Errorf("inspect: no address on network %s", netName)
-	}
-	for _, b := range ns.Ports[p] {
-		if b.HostPort != "" {
-			return net.JoinHostPort("127.0.0.1", b.HostPort), nil
-		}
-	}
-	return "", errors.New("inspect: the IDE port is not published")
 }
 
 // --- THON: the real CLI against the real daemon ---

@@ -42,7 +42,6 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/netip"
@@ -431,7 +430,7 @@ func runBaseline(ctx context.Context, cli *client.Client, o options, pfx string,
 	if err != nil {
 		return nil, 0, fmt.Errorf("inspect network %s: %w", pfx, err)
 	}
-	routable := routable(ni.Network.IPAM.Config)
+	routable := benchkit.Routable(ni.Network.IPAM.Config)
 	got := times{}
 	var (
 		wg   sync.WaitGroup
@@ -512,60 +511,13 @@ func startOne(ctx context.Context, cli *client.Client, p *prober, o options, pfx
 	if err != nil {
 		return fmt.Errorf("inspect container: %w", err)
 	}
-	addr, err := endpoint(ins.Container, pfx, pt, routable)
+	addr, err := benchkit.Endpoint(ins.Container, pfx, pt, routable)
 	if err != nil {
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	return p.waitEndpoint(wctx, addr)
-}
-
-// routable: the network's gateway is an address of this host, so container
-// addresses answer from here — the test THON makes before it decides not to
-// publish ports.
-func routable(cfgs []network.IPAMConfig) bool {
-	var gw netip.Addr
-	for _, c := range cfgs {
-		if c.Gateway.Is4() {
-			gw = c.Gateway
-			break
-		}
-	}
-	if !gw.IsValid() {
-		return false
-	}
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return false
-	}
-	for _, a := range addrs {
-		if ipn, ok := a.(*net.IPNet); ok {
-			if ip, ok := netip.AddrFromSlice(ipn.IP); ok && ip.Unmap() == gw {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func endpoint(c container.InspectResponse, netName string, p network.Port, routable bool) (string, error) {
-	ns := c.NetworkSettings
-	if ns == nil {
-		return "", errors.New("inspect: no network settings")
-	}
-	if routable {
-		if ep := ns.Networks[netName]; ep != nil && ep.IPAddress.IsValid() {
-			return net.JoinHostPort(ep.IPAddress.String(), strconv.Itoa(port)), nil
-		}
-		return "", fmt.Errorf("inspect: no address on network %s", netName)
-	}
-	for _, b := range ns.Ports[p] {
-		if b.HostPort != "" {
-			return net.JoinHostPort("127.0.0.1", b.HostPort), nil
-		}
-	}
-	return "", errors.New("inspect: the IDE port is not published")
 }
 
 // --- THON: the real CLI against the real daemon ---
