@@ -345,4 +345,3 @@ func (l *limiter) fail(addr string) {
 	f.n++
 	f.until = time.Now().Add(time.Duration(min(f.n, 30)) * time.Second)
 }
-

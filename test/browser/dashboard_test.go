@@ -107,7 +107,7 @@ func TestDashboard(t *testing.T) {
 	b.noErrors("login")
 	eval[bool](b, `document.getElementById("password").value = "wrong password"; document.querySelector("form").submit(); true`)
 	b.waitJS("the wrong password refused", `document.body.innerText.includes("wrong password")`, 10*time.Second)
-	b.errors()                         // the refusal's 401, expected
+	b.errors()                          // the refusal's 401, expected
 	time.Sleep(1100 * time.Millisecond) // a wrong password locks the address out for a second
 	b.step("sign-in", func() {
 		b.open(dash + "login?next=/instances")
