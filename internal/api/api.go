@@ -248,14 +248,9 @@ func (s *Server) principal(w http.ResponseWriter, r *http.Request) (auth.Princip
 		s.fail(w, r, fmt.Errorf("check token: %w", err))
 		return auth.Principal{}, false
 	}
-	reason := ""
-	switch {
-	case err != nil:
-		reason = "invalid token"
-	case t.Revoked:
-		reason = "this token was revoked"
-	case !t.Expires.IsZero() && !time.Now().Before(t.Expires):
-		reason = "this token has expired"
+	reason := "invalid token"
+	if err == nil {
+		reason = t.Refusal(time.Now())
 	}
 	if reason != "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="thon", error="invalid_token"`)

@@ -342,24 +342,20 @@ func (s *SSO) githubIdentity(ctx context.Context, p *provider, tok *oauth2.Token
 		return Identity{}, errors.New("GitHub's API did not say who signed in")
 	}
 	id := Identity{Subject: strconv.FormatInt(u.ID, 10), Username: u.Login, Name: u.Name}
-	var emails []struct {
-		Email    string `json:"email"`
-		Primary  bool   `json:"primary"`
-		Verified bool   `json:"verified"`
-	}
+	var emails []githubEmail
 	if err := get("/user/emails", &emails); err == nil {
-		i := slices.IndexFunc(emails, func(e struct {
-			Email    string `json:"email"`
-			Primary  bool   `json:"primary"`
-			Verified bool   `json:"verified"`
-		}) bool {
-			return e.Primary && e.Verified
-		})
-		if i >= 0 {
+		if i := slices.IndexFunc(emails, func(e githubEmail) bool { return e.Primary && e.Verified }); i >= 0 {
 			id.Email = emails[i].Email
 		}
 	}
 	return id, nil
+}
+
+// githubEmail is one entry of GitHub's /user/emails.
+type githubEmail struct {
+	Email    string `json:"email"`
+	Primary  bool   `json:"primary"`
+	Verified bool   `json:"verified"`
 }
 
 func randomString() string {
@@ -376,4 +372,6 @@ func cmpOr(a, b string) string {
 }
 
 // CallbackPath is THON's fixed redirect URI path for a provider.
-func CallbackPath(providerID string) string { return "/auth/" + url.PathEscape(providerID) + "/callback" }
+func CallbackPath(providerID string) string {
+	return "/auth/" + url.PathEscape(providerID) + "/callback"
+}

@@ -441,7 +441,7 @@ func adminToken(ctx context.Context, st *store.Store, dir string) (string, error
 	path := filepath.Join(dir, TokenFile)
 	if b, err := os.ReadFile(path); err == nil {
 		tok := strings.TrimSpace(string(b))
-		if name, _, err := st.TokenByHash(ctx, auth.HashToken(tok)); err == nil && name == "admin" {
+		if t, err := st.TokenRecord(ctx, auth.HashToken(tok)); err == nil && t.Name == "admin" && t.Refusal(time.Now()) == "" {
 			return tok, nil
 		}
 	}

@@ -36,9 +36,9 @@ type Options struct {
 	// Dashboard serves the organizers' pages (it mounts /api/ itself) on
 	// access.Dashboard(): the main port, or a port of its own in path mode.
 	Dashboard http.Handler
-	Store  *store.Store
-	Orch   *orchestrator.Orchestrator
-	Logger *slog.Logger
+	Store     *store.Store
+	Orch      *orchestrator.Orchestrator
+	Logger    *slog.Logger
 	// SessionTTL is how long a browser session lasts (DefaultSessionTTL when 0).
 	SessionTTL time.Duration
 	// Now is the clock (time.Now when nil).

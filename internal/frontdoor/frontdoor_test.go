@@ -241,6 +241,28 @@ func TestParticipantsReachOnlyTheirOwnSandbox(t *testing.T) {
 	if code, _ := get(t, &http.Client{Transport: c.Transport}, bobURL+"whoami", "Authorization", "Bearer "+h.Daemon.Token); code != 200 {
 		t.Fatalf("admin on bob's IDE: %d", code)
 	}
+	// Other tokens only while they work, and only with sandboxes:write.
+	plain := &http.Client{Transport: c.Transport}
+	rw, err := h.Client.CreateToken(ctx, client.TokenRequest{Name: "ops", Scopes: []string{"sandboxes:write"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro, err := h.Client.CreateToken(ctx, client.TokenRequest{Name: "viewer", Scopes: []string{"sandboxes:read"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get(t, plain, bobURL+"whoami", "Authorization", "Bearer "+rw.Token); code != 200 {
+		t.Fatalf("a sandboxes:write token on bob's IDE: %d", code)
+	}
+	if code, _ := get(t, plain, bobURL+"whoami", "Authorization", "Bearer "+ro.Token); code != http.StatusUnauthorized {
+		t.Fatalf("a sandboxes:read token on bob's IDE: %d", code)
+	}
+	if err := h.Client.RevokeToken(ctx, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get(t, plain, bobURL+"whoami", "Authorization", "Bearer "+rw.Token); code != http.StatusUnauthorized {
+		t.Fatalf("a revoked token on bob's IDE: %d", code)
+	}
 }
 
 func TestLinksAreOneTimeRevocableAndExpire(t *testing.T) {

@@ -11,15 +11,26 @@ import (
 
 // Token is an API token's record (never the token itself).
 type Token struct {
-	Name      string    `json:"name"`
-	Role      string    `json:"role"`             // admin | participant
-	Scopes    []string  `json:"scopes"`           // ["*"] for everything
-	User      string    `json:"user,omitempty"`   // a participant token's participant
-	Created   time.Time `json:"created"`
-	Expires   time.Time `json:"expires,omitzero"` // zero: never
-	LastUsed  time.Time `json:"last_used,omitzero"`
-	Revoked   bool      `json:"revoked"`
-	Hash      string    `json:"-"`
+	Name     string    `json:"name"`
+	Role     string    `json:"role"`           // admin | participant
+	Scopes   []string  `json:"scopes"`         // ["*"] for everything
+	User     string    `json:"user,omitempty"` // a participant token's participant
+	Created  time.Time `json:"created"`
+	Expires  time.Time `json:"expires,omitzero"` // zero: never
+	LastUsed time.Time `json:"last_used,omitzero"`
+	Revoked  bool      `json:"revoked"`
+	Hash     string    `json:"-"`
+}
+
+// Refusal says why the token may not be used at now, or "" when it may.
+func (t Token) Refusal(now time.Time) string {
+	switch {
+	case t.Revoked:
+		return "this token was revoked"
+	case !t.Expires.IsZero() && !now.Before(t.Expires):
+		return "this token has expired"
+	}
+	return ""
 }
 
 // CreateToken stores a new token; ErrConflict if the name is taken.

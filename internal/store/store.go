@@ -516,15 +516,6 @@ func (s *Store) PutToken(ctx context.Context, name, hash, role string) error {
 	return nil
 }
 
-// TokenByHash finds the token with this hash; ErrNotFound if none.
-func (s *Store) TokenByHash(ctx context.Context, hash string) (name, role string, err error) {
-	err = s.db.QueryRowContext(ctx, `SELECT name, role FROM tokens WHERE hash = ?`, hash).Scan(&name, &role)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", "", ErrNotFound
-	}
-	return name, role, err
-}
-
 // Setting reads a setting; ErrNotFound if unset.
 func (s *Store) Setting(ctx context.Context, key string) (string, error) {
 	var v string

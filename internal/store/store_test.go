@@ -139,10 +139,10 @@ func testEventsAndTokens(t *testing.T, dsn string) {
 		t.Fatal(err)
 	}
 	s.PutToken(ctx, "admin", "h2", "admin") // rotation replaces the hash
-	if _, _, err := s.TokenByHash(ctx, "h1"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.TokenRecord(ctx, "h1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("old hash still valid: %v", err)
 	}
-	if name, role, err := s.TokenByHash(ctx, "h2"); err != nil || name != "admin" || role != "admin" {
-		t.Fatalf("new hash: %s %s %v", name, role, err)
+	if tok, err := s.TokenRecord(ctx, "h2"); err != nil || tok.Name != "admin" || tok.Role != "admin" {
+		t.Fatalf("new hash: %+v %v", tok, err)
 	}
 }
