@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -38,21 +37,16 @@ const (
 // Admins signs organizers in to the dashboard with the admin password,
 // whose bcrypt hash is all the store keeps.
 type Admins struct {
-	st  *store.Store
-	now func() time.Time
-
-	mu       sync.Mutex
-	failures map[string]*failures // by client address
-}
-
-type failures struct {
-	n     int
-	until time.Time
+	st      *store.Store
+	now     func() time.Time
+	lockout Lockout // by client address
 }
 
 // NewAdmins signs admins in against st.
 func NewAdmins(st *store.Store) *Admins {
-	return &Admins{st: st, now: time.Now, failures: map[string]*failures{}}
+	a := &Admins{st: st, now: time.Now}
+	a.lockout.Now = func() time.Time { return a.now() }
+	return a
 }
 
 // SetPassword makes password the admin password, unless it already is.
@@ -94,7 +88,7 @@ type AdminSession struct {
 // address lock it out for a while, longer each time (1 s, 2 s, … 5 min
 // after the fifth).
 func (a *Admins) Login(ctx context.Context, addr, password string) (AdminSession, error) {
-	if wait := a.lockedOut(addr); wait > 0 {
+	if wait := a.lockout.Wait(addr); wait > 0 {
 		return AdminSession{}, fmt.Errorf("%w: try again in %s", ErrLockedOut, wait.Round(time.Second))
 	}
 	hash, err := a.st.Setting(ctx, passwordSetting)
@@ -105,12 +99,10 @@ func (a *Admins) Login(ctx context.Context, addr, password string) (AdminSession
 		return AdminSession{}, err
 	}
 	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
-		a.fail(addr)
+		a.lockout.Fail(addr)
 		return AdminSession{}, ErrWrongPassword
 	}
-	a.mu.Lock()
-	delete(a.failures, addr)
-	a.mu.Unlock()
+	a.lockout.Clear(addr)
 	return a.Open(ctx, AdminActor, RoleAdmin, "")
 }
 
@@ -149,33 +141,4 @@ func (a *Admins) Logout(ctx context.Context, token string) error {
 // constant time.
 func CheckCSRF(s AdminSession, got string) bool {
 	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.CSRF)) == 1
-}
-
-func (a *Admins) lockedOut(addr string) time.Duration {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	f := a.failures[addr]
-	if f == nil {
-		return 0
-	}
-	return f.until.Sub(a.now())
-}
-
-func (a *Admins) fail(addr string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	f := a.failures[addr]
-	if f == nil {
-		if len(a.failures) > 10000 { // bounded: forget the oldest wave
-			a.failures = map[string]*failures{}
-		}
-		f = &failures{}
-		a.failures[addr] = f
-	}
-	f.n++
-	wait := time.Duration(1<<min(f.n-1, 8)) * time.Second
-	if f.n >= 5 {
-		wait = 5 * time.Minute
-	}
-	f.until = a.now().Add(wait)
 }

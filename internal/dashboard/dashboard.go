@@ -68,7 +68,7 @@ type Info struct {
 // Dashboard serves the pages.
 type Dashboard struct {
 	o     Options
-	joins limiter
+	joins auth.Lockout // name-and-password joins
 	pages map[string]*template.Template
 	mux   *http.ServeMux
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -265,7 +264,7 @@ func (d *Dashboard) joinWithPassword(w http.ResponseWriter, r *http.Request) {
 		d.render(w, r, http.StatusUnprocessableEntity, "join", pageData{Title: "Join " + in.Group, Error: msg,
 			Data: signinData{Code: code, Group: in.Group, Name: r.PostFormValue("name")}})
 	}
-	if wait := d.joins.wait(addr); wait > 0 {
+	if wait := d.joins.Wait(addr); wait > 0 {
 		again(fmt.Sprintf("Too many tries from your address: wait %s.", wait.Round(time.Second)))
 		return
 	}
@@ -283,7 +282,7 @@ func (d *Dashboard) joinWithPassword(w http.ResponseWriter, r *http.Request) {
 	if u, err := d.o.Store.User(r.Context(), name); err == nil {
 		h, herr := d.o.Store.PasswordHash(r.Context(), name)
 		if herr != nil || u.Group != in.Group || bcrypt.CompareHashAndPassword([]byte(h), []byte(pw)) != nil {
-			d.joins.fail(addr)
+			d.joins.Fail(addr)
 			again(fmt.Sprintf("The name %q is taken. If it is yours, enter your password; otherwise choose another name.", name))
 			return
 		}
@@ -309,39 +308,4 @@ func (d *Dashboard) joinWithPassword(w http.ResponseWriter, r *http.Request) {
 // message shows a short page with a title and what happened.
 func (d *Dashboard) message(w http.ResponseWriter, r *http.Request, status int, title, msg string) {
 	d.render(w, r, status, "message", pageData{Title: title, Error: msg})
-}
-
-// limiter slows down guessing from one address.
-type limiter struct {
-	mu    sync.Mutex
-	fails map[string]*failure
-}
-
-type failure struct {
-	n     int
-	until time.Time
-}
-
-func (l *limiter) wait(addr string) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if f := l.fails[addr]; f != nil {
-		return time.Until(f.until)
-	}
-	return 0
-}
-
-func (l *limiter) fail(addr string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.fails == nil || len(l.fails) > 10000 {
-		l.fails = map[string]*failure{}
-	}
-	f := l.fails[addr]
-	if f == nil {
-		f = &failure{}
-		l.fails[addr] = f
-	}
-	f.n++
-	f.until = time.Now().Add(time.Duration(min(f.n, 30)) * time.Second)
 }
