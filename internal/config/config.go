@@ -171,20 +171,38 @@ type Kubernetes struct {
 }
 
 // LLM is the language model server behind the AI assistants: Lemonade
-// Server (managed through its API) or any OpenAI-compatible server.
+// Server (managed through its API), llama.cpp's llama-server (run by THON
+// in a container, or one of your own), or any OpenAI-compatible server.
 type LLM struct {
 	Enabled bool   `yaml:"enabled" json:"enabled"`
-	Backend string `yaml:"backend" json:"backend"` // lemonade | openai
-	// URL is Lemonade's address (http://127.0.0.1:13305), or, for the openai
-	// backend, the OpenAI-compatible base URL (http://127.0.0.1:8080/v1).
-	URL            string   `yaml:"url" json:"url"`
-	APIKey         string   `yaml:"api_key" json:"api_key"`             // for chat requests; the gateway adds it
-	AdminAPIKey    string   `yaml:"admin_api_key" json:"admin_api_key"` // for pull/load/unload; never leaves the daemon
+	Backend string `yaml:"backend" json:"backend"` // lemonade | llamacpp | openai
+	// URL is Lemonade's address (http://127.0.0.1:13305), a llama-server's
+	// (http://host:8080), or, for the openai backend, the OpenAI-compatible
+	// base URL (http://127.0.0.1:8080/v1). With backend llamacpp and no url,
+	// THON runs llama-server itself (managed).
+	URL string `yaml:"url" json:"url"`
+	// Managed: THON runs llama-server in a container ({instance}-llm) on
+	// the sandbox engine. The default for backend llamacpp with no url.
+	Managed     bool   `yaml:"managed" json:"managed"`
+	APIKey      string `yaml:"api_key" json:"api_key"`             // for chat requests; the gateway adds it
+	AdminAPIKey string `yaml:"admin_api_key" json:"admin_api_key"` // for pull/load/unload; never leaves the daemon
+	// Image is the managed server's image (thon setup llm builds it).
+	Image string `yaml:"image" json:"image"`
+	// GPU is what the managed server computes on: auto (a GPU when one is
+	// found, else the CPU), none, nvidia, amd or intel.
+	GPU string `yaml:"gpu" json:"gpu"`
+	// Limits cap the managed server's container (0: no cap).
+	Limits         Limits   `yaml:"limits" json:"limits"`
 	ChatModel      LLMModel `yaml:"chat_model" json:"chat_model"`
 	EmbeddingModel LLMModel `yaml:"embedding_model" json:"embedding_model"`
-	SlotsPerUser   int      `yaml:"slots_per_user" json:"slots_per_user"`
-	MaxSlots       int      `yaml:"max_slots" json:"max_slots"`
-	LlamacppArgs   string   `yaml:"llamacpp_args" json:"llamacpp_args"` // passed through to llama.cpp on load
+	// ChatModels are more chat models offered beside chat_model.
+	ChatModels []LLMModel `yaml:"chat_models" json:"chat_models"`
+	// SmallModel serves the assistants' cheap tasks (titles, summaries);
+	// "" name: the chat model does them.
+	SmallModel   LLMModel `yaml:"small_model" json:"small_model"`
+	SlotsPerUser int      `yaml:"slots_per_user" json:"slots_per_user"`
+	MaxSlots     int      `yaml:"max_slots" json:"max_slots"`
+	LlamacppArgs string   `yaml:"llamacpp_args" json:"llamacpp_args"` // passed through to llama.cpp on load
 }
 
 // LLMModel is one model the assistants use and how its context grows with
@@ -192,13 +210,31 @@ type LLM struct {
 type LLMModel struct {
 	Checkpoint string `yaml:"checkpoint" json:"checkpoint"` // e.g. unsloth/gemma-4-31B-it-GGUF:Q8_K_XL
 	Name       string `yaml:"name" json:"name"`             // the model id clients ask for
+	// File is a GGUF model file on this machine (backend llamacpp); ""
+	// with a checkpoint: the file thon llm pull downloads into
+	// server.data_dir/models; "" without one: THON's built-in test model.
+	File string `yaml:"file" json:"file"`
+	// MMProj is the vision projector GGUF of a chat model that has one.
+	MMProj     string `yaml:"mmproj" json:"mmproj"`
 	CtxPerUser int    `yaml:"ctx_per_user" json:"ctx_per_user"`
 	MaxCtx     int    `yaml:"max_ctx" json:"max_ctx"` // cap of the whole context (0: no cap)
+}
+
+// IsManaged reports whether THON runs the LLM server itself.
+func (l LLM) IsManaged() bool {
+	return l.Backend == BackendLlamacpp && (l.Managed || l.URL == "")
+}
+
+// TestModel reports whether m is served by THON's built-in test model: a
+// llama.cpp model with neither a file nor a checkpoint.
+func (l LLM) TestModel(m LLMModel) bool {
+	return l.Backend == BackendLlamacpp && m.File == "" && m.Checkpoint == ""
 }
 
 // LLM backends.
 const (
 	BackendLemonade = "lemonade"
+	BackendLlamacpp = "llamacpp"
 	BackendOpenAI   = "openai"
 )
 
@@ -209,8 +245,14 @@ const lemonadeAPI = "/api/v1"
 // the address its /live and /api/v1/... endpoints hang off.
 func (l LLM) ServerURL() string {
 	u := strings.TrimRight(l.URL, "/")
-	if l.Backend == BackendLemonade {
+	switch l.Backend {
+	case BackendLemonade:
+		if u == "" {
+			u = DefaultLLMURL
+		}
 		u = strings.TrimSuffix(u, lemonadeAPI)
+	case BackendLlamacpp:
+		u = strings.TrimSuffix(u, "/v1")
 	}
 	return u
 }
@@ -218,8 +260,14 @@ func (l LLM) ServerURL() string {
 // OpenAIBase is the OpenAI-compatible base URL ("…/v1" style) that chat
 // requests go to.
 func (l LLM) OpenAIBase() string {
-	if l.Backend == BackendLemonade {
+	switch l.Backend {
+	case BackendLemonade:
 		return l.ServerURL() + lemonadeAPI
+	case BackendLlamacpp:
+		if u := l.ServerURL(); u != "" {
+			return u + "/v1"
+		}
+		return "" // managed: known once the server runs
 	}
 	return strings.TrimRight(l.URL, "/")
 }
@@ -338,6 +386,9 @@ const (
 	DefaultMaxCtx         = 262144
 	DefaultEmbeddingCtx   = 8192
 	DefaultMaxSlots       = 64
+	DefaultSmallCtx       = 8192
+	DefaultLLMImage       = "thon/llm:latest"
+	GPUAuto               = "auto"
 	DefaultGatewayListen  = "0.0.0.0:9080"
 	GatewayPerUser        = "per-user"
 	GatewayPerGroup       = "per-group"
@@ -355,9 +406,10 @@ func Default() *Config {
 			TokenTTL:  DefaultTokenTTL,
 		},
 		LLM: LLM{
-			Enabled: true, Backend: BackendLemonade, URL: DefaultLLMURL,
+			Enabled: true, Backend: BackendLemonade, Image: DefaultLLMImage, GPU: GPUAuto,
 			ChatModel:      LLMModel{Checkpoint: DefaultChatCheckpoint, Name: DefaultChatModel, CtxPerUser: DefaultChatCtx, MaxCtx: DefaultMaxCtx},
 			EmbeddingModel: LLMModel{CtxPerUser: DefaultEmbeddingCtx, MaxCtx: DefaultMaxCtx},
+			SmallModel:     LLMModel{CtxPerUser: DefaultSmallCtx, MaxCtx: DefaultMaxCtx},
 			SlotsPerUser:   1, MaxSlots: DefaultMaxSlots,
 		},
 		Assistants: Assistants{Kilo: Assistant{Enabled: true}, Continue: Assistant{Enabled: true}},

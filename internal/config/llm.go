@@ -12,24 +12,40 @@ import (
 	"github.com/thon-dev/thon/internal/jsonc"
 )
 
-var backends = []string{BackendLemonade, BackendOpenAI}
+var backends = []string{BackendLemonade, BackendLlamacpp, BackendOpenAI}
+
+var gpus = []string{GPUAuto, "none", "nvidia", "amd", "intel"}
 
 // checkLLM validates the llm and assistants sections.
 func (c *Config) checkLLM(bad func(path, hint, format string, args ...any)) {
 	l := c.LLM
 	if !slices.Contains(backends, l.Backend) {
-		hint := "use lemonade (Lemonade Server, managed by THON) or openai (any OpenAI-compatible server: llama-server, vLLM, Ollama)"
+		hint := "use lemonade (Lemonade Server), llamacpp (llama.cpp's llama-server, run by THON or your own) or openai (any OpenAI-compatible server: vLLM, Ollama)"
 		if m, ok := suggest(l.Backend, backends); ok {
 			hint = fmt.Sprintf("did you mean %q? ", m) + hint
 		}
 		bad("llm.backend", hint, "%q is not an LLM backend", l.Backend)
 	}
-	if msg := checkURL(l.URL); msg != "" {
-		hint := "Lemonade's address, e.g. url: " + DefaultLLMURL
-		if l.Backend == BackendOpenAI {
-			hint = "the server's OpenAI-compatible base URL, e.g. url: http://127.0.0.1:8080/v1"
+	switch {
+	case l.URL == "" && l.Backend == BackendOpenAI:
+		bad("llm.url", "the server's OpenAI-compatible base URL, e.g. url: http://127.0.0.1:8080/v1", "must be set for backend openai")
+	case l.URL == "":
+	case l.Backend == BackendLlamacpp && l.Managed:
+		bad("llm.url", "THON runs a managed server itself: remove url, or set managed: false to use the server at url", "must be empty when llm.managed is true")
+	default:
+		if msg := checkURL(l.URL); msg != "" {
+			hint := "Lemonade's address, e.g. url: " + DefaultLLMURL
+			switch l.Backend {
+			case BackendOpenAI:
+				hint = "the server's OpenAI-compatible base URL, e.g. url: http://127.0.0.1:8080/v1"
+			case BackendLlamacpp:
+				hint = "your llama-server's address, e.g. url: http://127.0.0.1:8080, or no url: THON runs one"
+			}
+			bad("llm.url", hint, "%q %s", l.URL, msg)
 		}
-		bad("llm.url", hint, "%q %s", l.URL, msg)
+	}
+	if l.Managed && l.Backend != BackendLlamacpp {
+		bad("llm.managed", "THON runs llama.cpp's llama-server: set backend: llamacpp", "needs backend llamacpp")
 	}
 	if l.APIKey != "" && l.APIKey == l.AdminAPIKey {
 		bad("llm.admin_api_key", "give the admin key its own value: the api_key may reach sandboxes when the gateway is off, the admin key never does",
@@ -38,17 +54,64 @@ func (c *Config) checkLLM(bad func(path, hint, format string, args ...any)) {
 	if l.Enabled && strings.TrimSpace(l.ChatModel.Name) == "" {
 		bad("llm.chat_model.name", "the model id assistants ask for, e.g. name: "+DefaultChatModel, "must not be empty")
 	}
-	for _, m := range []struct {
+	if !slices.Contains(gpus, l.GPU) {
+		hint := "use auto, none, nvidia, amd or intel"
+		if m, ok := suggest(l.GPU, gpus); ok {
+			hint = fmt.Sprintf("did you mean %q? ", m) + hint
+		}
+		bad("llm.gpu", hint, "%q is not a GPU kind", l.GPU)
+	} else if l.IsManaged() && l.Enabled {
+		if msg := MissingGPU(l.GPU); msg != "" {
+			bad("llm.gpu", "set gpu: auto (a GPU when one is found, else the CPU) or gpu: none", "%s", msg)
+		}
+	}
+	if l.IsManaged() && l.Enabled {
+		switch {
+		case c.Sandbox.Runtime == RuntimeKubernetes:
+			bad("llm.managed", "run llama-server as a Deployment on the cluster (see docs/llm.md) and set llm.url to its Service, e.g. url: http://llm.thon.svc:8080",
+				"THON runs its managed LLM server on Docker only, not on Kubernetes")
+		case !c.Gateway.Enabled:
+			bad("llm.managed", "turn the gateway on (gateway.enabled: true): sandboxes reach the managed server only through it",
+				"the managed LLM server needs the AI gateway")
+		}
+		if strings.TrimSpace(l.Image) == "" {
+			bad("llm.image", "the managed server's image, e.g. image: "+DefaultLLMImage+" (sudo thon setup llm builds it)", "must not be empty")
+		}
+	}
+	if l.Limits.CPU < 0 || l.Limits.Memory < 0 || l.Limits.Pids < 0 {
+		bad("llm.limits", "0 means no cap", "limits must not be negative")
+	}
+	type named struct {
 		path string
 		m    LLMModel
-	}{{"llm.chat_model", l.ChatModel}, {"llm.embedding_model", l.EmbeddingModel}} {
+	}
+	models := []named{{"llm.chat_model", l.ChatModel}, {"llm.embedding_model", l.EmbeddingModel}}
+	if l.SmallModel.Name != "" {
+		models = append(models, named{"llm.small_model", l.SmallModel})
+	}
+	for i, m := range l.ChatModels {
+		models = append(models, named{fmt.Sprintf("llm.chat_models.%d", i), m})
+	}
+	ids := map[string]string{}
+	for _, m := range models {
 		if m.m.Checkpoint != "" && strings.TrimSpace(m.m.Name) == "" {
 			bad(m.path+".name", "name the model the checkpoint is loaded as, e.g. name: nomic-embed-text-v1.5", "must be set when checkpoint is")
+		}
+		if strings.HasPrefix(m.path, "llm.chat_models.") && strings.TrimSpace(m.m.Name) == "" {
+			bad(m.path+".name", "the model id assistants ask for", "must not be empty")
 		}
 		if strings.ContainsAny(m.m.Name, " \t\r\n") {
 			bad(m.path+".name", "model ids have no spaces", "%q contains white space", m.m.Name)
 		}
-		if m.m.CtxPerUser < 1 {
+		if m.m.Name != "" {
+			if other, dup := ids[m.m.Name]; dup {
+				bad(m.path+".name", "give every model its own name", "%q is also the name of %s", m.m.Name, other)
+			}
+			ids[m.m.Name] = m.path
+		}
+		// chat_models entries may leave ctx_per_user 0: the chat model's.
+		optional := strings.HasPrefix(m.path, "llm.chat_models.") && m.m.CtxPerUser == 0
+		if !optional && m.m.CtxPerUser < 1 {
 			bad(m.path+".ctx_per_user", "context tokens per participant, e.g. 32768", "%d must be at least 1", m.m.CtxPerUser)
 		}
 		switch {
@@ -57,7 +120,15 @@ func (c *Config) checkLLM(bad func(path, hint, format string, args ...any)) {
 		case m.m.MaxCtx > 0 && m.m.MaxCtx < m.m.CtxPerUser:
 			bad(m.path+".max_ctx", "the cap must hold at least one participant's context", "%d is less than ctx_per_user (%d)", m.m.MaxCtx, m.m.CtxPerUser)
 		}
+		if (m.m.File != "" || m.m.MMProj != "") && l.Backend != BackendLlamacpp {
+			bad(m.path+".file", "model files are for backend llamacpp; Lemonade and other servers load their own (use checkpoint with Lemonade)", "is set for backend %s", l.Backend)
+			continue
+		}
+		if l.Backend == BackendLlamacpp && l.Enabled && (m.m.Name != "" || m.path == "llm.chat_model") {
+			c.checkModelFile(bad, m.path, m.m, l.IsManaged())
+		}
 	}
+
 	if l.SlotsPerUser < 1 {
 		bad("llm.slots_per_user", "parallel requests the server keeps room for per participant, e.g. 1", "%d must be at least 1", l.SlotsPerUser)
 	}
@@ -67,8 +138,14 @@ func (c *Config) checkLLM(bad func(path, hint, format string, args ...any)) {
 
 	for _, f := range strings.Fields(l.LlamacppArgs) {
 		name, _, _ := strings.Cut(f, "=")
-		if hint, ok := reservedLlamacppArgs[name]; ok && l.Backend == BackendLemonade {
+		hint, ok := reservedLlamacppArgs[name]
+		switch {
+		case ok && l.Backend == BackendLemonade:
 			bad("llm.llamacpp_args", hint, "%s is set by the server or by THON", name)
+		case l.IsManaged():
+			if hint, ok := managedLlamacppArgs[name]; ok {
+				bad("llm.llamacpp_args", hint, "%s is set by THON for its managed server", name)
+			}
 		}
 	}
 
@@ -104,6 +181,21 @@ var reservedLlamacppArgs = func() map[string]string {
 	m := map[string]string{"-c": ctx, "--ctx-size": ctx}
 	for _, f := range []string{"-m", "--model", "-hf", "--port", "-ngl", "--jinja", "--no-jinja", "--mmproj", "--embeddings", "--embedding", "--reranking", "--rerank", "--metrics", "-md", "--device", "-dev"} {
 		m[f] = lemonade
+	}
+	return m
+}()
+
+// managedLlamacppArgs are llama-server arguments THON sets itself when it
+// runs the server.
+var managedLlamacppArgs = func() map[string]string {
+	ctx := "THON sizes the context: set llm.chat_model.ctx_per_user and max_ctx"
+	slots := "THON sizes the slots to the participants: set llm.slots_per_user and max_slots"
+	own := "THON sets it for the server it runs; remove it"
+	m := map[string]string{"-c": ctx, "--ctx-size": ctx, "-np": slots, "--parallel": slots}
+	for _, f := range []string{"-m", "--model", "-hf", "--hf-repo", "-mu", "--model-url", "--port", "--host", "--api-key", "--api-key-file",
+		"--models-dir", "--models-preset", "--models-max", "--mmproj", "--embeddings", "--embedding", "--pooling", "--alias", "-a",
+		"--metrics", "--no-webui", "--path"} {
+		m[f] = own
 	}
 	return m
 }()
@@ -152,7 +244,13 @@ func ParseExtensions(data []byte) ([]string, error) {
 // reads the same files whatever its working directory.
 func (c *Config) resolveFiles() {
 	a := &c.Assistants
-	for _, p := range []*string{&a.Kilo.BaseFile, &a.Continue.BaseFile, &a.Cline.BaseFile, &a.VSCodeSettingsFile, &a.ExtensionsFile} {
+	l := &c.LLM
+	paths := []*string{&a.Kilo.BaseFile, &a.Continue.BaseFile, &a.Cline.BaseFile, &a.VSCodeSettingsFile, &a.ExtensionsFile,
+		&l.ChatModel.File, &l.ChatModel.MMProj, &l.EmbeddingModel.File, &l.SmallModel.File, &l.SmallModel.MMProj}
+	for i := range l.ChatModels {
+		paths = append(paths, &l.ChatModels[i].File, &l.ChatModels[i].MMProj)
+	}
+	for _, p := range paths {
 		if *p == "" {
 			continue
 		}

@@ -166,3 +166,80 @@ func TestGatewayForSandboxes(t *testing.T) {
 		t.Errorf("set: %s", got)
 	}
 }
+
+func TestLlamacppProblems(t *testing.T) {
+	dir := t.TempDir()
+	notGGUF := filepath.Join(dir, "model.bin")
+	os.WriteFile(notGGUF, []byte("PK\x03\x04 not a model"), 0o644)
+	model := filepath.Join(dir, "small.gguf")
+	// A GGUF header that says the model was trained for 4096 tokens.
+	writeGGUFHeader(t, model, 4096)
+	cases := []struct{ name, yaml, want string }{
+		{"missing file", "llm: {backend: llamacpp, chat_model: {name: m, checkpoint: \"\", file: " + dir + "/none.gguf}}", "llm.chat_model.file: " + dir + "/none.gguf: no such file (download a GGUF model"},
+		{"not gguf", "llm: {backend: llamacpp, chat_model: {name: m, checkpoint: \"\", file: " + notGGUF + "}}", "llm.chat_model.file: " + notGGUF + ": not a GGUF model"},
+		{"a directory", "llm: {backend: llamacpp, chat_model: {name: m, checkpoint: \"\", file: " + dir + "}}", "is a directory, not a model file"},
+		{"context beyond training", "llm: {backend: llamacpp, chat_model: {name: m, checkpoint: \"\", file: " + model + ", ctx_per_user: 8192}}", "llm.chat_model.ctx_per_user: 8192 is more than small.gguf was trained for (4096 tokens)"},
+		{"np", "llm: {backend: llamacpp, llamacpp_args: \"-np 8\"}", "llm.llamacpp_args: -np is set by THON for its managed server (THON sizes the slots to the participants"},
+		{"port", "llm: {backend: llamacpp, llamacpp_args: \"--port=9\"}", "llm.llamacpp_args: --port is set by THON"},
+		{"gpu typo", "llm: {backend: llamacpp, gpu: nvidai}", `llm.gpu: "nvidai" is not a GPU kind (did you mean "nvidia"?`},
+		{"managed with url", "llm: {backend: llamacpp, managed: true, url: http://127.0.0.1:8080}", "llm.url: must be empty when llm.managed is true"},
+		{"managed without gateway", "llm: {backend: llamacpp}\ngateway: {enabled: false}", "llm.managed: the managed LLM server needs the AI gateway"},
+		{"managed on kubernetes", "llm: {backend: llamacpp}\nsandbox: {runtime: kubernetes}", "llm.managed: THON runs its managed LLM server on Docker only"},
+		{"managed for lemonade", "llm: {managed: true}", "llm.managed: needs backend llamacpp"},
+		{"file for lemonade", "llm: {chat_model: {file: /x.gguf}}", "llm.chat_model.file: is set for backend lemonade"},
+		{"file for a server of your own", "llm: {backend: llamacpp, url: http://127.0.0.1:8080, chat_model: {file: " + model + "}}", "llm.chat_model.file: is set, but THON does not run the server"},
+		{"openai without url", "llm: {backend: openai}", "llm.url: must be set for backend openai"},
+		{"bad checkpoint", "llm: {backend: llamacpp, chat_model: {checkpoint: \"gemma 4\"}}", `llm.chat_model.checkpoint: "gemma 4" is not ORG/REPO[:QUANT]`},
+		{"two models one name", "llm: {backend: llamacpp, chat_models: [{name: gemma-4-31b-it}]}", `llm.chat_models.0.name: "gemma-4-31b-it" is also the name of llm.chat_model`},
+		{"extra model without name", "llm: {backend: llamacpp, chat_models: [{file: " + model + "}]}", "llm.chat_models.0.name: must not be empty"},
+		{"missing mmproj", "llm: {backend: llamacpp, chat_model: {name: m, checkpoint: \"\", mmproj: " + dir + "/p.gguf}}", "llm.chat_model.mmproj: " + dir + "/p.gguf: no such file"},
+	}
+	if MissingGPU("nvidia") != "" {
+		cases = append(cases, struct{ name, yaml, want string }{"gpu not there", "llm: {backend: llamacpp, gpu: nvidia}", "llm.gpu: gpu is nvidia, but this machine has no NVIDIA GPU"})
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.yaml+"\n"), "thon.yaml")
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want a problem containing %q", err, c.want)
+			}
+		})
+	}
+	// What is fine: the test model (no file, no checkpoint), a real file
+	// within its context, a server of your own.
+	for _, ok := range []string{
+		"llm: {backend: llamacpp, chat_model: {name: thon-test, checkpoint: \"\"}, embedding_model: {name: thon-embed}}",
+		"llm: {backend: llamacpp, chat_model: {name: m, checkpoint: \"\", file: " + model + ", ctx_per_user: 4096, max_ctx: 0}, chat_models: [{name: m2, file: " + model + "}]}",
+		"llm: {backend: llamacpp, url: http://127.0.0.1:8080}",
+		"llm: {backend: llamacpp, gpu: none, llamacpp_args: \"--flash-attn on -ctk q8_0\"}",
+	} {
+		if c, err := Parse([]byte(ok+"\n"), "thon.yaml"); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		} else if strings.Contains(ok, "8080") == c.LLM.IsManaged() {
+			t.Errorf("%s: managed = %v", ok, c.LLM.IsManaged())
+		}
+	}
+}
+
+// writeGGUFHeader writes the start of a GGUF file: version 3, no tensors,
+// general.architecture llama and llama.context_length ctx.
+func writeGGUFHeader(t *testing.T, path string, ctx uint32) {
+	t.Helper()
+	var b []byte
+	u32 := func(v uint32) { b = append(b, byte(v), byte(v>>8), byte(v>>16), byte(v>>24)) }
+	u64 := func(v uint64) { u32(uint32(v)); u32(uint32(v >> 32)) }
+	str := func(s string) { u64(uint64(len(s))); b = append(b, s...) }
+	b = append(b, "GGUF"...)
+	u32(3)
+	u64(0)
+	u64(2)
+	str("general.architecture")
+	u32(8)
+	str("llama")
+	str("llama.context_length")
+	u32(4)
+	u32(ctx)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -98,22 +98,46 @@ llm:
   # Run the AI assistants against a language model server.
   enabled: true
   # lemonade (Lemonade Server: THON loads models and sizes them for the
-  # event) or openai (any OpenAI-compatible server: llama.cpp's
-  # llama-server, vLLM, Ollama; THON only sends it requests).
+  # event), llamacpp (llama.cpp's llama-server: with no url THON runs it in
+  # a container and sizes it; with a url, yours) or openai (any
+  # OpenAI-compatible server: vLLM, Ollama; THON only sends it requests).
   backend: lemonade
-  # Lemonade's address; for openai, the server's base URL, e.g. http://127.0.0.1:8080/v1.
-  url: http://127.0.0.1:13305
+  # The server's address: "" is Lemonade's http://127.0.0.1:13305, or, for
+  # llamacpp, a server THON runs; for openai, the base URL, e.g.
+  # http://127.0.0.1:8080/v1.
+  url: ""
+  # llamacpp: THON runs llama-server itself (the default when url is "").
+  managed: false
   # Key for model requests (Lemonade's LEMONADE_API_KEY). The gateway adds
-  # it; with the gateway off, sandboxes get it.
+  # it; with the gateway off, sandboxes get it. THON makes one for a server
+  # it runs.
   api_key: ""
   # Key for pull, load and unload (LEMONADE_ADMIN_API_KEY); never leaves THON.
   admin_api_key: ""
+  # The managed server's image: sudo thon setup llm builds it.
+  image: thon/llm:latest
+  # What the managed server computes on: auto, none, nvidia, amd or intel.
+  gpu: auto
+  # Caps of the managed server's container (0: none).
+  limits:
+    # Cores, e.g. 4.
+    cpu: 0
+    # Memory, e.g. 16Gi.
+    memory: 0
+    # Processes.
+    pids: 0
   # The chat model every assistant uses.
   chat_model:
-    # What Lemonade pulls: a Hugging Face GGUF checkpoint, REPO:QUANT.
+    # A Hugging Face GGUF checkpoint, REPO:QUANT: what Lemonade pulls, or
+    # what thon llm pull downloads for llamacpp.
     checkpoint: unsloth/gemma-4-31B-it-GGUF:Q8_K_XL
     # The model id assistants ask for.
     name: gemma-4-31b-it
+    # llamacpp: a GGUF file on this machine instead of a checkpoint. With
+    # neither, THON's built-in test model answers (for trying THON out).
+    file: ""
+    # llamacpp: the vision projector GGUF of a model that has one.
+    mmproj: ""
     # Context tokens per participant; the server's context is this times
     # the participants...
     ctx_per_user: 32768
@@ -125,6 +149,28 @@ llm:
     checkpoint: ""
     # e.g. nomic-embed-text-v1.5.
     name: ""
+    # llamacpp: a GGUF file instead of a checkpoint.
+    file: ""
+    # Unused for embeddings.
+    mmproj: ""
+    # Context tokens per participant.
+    ctx_per_user: 8192
+    # Cap of the whole context (0: no cap).
+    max_ctx: 262144
+  # More chat models offered beside chat_model, each {name, checkpoint or
+  # file, ctx_per_user}.
+  chat_models: []
+  # A small model for the assistants' cheap tasks (titles, summaries);
+  # "" name: the chat model does them.
+  small_model:
+    # e.g. unsloth/Qwen3-4B-Instruct-2507-GGUF:Q4_K_M.
+    checkpoint: ""
+    # e.g. qwen3-4b.
+    name: ""
+    # llamacpp: a GGUF file instead of a checkpoint.
+    file: ""
+    # llamacpp: its vision projector, if any.
+    mmproj: ""
     # Context tokens per participant.
     ctx_per_user: 8192
     # Cap of the whole context (0: no cap).
