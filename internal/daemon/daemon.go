@@ -59,6 +59,9 @@ type Options struct {
 	// LLMQuiet overrides how long participant changes settle before the
 	// LLM is rescaled (default 30s).
 	LLMQuiet time.Duration
+	// LLMPoll overrides how often THON looks at the LLM server it runs
+	// (default 2s).
+	LLMPoll time.Duration
 	// ProviderClient talks to sign-in providers (tests: one that trusts a
 	// test CA); nil means a default client.
 	ProviderClient *http.Client
@@ -84,6 +87,7 @@ type Daemon struct {
 
 	log      *slog.Logger
 	personal *personalizer
+	managed  *llm.Managed // THON's own LLM server; nil when the engine cannot run one
 	srv      *http.Server
 	gwSrv    *http.Server
 	lock     *os.File
@@ -150,17 +154,44 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	if d.personal, err = newPersonalizer(d, cfg, log); err != nil {
 		return nil, err
 	}
+	event := func(ctx context.Context, actor, action, target, detail string) {
+		d.Store.AddEvent(context.WithoutCancel(ctx), actor, action, target, detail)
+	}
+	// THON's own LLM server (backend llamacpp without a url) runs on the
+	// sandbox engine, when the engine can run it.
+	if runner, ok := rt.(sandbox.ServiceRunner); ok {
+		d.managed, err = llm.NewManaged(llm.ManagedOptions{
+			Runner: runner, DataDir: dir, Logger: log, Event: event, Poll: o.LLMPoll,
+			// Run starts after the gateway: d.Gateway is set by then.
+			Upstream: func(base string) {
+				if d.Gateway != nil {
+					d.Gateway.SetUpstream(base, d.managed.Key())
+				}
+			},
+			Drain: func(ctx context.Context) (func(), error) {
+				if d.Gateway == nil {
+					return func() {}, nil
+				}
+				return d.Gateway.Drain(ctx)
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+	} else if cfg.LLM.IsManaged() && cfg.LLM.Enabled {
+		log.Error("THON runs its LLM server on Docker only: run llama-server yourself and set llm.url", "engine", rt.Name())
+	}
 	d.LLM = llm.NewService(cfg.LLM, llm.ServiceOptions{
 		Participants: func(ctx context.Context) (int, error) {
 			users, err := d.Store.Users(ctx)
 			return len(users), err
 		},
-		Busy:   func() bool { return d.Orch.Working() },
-		Quiet:  o.LLMQuiet,
-		Logger: log,
-		Event: func(ctx context.Context, action, target, detail string) {
-			d.Store.AddEvent(context.WithoutCancel(ctx), "thon", action, target, detail)
-		},
+		Busy:      func() bool { return d.Orch.Working() },
+		Quiet:     o.LLMQuiet,
+		Logger:    log,
+		Event:     event,
+		Managed:   d.managed,
+		ModelsDir: filepath.Join(dir, "models"),
 	})
 	d.Orch = orchestrator.New(orchestrator.Options{
 		Runtime: rt, Store: d.Store, Settings: cfg.Sandbox, Logger: log, ResyncInterval: o.ResyncInterval,
@@ -186,6 +217,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 				return err
 			}
 			d.LLM.Configure(cfg.LLM)
+			d.pointGateway(cfg)
 			return nil
 		},
 	})
@@ -243,6 +275,9 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	d.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return runCtx }}
 	go d.Orch.Run(runCtx)
 	go d.LLM.Run(runCtx)
+	if d.managed != nil {
+		go d.managed.Run(runCtx)
+	}
 	go func() {
 		err := d.srv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -338,6 +373,11 @@ func (d *Daemon) startGateway(cfg *config.Config, log *slog.Logger) error {
 	}
 	opts := GatewayOptions(cfg)
 	opts.Keys, opts.Usage, opts.Logger, opts.Registerer = d.Keyring, d.Keyring, log, d.Metrics
+	opts.Caller = (&callers{d: d}).lookup
+	if cfg.LLM.IsManaged() && d.managed != nil && g.Upstream == "" {
+		// THON's own server: its address is known once it runs.
+		opts.Upstream, opts.UpstreamKey = "", d.managed.Key()
+	}
 	gw, err := gateway.New(opts)
 	if err != nil {
 		return fmt.Errorf("AI gateway: %w", err)
@@ -358,6 +398,18 @@ func (d *Daemon) startGateway(cfg *config.Config, log *slog.Logger) error {
 	}()
 	log.Info("AI gateway listening", "addr", ln.Addr().String(), "upstream", opts.Upstream, "mode", g.Mode)
 	return nil
+}
+
+// pointGateway points the gateway at the server a new thon.yaml names; a
+// server THON runs points it there itself once it runs.
+func (d *Daemon) pointGateway(cfg *config.Config) {
+	if d.Gateway == nil || (cfg.LLM.IsManaged() && d.managed != nil && cfg.Gateway.Upstream == "") {
+		return
+	}
+	o := GatewayOptions(cfg)
+	if err := d.Gateway.SetUpstream(o.Upstream, o.UpstreamKey); err != nil {
+		d.log.Error("AI gateway: new upstream refused", "err", err)
+	}
 }
 
 // GatewayOptions turns thon.yaml's gateway section into the gateway's

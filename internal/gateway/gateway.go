@@ -7,8 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
-	"strings"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +18,8 @@ import (
 // Options configure a Gateway. Only Upstream and Keys are required.
 type Options struct {
 	// Upstream is the model server's base URL, e.g.
-	// http://127.0.0.1:13305/api/v1 or http://host:8000/v1.
+	// http://127.0.0.1:13305/api/v1 or http://host:8000/v1; "" when it is
+	// not known yet (SetUpstream gives it; until then requests get 503).
 	Upstream string
 	// UpstreamKey is sent upstream as a bearer token; participants never
 	// see it.
@@ -61,6 +61,11 @@ type Options struct {
 	// Transport carries upstream requests (default: a tuned clone of
 	// http.DefaultTransport).
 	Transport http.RoundTripper
+	// Caller says whose sandbox a request comes from (by its address);
+	// ok false when it is not from a sandbox. A request from a sandbox must
+	// carry that participant's key (or their group's): a key that leaked
+	// from another sandbox does not work there. nil: no such check.
+	Caller func(ctx context.Context, ip netip.Addr) (user, group string, ok bool)
 }
 
 // Gateway is an http.Handler serving the OpenAI-compatible API.
@@ -68,7 +73,8 @@ type Gateway struct {
 	opts     Options
 	log      *slog.Logger
 	now      func() time.Time
-	upstream [numEndpoints]string
+	target   atomic.Pointer[target]
+	drain    drainGate
 	client   *http.Client
 	models   map[string]ModelLimit
 	allowed  map[string]bool // nil: all models
@@ -127,14 +133,9 @@ func route(path string) endpoint {
 // is not an error: the gateway starts in its outage mode (see FailOpen).
 func New(o Options) (*Gateway, error) {
 	var errs []error
-	u, err := url.Parse(o.Upstream)
-	switch {
-	case o.Upstream == "":
-		errs = append(errs, errors.New("upstream: required (the model server's base URL, e.g. http://127.0.0.1:13305/api/v1)"))
-	case err != nil:
-		errs = append(errs, fmt.Errorf("upstream %q: %w", o.Upstream, err))
-	case (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		errs = append(errs, fmt.Errorf("upstream %q: want an http:// or https:// URL", o.Upstream))
+	t, err := newTarget(o.Upstream, o.UpstreamKey)
+	if err != nil {
+		errs = append(errs, err)
 	}
 	if o.Keys == nil {
 		errs = append(errs, errors.New("keys: a key store is required"))
@@ -199,10 +200,7 @@ func New(o Options) (*Gateway, error) {
 			g.allowed[m] = true
 		}
 	}
-	base := strings.TrimRight(o.Upstream, "/")
-	for i, p := range endpointPaths {
-		g.upstream[i] = base + p
-	}
+	g.target.Store(t)
 	rt := o.Transport
 	if rt == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -210,6 +208,10 @@ func New(o Options) (*Gateway, error) {
 		t.MaxIdleConnsPerHost = 1024
 		t.DisableCompression = true
 		t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+		// Close idle connections before the server does: llama-server
+		// (cpp-httplib) drops them after 5 s, and a request written on a
+		// connection the server is closing fails.
+		t.IdleConnTimeout = 4 * time.Second
 		rt = t
 	}
 	g.client = &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -307,6 +309,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if aerr != nil {
 		g.fail(w, ep, *aerr, "auth")
 		return
+	}
+	if g.opts.Caller != nil {
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+			if user, group, ok := g.opts.Caller(r.Context(), ap.Addr().Unmap()); ok && !key.BelongsTo(user, group) {
+				g.fail(w, ep, errOthersKey, "auth")
+				return
+			}
+		}
 	}
 	if ep == epModels {
 		g.serveModels(w, r, key)

@@ -33,6 +33,37 @@ type Key struct {
 	BudgetUsed int64
 }
 
+// Key kinds: the first part of a Key.ID.
+const (
+	KindUser  = "user"
+	KindGroup = "group"
+)
+
+// KeyID is the ID of the key of a user or group: "user:alice", "group:alpha".
+func KeyID(kind, owner string) string { return kind + ":" + owner }
+
+// ParseKeyID splits "kind:owner"; ok is false for anything else.
+func ParseKeyID(id string) (kind, owner string, ok bool) {
+	kind, owner, ok = strings.Cut(id, ":")
+	if !ok || owner == "" || (kind != KindUser && kind != KindGroup) {
+		return "", "", false
+	}
+	return kind, owner, true
+}
+
+// BelongsTo reports whether the key is user's own, or their group's.
+func (k *Key) BelongsTo(user, group string) bool {
+	kind, owner, ok := ParseKeyID(k.ID)
+	switch {
+	case !ok:
+		return false
+	case kind == KindUser:
+		return owner == user
+	default:
+		return owner == group
+	}
+}
+
 // KeyStore finds keys by the hash of their secret (HashKey).
 type KeyStore interface {
 	// KeyByHash returns ErrUnknownKey (possibly wrapped) when absent.
@@ -60,6 +91,8 @@ var (
 		"Incorrect API key provided. Use the THON key in OPENAI_API_KEY inside your workspace, or ask the organizer for a new one."}
 	errRevokedKey = apiError{http.StatusUnauthorized, typeInvalidRequest, "revoked_api_key",
 		"This API key was revoked. Ask the organizer for your new key (recreating your workspace also installs it)."}
+	errOthersKey = apiError{http.StatusUnauthorized, typeInvalidRequest, "key_of_another_participant",
+		"This API key belongs to another participant. Use your own THON key: it is in OPENAI_API_KEY inside your workspace."}
 	errKeyStore = apiError{http.StatusServiceUnavailable, typeServer, "key_store_unavailable",
 		"The gateway cannot check API keys right now. Try again shortly; if it persists, tell the organizer."}
 )

@@ -134,6 +134,12 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request, ep endp
 		injected = true
 	}
 
+	// While THON swaps its own LLM server (a resize), requests wait here;
+	// a client that leaves meanwhile is charged nothing.
+	if err := g.drain.enter(r.Context()); err != nil {
+		g.release(&t, 0, true)
+		return
+	}
 	g.metrics.inFlight.Inc()
 	done := false
 	g.forward(w, ep, body, stream, injected, func(u tokenUsage, status int, refund bool) {
@@ -141,6 +147,7 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request, ep endp
 			return
 		}
 		done = true
+		g.drain.leave()
 		g.metrics.inFlight.Dec()
 		g.release(&t, g.tokensOf(u), refund)
 		g.metrics.request(ep, status)
@@ -169,17 +176,28 @@ func (g *Gateway) record(keyID, model string, u tokenUsage, requests, rejections
 // upstreamRequest sends body upstream; the request is detached from the
 // client so a client that leaves is still charged for what was generated.
 func (g *Gateway) upstreamRequest(ep endpoint, method string, body []byte, stream bool) (*http.Response, context.CancelFunc, error) {
+	t := g.target.Load()
+	if t.urls[ep] == "" {
+		return nil, nil, errNoUpstream
+	}
 	ctx, cancel := context.WithTimeout(g.ctx, g.upTimeout)
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, g.upstream[ep], rd)
+	req, err := http.NewRequestWithContext(ctx, method, t.urls[ep], rd)
 	if err != nil {
 		cancel()
 		return nil, nil, fmt.Errorf("build upstream request: %w", err)
 	}
 	h := req.Header
+	// The request may be sent again on a fresh connection when the pooled
+	// one it went out on turns out closed by the server before it answered
+	// (Go's transport replays requests marked idempotent, with a body it
+	// can rebuild; a nil-valued key is not sent). The server closing an
+	// idle keep-alive connection as the request arrives must never reach
+	// a participant as an error.
+	h["X-Idempotency-Key"] = nil
 	if body != nil {
 		h["Content-Type"] = []string{"application/json"}
 	}
@@ -189,8 +207,8 @@ func (g *Gateway) upstreamRequest(ep endpoint, method string, body []byte, strea
 		h["Accept"] = []string{"application/json"}
 	}
 	h["User-Agent"] = []string{"thon-gateway"}
-	if g.opts.UpstreamKey != "" {
-		h["Authorization"] = []string{"Bearer " + g.opts.UpstreamKey}
+	if t.key != "" {
+		h["Authorization"] = []string{"Bearer " + t.key}
 	}
 	start := time.Now()
 	resp, err := g.client.Do(req)
@@ -204,6 +222,9 @@ func (g *Gateway) upstreamRequest(ep endpoint, method string, body []byte, strea
 
 // upstreamFailure turns a transport error into a 502 or 504.
 func (g *Gateway) upstreamFailure(err error) apiError {
+	if errors.Is(err, errNoUpstream) {
+		return errStarting
+	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		return apiError{http.StatusGatewayTimeout, typeServer, "upstream_timeout",
@@ -220,7 +241,7 @@ func (g *Gateway) forward(w http.ResponseWriter, ep endpoint, body []byte, strea
 	resp, cancel, err := g.upstreamRequest(ep, http.MethodPost, body, stream)
 	if err != nil {
 		e := g.upstreamFailure(err)
-		g.log.Warn("gateway: upstream request failed", "url", g.upstream[ep], "err", err)
+		g.log.Warn("gateway: upstream request failed", "url", g.target.Load().urls[ep], "err", err)
 		finish(tokenUsage{}, e.status, true)
 		writeError(w, e)
 		return
@@ -230,7 +251,7 @@ func (g *Gateway) forward(w http.ResponseWriter, ep endpoint, body []byte, strea
 
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		g.log.Error("gateway: the upstream refused the gateway's key; check gateway upstream key", "status", resp.StatusCode, "url", g.upstream[ep])
+		g.log.Error("gateway: the upstream refused the gateway's key; check gateway upstream key", "status", resp.StatusCode, "url", g.target.Load().urls[ep])
 		e := apiError{http.StatusBadGateway, typeServer, "upstream_auth_failed",
 			"The AI model server refused the gateway's credentials. Nothing was charged; tell the organizer."}
 		finish(tokenUsage{}, e.status, true)
@@ -246,7 +267,7 @@ func (g *Gateway) forward(w http.ResponseWriter, ep endpoint, body []byte, strea
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
 		e := g.upstreamFailure(err)
-		g.log.Warn("gateway: read upstream response", "url", g.upstream[ep], "err", err)
+		g.log.Warn("gateway: read upstream response", "url", g.target.Load().urls[ep], "err", err)
 		finish(tokenUsage{}, e.status, true)
 		writeError(w, e)
 		return
@@ -255,7 +276,7 @@ func (g *Gateway) forward(w http.ResponseWriter, ep endpoint, body []byte, strea
 	if resp.StatusCode/100 == 2 {
 		var ok bool
 		if u, ok = findUsage(data); !ok {
-			g.warnFirst("gateway: the upstream sent no usage; its responses are not charged", "url", g.upstream[ep])
+			g.warnFirst("gateway: the upstream sent no usage; its responses are not charged", "url", g.target.Load().urls[ep])
 		}
 	}
 	// An upstream that fails or is overloaded generated nothing: refund.
@@ -461,7 +482,7 @@ func (g *Gateway) serveModels(w http.ResponseWriter, r *http.Request, key *Key) 
 	}
 	resp, cancel, err := g.upstreamRequest(epModels, http.MethodGet, nil, false)
 	if err != nil {
-		g.log.Warn("gateway: list upstream models", "url", g.upstream[epModels], "err", err)
+		g.log.Warn("gateway: list upstream models", "url", g.target.Load().urls[epModels], "err", err)
 		e := g.upstreamFailure(err)
 		g.metrics.request(epModels, e.status)
 		writeError(w, e)

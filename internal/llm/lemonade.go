@@ -56,6 +56,9 @@ func NewClient(backend, serverURL, key string, hc *http.Client) *Client {
 		backend = BackendLemonade
 	}
 	u := strings.TrimRight(strings.TrimSpace(serverURL), "/")
+	if backend == BackendLlamacpp {
+		u = strings.TrimSuffix(u, "/v1")
+	}
 	if backend == BackendLemonade {
 		for _, suffix := range []string{"/api/v1", "/api/v0", "/v1", "/v0"} {
 			if strings.HasSuffix(u, suffix) {
@@ -173,7 +176,10 @@ type LoadRequest struct {
 // authenticated), GET {base}/models on an OpenAI-compatible server.
 func (c *Client) Live(ctx context.Context) error {
 	path := "/live"
-	if !c.lemonade() {
+	switch c.backend {
+	case BackendLlamacpp:
+		path = "/health"
+	case BackendOpenAI:
 		path = "/models"
 	}
 	_, err := c.query(ctx, path)
@@ -227,6 +233,17 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 // the whole catalog when all is true; on the openai backend whatever
 // {base}/models lists (all counted as downloaded).
 func (c *Client) Models(ctx context.Context, all bool) ([]Model, error) {
+	if c.llamacpp() {
+		s, err := c.Llama(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]Model, 0, len(s.Models))
+		for _, m := range s.Models {
+			out = append(out, Model{ID: m.ID, Downloaded: true, ContextLength: m.CtxTrain, Labels: []string{m.State}})
+		}
+		return out, nil
+	}
 	path := "/models"
 	if c.lemonade() {
 		path = "/api/v1/models"
@@ -317,13 +334,19 @@ func (c *Client) Slots(ctx context.Context) ([]Slot, error) {
 	if err != nil {
 		return nil, err
 	}
+	return c.decodeSlots(body, "/api/v1/slots")
+}
+
+// decodeSlots reads llama-server's /slots answer (also what Lemonade
+// relays).
+func (c *Client) decodeSlots(body []byte, path string) ([]Slot, error) {
 	var raw []struct {
 		ID           lnum            `json:"id"`
 		NCtx         lnum            `json:"n_ctx"`
 		IsProcessing *lbool          `json:"is_processing"`
 		State        json.RawMessage `json:"state"`
 	}
-	if err := c.decode(body, "/api/v1/slots", &raw); err != nil {
+	if err := c.decode(body, path, &raw); err != nil {
 		return nil, err
 	}
 	out := make([]Slot, 0, len(raw))
@@ -502,8 +525,12 @@ func (c *Client) need(op string) error {
 	if c.lemonade() {
 		return nil
 	}
+	kind := "an OpenAI-compatible server"
+	if c.llamacpp() {
+		kind = "llama.cpp's llama-server"
+	}
 	return &wrapErr{
-		msg:  fmt.Sprintf("%s: %s (the LLM server %s is an OpenAI-compatible server, which has no such API)", op, ErrUnsupported, c.shown),
+		msg:  fmt.Sprintf("%s: %s (the LLM server %s is %s, which has no such API)", op, ErrUnsupported, c.shown, kind),
 		errs: []error{ErrUnsupported},
 	}
 }
@@ -641,7 +668,10 @@ func (c *Client) transportErr(ctx context.Context, method, path string, err erro
 		return &wrapErr{msg: fmt.Sprintf("the LLM server %s broke off %s %s: %v", c.shown, method, path, inner), errs: errs}
 	}
 	hint := "is Lemonade running? `systemctl status lemond`, or set llm.url"
-	if !c.lemonade() {
+	switch c.backend {
+	case BackendLlamacpp:
+		hint = "is llama-server running? check llm.url (a server THON runs: thon llm status)"
+	case BackendOpenAI:
 		hint = "is the LLM server running? check llm.url"
 	}
 	return &wrapErr{

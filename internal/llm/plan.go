@@ -17,7 +17,7 @@ type Plan struct {
 
 // ModelPlan is one model's load options.
 type ModelPlan struct {
-	Role         string   `json:"role"` // chat | embedding
+	Role         string   `json:"role"` // chat | embedding | small
 	Model        string   `json:"model"`
 	Checkpoint   string   `json:"checkpoint,omitempty"`
 	CtxSize      int      `json:"ctx_size"`      // whole context (llama.cpp --ctx-size)
@@ -32,11 +32,43 @@ type ModelPlan struct {
 // max_slots (at least one participant's worth of each).
 func PlanFor(l config.LLM, n int) Plan {
 	p := Plan{Participants: n}
-	p.Models = append(p.Models, planModel(l, "chat", l.ChatModel, n))
-	if l.EmbeddingModel.Name != "" {
-		p.Models = append(p.Models, planModel(l, "embedding", l.EmbeddingModel, n))
+	for _, m := range Configured(l) {
+		p.Models = append(p.Models, planModel(l, m.Role, m.Model, n))
 	}
 	return p
+}
+
+// RoleModel is a configured model and what it is for.
+type RoleModel struct {
+	Role  string // chat | embedding | small
+	Model config.LLMModel
+}
+
+// Configured lists thon.yaml's models: the chat model, the extra chat
+// models, the small model and the embeddings model, those with a name.
+// An extra chat model without ctx_per_user takes the chat model's.
+func Configured(l config.LLM) []RoleModel {
+	out := []RoleModel{{"chat", l.ChatModel}}
+	for _, m := range l.ChatModels {
+		if m.CtxPerUser == 0 {
+			m.CtxPerUser, m.MaxCtx = l.ChatModel.CtxPerUser, cmpOrInt(m.MaxCtx, l.ChatModel.MaxCtx)
+		}
+		out = append(out, RoleModel{"chat", m})
+	}
+	if l.SmallModel.Name != "" {
+		out = append(out, RoleModel{"small", l.SmallModel})
+	}
+	if l.EmbeddingModel.Name != "" {
+		out = append(out, RoleModel{"embedding", l.EmbeddingModel})
+	}
+	return out
+}
+
+func cmpOrInt(a, b int) int {
+	if a != 0 {
+		return a
+	}
+	return b
 }
 
 func planModel(l config.LLM, role string, m config.LLMModel, n int) ModelPlan {

@@ -21,10 +21,12 @@ const LabelService = "io.thon.service"
 // this process can): today the managed LLM server.
 type ServiceSpec struct {
 	// Name is a DNS label ("llm"); the container is {instance}-{name}.
-	Name  string            `json:"name"`
-	Image string            `json:"image"`
-	Args  []string          `json:"args,omitempty"` // after the image's entrypoint
-	Env   map[string]string `json:"env,omitempty"`
+	Name  string   `json:"name"`
+	Image string   `json:"image"`
+	Args  []string `json:"args,omitempty"` // after the image's entrypoint
+	// User runs the service ("uid:gid"; "" the image's user).
+	User string            `json:"user,omitempty"`
+	Env  map[string]string `json:"env,omitempty"`
 	// Port is what the service listens on inside; Endpoint says where this
 	// process reaches it.
 	Port   int     `json:"port"`

@@ -82,6 +82,8 @@ func (h *Harness) Start() {
 		ResyncInterval: time.Hour,
 		// Short, so tests see the LLM rescaled after participant changes.
 		LLMQuiet: 50 * time.Millisecond,
+		// Often, so tests see THON's own LLM server restarted at once.
+		LLMPoll: 200 * time.Millisecond,
 	})
 	if err != nil {
 		h.t.Fatalf("start daemon: %v", err)

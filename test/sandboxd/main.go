@@ -8,6 +8,10 @@
 //
 //	sandboxd                  serve on 0.0.0.0:$PORT (default 8080)
 //	sandboxd dial HOST:PORT   try a TCP connect (2s timeout); print "ok" or the error
+//	sandboxd fetch [-H 'K: V']... [-d BODY] URL
+//	                          an HTTP request (POST with -d); print the status
+//	                          code on the first line, then the body; $VARS in
+//	                          the URL, headers and body are expanded
 //	chown UID[:GID] PATH...   (when invoked as chown) a minimal numeric chown
 //
 // Environment:
@@ -69,8 +73,10 @@ func main() {
 		switch os.Args[1] {
 		case "dial":
 			os.Exit(dial(os.Args[2:]))
+		case "fetch":
+			os.Exit(fetch(os.Args[2:]))
 		default:
-			fmt.Fprintf(os.Stderr, "usage: sandboxd [dial HOST:PORT]\n")
+			fmt.Fprintf(os.Stderr, "usage: sandboxd [dial HOST:PORT | fetch [-H 'K: V']... [-d BODY] URL]\n")
 			os.Exit(2)
 		}
 	}
@@ -97,6 +103,55 @@ func dial(args []string) int {
 	}
 	c.Close()
 	fmt.Println("ok")
+	return 0
+}
+
+// fetch makes one HTTP request from inside the sandbox, like curl.
+func fetch(args []string) int {
+	for i := range args {
+		args[i] = os.ExpandEnv(args[i])
+	}
+	var body *string
+	hdr := http.Header{}
+	for len(args) > 1 {
+		switch args[0] {
+		case "-H":
+			k, v, _ := strings.Cut(args[1], ":")
+			hdr.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+		case "-d":
+			b := args[1]
+			body = &b
+		default:
+			fmt.Println("usage: sandboxd fetch [-H 'K: V']... [-d BODY] URL")
+			return 2
+		}
+		args = args[2:]
+	}
+	if len(args) != 1 {
+		fmt.Println("usage: sandboxd fetch [-H 'K: V']... [-d BODY] URL")
+		return 2
+	}
+	method, rd := http.MethodGet, io.Reader(nil)
+	if body != nil {
+		method, rd = http.MethodPost, strings.NewReader(*body)
+		if hdr.Get("Content-Type") == "" {
+			hdr.Set("Content-Type", "application/json")
+		}
+	}
+	req, err := http.NewRequest(method, args[0], rd)
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	req.Header = hdr
+	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	defer resp.Body.Close()
+	fmt.Println(resp.StatusCode)
+	io.Copy(os.Stdout, resp.Body)
 	return 0
 }
 

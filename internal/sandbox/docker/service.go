@@ -214,6 +214,7 @@ func (r *Runtime) serviceConfig(spec sandbox.ServiceSpec, hash string, routable 
 		Cmd:          spec.Args,
 		Env:          env,
 		Hostname:     spec.Name,
+		User:         spec.User,
 		ExposedPorts: network.PortSet{port: {}},
 		Labels: map[string]string{
 			sandbox.LabelService: spec.Name,
