@@ -213,7 +213,6 @@ func TestUpstreamFailures(t *testing.T) {
 func TestOptionsValidation(t *testing.T) {
 	keys := newTestKeys()
 	for _, o := range []Options{
-		{Keys: keys},
 		{Upstream: "127.0.0.1:8000", Keys: keys},
 		{Upstream: "http://x/v1"},
 		{Upstream: "http://x/v1", Keys: keys, Limits: Limits{TokenKind: "output"}},

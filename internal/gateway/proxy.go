@@ -241,7 +241,9 @@ func (g *Gateway) forward(w http.ResponseWriter, ep endpoint, body []byte, strea
 	resp, cancel, err := g.upstreamRequest(ep, http.MethodPost, body, stream)
 	if err != nil {
 		e := g.upstreamFailure(err)
-		g.log.Warn("gateway: upstream request failed", "url", g.target.Load().urls[ep], "err", err)
+		if !errors.Is(err, errNoUpstream) {
+			g.log.Warn("gateway: upstream request failed", "url", g.target.Load().urls[ep], "err", err)
+		}
 		finish(tokenUsage{}, e.status, true)
 		writeError(w, e)
 		return

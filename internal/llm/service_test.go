@@ -33,7 +33,7 @@ type events struct {
 	got []string
 }
 
-func (e *events) add(_ context.Context, action, target, detail string) {
+func (e *events) add(_ context.Context, _, action, target, detail string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.got = append(e.got, action+" "+target)
