@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -430,8 +431,24 @@ func GatewayOptions(cfg *config.Config) gateway.Options {
 			RequestsPerMinute: g.Limits.RequestsPerMinute, Concurrency: g.Limits.Concurrency,
 			TokensPerMinute: g.Limits.TokensPerMinute, TokenKind: g.Limits.TokenKind, BudgetTokens: g.Limits.BudgetTokens,
 		},
-		Models: models, AllowedModels: g.AllowedModels, Redis: g.Redis, FailOpen: g.FailOpen,
+		Models: models, AllowedModels: allowedModels(cfg), Redis: g.Redis, FailOpen: g.FailOpen,
 	}
+}
+
+// allowedModels is gateway.allowed_models and, when that restricts
+// anything, every model thon.yaml configures (the assistants ask for
+// them); nil allows every model.
+func allowedModels(cfg *config.Config) []string {
+	if len(cfg.Gateway.AllowedModels) == 0 {
+		return nil
+	}
+	out := slices.Clone(cfg.Gateway.AllowedModels)
+	for _, rm := range llm.Configured(cfg.LLM) {
+		if id := llm.ModelID(cfg.LLM, rm.Model); id != "" && !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 func detectIP(log *slog.Logger) string {

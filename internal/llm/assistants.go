@@ -58,13 +58,16 @@ type ModelInfo struct {
 	Name      string // what people read
 	Context   int    // tokens of context one participant gets
 	MaxOutput int    // tokens one answer may have
+	Vision    bool   // takes images (a llama.cpp model with a vision projector)
 }
 
 // Assistants writes each participant's assistant configs from thon.yaml.
 // The organizer's base files are read once, when it is made.
 type Assistants struct {
 	cfg          config.Assistants
-	chat, embed  ModelInfo // embed.ID == "": no embeddings model
+	chat, embed  ModelInfo   // embed.ID == "": no embeddings model
+	small        ModelInfo   // small.ID == "": the chat model does small tasks
+	chats        []ModelInfo // more chat models, offered beside chat
 	kiloBase     map[string]any
 	continueBase map[string]any
 	clineBase    map[string]any
@@ -92,9 +95,18 @@ var StoredKinds = map[string]string{
 // content, which wins over the file thon.yaml names.
 func NewAssistantsWith(c *config.Config, stored map[string][]byte) (*Assistants, error) {
 	a := &Assistants{cfg: c.Assistants}
-	a.chat = modelInfo(c.LLM, c.LLM.ChatModel)
-	if c.LLM.EmbeddingModel.Name != "" {
-		a.embed = modelInfo(c.LLM, c.LLM.EmbeddingModel)
+	for i, rm := range Configured(c.LLM) {
+		mi := modelInfo(c.LLM, rm.Model)
+		switch {
+		case i == 0:
+			a.chat = mi
+		case rm.Role == "chat":
+			a.chats = append(a.chats, mi)
+		case rm.Role == "small":
+			a.small = mi
+		case rm.Role == "embedding":
+			a.embed = mi
+		}
 	}
 	kindOf := map[string]string{}
 	for k, setting := range StoredKinds {
@@ -150,7 +162,8 @@ func NewAssistantsWith(c *config.Config, stored map[string][]byte) (*Assistants,
 }
 
 func modelInfo(l config.LLM, m config.LLMModel) ModelInfo {
-	return ModelInfo{ID: ModelID(l, m), Name: strings.TrimPrefix(m.Name, "user."), Context: m.CtxPerUser, MaxOutput: min(8192, max(256, m.CtxPerUser/4))}
+	return ModelInfo{ID: ModelID(l, m), Name: strings.TrimPrefix(m.Name, "user."), Context: m.CtxPerUser,
+		MaxOutput: min(8192, max(256, m.CtxPerUser/4)), Vision: m.MMProj != ""}
 }
 
 // ModelID is the id a model is requested by. Lemonade registers a model it
@@ -259,17 +272,31 @@ func (a *Assistants) Files(ep Endpoint) ([]sandbox.File, error) {
 // its chat model the default; and, with an embeddings model, the codebase
 // indexing settings (for kilo.json).
 func (a *Assistants) kilo(ep Endpoint) (cfg, indexing map[string]any) {
-	models := map[string]any{
-		a.chat.ID: map[string]any{
-			"name":      a.chat.Name,
+	models := map[string]any{}
+	all := a.chatModels()
+	if a.small.ID != "" {
+		all = append(all, a.small)
+	}
+	for _, m := range all {
+		entry := map[string]any{
+			"name":      m.Name,
 			"tool_call": true,
-			"limit":     map[string]any{"context": a.chat.Context, "output": a.chat.MaxOutput},
-		},
+			"limit":     map[string]any{"context": m.Context, "output": m.MaxOutput},
+		}
+		if m.Vision {
+			entry["attachment"] = true
+			entry["modalities"] = map[string]any{"input": []any{"text", "image"}, "output": []any{"text"}}
+		}
+		models[m.ID] = entry
+	}
+	small := a.chat.ID
+	if a.small.ID != "" {
+		small = a.small.ID
 	}
 	cfg = map[string]any{
 		"$schema":     kiloSchema,
 		"model":       provider + "/" + a.chat.ID,
-		"small_model": provider + "/" + a.chat.ID,
+		"small_model": provider + "/" + small,
 		"provider": map[string]any{
 			provider: map[string]any{
 				"npm":     "@ai-sdk/openai-compatible",
@@ -297,19 +324,33 @@ func (a *Assistants) kilo(ep Endpoint) (cfg, indexing map[string]any) {
 // continueConfig is Continue's config.yaml (schema v1): the chat model in
 // every editing role, the embeddings model for the codebase index.
 func (a *Assistants) continueConfig(ep Endpoint) map[string]any {
-	models := []any{map[string]any{
-		"name":         "THON " + a.chat.Name,
-		"provider":     "openai",
-		"model":        a.chat.ID,
-		"apiBase":      ep.BaseURL,
-		"apiKey":       ep.Key,
-		"roles":        []any{"chat", "edit", "apply", "autocomplete"},
-		"capabilities": []any{"tool_use"},
-		"defaultCompletionOptions": map[string]any{
-			"contextLength": a.chat.Context,
-			"maxTokens":     a.chat.MaxOutput,
-		},
-	}}
+	var models []any
+	add := func(m ModelInfo, roles ...any) {
+		caps := []any{"tool_use"}
+		if m.Vision {
+			caps = append(caps, "image_input")
+		}
+		models = append(models, map[string]any{
+			"name":         "THON " + m.Name,
+			"provider":     "openai",
+			"model":        m.ID,
+			"apiBase":      ep.BaseURL,
+			"apiKey":       ep.Key,
+			"roles":        roles,
+			"capabilities": caps,
+			"defaultCompletionOptions": map[string]any{
+				"contextLength": m.Context,
+				"maxTokens":     m.MaxOutput,
+			},
+		})
+	}
+	add(a.chat, "chat", "edit", "apply", "autocomplete")
+	for _, m := range a.chats {
+		add(m, "chat", "edit", "apply")
+	}
+	if a.small.ID != "" {
+		add(a.small, "summarize")
+	}
 	if a.embed.ID != "" {
 		models = append(models, map[string]any{
 			"name":     "THON " + a.embed.Name,
@@ -328,7 +369,7 @@ func (a *Assistants) continueConfig(ep Endpoint) map[string]any {
 func (a *Assistants) cline(ep Endpoint) (state, secrets map[string]any) {
 	info := map[string]any{
 		"contextWindow": a.chat.Context, "maxTokens": a.chat.MaxOutput,
-		"supportsImages": false, "supportsPromptCache": false, "inputPrice": 0, "outputPrice": 0,
+		"supportsImages": a.chat.Vision, "supportsPromptCache": false, "inputPrice": 0, "outputPrice": 0,
 	}
 	state = map[string]any{
 		"actModeApiProvider":      "openai",
@@ -341,6 +382,11 @@ func (a *Assistants) cline(ep Endpoint) (state, secrets map[string]any) {
 		"welcomeViewCompleted":    true,
 	}
 	return state, map[string]any{"openAiApiKey": ep.Key}
+}
+
+// chatModels is the chat model, then the others.
+func (a *Assistants) chatModels() []ModelInfo {
+	return append([]ModelInfo{a.chat}, a.chats...)
 }
 
 func yamlFile(v any) ([]byte, error) {

@@ -320,3 +320,83 @@ func TestStoredFilesWin(t *testing.T) {
 		t.Fatalf("a broken stored file: %v", err)
 	}
 }
+
+// Every configured model reaches the assistants: extra chat models beside
+// the chat model, the small model for titles and summaries, images for a
+// model with a vision projector; the files still match the schemas.
+func TestSeveralModelsReachTheAssistants(t *testing.T) {
+	dir := t.TempDir()
+	proj := filepath.Join(dir, "mmproj.gguf")
+	os.WriteFile(proj, []byte("GGUF\x03\x00\x00\x00"+strings.Repeat("\x00", 16)), 0o644)
+	path := filepath.Join(dir, "thon.yaml")
+	os.WriteFile(path, []byte(`llm:
+  backend: llamacpp
+  chat_model: {name: coder, checkpoint: "unsloth/Qwen3-Coder-30B-A3B-Instruct-GGUF:Q4_K_M", mmproj: `+proj+`, ctx_per_user: 16384}
+  chat_models: [{name: reasoner, checkpoint: "unsloth/gpt-oss-20b-GGUF:Q4_K_M"}]
+  small_model: {name: tiny, checkpoint: "unsloth/Qwen3-0.6B-GGUF:Q8_0", ctx_per_user: 4096}
+  embedding_model: {name: embed, checkpoint: "nomic-ai/nomic-embed-text-v1.5-GGUF:Q8_0"}
+assistants:
+  cline: {enabled: true}
+`), 0o644)
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAssistants(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := a.Files(testEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPath := filesByPath(t, files)
+	var kilo struct {
+		Model      string `json:"model"`
+		SmallModel string `json:"small_model"`
+		Provider   map[string]struct {
+			Models map[string]struct {
+				Attachment bool `json:"attachment"`
+				Limit      struct{ Context int }
+			} `json:"models"`
+		} `json:"provider"`
+	}
+	if err := json.Unmarshal(byPath[KiloConfigPath].Data, &kilo); err != nil {
+		t.Fatal(err)
+	}
+	ms := kilo.Provider["thon"].Models
+	if kilo.Model != "thon/coder" || kilo.SmallModel != "thon/tiny" || len(ms) != 3 || !ms["coder"].Attachment || ms["reasoner"].Attachment || ms["reasoner"].Limit.Context != 16384 || ms["tiny"].Limit.Context != 4096 {
+		t.Fatalf("kilo: %s", byPath[KiloConfigPath].Data)
+	}
+	var cont struct {
+		Models []struct {
+			Model        string
+			Roles        []string
+			Capabilities []string
+		}
+	}
+	yaml.Unmarshal(byPath[ContinueConfigPath].Data, &cont)
+	roles := map[string]string{}
+	for _, m := range cont.Models {
+		roles[m.Model] = strings.Join(m.Roles, ",") + "|" + strings.Join(m.Capabilities, ",")
+	}
+	want := map[string]string{"coder": "chat,edit,apply,autocomplete|tool_use,image_input", "reasoner": "chat,edit,apply|tool_use", "tiny": "summarize|tool_use", "embed": "embed|"}
+	for m, r := range want {
+		if roles[m] != r {
+			t.Errorf("continue: %s has %q, want %q", m, roles[m], r)
+		}
+	}
+	if !strings.Contains(string(byPath[ClineStatePath].Data), `"supportsImages": true`) {
+		t.Errorf("cline: the chat model takes images: %s", byPath[ClineStatePath].Data)
+	}
+	kiloSchema := compileSchema(t, "kilo-config.schema.json")
+	v, _ := jsonschema.UnmarshalJSON(bytes.NewReader(byPath[KiloConfigPath].Data))
+	if err := kiloSchema.Validate(v); err != nil {
+		t.Errorf("kilo config does not validate: %v", err)
+	}
+	var y any
+	yaml.Unmarshal(byPath[ContinueConfigPath].Data, &y)
+	if err := compileSchema(t, "continue-config.schema.json").Validate(asJSONValue(t, y)); err != nil {
+		t.Errorf("continue config does not validate: %v", err)
+	}
+}
