@@ -1,6 +1,9 @@
-// Package imagebuild builds THON's participant image (`thon setup image`).
+// Package imagebuild builds THON's images: the participant image
+// (`thon setup image`, Build) and the LLM server image (`thon setup llm`,
+// BuildLLM).
 //
-// Two ways, one result (see deploy/sandbox):
+// The participant image is built one of two ways, with one result (see
+// deploy/sandbox):
 //
 //   - online: `docker build` of deploy/sandbox/Dockerfile, FROM the pinned
 //     official codercom/code-server image; needs a container registry;
@@ -9,16 +12,20 @@
 //     (run in a chroot) installs Node.js and code-server from npm with its
 //     native modules built from source, the tree is imported into the engine
 //     (ImageImport) and finished by a local build (ImageBuild) FROM that
-//     imported image, so no registry is ever asked. The steps are a
-//     pipeline (buildOffline) that takes what it makes an image from as an
-//     offlineImage: suite, provisioning script, finishing build, labels and
-//     cache.
+//     imported image, so no registry is ever asked.
+//
+// The LLM server image (see deploy/llm) is only built offline, by the same
+// pipeline with other inputs: Debian unstable, deploy/llm/provision.sh
+// (llama.cpp's llama-server with ggml's CPU and Vulkan backends, from apt)
+// and deploy/llm/Dockerfile.finish. Each offline image is an offlineImage:
+// its suite, provisioning script, finishing build, labels and cache.
 //
 // Builds are idempotent. The provisioned root file system is kept as a
 // tarball in the cache directory, keyed by a hash of the provisioning script
 // and the versions that go into it; the final image carries the key of
 // everything it was made from in the io.thon.image.key label, and a build
-// whose key matches the existing image returns at once (Result.Cached). Apt's .deb files (and npm's cache) live in the cache
+// whose key matches the existing image returns at once (Result.Cached,
+// LLMResult.Cached). Apt's .deb files (and npm's cache) live in the cache
 // directory too, so a rebuild downloads almost nothing. Builds sharing a
 // cache directory take turns (a lock file).
 //
@@ -213,7 +220,7 @@ func validateCommon(tag, exampleTag, cacheDir, defaultCacheDir, mirror, suite, d
 		bad("use a Docker image name such as "+exampleTag+" (lower case; tag after ':')",
 			"invalid image tag %q", tag)
 	} else {
-		for _, repo := range []string{BaseRepository} {
+		for _, repo := range []string{BaseRepository, LLMBaseRepository} {
 			if strings.HasPrefix(tag, repo+":") {
 				bad("pick another name; "+repo+" holds the imported root file systems",
 					"invalid image tag %q", tag)
