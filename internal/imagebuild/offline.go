@@ -109,6 +109,12 @@ func buildOffline(ctx context.Context, eng *engine, img offlineImage, progress P
 		}
 		return info, ok, err
 	}
+	// Even with the root file system cached, the cache (root's) is written.
+	if os.Geteuid() != 0 {
+		return imageInfo{}, false, sandbox.Hintf(nil, "run it as root, e.g. sudo "+img.command,
+			"%s is not up to date, and building %s offline needs root (debootstrap, chroot, bind mounts and the cache %s)",
+			img.tag, img.name, c.dir)
+	}
 
 	if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		return imageInfo{}, false, sandbox.Hintf(err, "pick a writable cache directory (or run as root)",
@@ -208,13 +214,10 @@ func buildOffline(ctx context.Context, eng *engine, img offlineImage, progress P
 	return info, false, nil
 }
 
-// preflight checks what the offline build needs from the host.
+// preflight checks the commands the offline build needs from the host (root
+// is checked before).
 func preflight(img offlineImage) error {
 	var errs []error
-	if os.Geteuid() != 0 {
-		errs = append(errs, sandbox.Hintf(nil, "run it as root, e.g. sudo "+img.command,
-			"building %s offline needs root (debootstrap, chroot and bind mounts)", img.name))
-	}
 	for _, t := range []struct{ cmd, pkg string }{
 		{"debootstrap", "debootstrap"},
 		{"chroot", "coreutils"},
