@@ -31,11 +31,12 @@ const (
 // `llama-server --version` says it, e.g. "0.7.0 (build 11669)".
 const LabelLLMVersion = "io.thon.llm.version"
 
-// The LLM server image's contract: what THON runs it by.
+// The LLM server image's contract: what THON runs it by (deploy/llm,
+// docs/llm.md). The image has no CMD: THON passes every argument.
 const (
 	LLMEntrypoint = "/usr/bin/llama-server"
-	LLMUser       = "10001:10001" // the user llm
-	LLMPort       = 8080
+	LLMUser       = "10001:10001" // the user llm; its HOME and working directory are /tmp
+	LLMPort       = 8080          // EXPOSEd; llama-server listens where --port says
 )
 
 // LLMOptions configures BuildLLM. The zero value builds DefaultLLMTag from

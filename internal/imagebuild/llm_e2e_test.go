@@ -105,8 +105,8 @@ func TestOfflineLLMImageBuild(t *testing.T) {
 	if cfg.User != LLMUser || cfg.WorkingDir != "/tmp" {
 		t.Errorf("user %q, workdir %q: want %s in /tmp", cfg.User, cfg.WorkingDir, LLMUser)
 	}
-	if _, ok := cfg.ExposedPorts["8080/tcp"]; !ok || len(cfg.ExposedPorts) != 1 {
-		t.Errorf("exposed ports %v, want 8080/tcp", cfg.ExposedPorts)
+	if _, ok := cfg.ExposedPorts[fmt.Sprintf("%d/tcp", LLMPort)]; !ok || len(cfg.ExposedPorts) != 1 {
+		t.Errorf("exposed ports %v, want %d/tcp", cfg.ExposedPorts, LLMPort)
 	}
 	wantKey := llmImage(opts.withDefaults()).key
 	for k, want := range map[string]string{
@@ -252,7 +252,7 @@ func runToEnd(ctx context.Context, t *testing.T, eng *engine, image string, entr
 // model is loaded). It returns the base URL and the container's ID.
 func serveLLM(ctx context.Context, t *testing.T, eng *engine, image string, env []string, mounts []mount.Mount, args ...string) (string, string) {
 	t.Helper()
-	port, _ := network.PortFrom(8080, network.TCP)
+	port, _ := network.PortFrom(LLMPort, network.TCP)
 	hc := llmHostConfig(mounts)
 	hc.PortBindings = network.PortMap{port: {{HostIP: netip.MustParseAddr("127.0.0.1")}}}
 	res, err := eng.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
