@@ -1,9 +1,11 @@
 // Package testenv gives tests the real parts this machine can run: a Docker
-// engine and a sandbox image built from test/sandboxd (a tiny stand-in for
-// code-server), with helpers to keep parallel test packages apart.
+// engine, a sandbox image built from test/sandboxd (a tiny stand-in for
+// code-server), THON's real LLM server image (LLMImage: llama-server), with
+// helpers to keep parallel test packages apart.
 //
-// Tests that need the engine fail (they do not skip) when it is unreachable:
-// a green run must mean the engine code was exercised.
+// Tests that need the engine fail (they do not skip) when it is unreachable,
+// and so do tests that need an image that cannot be built: a green run must
+// mean the engine code was exercised.
 package testenv
 
 import (
