@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -21,14 +20,6 @@ import (
 	"github.com/thon-dev/thon/internal/testenv"
 	"github.com/thon-dev/thon/internal/thontest"
 )
-
-// llmImage is the LLM server image the tests run.
-func llmImage(t *testing.T) string {
-	if img := os.Getenv("THON_TEST_LLM_IMAGE"); img != "" {
-		return img
-	}
-	return "thon/llm-dev:latest"
-}
 
 func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
 	t.Helper()
@@ -46,7 +37,7 @@ func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
 // participant's own key, resized as people join without cutting a stream,
 // and restarted when it dies.
 func TestDaemonRunsLlamaServer(t *testing.T) {
-	img := llmImage(t)
+	img := testenv.LLMImage(t)
 	h := thontest.New(t, config.Group{Name: "alpha", Users: []string{"alice", "bob"}})
 	h.Stop()
 	l := &h.Config.LLM

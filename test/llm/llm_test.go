@@ -12,7 +12,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,14 +25,6 @@ import (
 	"github.com/thon-dev/thon/internal/llm/testmodel"
 	"github.com/thon-dev/thon/internal/testenv"
 )
-
-// llmImage is the LLM server image the tests run.
-func llmImage(t *testing.T) string {
-	if img := os.Getenv("THON_TEST_LLM_IMAGE"); img != "" {
-		return img
-	}
-	return "thon/llm-dev:latest"
-}
 
 // oneKey is a key store with one participant's key.
 type oneKey struct{ hash string }
@@ -98,7 +89,7 @@ func charged(t *testing.T, s *sink) (int64, int64) {
 // llama-server: chat, streaming (reassembled equals the answer), embeddings
 // and the model list, each charged exactly what the server counted.
 func TestOpenAIClientThroughTheGateway(t *testing.T) {
-	l := testenv.LlamaServer(t, testenv.LlamaOptions{Image: llmImage(t), Embeddings: true, Key: "server-key"})
+	l := testenv.LlamaServer(t, testenv.LlamaOptions{Image: testenv.LLMImage(t), Embeddings: true, Key: "server-key"})
 	url, secret, s := gatewayTo(t, l.URL+"/v1", "server-key")
 	c := openai.NewClient(option.WithBaseURL(url+"/"), option.WithAPIKey(secret), option.WithMaxRetries(0))
 	ctx := context.Background()
@@ -186,7 +177,7 @@ func TestOpenAIClientThroughTheGateway(t *testing.T) {
 // it. Eight agents stream long answers on two slots while two people ask
 // short questions after pauses around the server's keep-alive timeout.
 func TestNoErrorWhenTheServerClosesIdleConnections(t *testing.T) {
-	l := testenv.LlamaServer(t, testenv.LlamaOptions{Image: llmImage(t), Slots: 2, Ctx: 8192})
+	l := testenv.LlamaServer(t, testenv.LlamaOptions{Image: testenv.LLMImage(t), Slots: 2, Ctx: 8192})
 	url, secret, _ := gatewayTo(t, l.URL+"/v1", "")
 	var ok, failed atomic.Int64
 	var mu sync.Mutex
