@@ -24,7 +24,7 @@ func TestEnvVars(t *testing.T) {
 		"THON_ACCESS_MODE", "THON_ACCESS_PORT_RANGE", "THON_ACCESS_DOMAIN", "THON_ACCESS_CERT_FILE",
 		"THON_ACCESS_KEY_FILE", "THON_ACCESS_TOKEN_TTL", "THON_ACCESS_DASHBOARD_PORT",
 		"THON_SANDBOX_RUNTIME", "THON_SANDBOX_IMAGE", "THON_SANDBOX_PORT", "THON_SANDBOX_HEALTH_PATH",
-		"THON_SANDBOX_STARTUP_TIMEOUT", "THON_SANDBOX_WORKSPACE", "THON_SANDBOX_WORKSPACE_DIR",
+		"THON_SANDBOX_STARTUP_TIMEOUT", "THON_SANDBOX_WORKSPACE", "THON_SANDBOX_WORKSPACE_DIR", "THON_SANDBOX_EXTENSIONS_DIR",
 		"THON_SANDBOX_LIMITS_CPU", "THON_SANDBOX_LIMITS_MEMORY", "THON_SANDBOX_LIMITS_PIDS",
 		"THON_SANDBOX_CONCURRENCY",
 		"THON_SANDBOX_KUBERNETES_KUBECONFIG", "THON_SANDBOX_KUBERNETES_NAMESPACE", "THON_SANDBOX_KUBERNETES_STORAGE_CLASS",
@@ -65,6 +65,7 @@ func TestApplyEnv(t *testing.T) {
 		"THON_SANDBOX_STARTUP_TIMEOUT": "45s",
 		"THON_SANDBOX_WORKSPACE":       "ephemeral",
 		"THON_SANDBOX_WORKSPACE_DIR":   "/tmp",
+		"THON_SANDBOX_EXTENSIONS_DIR":  "/srv/vsix",
 		"THON_SANDBOX_LIMITS_CPU":      "2.5",
 		"THON_SANDBOX_LIMITS_MEMORY":   "4Gi",
 		"THON_SANDBOX_LIMITS_PIDS":     "100",
@@ -80,7 +81,7 @@ func TestApplyEnv(t *testing.T) {
 	want.Sandbox = Sandbox{
 		Runtime: RuntimeDocker, Kubernetes: Default().Sandbox.Kubernetes,
 		Image: "thon/sandbox:dev", Port: 3000, HealthPath: "/ready",
-		StartupTimeout: Duration(45 * time.Second), Workspace: "ephemeral", WorkspaceDir: "/tmp",
+		StartupTimeout: Duration(45 * time.Second), Workspace: "ephemeral", WorkspaceDir: "/tmp", ExtensionsDir: "/srv/vsix",
 		Limits: Limits{CPU: 2.5, Memory: 4 << 30, Pids: 100}, Concurrency: 16,
 	}
 	if !reflect.DeepEqual(c, want) {

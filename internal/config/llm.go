@@ -246,7 +246,8 @@ func (c *Config) resolveFiles() {
 	a := &c.Assistants
 	l := &c.LLM
 	paths := []*string{&a.Kilo.BaseFile, &a.Continue.BaseFile, &a.Cline.BaseFile, &a.VSCodeSettingsFile, &a.ExtensionsFile,
-		&l.ChatModel.File, &l.ChatModel.MMProj, &l.EmbeddingModel.File, &l.SmallModel.File, &l.SmallModel.MMProj}
+		&l.ChatModel.File, &l.ChatModel.MMProj, &l.EmbeddingModel.File, &l.SmallModel.File, &l.SmallModel.MMProj,
+		&c.Sandbox.ExtensionsDir}
 	for i := range l.ChatModels {
 		paths = append(paths, &l.ChatModels[i].File, &l.ChatModels[i].MMProj)
 	}

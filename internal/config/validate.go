@@ -311,6 +311,18 @@ func (c *Config) check(at locator) []Problem {
 			dirBad("point it at a directory", "%q is not a directory", b.WorkspaceDir)
 		}
 	}
+	if b.ExtensionsDir != "" {
+		const hint = "put the .vsix files in a directory and name it (relative paths start at thon.yaml's directory), or set extensions_dir: \"\""
+		if dir, err := c.path(b.ExtensionsDir); err != nil {
+			bad("sandbox.extensions_dir", "write the full path", "%v", err)
+		} else if fi, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			bad("sandbox.extensions_dir", hint, "directory %q does not exist", b.ExtensionsDir)
+		} else if err != nil {
+			bad("sandbox.extensions_dir", "check the path and its permissions", "cannot use %q: %v", b.ExtensionsDir, err)
+		} else if !fi.IsDir() {
+			bad("sandbox.extensions_dir", hint, "%q is not a directory", b.ExtensionsDir)
+		}
+	}
 	l := b.Limits
 	if !(l.CPU > 0 && l.CPU <= maxCPU) {
 		bad("sandbox.limits.cpu", fmt.Sprintf("a number of cores above 0 and at most %d, e.g. 1 or 0.5", maxCPU),
