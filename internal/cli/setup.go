@@ -127,9 +127,9 @@ seconds.`,
 	f.BoolVar(&o.Offline, "offline", false, "build from the Debian mirror and npm even if a registry answers")
 	f.BoolVar(&o.Rebuild, "rebuild", false, "build again even if nothing changed")
 	f.StringVar(&o.CacheDir, "cache-dir", imagebuild.DefaultCacheDir, "where the root file system and package caches are kept")
-	f.StringVar(&o.Mirror, "mirror", "", "Debian mirror (default: the one apt on this machine uses)")
+	f.StringVar(&o.Mirror, "mirror", "", "Debian mirror (default: the one apt on this machine uses, else debootstrap's own)")
 	f.StringVar(&o.CodeServerVersion, "code-server", imagebuild.DefaultCodeServerVersion, "code-server version (it must run on Debian 13's Node.js 20)")
-	f.StringVar(&o.NPMRegistry, "npm-registry", imagebuild.DefaultNPMRegistry, "npm registry")
+	f.StringVar(&o.NPMRegistry, "npm-registry", "", "npm registry (default: the one npm on this machine uses, else npm's own)")
 	return cmd
 }
 

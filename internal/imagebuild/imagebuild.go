@@ -60,7 +60,6 @@ import (
 const (
 	DefaultTag      = "thon/sandbox:latest"
 	DefaultCacheDir = "/var/cache/thon-image"
-	DefaultMirror   = "http://deb.debian.org/debian"
 	// DefaultSuite is Debian 13: its Node.js 20 is what code-server 4.100
 	// needs (bookworm's Node.js 18 only runs code-server up to 4.89).
 	DefaultSuite = "trixie"
@@ -68,7 +67,6 @@ const (
 	// Node.js 20 (later ones need Node.js 22 or 24, which Debian 13 does not
 	// ship). deploy/sandbox/Dockerfile pins the same version.
 	DefaultCodeServerVersion = "4.100.3"
-	DefaultNPMRegistry       = "https://registry.npmjs.org/"
 	// DefaultNPMVersion is the npm left in the image for participants.
 	DefaultNPMVersion = "10.9.9"
 	// BaseRepository names the imported root file systems
@@ -104,14 +102,15 @@ type Options struct {
 	// npm's cache between builds; default DefaultCacheDir.
 	CacheDir string
 	// Mirror is the Debian mirror; default the one this host's apt uses
-	// (HostMirror), else DefaultMirror.
+	// (HostMirror), else debootstrap's own default.
 	Mirror string
 	// Suite is the Debian release; default DefaultSuite.
 	Suite string
 	// CodeServerVersion is the code-server npm version (>= 4.100), default
 	// DefaultCodeServerVersion. The online build only has its pinned version.
 	CodeServerVersion string
-	// NPMRegistry is the npm registry; default DefaultNPMRegistry.
+	// NPMRegistry is the npm registry; default the one this host's npm uses
+	// (HostNPMRegistry), else npm's own default.
 	NPMRegistry string
 	// ThonVersion goes into the io.thon.version label; default "dev".
 	ThonVersion string
@@ -179,7 +178,7 @@ func (o Options) withDefaults() Options {
 		o.CodeServerVersion = DefaultCodeServerVersion
 	}
 	if o.NPMRegistry == "" {
-		o.NPMRegistry = DefaultNPMRegistry
+		o.NPMRegistry = HostNPMRegistry()
 	}
 	if o.ThonVersion == "" {
 		o.ThonVersion = "dev"
@@ -196,8 +195,8 @@ func (o Options) validate() error {
 	bad := func(hint, format string, args ...any) {
 		errs = append(errs, sandbox.Hintf(nil, hint, format, args...))
 	}
-	if u, err := url.Parse(o.NPMRegistry); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("use the registry's URL, such as "+DefaultNPMRegistry, "invalid npm registry %q", o.NPMRegistry)
+	if o.NPMRegistry != "" && !isHTTPURL(o.NPMRegistry) {
+		bad("use the registry's URL, as npm config get registry prints it (http://…/ or https://…/)", "invalid npm registry %q", o.NPMRegistry)
 	}
 	if v, ok := parseVersion(o.CodeServerVersion); !ok {
 		bad("use an exact version such as "+DefaultCodeServerVersion+" (npm view code-server versions)",
@@ -230,8 +229,8 @@ func validateCommon(tag, exampleTag, cacheDir, defaultCacheDir, mirror, suite, d
 	if !filepath.IsAbs(cacheDir) {
 		bad("use an absolute path such as "+defaultCacheDir, "cache directory %q is not absolute", cacheDir)
 	}
-	if u, err := url.Parse(mirror); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("use the mirror's URL, such as "+DefaultMirror, "invalid Debian mirror %q", mirror)
+	if mirror != "" && !isHTTPURL(mirror) {
+		bad("use the mirror's URL, as this machine's apt sources name it (http://…/debian)", "invalid Debian mirror %q", mirror)
 	}
 	if !suiteRE.MatchString(suite) {
 		bad("use a Debian code name such as "+defaultSuite, "invalid Debian suite %q", suite)
@@ -240,6 +239,29 @@ func validateCommon(tag, exampleTag, cacheDir, defaultCacheDir, mirror, suite, d
 		bad("use a version without spaces or quotes", "invalid THON version %q", thonVersion)
 	}
 	return errs
+}
+
+// isHTTPURL reports whether s is an absolute http(s) URL with a host.
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// mirrorName is the mirror for messages: its URL, or what debootstrap uses
+// when none is given.
+func mirrorName(mirror string) string {
+	if mirror == "" {
+		return "debootstrap's default mirror"
+	}
+	return mirror
+}
+
+// registryName is the npm registry for messages.
+func registryName(registry string) string {
+	if registry == "" {
+		return "npm's default registry"
+	}
+	return registry
 }
 
 func parseVersion(s string) ([3]int, bool) {
@@ -402,12 +424,8 @@ func participantImage(opts Options) offlineImage {
 		tarPrefix: "rootfs-",
 		rootKey:   rkey,
 		provision: provision,
-		env: []string{
-			"CODE_SERVER_VERSION=" + opts.CodeServerVersion,
-			"NPM_VERSION=" + DefaultNPMVersion,
-			"NPM_REGISTRY=" + opts.NPMRegistry,
-		},
-		caches: []cacheMount{{dir: "npm", target: "/root/.npm"}},
+		env:       provisionEnv(opts),
+		caches:    []cacheMount{{dir: "npm", target: "/root/.npm"}},
 		prepare: func(root string) ([]string, error) {
 			ca := caFile(opts)
 			if ca == "" {
@@ -423,8 +441,8 @@ func participantImage(opts Options) offlineImage {
 			return []string{"BUILD_CA_FILE=" + chrootCA}, nil
 		},
 		installStep: fmt.Sprintf("install Node.js and code-server %s (apt, npm, native modules)", opts.CodeServerVersion),
-		installHint: fmt.Sprintf("check that this host reaches the Debian mirror %s and the npm registry %s (a proxy: set HTTPS_PROXY; a TLS-inspecting one: its CA bundle as the CA option)",
-			opts.Mirror, opts.NPMRegistry),
+		installHint: fmt.Sprintf("check that this host reaches the Debian mirror (%s) and the npm registry (%s) (a proxy: set HTTPS_PROXY; a TLS-inspecting one: its CA bundle as the CA option)",
+			mirrorName(opts.Mirror), registryName(opts.NPMRegistry)),
 		importChanges: []string{
 			"ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 			`CMD ["/bin/bash"]`,
@@ -438,7 +456,7 @@ func participantImage(opts Options) offlineImage {
 			"CODE_SERVER_VERSION": opts.CodeServerVersion,
 		},
 		describe: fmt.Sprintf("%s, code-server %s, Debian %s from %s, npm from %s",
-			opts.Tag, opts.CodeServerVersion, opts.Suite, opts.Mirror, opts.NPMRegistry),
+			opts.Tag, opts.CodeServerVersion, opts.Suite, mirrorName(opts.Mirror), registryName(opts.NPMRegistry)),
 	}
 }
 
@@ -453,4 +471,17 @@ func caFile(opts Options) string {
 		}
 	}
 	return ""
+}
+
+// provisionEnv is offline/provision.sh's environment: the versions, and the
+// npm registry when one is set (else npm's own default).
+func provisionEnv(opts Options) []string {
+	env := []string{
+		"CODE_SERVER_VERSION=" + opts.CodeServerVersion,
+		"NPM_VERSION=" + DefaultNPMVersion,
+	}
+	if opts.NPMRegistry != "" {
+		env = append(env, "NPM_REGISTRY="+opts.NPMRegistry)
+	}
+	return env
 }

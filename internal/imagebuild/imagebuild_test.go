@@ -1,10 +1,12 @@
 package imagebuild
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -15,10 +17,29 @@ import (
 	"github.com/thon-dev/thon/internal/sandbox"
 )
 
+// Where tests say packages come from: no real mirror or registry (see
+// TestNoMirrorOrRegistryNamed).
+const (
+	testMirror   = "http://mirror.example/debian"
+	testRegistry = "https://npm.example/"
+)
+
+// testOptions are the defaults with the test mirror and registry (so that
+// nothing asks this machine's apt and npm).
+func testOptions() Options {
+	return Options{Mirror: testMirror, NPMRegistry: testRegistry}.withDefaults()
+}
+
 func TestValidate(t *testing.T) {
-	good := Options{Mirror: DefaultMirror}.withDefaults()
+	good := testOptions()
 	if err := good.validate(); err != nil {
 		t.Fatalf("defaults are invalid: %v", err)
+	}
+	// No mirror and no registry on this machine: debootstrap's and npm's own.
+	none := good
+	none.Mirror, none.NPMRegistry = "", ""
+	if err := none.validate(); err != nil {
+		t.Errorf("no mirror and no registry: %v", err)
 	}
 	cases := []struct {
 		name string
@@ -29,9 +50,9 @@ func TestValidate(t *testing.T) {
 		{"tag with space", func(o *Options) { o.Tag = "thon/sandbox latest" }, "invalid image tag"},
 		{"tag is the base repository", func(o *Options) { o.Tag = BaseRepository + ":x" }, "holds the imported root file systems"},
 		{"relative cache", func(o *Options) { o.CacheDir = "cache" }, `cache directory "cache" is not absolute`},
-		{"mirror not a URL", func(o *Options) { o.Mirror = "deb.debian.org/debian" }, "invalid Debian mirror"},
-		{"mirror ftp", func(o *Options) { o.Mirror = "ftp://deb.debian.org/debian" }, "invalid Debian mirror"},
-		{"registry", func(o *Options) { o.NPMRegistry = "registry.npmjs.org" }, "invalid npm registry"},
+		{"mirror not a URL", func(o *Options) { o.Mirror = "mirror.example/debian" }, "invalid Debian mirror"},
+		{"mirror ftp", func(o *Options) { o.Mirror = "ftp://mirror.example/debian" }, "invalid Debian mirror"},
+		{"registry", func(o *Options) { o.NPMRegistry = "npm.example" }, "invalid npm registry"},
 		{"suite", func(o *Options) { o.Suite = "Trixie!" }, `invalid Debian suite "Trixie!"`},
 		{"version range", func(o *Options) { o.CodeServerVersion = "^4.100.0" }, "invalid code-server version"},
 		{"version latest", func(o *Options) { o.CodeServerVersion = "latest" }, "invalid code-server version"},
@@ -89,7 +110,7 @@ func TestBuildRejectsBadOptionsBeforeDocker(t *testing.T) {
 }
 
 func TestRootfsKey(t *testing.T) {
-	base := Options{Mirror: DefaultMirror}.withDefaults()
+	base := testOptions()
 	script := embedded("offline/provision.sh")
 	k := rootfsKey(base, script)
 	if len(k) != 16 || !regexp.MustCompile(`^[0-9a-f]+$`).MatchString(k) {
@@ -99,7 +120,7 @@ func TestRootfsKey(t *testing.T) {
 		t.Fatal("key is not stable")
 	}
 	same := base
-	same.Mirror, same.NPMRegistry, same.CAFile = "http://ftp.de.debian.org/debian", "https://npm.example/", "/x.pem"
+	same.Mirror, same.NPMRegistry, same.CAFile = "http://other-mirror.example/debian", "", "/x.pem"
 	same.Tag, same.ThonVersion, same.Rebuild = "other:tag", "v9", true
 	if rootfsKey(same, script) != k {
 		t.Error("where packages come from (mirror, registry, CA) or the final tag changed the root file system key")
@@ -218,20 +239,138 @@ func TestMirrorFrom(t *testing.T) {
 		text []string
 		want string
 	}{
-		{"one-line", []string{"# x\ndeb http://ftp.de.debian.org/debian/ bookworm main\n"}, "http://ftp.de.debian.org/debian"},
+		{"one-line", []string{"# x\ndeb http://mirror.example/debian/ bookworm main\n"}, "http://mirror.example/debian"},
 		{"one-line options", []string{"deb [arch=amd64 signed-by=/k.gpg] https://mirror.example/debian bookworm main"}, "https://mirror.example/debian"},
-		{"security first", []string{"deb http://security.debian.org/debian-security bookworm-security main\ndeb http://deb.debian.org/debian bookworm main"}, "http://deb.debian.org/debian"},
-		{"deb822", []string{"Types: deb\n# http://snapshot.debian.org/archive/debian/20250520T000000Z\nURIs: http://deb.debian.org/debian\nSuites: bookworm\n"}, "http://deb.debian.org/debian"},
-		{"other archives only", []string{"deb https://deb.nodesource.com/node_20.x nodistro main\ndeb-src http://deb.debian.org/debian bookworm main"}, ""},
-		{"second file", []string{"URIs: https://deb.nodesource.com/node_20.x", "URIs: http://local.mirror:3142/debian"}, "http://local.mirror:3142/debian"},
+		{"security first", []string{"deb http://security.example/debian-security bookworm-security main\ndeb http://mirror.example/debian bookworm main"}, "http://mirror.example/debian"},
+		{"deb822", []string{"Types: deb\n# http://snapshot.example/archive/debian/20250520T000000Z\nURIs: http://mirror.example/debian\nSuites: bookworm\n"}, "http://mirror.example/debian"},
+		{"other archives only", []string{"deb https://deb.nodesource.example/node_20.x nodistro main\ndeb-src http://mirror.example/debian bookworm main"}, ""},
+		{"second file", []string{"URIs: https://deb.nodesource.example/node_20.x", "URIs: http://local.mirror:3142/debian"}, "http://local.mirror:3142/debian"},
 	}
 	for _, c := range cases {
 		if got := mirrorFrom(c.text...); got != c.want {
 			t.Errorf("%s: mirrorFrom = %q, want %q", c.name, got, c.want)
 		}
 	}
-	if m := HostMirror(); !strings.HasPrefix(m, "http") {
+	if m := HostMirror(); m != "" && !isHTTPURL(m) {
 		t.Errorf("HostMirror() = %q", m)
+	}
+}
+
+// The mirror is the one of this machine's apt sources, read from its files;
+// without one, none (debootstrap's own default).
+func TestMirrorIn(t *testing.T) {
+	dir := t.TempDir()
+	if got := mirrorIn(dir); got != "" {
+		t.Errorf("no sources: %q, want none", got)
+	}
+	os.MkdirAll(filepath.Join(dir, "sources.list.d"), 0o755)
+	os.WriteFile(filepath.Join(dir, "sources.list.d", "cloud.list"), []byte("deb https://packages.example/apt cloud main\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "sources.list.d", "debian.sources.bak"), []byte("URIs: http://ignored.example/debian\n"), 0o644)
+	if got := mirrorIn(dir); got != "" {
+		t.Errorf("no Debian archive: %q, want none", got)
+	}
+	os.WriteFile(filepath.Join(dir, "sources.list.d", "debian.sources"),
+		[]byte("Types: deb\nURIs: http://apt-cache.example:3142/debian\nSuites: trixie\nComponents: main\n"), 0o644)
+	if got := mirrorIn(dir); got != "http://apt-cache.example:3142/debian" {
+		t.Errorf("deb822 sources: %q", got)
+	}
+	os.WriteFile(filepath.Join(dir, "sources.list"), []byte("deb http://mirror.example/debian/ trixie main\n"), 0o644)
+	if got := mirrorIn(dir); got != "http://mirror.example/debian" {
+		t.Errorf("sources.list first: %q", got)
+	}
+}
+
+// The npm registry is what this machine's npm says (npm config get
+// registry), else NPM_CONFIG_REGISTRY, else none (npm's own default).
+func TestNPMRegistry(t *testing.T) {
+	dir := t.TempDir()
+	npm := filepath.Join(dir, "npm")
+	os.WriteFile(npm, []byte("#!/bin/sh\n[ \"$*\" = \"config get registry\" ] || exit 3\necho https://npm-mirror.example/repo/\n"), 0o755)
+	found := func(string) (string, error) { return npm, nil }
+	missing := func(string) (string, error) { return "", exec.ErrNotFound }
+	env := func(m map[string]string) func(string) (string, bool) {
+		return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+	}
+	if got := npmRegistry(found, env(nil)); got != "https://npm-mirror.example/repo/" {
+		t.Errorf("from npm config: %q", got)
+	}
+	if got := npmRegistry(missing, env(map[string]string{"NPM_CONFIG_REGISTRY": " http://verdaccio.example:4873/ "})); got != "http://verdaccio.example:4873/" {
+		t.Errorf("from NPM_CONFIG_REGISTRY: %q", got)
+	}
+	if got := npmRegistry(missing, env(map[string]string{"npm_config_registry": "http://verdaccio.example:4873/"})); got != "http://verdaccio.example:4873/" {
+		t.Errorf("from npm_config_registry: %q", got)
+	}
+	if got := npmRegistry(missing, env(nil)); got != "" {
+		t.Errorf("no npm, no variable: %q, want none", got)
+	}
+	// An npm that fails or prints nonsense says nothing.
+	os.WriteFile(npm, []byte("#!/bin/sh\necho undefined\n"), 0o755)
+	if got := npmRegistry(found, env(map[string]string{"NPM_CONFIG_REGISTRY": "http://verdaccio.example:4873/"})); got != "http://verdaccio.example:4873/" {
+		t.Errorf("npm printing undefined: %q", got)
+	}
+	if got := HostNPMRegistry(); got != "" && !isHTTPURL(got) {
+		t.Errorf("HostNPMRegistry() = %q", got)
+	}
+}
+
+// No Debian mirror or npm registry is named in the code, the defaults or the
+// docs: the builds take this machine's (TestMirrorIn, TestNPMRegistry), else
+// debootstrap's and npm's own defaults. The names are in testdata.
+func TestNoMirrorOrRegistryNamed(t *testing.T) {
+	b, err := os.ReadFile("testdata/forbidden-hosts.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hosts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			hosts = append(hosts, line)
+		}
+	}
+	if len(hosts) == 0 {
+		t.Fatal("testdata/forbidden-hosts.txt names no host")
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Fatalf("%s is not the repository: %v", root, err)
+	}
+	checked := 0
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			switch d.Name() {
+			case ".git", "testdata", "node_modules", "bin", "demo":
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil || bytes.IndexByte(data, 0) >= 0 { // unreadable or binary
+			return nil
+		}
+		checked++
+		for _, h := range hosts {
+			if i := bytes.Index(data, []byte(h)); i >= 0 {
+				line := bytes.Count(data[:i], []byte("\n")) + 1
+				rel, _ := filepath.Rel(root, p)
+				t.Errorf("%s:%d names %s: take the machine's own mirror or registry instead", rel, line, h)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked < 100 {
+		t.Errorf("only %d files checked", checked)
 	}
 }
 
@@ -294,7 +433,7 @@ func TestWriteInRootReplacesSymlink(t *testing.T) {
 // keys, names and mounts it had before the pipeline was shared, so existing
 // caches and images stay valid.
 func TestParticipantImageRecipe(t *testing.T) {
-	opts := Options{Mirror: DefaultMirror}.withDefaults()
+	opts := testOptions()
 	img := participantImage(opts)
 	provision := embedded("offline/provision.sh")
 	files := contextFiles("offline/Dockerfile.finish")
@@ -307,7 +446,7 @@ func TestParticipantImageRecipe(t *testing.T) {
 	if len(img.caches) != 1 || img.caches[0] != (cacheMount{dir: "npm", target: "/root/.npm"}) {
 		t.Errorf("cache mounts %v, want npm's at /root/.npm", img.caches)
 	}
-	for _, want := range []string{"CODE_SERVER_VERSION=" + DefaultCodeServerVersion, "NPM_VERSION=" + DefaultNPMVersion, "NPM_REGISTRY=" + DefaultNPMRegistry} {
+	for _, want := range []string{"CODE_SERVER_VERSION=" + DefaultCodeServerVersion, "NPM_VERSION=" + DefaultNPMVersion, "NPM_REGISTRY=" + testRegistry} {
 		if !slices.Contains(img.env, want) {
 			t.Errorf("the script's environment %v lacks %s", img.env, want)
 		}
@@ -317,6 +456,17 @@ func TestParticipantImageRecipe(t *testing.T) {
 	}
 	if img.args["CODE_SERVER_VERSION"] != DefaultCodeServerVersion || img.args["THON_VERSION"] != "dev" {
 		t.Errorf("build args %v", img.args)
+	}
+	// No registry on this machine: none is passed, and npm uses its own.
+	none := opts
+	none.Mirror, none.NPMRegistry = "", ""
+	for _, kv := range participantImage(none).env {
+		if strings.HasPrefix(kv, "NPM_REGISTRY=") {
+			t.Errorf("%s passed without a registry", kv)
+		}
+	}
+	if h := participantImage(none).installHint; !strings.Contains(h, "debootstrap's default mirror") || !strings.Contains(h, "npm's default registry") {
+		t.Errorf("hint without mirror and registry: %q", h)
 	}
 	if img.baseArgs != nil {
 		t.Error("the participant image reads nothing from its base")

@@ -263,12 +263,15 @@ func makeRootfs(ctx context.Context, c cache, img offlineImage, log io.Writer, p
 		return err
 	}
 
-	progress(fmt.Sprintf("debootstrap Debian %s from %s", img.suite, img.mirror), 1, total)
+	progress(fmt.Sprintf("debootstrap Debian %s from %s", img.suite, mirrorName(img.mirror)), 1, total)
 	args := []string{"--variant=minbase", "--cache-dir=" + c.debs()}
 	if kr := "/usr/share/keyrings/debian-archive-keyring.gpg"; fileExists(kr) {
 		args = append(args, "--keyring="+kr)
 	}
-	args = append(args, img.suite, root, img.mirror)
+	args = append(args, img.suite, root)
+	if img.mirror != "" { // else debootstrap's own default
+		args = append(args, img.mirror)
+	}
 	if err := run(ctx, log, c.log(), nil, "debootstrap", args...); err != nil {
 		var ue *sandbox.UserError
 		if errors.As(err, &ue) {
@@ -393,10 +396,10 @@ func debootstrapError(err error, img offlineImage) error {
 			"debootstrap cannot check the signature of Debian %s", img.suite)
 	case strings.Contains(msg, "Failed getting release file") || strings.Contains(msg, "Couldn't download"):
 		return sandbox.Hintf(err, "check the mirror URL and that this host reaches it (the mirror option; a proxy: set http_proxy)",
-			"debootstrap cannot download Debian %s from %s", img.suite, img.mirror)
+			"debootstrap cannot download Debian %s from %s", img.suite, mirrorName(img.mirror))
 	}
 	return sandbox.Hintf(err, "see the log for the cause, fix it and run again",
-		"debootstrap of Debian %s from %s failed", img.suite, img.mirror)
+		"debootstrap of Debian %s from %s failed", img.suite, mirrorName(img.mirror))
 }
 
 // run runs name with args, its output to log; env nil keeps this process's

@@ -15,7 +15,7 @@
 # Environment:
 #   CODE_SERVER_VERSION  code-server npm version (required), e.g. 4.100.3
 #   NPM_VERSION          npm version left in the image for participants (default 10.9.9)
-#   NPM_REGISTRY         npm registry (default https://registry.npmjs.org/)
+#   NPM_REGISTRY         npm registry; unset: npm's own default
 #   BUILD_CA_FILE        CA bundle (path inside the chroot) trusted for npm
 #                        during the build only, e.g. the host's bundle when a
 #                        TLS-inspecting proxy sits in front of the registry;
@@ -25,7 +25,6 @@ set -eu
 
 : "${CODE_SERVER_VERSION:?set CODE_SERVER_VERSION, e.g. 4.100.3}"
 NPM_VERSION="${NPM_VERSION:-10.9.9}"
-NPM_REGISTRY="${NPM_REGISTRY:-https://registry.npmjs.org/}"
 
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 LANG=C.UTF-8
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -85,7 +84,9 @@ step "node $(node --version), npm $(npm --version)"
 
 # npm: registry, no audit/fund noise, native modules against Debian's headers,
 # node-pre-gyp modules built from source instead of fetched from GitHub.
-export npm_config_registry="$NPM_REGISTRY"
+if [ -n "${NPM_REGISTRY:-}" ]; then
+	export npm_config_registry="$NPM_REGISTRY"
+fi
 export npm_config_cache=/root/.npm
 export npm_config_audit=false npm_config_fund=false npm_config_update_notifier=false
 export npm_config_loglevel=warn
