@@ -59,7 +59,7 @@ func TestLLMValidate(t *testing.T) {
 		})
 	}
 	// The participant image refuses the LLM base repository too.
-	po := Options{Mirror: testMirror, NPMRegistry: testRegistry, Tag: LLMBaseRepository + ":x"}.withDefaults()
+	po := Options{Mirror: testMirror, Tag: LLMBaseRepository + ":x"}.withDefaults()
 	if err := po.validate(); err == nil || !strings.Contains(err.Error(), "holds the imported root file systems") {
 		t.Errorf("participant tag %s: %v", po.Tag, err)
 	}
@@ -107,7 +107,7 @@ func TestLLMKeys(t *testing.T) {
 	if llmRootfsKey(base, append([]byte("# edited\n"), script...)) == rk {
 		t.Error("editing provision.sh kept the root file system key")
 	}
-	if rootfsKey(Options{Mirror: testMirror, NPMRegistry: testRegistry, Suite: base.Suite}.withDefaults(), script) == rk {
+	if rootfsKey(Options{Mirror: testMirror, Suite: base.Suite}.withDefaults(), script) == rk {
 		t.Error("the participant and LLM root file system keys collide for the same script and suite")
 	}
 
@@ -126,7 +126,7 @@ func TestLLMKeys(t *testing.T) {
 	if llmKey(rk, edited, "v1") == k {
 		t.Error("editing Dockerfile.finish kept the image key")
 	}
-	if finishKey(rk, files, "v1") == k {
+	if finishKey(rk, "", files, "v1") == k {
 		t.Error("participant and LLM image keys collide")
 	}
 
@@ -145,7 +145,7 @@ func TestLLMKeys(t *testing.T) {
 // The LLM image and the participant image can share nothing that one
 // build's clean-up would take from the other.
 func TestLLMAndParticipantImagesApart(t *testing.T) {
-	l, p := llmImage(LLMOptions{Mirror: testMirror}.withDefaults()), participantImage(Options{Mirror: testMirror, NPMRegistry: testRegistry}.withDefaults())
+	l, p := llmImage(LLMOptions{Mirror: testMirror}.withDefaults()), participantImage(Options{Mirror: testMirror, NPMRegistry: testRegistry}.withDefaults(), nil)
 	if l.baseRepo == p.baseRepo || l.tarPrefix == p.tarPrefix || l.cacheDir == p.cacheDir || l.tag == p.tag {
 		t.Fatalf("shared: base %s/%s, tarballs %s/%s, cache %s/%s, tag %s/%s",
 			l.baseRepo, p.baseRepo, l.tarPrefix, p.tarPrefix, l.cacheDir, p.cacheDir, l.tag, p.tag)
