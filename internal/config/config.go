@@ -277,6 +277,13 @@ type Assistants struct {
 	Kilo     Assistant `yaml:"kilo" json:"kilo"`
 	Continue Assistant `yaml:"continue" json:"continue"`
 	Cline    Assistant `yaml:"cline" json:"cline"`
+	OpenCode Assistant `yaml:"opencode" json:"opencode"`
+	// WorkspaceTrust turns VS Code's workspace trust (and its Restricted
+	// Mode prompt) back on; by default the participant's workspace is trusted.
+	WorkspaceTrust bool `yaml:"workspace_trust" json:"workspace_trust"`
+	// GitMCP gives Kilo and OpenCode a git MCP server working in the
+	// participant's workspace, as the participant.
+	GitMCP bool `yaml:"git_mcp" json:"git_mcp"`
 	// VSCodeSettingsFile is a settings.json merged into every participant's
 	// VS Code user settings.
 	VSCodeSettingsFile string `yaml:"vscode_settings_file" json:"vscode_settings_file"`
@@ -412,7 +419,7 @@ func Default() *Config {
 			SmallModel:     LLMModel{CtxPerUser: DefaultSmallCtx, MaxCtx: DefaultMaxCtx},
 			SlotsPerUser:   1, MaxSlots: DefaultMaxSlots,
 		},
-		Assistants: Assistants{Kilo: Assistant{Enabled: true}, Continue: Assistant{Enabled: true}},
+		Assistants: Assistants{Kilo: Assistant{Enabled: true}, Continue: Assistant{Enabled: true}, Cline: Assistant{Enabled: true}, OpenCode: Assistant{Enabled: true}},
 		Gateway: Gateway{
 			Enabled:  true,
 			Listen:   DefaultGatewayListen,

@@ -195,12 +195,23 @@ assistants:
     enabled: true
     # Your own config.yaml; THON's values are merged over it.
     base_file: ""
-  # Cline, configured through its settings.
+  # Cline (the extension and the cline command), configured through its settings.
   cline:
     # Write its configuration into every sandbox.
-    enabled: false
+    enabled: true
     # Your own settings (JSON); THON's values are merged over it.
     base_file: ""
+  # OpenCode (the opencode command), configured in ~/.config/opencode/opencode.json.
+  opencode:
+    # Write its configuration into every sandbox.
+    enabled: true
+    # Your own opencode.json; THON's values are merged over it.
+    base_file: ""
+  # Turn VS Code's workspace trust prompt (Restricted Mode) back on; by
+  # default each participant's own workspace is trusted.
+  workspace_trust: false
+  # Give Kilo and OpenCode a git MCP server in the participant's workspace.
+  git_mcp: false
   # A VS Code settings.json merged into every participant's settings.
   vscode_settings_file: ""
   # Extensions to install at first start: one id (kilocode.kilo-code) or .vsix path per line.
