@@ -16,9 +16,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/thon-dev/thon/internal/access"
 	"github.com/thon-dev/thon/internal/api"
 	"github.com/thon-dev/thon/internal/config"
-	"github.com/thon-dev/thon/internal/frontdoor"
 	"github.com/thon-dev/thon/internal/gateway"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
@@ -39,7 +39,7 @@ type (
 	Event        = store.Event
 	ImportResult = store.ImportResult
 	Instance     = sandbox.Instance
-	Link         = frontdoor.Link
+	Link         = access.Link
 	LinkItem     = api.LinkItem
 	RevokeResult = api.RevokeResult
 	GatewayKey   = store.GatewayKey

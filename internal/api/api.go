@@ -14,9 +14,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/thon-dev/thon/internal/access"
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/frontdoor"
@@ -35,20 +35,15 @@ type Info struct {
 	Started    time.Time `json:"started"`
 }
 
-// Access is the front door as the API sees it: participants' URLs and links.
-type Access interface {
-	MainURL() string
-	URL(user string) string
-	IssueLink(ctx context.Context, user string) (frontdoor.Link, error)
-	Revoke(ctx context.Context, user string) (tokens, sessions int64, err error)
-	SetPassword(ctx context.Context, user, password string) error
-}
-
 // Options configures the API.
 type Options struct {
 	Orchestrator *orchestrator.Orchestrator
 	Store        *store.Store
-	Access       Access
+	// Access issues links, passwords and invites; Addresses says where
+	// things are; Tokens checks and makes API tokens.
+	Access    *access.Service
+	Addresses *frontdoor.Addresses
+	Tokens    *auth.Tokens
 	// Keys is the AI gateway's key ring (nil when the gateway is off);
 	// OnKeysChanged runs after a rotation or revocation (the gateway
 	// forgets its cached keys).
@@ -75,9 +70,9 @@ type Server struct {
 	onKeysChanged func()
 	llm           LLM
 	admins        *auth.Admins
-	touchMu       sync.Mutex
-	touched       map[string]time.Time // token → when its use was last recorded
-	access        Access
+	tokens        *auth.Tokens
+	access        *access.Service
+	addrs         *frontdoor.Addresses
 	metrics       http.Handler
 	orch          *orchestrator.Orchestrator
 	st            *store.Store
@@ -94,7 +89,8 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{keys: o.Keys, onKeysChanged: o.OnKeysChanged, llm: o.LLM, admins: o.Admins, touched: map[string]time.Time{}, access: o.Access, metrics: o.Metrics, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, shutdown: o.Shutdown, mux: http.NewServeMux()}
+	s := &Server{keys: o.Keys, onKeysChanged: o.OnKeysChanged, llm: o.LLM, admins: o.Admins, tokens: o.Tokens, access: o.Access, addrs: o.Addresses,
+		metrics: o.Metrics, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, shutdown: o.Shutdown, mux: http.NewServeMux()}
 	s.routes()
 	return s
 }
@@ -243,42 +239,18 @@ func (s *Server) principal(w http.ResponseWriter, r *http.Request) (auth.Princip
 		writeError(w, http.StatusUnauthorized, "missing bearer token", "send Authorization: Bearer <token> (the admin token is in the data directory, file admin.token)")
 		return auth.Principal{}, false
 	}
-	t, err := s.st.TokenRecord(r.Context(), auth.HashToken(strings.TrimSpace(tok)))
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.fail(w, r, fmt.Errorf("check token: %w", err))
-		return auth.Principal{}, false
-	}
-	reason := "invalid token"
-	if err == nil {
-		reason = t.Refusal(time.Now())
-	}
-	if reason != "" {
+	p, err := s.tokens.Authenticate(r.Context(), tok)
+	var refused *auth.TokenRefused
+	if errors.As(err, &refused) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="thon", error="invalid_token"`)
-		writeError(w, http.StatusUnauthorized, reason, "")
+		writeError(w, http.StatusUnauthorized, refused.Reason, "")
 		return auth.Principal{}, false
 	}
-	s.touch(r.Context(), t.Name)
-	role := t.Role
-	if role != auth.RoleParticipant {
-		role = auth.RoleAdmin
+	if err != nil {
+		s.fail(w, r, err)
+		return auth.Principal{}, false
 	}
-	return auth.Principal{Name: t.Name, Role: role, Scopes: t.Scopes, User: t.User, Via: "token"}, true
-}
-
-// touch records a token's use, at most once a minute per token.
-func (s *Server) touch(ctx context.Context, name string) {
-	s.touchMu.Lock()
-	last := s.touched[name]
-	now := time.Now()
-	if now.Sub(last) < time.Minute {
-		s.touchMu.Unlock()
-		return
-	}
-	s.touched[name] = now
-	s.touchMu.Unlock()
-	if err := s.st.TouchToken(context.WithoutCancel(ctx), name); err != nil {
-		s.log.Warn("record token use", "token", name, "err", err)
-	}
+	return p, true
 }
 
 // sessionPrincipal serves a request signed in by the dashboard's session
@@ -295,7 +267,7 @@ func (s *Server) sessionPrincipal(w http.ResponseWriter, r *http.Request, token 
 		return auth.Principal{}, false
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		if o := r.Header.Get("Origin"); o != "" && o != "https://"+r.Host {
+		if !auth.SameOrigin(r) {
 			writeError(w, http.StatusForbidden, "request from another site refused", "")
 			return auth.Principal{}, false
 		}
@@ -353,7 +325,13 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ve *config.ValidationError
 	var ue *sandbox.UserError
 	var be badRequest
+	var ie *auth.InputError
+	var je *access.JoinError
 	switch {
+	case errors.As(err, &ie):
+		writeError(w, http.StatusBadRequest, ie.Msg, "")
+	case errors.As(err, &je):
+		writeError(w, je.Status, je.Msg, "")
 	case errors.As(err, &ve):
 		writeJSON(w, http.StatusUnprocessableEntity, errorBody{Error: "invalid configuration", Problems: ve.Problems})
 	case errors.Is(err, errNoGateway), errors.Is(err, errNoLLM):
@@ -432,11 +410,8 @@ func (s *Server) getInfo(w http.ResponseWriter, r *http.Request) error {
 		Engine    engine         `json:"engine"`
 		Settings  config.Sandbox `json:"sandbox"`
 	}{Info: s.info, Settings: s.orch.Settings()}
-	if s.access != nil {
-		out.FrontDoor = s.access.MainURL()
-		if d, ok := s.access.(interface{ DashboardURL() string }); ok {
-			out.Dashboard = d.DashboardURL()
-		}
+	if s.addrs != nil {
+		out.FrontDoor, out.Dashboard = s.addrs.MainURL(), s.addrs.DashboardURL()
 	}
 	out.Engine.Name = s.orch.Runtime().Name()
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)

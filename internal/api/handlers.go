@@ -434,8 +434,8 @@ func detached(r *http.Request) context.Context { return context.WithoutCancel(r.
 
 // url is a participant's IDE address through the front door ("" without one).
 func (s *Server) url(user string) string {
-	if s.access == nil {
+	if s.addrs == nil {
 		return ""
 	}
-	return s.access.URL(user)
+	return s.addrs.URL(user)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/thon-dev/thon/internal/access"
 	"github.com/thon-dev/thon/internal/api"
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
@@ -75,6 +76,8 @@ type Daemon struct {
 	Orch      *orchestrator.Orchestrator
 	Store     *store.Store
 	FrontDoor *frontdoor.FrontDoor
+	Access    *access.Service // links, sessions, passwords, invites, joining
+	Tokens    *auth.Tokens    // API tokens
 	CA        *pki.Authority
 	Gateway   *gateway.Gateway // nil when gateway.enabled is false
 	Keyring   *keyring.Keyring
@@ -89,6 +92,7 @@ type Daemon struct {
 	log      *slog.Logger
 	personal *personalizer
 	managed  *llm.Managed // THON's own LLM server; nil when the engine cannot run one
+	addrs    *frontdoor.Addresses
 	srv      *http.Server
 	gwSrv    *http.Server
 	lock     *os.File
@@ -200,8 +204,10 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		// removed one's gateway key stops working.
 		OnUsersChanged: func(ctx context.Context) {
 			d.LLM.ParticipantsChanged()
-			if err := d.FrontDoor.Sync(ctx); err != nil {
-				log.Error("open participants' ports", "err", err)
+			if d.FrontDoor != nil { // nil until the daemon has started
+				if err := d.FrontDoor.Sync(ctx); err != nil {
+					log.Error("open participants' ports", "err", err)
+				}
 			}
 			if d.Keyring != nil {
 				if err := d.Keyring.Prune(ctx); err != nil {
@@ -240,9 +246,11 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.ctx, d.cancel = runCtx, cancel
-	if err := d.startFrontDoor(ctx, cfg, dir, log); err != nil {
+	if err := d.openAddresses(cfg, dir, log); err != nil {
 		return nil, err
 	}
+	d.Access = access.New(access.Options{Store: d.Store, URLs: d.addrs, Orch: d.Orch, TokenTTL: cfg.Access.TokenTTL.D(), Logger: log})
+	d.Tokens = auth.NewTokens(d.Store, log)
 	if err := d.startGateway(cfg, log); err != nil {
 		return nil, err
 	}
@@ -256,7 +264,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	d.URL = "http://" + ln.Addr().String()
 	info := api.Info{Version: o.Version, ConfigPath: cfg.Path, DataDir: dir, Runtime: rt.Name(), PID: os.Getpid(), Started: time.Now().UTC()}
 	handler := api.New(api.Options{
-		Orchestrator: d.Orch, Store: d.Store, Logger: log, Access: d.FrontDoor, Admins: d.Admins,
+		Orchestrator: d.Orch, Store: d.Store, Logger: log, Access: d.Access, Addresses: d.addrs, Tokens: d.Tokens, Admins: d.Admins,
 		Metrics: promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{}),
 		Keys:    keysOrNil(d.Keyring),
 		LLM:     d.LLM,
@@ -269,8 +277,17 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		Info:     info,
 		Shutdown: func() { d.Shutdown(context.Background()) },
 	})
-	d.FrontDoor.SetAPI(handler) // remote admins use the API over HTTPS too
-	if err := d.startDashboard(ctx, o, cfg, handler, info, log); err != nil {
+	dash, err := d.newDashboard(ctx, o, cfg, handler, info, log)
+	if err != nil {
+		return nil, err
+	}
+	// The front door last, from finished handlers: remote admins use the
+	// API over HTTPS too, organizers the dashboard.
+	d.FrontDoor = frontdoor.New(frontdoor.Options{
+		Addresses: d.addrs, Access: d.Access, Tokens: d.Tokens, TLS: d.CA.TLSConfig(), CA: d.CA.Handler(),
+		API: handler, Dashboard: dash, Orch: d.Orch, Logger: log,
+	})
+	if err := d.FrontDoor.Start(ctx); err != nil {
 		return nil, err
 	}
 	d.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return runCtx }}
@@ -314,9 +331,10 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// startFrontDoor opens the local CA (or the organizer's certificate) and the
-// HTTPS listeners participants use.
-func (d *Daemon) startFrontDoor(ctx context.Context, cfg *config.Config, dir string, log *slog.Logger) error {
+// openAddresses opens the local CA (or the organizer's certificate) and
+// works out where the front door is reached, following the machine's
+// address when it is detected.
+func (d *Daemon) openAddresses(cfg *config.Config, dir string, log *slog.Logger) error {
 	access := cfg.Access
 	detect := access.ExternalIP == ""
 	if detect {
@@ -334,12 +352,7 @@ func (d *Daemon) startFrontDoor(ctx context.Context, cfg *config.Config, dir str
 		return err
 	}
 	d.CA = ca
-	d.FrontDoor = frontdoor.New(frontdoor.Options{
-		Access: access, TLS: ca.TLSConfig(), CA: ca.Handler(), Store: d.Store, Orch: d.Orch, Logger: log,
-	})
-	if err := d.FrontDoor.Start(ctx); err != nil {
-		return err
-	}
+	d.addrs = frontdoor.NewAddresses(access, d.Store)
 	if detect {
 		// The machine may move (DHCP, another network): follow its address;
 		// the certificate is reissued at the next handshake, no restart.
@@ -356,7 +369,7 @@ func (d *Daemon) startFrontDoor(ctx context.Context, cfg *config.Config, dir str
 				if ip := detectIP(log); ip != last {
 					log.Info("external IP changed; reissuing the certificate", "from", last, "to", ip)
 					ca.SetHosts(hosts(ip))
-					d.FrontDoor.SetExternalIP(ip)
+					d.addrs.SetExternalIP(ip)
 					last = ip
 				}
 			}

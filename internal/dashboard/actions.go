@@ -20,6 +20,7 @@ import (
 
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/jsonc"
+	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/people"
 	"github.com/thon-dev/thon/internal/store"
 )
@@ -37,27 +38,25 @@ type card struct {
 func (d *Dashboard) cards(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	group := r.PostFormValue("group")
-	g, err := d.o.Store.Group(ctx, group)
-	if err != nil {
+	if _, err := d.o.Store.Group(ctx, group); err != nil {
 		http.Error(w, "no such group: "+group, http.StatusNotFound)
 		return
 	}
+	links, err := d.o.Access.IssueLinks(ctx, sessionOf(r).Actor, orchestrator.Filter{Groups: []string{group}})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
 	var cs []card
-	for _, u := range g.Users {
-		l, err := d.o.Access.IssueLink(ctx, u)
-		if err != nil {
-			http.Error(w, fmt.Sprintf("access link for %s: %v", u, err), http.StatusInternalServerError)
-			return
-		}
+	for _, l := range links {
 		png, err := qrcode.Encode(l.Link, qrcode.Medium, 256)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		cs = append(cs, card{User: u, Group: group, URL: l.URL, Link: l.Link, Expires: l.Expires.Local().Format("Mon 2 Jan 15:04"),
+		cs = append(cs, card{User: l.User, Group: l.Group, URL: l.URL, Link: l.Link, Expires: l.Expires.Local().Format("Mon 2 Jan 15:04"),
 			QR: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))})
 	}
-	d.o.Store.AddEvent(context.WithoutCancel(ctx), sessionOf(r).Actor, "access.cards", group, strconv.Itoa(len(cs))+" links issued")
 	d.render(w, r, http.StatusOK, "cards", pageData{Title: "Access cards: " + group, CSRF: sessionOf(r).CSRF, Data: cs})
 }
 

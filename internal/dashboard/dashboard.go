@@ -17,8 +17,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/thon-dev/thon/internal/access"
 	"github.com/thon-dev/thon/internal/api"
 	"github.com/thon-dev/thon/internal/auth"
+	"github.com/thon-dev/thon/internal/frontdoor"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/store"
 )
@@ -37,15 +39,16 @@ type TLSInfo struct {
 
 // Options wires the dashboard to the daemon's services.
 type Options struct {
-	Orch   *orchestrator.Orchestrator
-	Store  *store.Store
-	Access api.Access
-	Keys   api.GatewayKeys // nil when the gateway is off
-	LLM    api.LLM         // nil when there is none
-	API    http.Handler    // the REST API, mounted at /api/ on the dashboard's origin too
-	TLS    func() TLSInfo
-	Info   func() Info
-	Logger *slog.Logger
+	Orch      *orchestrator.Orchestrator
+	Store     *store.Store
+	Access    *access.Service
+	Addresses *frontdoor.Addresses
+	Keys      api.GatewayKeys // nil when the gateway is off
+	LLM       api.LLM         // nil when there is none
+	API       http.Handler    // the REST API, mounted at /api/ on the dashboard's origin too
+	TLS       func() TLSInfo
+	Info      func() Info
+	Logger    *slog.Logger
 	// SSO signs people in with providers (nil: none configured); Admins
 	// are the identities that become organizers; Sessions opens sessions
 	// for them.
@@ -68,7 +71,6 @@ type Info struct {
 // Dashboard serves the pages.
 type Dashboard struct {
 	o     Options
-	joins auth.Lockout // name-and-password joins
 	pages map[string]*template.Template
 	mux   *http.ServeMux
 }
@@ -174,26 +176,13 @@ func (d *Dashboard) signedIn(next http.HandlerFunc) http.HandlerFunc {
 			if tok == "" {
 				tok = r.PostFormValue("csrf")
 			}
-			if !sameOrigin(r) || !auth.CheckCSRF(s, tok) {
+			if !auth.SameOrigin(r) || !auth.CheckCSRF(s, tok) {
 				http.Error(w, "this form is out of date or came from another site: reload the page", http.StatusForbidden)
 				return
 			}
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)))
 	}
-}
-
-// sameOrigin refuses a request whose Origin (or, without one, Referer)
-// names another site.
-func sameOrigin(r *http.Request) bool {
-	want := "https://" + r.Host
-	if o := r.Header.Get("Origin"); o != "" {
-		return o == want
-	}
-	if ref := r.Header.Get("Referer"); ref != "" {
-		return ref == want || strings.HasPrefix(ref, want+"/")
-	}
-	return true
 }
 
 // safeNext keeps a post-login redirect on this site.
@@ -221,7 +210,7 @@ func (d *Dashboard) loginPage(w http.ResponseWriter, r *http.Request) {
 
 func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 	next := safeNext(r.PostFormValue("next"))
-	if !sameOrigin(r) {
+	if !auth.SameOrigin(r) {
 		http.Error(w, "sign-in from another site refused", http.StatusForbidden)
 		return
 	}
@@ -236,11 +225,9 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 			d.o.Logger.Error("dashboard sign-in", "err", err)
 			err = errors.New("sign-in failed; see the daemon's log")
 		}
-		d.o.Store.AddEvent(context.WithoutCancel(r.Context()), "dashboard", "admin.login.failed", addr, "")
 		d.render(w, r, status, "login", pageData{Title: "Sign in", Next: next, Error: err.Error()})
 		return
 	}
-	d.o.Store.AddEvent(context.WithoutCancel(r.Context()), s.Actor, "admin.login", addr, "")
 	setSession(w, s.Token)
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
@@ -249,7 +236,6 @@ func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(auth.AdminCookie); err == nil {
 		d.o.Sessions.Logout(r.Context(), c.Value)
 	}
-	d.o.Store.AddEvent(context.WithoutCancel(r.Context()), sessionOf(r).Actor, "admin.logout", "", "")
 	http.SetCookie(w, &http.Cookie{Name: auth.AdminCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }

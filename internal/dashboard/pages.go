@@ -170,7 +170,7 @@ func (d *Dashboard) instances(r *http.Request) (string, string, any, error) {
 	data.Page = clamp(atoi(q.Get("page"), 1), 1, data.Pages)
 	from := (data.Page - 1) * data.Size
 	for _, s := range matched[min(from, len(matched)):min(from+data.Size, len(matched))] {
-		data.Rows = append(data.Rows, row{Status: s, URL: d.o.Access.URL(s.User)})
+		data.Rows = append(data.Rows, row{Status: s, URL: d.o.Addresses.URL(s.User)})
 	}
 	data.Shown = len(data.Rows)
 	return "instances", "Instances", data, nil
@@ -395,7 +395,7 @@ func (d *Dashboard) settings(r *http.Request) (string, string, any, error) {
 
 func (d *Dashboard) settingsData(r *http.Request, edit store.ConfigFile) (settingsData, error) {
 	ctx := r.Context()
-	data := settingsData{Edit: edit, Kinds: FileKinds, CAURL: d.o.Access.MainURL() + "ca"}
+	data := settingsData{Edit: edit, Kinds: FileKinds, CAURL: d.o.Addresses.MainURL() + "ca"}
 	if d.o.Info != nil {
 		data.Info = d.o.Info()
 	}
