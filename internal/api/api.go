@@ -19,6 +19,7 @@ import (
 	"github.com/thon-dev/thon/internal/access"
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/configfiles"
 	"github.com/thon-dev/thon/internal/frontdoor"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
@@ -44,6 +45,8 @@ type Options struct {
 	Access    *access.Service
 	Addresses *frontdoor.Addresses
 	Tokens    *auth.Tokens
+	// Files are the configuration files kept in the database.
+	Files *configfiles.Service
 	// Keys is the AI gateway's key ring (nil when the gateway is off);
 	// OnKeysChanged runs after a rotation or revocation (the gateway
 	// forgets its cached keys).
@@ -71,6 +74,7 @@ type Server struct {
 	llm           LLM
 	admins        *auth.Admins
 	tokens        *auth.Tokens
+	files         *configfiles.Service
 	access        *access.Service
 	addrs         *frontdoor.Addresses
 	metrics       http.Handler
@@ -89,7 +93,7 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{keys: o.Keys, onKeysChanged: o.OnKeysChanged, llm: o.LLM, admins: o.Admins, tokens: o.Tokens, access: o.Access, addrs: o.Addresses,
+	s := &Server{keys: o.Keys, onKeysChanged: o.OnKeysChanged, llm: o.LLM, admins: o.Admins, tokens: o.Tokens, files: o.Files, access: o.Access, addrs: o.Addresses,
 		metrics: o.Metrics, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, shutdown: o.Shutdown, mux: http.NewServeMux()}
 	s.routes()
 	return s
@@ -133,6 +137,10 @@ func (s *Server) routeTable() []route {
 		{"GET", "/api/v1/info", sys, false, s.getInfo},
 		{"POST", "/api/v1/shutdown", sys, false, s.postShutdown},
 		{"POST", "/api/v1/import", sys, false, s.postImport},
+		{"GET", "/api/v1/files", sys, false, s.listFiles},
+		{"GET", "/api/v1/files/{name}", sys, false, s.getFile},
+		{"PUT", "/api/v1/files/{name}", sys, false, s.putFile},
+		{"DELETE", "/api/v1/files/{name}", sys, false, s.deleteFile},
 		{"GET", "/api/v1/tokens", sys, false, s.listTokens},
 		{"POST", "/api/v1/tokens", sys, false, s.createToken},
 		{"DELETE", "/api/v1/tokens/{name}", sys, false, s.revokeToken},
@@ -327,7 +335,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var be badRequest
 	var ie *auth.InputError
 	var je *access.JoinError
+	var fe *configfiles.InvalidError
 	switch {
+	case errors.As(err, &fe):
+		writeJSON(w, http.StatusUnprocessableEntity, fileProblems(fe))
 	case errors.As(err, &ie):
 		writeError(w, http.StatusBadRequest, ie.Msg, "")
 	case errors.As(err, &je):

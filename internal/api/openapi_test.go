@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/thon-dev/thon/internal/access"
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/llm"
@@ -422,7 +423,11 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"Token", store.Token{}, true, nil},
 		{"TokenRequest", TokenRequest{}, false, nil},
 		{"CreatedToken", CreatedToken{}, true, nil},
-		{"Invite", store.Invite{}, true, nil},
+		{"Invite", access.Invite{}, true, nil},
+		{"ConfigFile", store.ConfigFile{}, true, nil},
+		{"FileRequest", FileRequest{}, false, nil},
+		{"FileSaved", FileSaved{}, true, nil},
+		{"LLMServer", llm.ServerStatus{}, true, nil},
 		{"InviteRequest", InviteRequest{}, false, nil},
 		{"CreatedInvite", CreatedInvite{}, true, nil},
 		{"ImportUsersRequest", ImportUsersRequest{}, false, nil},

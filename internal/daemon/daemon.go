@@ -25,6 +25,7 @@ import (
 	"github.com/thon-dev/thon/internal/api"
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/configfiles"
 	"github.com/thon-dev/thon/internal/frontdoor"
 	"github.com/thon-dev/thon/internal/gateway"
 	"github.com/thon-dev/thon/internal/gateway/keyring"
@@ -78,6 +79,7 @@ type Daemon struct {
 	FrontDoor *frontdoor.FrontDoor
 	Access    *access.Service // links, sessions, passwords, invites, joining
 	Tokens    *auth.Tokens    // API tokens
+	Files     *configfiles.Service
 	CA        *pki.Authority
 	Gateway   *gateway.Gateway // nil when gateway.enabled is false
 	Keyring   *keyring.Keyring
@@ -251,6 +253,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	}
 	d.Access = access.New(access.Options{Store: d.Store, URLs: d.addrs, Orch: d.Orch, TokenTTL: cfg.Access.TokenTTL.D(), Logger: log})
 	d.Tokens = auth.NewTokens(d.Store, log)
+	d.Files = configfiles.New(d.Store, d.personal.reapply, log)
 	if err := d.startGateway(cfg, log); err != nil {
 		return nil, err
 	}
@@ -264,7 +267,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	d.URL = "http://" + ln.Addr().String()
 	info := api.Info{Version: o.Version, ConfigPath: cfg.Path, DataDir: dir, Runtime: rt.Name(), PID: os.Getpid(), Started: time.Now().UTC()}
 	handler := api.New(api.Options{
-		Orchestrator: d.Orch, Store: d.Store, Logger: log, Access: d.Access, Addresses: d.addrs, Tokens: d.Tokens, Admins: d.Admins,
+		Orchestrator: d.Orch, Store: d.Store, Logger: log, Access: d.Access, Addresses: d.addrs, Tokens: d.Tokens, Files: d.Files, Admins: d.Admins,
 		Metrics: promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{}),
 		Keys:    keysOrNil(d.Keyring),
 		LLM:     d.LLM,

@@ -20,6 +20,7 @@ import (
 	"github.com/thon-dev/thon/internal/access"
 	"github.com/thon-dev/thon/internal/api"
 	"github.com/thon-dev/thon/internal/auth"
+	"github.com/thon-dev/thon/internal/configfiles"
 	"github.com/thon-dev/thon/internal/frontdoor"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/store"
@@ -55,9 +56,8 @@ type Options struct {
 	SSO      *auth.SSO
 	Admins   []string
 	Sessions *auth.Admins
-	// FilesChanged runs after a configuration file was saved or deleted
-	// (the assistants' files take effect for new sandboxes).
-	FilesChanged func() error
+	// Files are the configuration files kept in the database.
+	Files *configfiles.Service
 }
 
 // Info is what the settings page shows about the daemon.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/thon-dev/thon/internal/auth"
+	"github.com/thon-dev/thon/internal/configfiles"
 	"github.com/thon-dev/thon/internal/llm"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
@@ -382,7 +383,7 @@ type settingsData struct {
 	Kinds  []string
 	Events []store.Event
 	Before int64 // the audit log's next page
-	Errors []fileError
+	Errors []configfiles.Problem
 }
 
 func (d *Dashboard) settings(r *http.Request) (string, string, any, error) {
@@ -395,7 +396,7 @@ func (d *Dashboard) settings(r *http.Request) (string, string, any, error) {
 
 func (d *Dashboard) settingsData(r *http.Request, edit store.ConfigFile) (settingsData, error) {
 	ctx := r.Context()
-	data := settingsData{Edit: edit, Kinds: FileKinds, CAURL: d.o.Addresses.MainURL() + "ca"}
+	data := settingsData{Edit: edit, Kinds: configfiles.Kinds, CAURL: d.o.Addresses.MainURL() + "ca"}
 	if d.o.Info != nil {
 		data.Info = d.o.Info()
 	}

@@ -22,12 +22,30 @@ type Token struct {
 	Hash     string    `json:"-"`
 }
 
-// Refusal says why the token may not be used at now, or "" when it may.
-func (t Token) Refusal(now time.Time) string {
+// Token states (Token.State).
+const (
+	TokenActive  = "active"
+	TokenRevoked = "revoked"
+	TokenExpired = "expired"
+)
+
+// State is whether the token works at now: active, revoked or expired.
+func (t Token) State(now time.Time) string {
 	switch {
 	case t.Revoked:
-		return "this token was revoked"
+		return TokenRevoked
 	case !t.Expires.IsZero() && !now.Before(t.Expires):
+		return TokenExpired
+	}
+	return TokenActive
+}
+
+// Refusal says why the token may not be used at now, or "" when it may.
+func (t Token) Refusal(now time.Time) string {
+	switch t.State(now) {
+	case TokenRevoked:
+		return "this token was revoked"
+	case TokenExpired:
 		return "this token has expired"
 	}
 	return ""
