@@ -29,4 +29,3 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
-

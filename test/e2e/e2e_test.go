@@ -588,3 +588,47 @@ func TestGatewayKeysUsageAndAReplica(t *testing.T) {
 		t.Fatalf("replica did not stop cleanly: %v\n%s", err, logs.String())
 	}
 }
+
+// The configuration files kept in the database, from the CLI: a bad file
+// is refused at its line and nothing is kept; a good one is stored, read
+// back, makes running sandboxes outdated, and goes again.
+func TestStoredFilesFromTheCLI(t *testing.T) {
+	ev := newEvent(t)
+	ev.writeConfig(testenv.SandboxImage(t), "", demoGroups)
+	ev.ok("run")
+	bad := filepath.Join(ev.dir, "bad.json")
+	os.WriteFile(bad, []byte("{\n  \"editor.fontSize\": 18\n  \"x\": 1\n}\n"), 0o644)
+	if r := ev.thon("files", "put", "vscode-settings", bad); r.code == 0 || !strings.Contains(r.stderr, "vscode-settings was not saved") || !strings.Contains(r.stderr, "vscode-settings:3") {
+		t.Fatalf("a bad file: %s", r)
+	}
+	if r := ev.ok("files", "list"); !strings.Contains(r.stdout, "no files are stored") {
+		t.Fatalf("after a refused put: %s", r)
+	}
+	good := filepath.Join(ev.dir, "good.json")
+	os.WriteFile(good, []byte("{\n  // larger text for the projector\n  \"editor.fontSize\": 18,\n}\n"), 0o644)
+	if r := ev.ok("files", "put", "vscode-settings", good); !strings.Contains(r.stdout, "vscode-settings stored. New sandboxes get it") {
+		t.Fatalf("put: %s", r)
+	}
+	if r := ev.ok("files", "get", "vscode-settings"); !strings.Contains(r.stdout, `"editor.fontSize": 18`) {
+		t.Fatalf("get: %s", r)
+	}
+	if st := ev.status()["alice"]; !st.Outdated {
+		t.Fatalf("alice's sandbox is not outdated after a new settings file: %+v", st)
+	}
+	if r := ev.ok("files", "list", "-o", "json"); !strings.Contains(r.stdout, `"name": "vscode-settings"`) {
+		t.Fatalf("list: %s", r)
+	}
+	ev.ok("files", "rm", "vscode-settings")
+	if r := ev.thon("files", "get", "vscode-settings"); r.code == 0 {
+		t.Fatalf("get after rm: %s", r)
+	}
+	if r := ev.thon("files", "put", "nonsense", good); r.code == 0 || !strings.Contains(r.stderr, "unknown kind") {
+		t.Fatalf("an unknown file: %s", r)
+	}
+	events := ev.ok("events").stdout
+	for _, want := range []string{"config.file.save", "config.file.delete"} {
+		if !strings.Contains(events, want) {
+			t.Errorf("no %s in the audit log:\n%s", want, events)
+		}
+	}
+}
