@@ -20,6 +20,7 @@ import (
 	"github.com/thon-dev/thon/internal/api"
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/gateway"
+	"github.com/thon-dev/thon/internal/gateway/keyring"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
 	"github.com/thon-dev/thon/internal/store"
@@ -45,6 +46,7 @@ type (
 	GatewayKey   = store.GatewayKey
 	RotatedKey   = api.RotatedKey
 	UsageRow     = store.UsageRow
+	UsageSummary = keyring.UsageSummary
 )
 
 // Error is an error answered by the API.
@@ -405,6 +407,22 @@ func (c *Client) GatewayUsage(ctx context.Context, users, groups []string, since
 		q.Set("since", since)
 	}
 	return out, c.do(ctx, http.MethodGet, "/api/v1/gateway/usage", q, nil, &out)
+}
+
+// GatewayUsageSummary is the gateway's usage summed (in all, per key, per
+// key and model, per group), of some users' or groups' keys (all when both
+// are empty) since a duration ago ("" for all time); minutes > 0 adds
+// tokens per minute of the last minutes.
+func (c *Client) GatewayUsageSummary(ctx context.Context, users, groups []string, since string, minutes int) (UsageSummary, error) {
+	var out UsageSummary
+	q := url.Values{"user": users, "group": groups}
+	if since != "" {
+		q.Set("since", since)
+	}
+	if minutes > 0 {
+		q.Set("minutes", strconv.Itoa(minutes))
+	}
+	return out, c.do(ctx, http.MethodGet, "/api/v1/gateway/usage/summary", q, nil, &out)
 }
 
 // GatewayBackend makes a daemon the key store and usage sink of a gateway

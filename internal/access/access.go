@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/thon-dev/thon/internal/auth"
+	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/store"
 )
@@ -170,7 +171,7 @@ func (s *Service) SetPassword(ctx context.Context, actor, user, password string)
 	}
 	h, err := auth.HashPassword(password)
 	if err != nil {
-		return &auth.InputError{Msg: err.Error()}
+		return config.Problem{Msg: err.Error()}
 	}
 	if err := s.o.Store.SetPassword(ctx, user, string(h)); err != nil {
 		return err

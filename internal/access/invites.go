@@ -52,13 +52,13 @@ func (s *Service) JoinURL(code string) string { return s.o.URLs.DashboardURL() +
 // group, for ttl.
 func (s *Service) CreateInvite(ctx context.Context, actor, group string, uses int, ttl time.Duration) (CreatedInvite, error) {
 	if err := config.ValidName("group", group); err != nil {
-		return CreatedInvite{}, &auth.InputError{Msg: err.Error()}
+		return CreatedInvite{}, err
 	}
 	if uses < 1 || uses > MaxInviteUses {
-		return CreatedInvite{}, &auth.InputError{Msg: fmt.Sprintf("uses=%d: how many people may join with it, 1..%d", uses, MaxInviteUses)}
+		return CreatedInvite{}, config.Problem{Msg: fmt.Sprintf("uses=%d: how many people may join with it, 1..%d", uses, MaxInviteUses)}
 	}
 	if ttl <= 0 || ttl > MaxInviteTTL {
-		return CreatedInvite{}, &auth.InputError{Msg: fmt.Sprintf("expires in %s: how long it works, a duration such as 48h (at most %s)", ttl, MaxInviteTTL)}
+		return CreatedInvite{}, config.Problem{Msg: fmt.Sprintf("expires in %s: how long it works, a duration such as 48h (at most %s)", ttl, MaxInviteTTL)}
 	}
 	if _, err := s.o.Store.Group(ctx, group); err != nil {
 		return CreatedInvite{}, err
@@ -96,7 +96,7 @@ func (s *Service) Invites(ctx context.Context) ([]Invite, error) {
 // RevokeInvite withdraws an invite: nobody joins with it any more.
 func (s *Service) RevokeInvite(ctx context.Context, actor, id string) error {
 	if len(id) != 6 || strings.Trim(id, "abcdefghijklmnopqrstuvwxyz234567") != "" {
-		return &auth.InputError{Msg: fmt.Sprintf("invite id %q: the first 6 characters of the code, as thon invite list shows", id)}
+		return config.Problem{Msg: fmt.Sprintf("invite id %q: the first 6 characters of the code, as thon invite list shows", id)}
 	}
 	if err := s.o.Store.RevokeInvite(ctx, id); err != nil {
 		return err

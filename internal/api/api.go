@@ -47,11 +47,8 @@ type Options struct {
 	Tokens    *auth.Tokens
 	// Files are the configuration files kept in the database.
 	Files *configfiles.Service
-	// Keys is the AI gateway's key ring (nil when the gateway is off);
-	// OnKeysChanged runs after a rotation or revocation (the gateway
-	// forgets its cached keys).
-	Keys          GatewayKeys
-	OnKeysChanged func()
+	// Keys is the AI gateway's key ring (nil when the gateway is off).
+	Keys GatewayKeys
 	// Admins accepts the dashboard's session cookie besides bearer tokens
 	// (nil: tokens only).
 	Admins *auth.Admins
@@ -69,21 +66,20 @@ type Options struct {
 
 // Server serves the REST API.
 type Server struct {
-	keys          GatewayKeys
-	onKeysChanged func()
-	llm           LLM
-	admins        *auth.Admins
-	tokens        *auth.Tokens
-	files         *configfiles.Service
-	access        *access.Service
-	addrs         *frontdoor.Addresses
-	metrics       http.Handler
-	orch          *orchestrator.Orchestrator
-	st            *store.Store
-	log           *slog.Logger
-	info          Info
-	shutdown      func()
-	mux           *http.ServeMux
+	keys     GatewayKeys
+	llm      LLM
+	admins   *auth.Admins
+	tokens   *auth.Tokens
+	files    *configfiles.Service
+	access   *access.Service
+	addrs    *frontdoor.Addresses
+	metrics  http.Handler
+	orch     *orchestrator.Orchestrator
+	st       *store.Store
+	log      *slog.Logger
+	info     Info
+	shutdown func()
+	mux      *http.ServeMux
 }
 
 type ctxKey struct{}
@@ -93,7 +89,7 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{keys: o.Keys, onKeysChanged: o.OnKeysChanged, llm: o.LLM, admins: o.Admins, tokens: o.Tokens, files: o.Files, access: o.Access, addrs: o.Addresses,
+	s := &Server{keys: o.Keys, llm: o.LLM, admins: o.Admins, tokens: o.Tokens, files: o.Files, access: o.Access, addrs: o.Addresses,
 		metrics: o.Metrics, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, shutdown: o.Shutdown, mux: http.NewServeMux()}
 	s.routes()
 	return s
@@ -167,6 +163,7 @@ func (s *Server) routeTable() []route {
 		{"POST", "/api/v1/gateway/keys/{id}/rotate", gwW, false, s.rotateKey},
 		{"DELETE", "/api/v1/gateway/keys/{id}", gwW, false, s.revokeKey},
 		{"GET", "/api/v1/gateway/usage", gwR, true, s.usage},
+		{"GET", "/api/v1/gateway/usage/summary", gwR, true, s.usageSummary},
 		{"POST", "/api/v1/gateway/usage", gwW, false, s.addUsage},
 		{"GET", "/api/v1/gateway/lookup", gwR, false, s.lookupKey},
 		{"GET", "/api/v1/llm", llmR, false, s.needLLM(s.llmStatus)},
@@ -333,14 +330,14 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ve *config.ValidationError
 	var ue *sandbox.UserError
 	var be badRequest
-	var ie *auth.InputError
+	var pr config.Problem
 	var je *access.JoinError
 	var fe *configfiles.InvalidError
 	switch {
 	case errors.As(err, &fe):
 		writeJSON(w, http.StatusUnprocessableEntity, fileProblems(fe))
-	case errors.As(err, &ie):
-		writeError(w, http.StatusBadRequest, ie.Msg, "")
+	case errors.As(err, &pr):
+		writeError(w, http.StatusBadRequest, pr.Msg, pr.Hint)
 	case errors.As(err, &je):
 		writeError(w, je.Status, je.Msg, "")
 	case errors.As(err, &ve):

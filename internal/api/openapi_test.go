@@ -15,6 +15,7 @@ import (
 	"github.com/thon-dev/thon/internal/access"
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/gateway/keyring"
 	"github.com/thon-dev/thon/internal/llm"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
@@ -428,6 +429,9 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"FileRequest", FileRequest{}, false, nil},
 		{"FileSaved", FileSaved{}, true, nil},
 		{"LLMServer", llm.ServerStatus{}, true, nil},
+		{"UsageSummary", keyring.UsageSummary{}, true, nil},
+		{"Usage", keyring.Usage{}, true, nil},
+		{"KeyUsage", keyring.KeyUsage{}, true, nil},
 		{"InviteRequest", InviteRequest{}, false, nil},
 		{"CreatedInvite", CreatedInvite{}, true, nil},
 		{"ImportUsersRequest", ImportUsersRequest{}, false, nil},

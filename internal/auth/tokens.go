@@ -91,14 +91,14 @@ type TokenRequest struct {
 // kept.
 func (t *Tokens) Create(ctx context.Context, actor string, req TokenRequest) (secret string, rec store.Token, err error) {
 	if err := config.ValidName("token", req.Name); err != nil {
-		return "", store.Token{}, &InputError{Msg: err.Error()}
+		return "", store.Token{}, err
 	}
 	scopes, err := ParseScopes(strings.Join(req.Scopes, ","))
 	if err != nil {
-		return "", store.Token{}, &InputError{Msg: err.Error()}
+		return "", store.Token{}, config.Problem{Msg: err.Error()}
 	}
 	if req.ExpiresIn < 0 {
-		return "", store.Token{}, &InputError{Msg: "a token's lifetime must be positive (or none, for a token that does not expire)"}
+		return "", store.Token{}, config.Problem{Msg: "a token's lifetime must be positive (or none, for a token that does not expire)"}
 	}
 	tok := store.Token{Name: req.Name, Role: RoleAdmin, Scopes: scopes}
 	if req.ExpiresIn > 0 {
@@ -122,7 +122,7 @@ func (t *Tokens) Create(ctx context.Context, actor string, req TokenRequest) (se
 // Revoke makes a token stop working at once.
 func (t *Tokens) Revoke(ctx context.Context, actor, name string) error {
 	if err := config.ValidName("token", name); err != nil {
-		return &InputError{Msg: err.Error()}
+		return err
 	}
 	if err := t.st.RevokeToken(ctx, name); err != nil {
 		return err
@@ -138,16 +138,4 @@ func (t *Tokens) audit(ctx context.Context, actor, action, target, detail string
 	if _, err := t.st.AddEvent(context.WithoutCancel(ctx), actor, action, target, detail); err != nil {
 		t.log.Warn("audit log", "action", action, "err", err)
 	}
-}
-
-// InputError is a request a service refuses: Msg says what is wrong and
-// how to fix it, for the person who sent it (the API answers 400).
-type InputError struct{ Msg string }
-
-func (e *InputError) Error() string { return e.Msg }
-
-// IsInput reports whether err is the caller's to fix.
-func IsInput(err error) bool {
-	var ie *InputError
-	return errors.As(err, &ie)
 }

@@ -157,6 +157,12 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		if d.Keyring, err = keyring.Open(dir, d.Store, cfg.Gateway.Mode, cfg.Gateway.Limits.TokenKind); err != nil {
 			return nil, err
 		}
+		d.Keyring.OnChange = func() {
+			if d.Gateway != nil {
+				d.Gateway.ForgetKeys()
+			}
+			d.Orch.SpecsChanged() // a sandbox with the old key is outdated
+		}
 	}
 	if d.personal, err = newPersonalizer(d, cfg, log); err != nil {
 		return nil, err
@@ -268,15 +274,9 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	info := api.Info{Version: o.Version, ConfigPath: cfg.Path, DataDir: dir, Runtime: rt.Name(), PID: os.Getpid(), Started: time.Now().UTC()}
 	handler := api.New(api.Options{
 		Orchestrator: d.Orch, Store: d.Store, Logger: log, Access: d.Access, Addresses: d.addrs, Tokens: d.Tokens, Files: d.Files, Admins: d.Admins,
-		Metrics: promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{}),
-		Keys:    keysOrNil(d.Keyring),
-		LLM:     d.LLM,
-		OnKeysChanged: func() {
-			if d.Gateway != nil {
-				d.Gateway.ForgetKeys()
-			}
-			d.Orch.SpecsChanged() // a sandbox with the old key is outdated
-		},
+		Metrics:  promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{}),
+		Keys:     keysOrNil(d.Keyring),
+		LLM:      d.LLM,
 		Info:     info,
 		Shutdown: func() { d.Shutdown(context.Background()) },
 	})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/configfiles"
+	"github.com/thon-dev/thon/internal/gateway/keyring"
 	"github.com/thon-dev/thon/internal/llm"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
@@ -70,7 +71,7 @@ type overviewData struct {
 	Participants, Groups, Outdated int
 	ByState                        []stateCount
 	LLM                            *llm.Status
-	Usage                          usageSummary
+	Usage                          keyring.UsageSummary
 	Events                         []store.Event
 }
 
@@ -231,109 +232,28 @@ func (d *Dashboard) llmPage(r *http.Request) (string, string, any, error) {
 	return "llm", "LLM", &st, nil
 }
 
-// usageSummary is the gateway's traffic over a window, per minute and per key.
-type usageSummary struct {
-	Minutes          int
-	Requests, Tokens int64
-	Rejections       int64
-	PerMinute        []int64 // tokens, oldest first, one per minute of the window
-	LastMinute       minuteTotals
-	Keys             []keyUsage
-	Groups           []keyUsage
-}
-
-type minuteTotals struct{ Requests, Tokens, Rejections int64 }
-
-type keyUsage struct {
-	ID                   string
-	Requests, Tokens     int64
-	Rejections           int64
-	PerMinute            []int64
-	Generation           int
-	Revoked, HasRecord   bool
-	Kind, Owner, Rotated string
-}
-
-// usage sums the gateway's per-minute counters of the last minutes.
-func (d *Dashboard) usage(ctx context.Context, minutes int) (usageSummary, error) {
-	u := usageSummary{Minutes: minutes, PerMinute: make([]int64, minutes)}
-	now := time.Now().UTC().Truncate(time.Minute)
-	start := now.Add(-time.Duration(minutes-1) * time.Minute)
-	rows, err := d.o.Store.Usage(ctx, store.UsageFilter{Since: start})
-	if err != nil {
-		return u, err
+// usage is the gateway's traffic over the last minutes, as the key ring
+// sums it for everyone (empty when the gateway is off).
+func (d *Dashboard) usage(ctx context.Context, minutes int) (keyring.UsageSummary, error) {
+	if d.o.Keys == nil {
+		return keyring.UsageSummary{Minutes: minutes, Total: keyring.Usage{PerMinute: make([]int64, minutes)}}, nil
 	}
-	users, _ := d.o.Store.Users(ctx)
-	groupOf := map[string]string{}
-	for _, us := range users {
-		groupOf[us.Name] = us.Group
-	}
-	keys := map[string]*keyUsage{}
-	groups := map[string]*keyUsage{}
-	get := func(m map[string]*keyUsage, id string) *keyUsage {
-		k := m[id]
-		if k == nil {
-			k = &keyUsage{ID: id, PerMinute: make([]int64, minutes)}
-			m[id] = k
-		}
-		return k
-	}
-	for _, row := range rows {
-		i := int(row.Minute.Sub(start) / time.Minute)
-		if i < 0 || i >= minutes {
-			continue
-		}
-		tokens := row.PromptTokens + row.CompletionTokens
-		u.Requests += row.Requests
-		u.Tokens += tokens
-		u.Rejections += row.Rejections
-		u.PerMinute[i] += tokens
-		if i == minutes-1 {
-			u.LastMinute.Requests += row.Requests
-			u.LastMinute.Tokens += tokens
-			u.LastMinute.Rejections += row.Rejections
-		}
-		for _, k := range []*keyUsage{get(keys, row.KeyID), groupUsage(groups, get, row.KeyID, groupOf)} {
-			if k == nil {
-				continue
-			}
-			k.Requests += row.Requests
-			k.Tokens += tokens
-			k.Rejections += row.Rejections
-			k.PerMinute[i] += tokens
-		}
-	}
-	sorted := func(m map[string]*keyUsage) []keyUsage {
-		var list []keyUsage
-		for _, k := range m {
-			list = append(list, *k)
-		}
-		slices.SortFunc(list, func(a, b keyUsage) int { return cmp.Or(cmp.Compare(b.Tokens, a.Tokens), cmp.Compare(a.ID, b.ID)) })
-		return list
-	}
-	u.Keys, u.Groups = sorted(keys), sorted(groups)
-	return u, nil
-}
-
-// groupUsage is the group a key's usage counts for: its own (group keys)
-// or its participant's.
-func groupUsage(groups map[string]*keyUsage, get func(map[string]*keyUsage, string) *keyUsage, keyID string, groupOf map[string]string) *keyUsage {
-	kind, owner, _ := strings.Cut(keyID, ":")
-	switch {
-	case kind == "group":
-		return get(groups, owner)
-	case groupOf[owner] != "":
-		return get(groups, groupOf[owner])
-	}
-	return nil
+	return d.o.Keys.Summary(ctx, keyring.UsageQuery{Minutes: minutes})
 }
 
 // gatewayData is the gateway page.
 type gatewayData struct {
 	Enabled bool
 	Limits  string
-	Keys    []keyUsage
-	Usage   usageSummary
+	Keys    []keyRow
+	Usage   keyring.UsageSummary
+}
+
+// keyRow is a key and its usage in the window.
+type keyRow struct {
+	store.GatewayKey
+	keyring.Usage
+	Rotated string
 }
 
 func (d *Dashboard) gateway(r *http.Request) (string, string, any, error) {
@@ -344,30 +264,25 @@ func (d *Dashboard) gateway(r *http.Request) (string, string, any, error) {
 	}
 	minutes := clamp(atoi(r.URL.Query().Get("minutes"), 60), 5, 24*60)
 	var err error
-	if data.Usage, err = d.usage(ctx, minutes); err != nil {
+	if data.Usage, err = d.usage(ctx, minutes); err != nil || d.o.Keys == nil {
 		return "gateway", "Gateway", data, err
-	}
-	if d.o.Keys == nil {
-		return "gateway", "Gateway", data, nil
 	}
 	ks, err := d.o.Keys.List(ctx)
 	if err != nil {
 		return "gateway", "Gateway", data, err
 	}
-	used := map[string]keyUsage{}
+	used := map[string]keyring.Usage{}
 	for _, k := range data.Usage.Keys {
-		used[k.ID] = k
+		used[k.Key] = k.Usage
 	}
 	for _, k := range ks {
-		u := used[k.ID]
-		u.ID, u.Kind, u.Owner, u.Generation, u.Revoked, u.HasRecord = k.ID, k.Kind, k.Owner, k.Generation, k.Revoked, true
-		u.Rotated = k.RotatedAt.Local().Format(time.DateTime)
-		if u.PerMinute == nil {
+		u, ok := used[k.ID]
+		if !ok {
 			u.PerMinute = make([]int64, minutes)
 		}
-		data.Keys = append(data.Keys, u)
+		data.Keys = append(data.Keys, keyRow{GatewayKey: k, Usage: u, Rotated: k.RotatedAt.Local().Format(time.DateTime)})
 	}
-	slices.SortFunc(data.Keys, func(a, b keyUsage) int { return cmp.Or(cmp.Compare(b.Tokens, a.Tokens), cmp.Compare(a.ID, b.ID)) })
+	slices.SortFunc(data.Keys, func(a, b keyRow) int { return cmp.Or(cmp.Compare(b.Tokens(), a.Tokens()), cmp.Compare(a.ID, b.ID)) })
 	return "gateway", "Gateway", data, nil
 }
 

@@ -566,14 +566,16 @@ func TestGatewayKeysUsageAndAReplica(t *testing.T) {
 		t.Fatalf("chat through the replica: %d\n%s", code, logs.String())
 	}
 	// Its usage reaches the daemon's store.
-	var rows []struct {
-		KeyID    string `json:"key_id"`
-		Requests int64
+	var sum struct {
+		Keys []struct {
+			Key      string `json:"key"`
+			Requests int64  `json:"requests"`
+		} `json:"keys"`
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		r := ev.ok("gateway", "usage", "--user", "alice", "-o", "json")
-		json.Unmarshal([]byte(r.stdout), &rows)
-		if len(rows) == 1 && rows[0].KeyID == "user:alice" && rows[0].Requests == 1 {
+		json.Unmarshal([]byte(r.stdout), &sum)
+		if len(sum.Keys) == 1 && sum.Keys[0].Key == "user:alice" && sum.Keys[0].Requests == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
