@@ -15,7 +15,7 @@ import (
 // Sign-in types, named here for callers of this package.
 type (
 	Principal     = auth.Principal
-	Token         = store.Token
+	Token         = auth.TokenInfo
 	TokenRequest  = api.TokenRequest
 	CreatedToken  = api.CreatedToken
 	Invite        = access.Invite

@@ -60,8 +60,8 @@ type Options struct {
 	Metrics http.Handler
 	Logger  *slog.Logger
 	Info    Info
-	// Shutdown is called (once) by POST /api/v1/shutdown.
-	Shutdown func()
+	// Shutdown is called (once) by POST /api/v1/shutdown, with who asked.
+	Shutdown func(actor string)
 }
 
 // Server serves the REST API.
@@ -78,7 +78,7 @@ type Server struct {
 	st       *store.Store
 	log      *slog.Logger
 	info     Info
-	shutdown func()
+	shutdown func(actor string)
 	mux      *http.ServeMux
 }
 
@@ -434,10 +434,9 @@ func (s *Server) getInfo(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) postShutdown(w http.ResponseWriter, r *http.Request) error {
-	s.st.AddEvent(r.Context(), actor(r), "daemon.shutdown", "", "")
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": "shutting down"})
 	if s.shutdown != nil {
-		go s.shutdown()
+		go s.shutdown(actor(r))
 	}
 	return nil
 }

@@ -6,8 +6,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/thon-dev/thon/internal/gateway/keyring"
+
 	"github.com/thon-dev/thon/internal/orchestrator"
-	"github.com/thon-dev/thon/internal/store"
 )
 
 // streamTick is how often the stream looks for new audit events and usage.
@@ -96,12 +97,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) usageTick(r *http.Request) (UsageTick, error) {
-	var u UsageTick
-	rows, err := s.st.Usage(r.Context(), store.UsageFilter{Since: time.Now().Add(-time.Minute).Truncate(time.Minute)})
-	for _, row := range rows {
-		u.Requests += row.Requests
-		u.Tokens += row.PromptTokens + row.CompletionTokens
-		u.Rejections += row.Rejections
+	if s.keys == nil {
+		return UsageTick{}, nil
 	}
-	return u, err
+	sum, err := s.keys.Summary(r.Context(), keyring.UsageQuery{Minutes: 1})
+	return UsageTick{Requests: sum.Total.Requests, Tokens: sum.Total.Tokens(), Rejections: sum.Total.Rejections}, err
 }

@@ -131,8 +131,26 @@ func (t *Tokens) Revoke(ctx context.Context, actor, name string) error {
 	return nil
 }
 
-// List is every token (never their secrets).
-func (t *Tokens) List(ctx context.Context) ([]store.Token, error) { return t.st.Tokens(ctx) }
+// TokenInfo is a token's record (never its secret) and its state now:
+// active, revoked or expired.
+type TokenInfo struct {
+	store.Token
+	State string `json:"state"`
+}
+
+// List is every token with its state.
+func (t *Tokens) List(ctx context.Context) ([]TokenInfo, error) {
+	list, err := t.st.Tokens(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := t.now()
+	out := make([]TokenInfo, len(list))
+	for i, tok := range list {
+		out[i] = TokenInfo{Token: tok, State: tok.State(now)}
+	}
+	return out, nil
+}
 
 func (t *Tokens) audit(ctx context.Context, actor, action, target, detail string) {
 	if _, err := t.st.AddEvent(context.WithoutCancel(ctx), actor, action, target, detail); err != nil {

@@ -81,7 +81,7 @@ sandbox, key and usage only.`,
 			tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tROLE\tSCOPES\tEXPIRES\tLAST USED\tSTATE")
 			for _, t := range ts {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.Role+userOf(t.User), strings.Join(t.Scopes, ","), dateOr(t.Expires, "never"), dateOr(t.LastUsed, "never"), t.State(time.Now()))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.Role+userOf(t.User), strings.Join(t.Scopes, ","), dateOr(t.Expires, "never"), dateOr(t.LastUsed, "never"), t.State)
 			}
 			return tw.Flush()
 		},

@@ -278,7 +278,10 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		Keys:     keysOrNil(d.Keyring),
 		LLM:      d.LLM,
 		Info:     info,
-		Shutdown: func() { d.Shutdown(context.Background()) },
+		Shutdown: func(actor string) {
+			d.Store.AddEvent(context.Background(), actor, "daemon.shutdown", "", "")
+			d.Shutdown(context.Background())
+		},
 	})
 	dash, err := d.newDashboard(ctx, o, cfg, handler, info, log)
 	if err != nil {

@@ -36,7 +36,7 @@ func (d *Daemon) newDashboard(ctx context.Context, o Options, cfg *config.Config
 	}
 	dash, err := dashboard.New(dashboard.Options{
 		Orch: d.Orch, Store: d.Store, Sessions: d.Admins, Admins: cfg.Auth.Admins, SSO: d.SSO, Access: d.Access, Addresses: d.addrs, Keys: keysOrNil(d.Keyring), LLM: llmSvc,
-		API: apiHandler, Logger: log, Files: d.Files,
+		API: apiHandler, Logger: log, Files: d.Files, Tokens: d.Tokens,
 		TLS: func() dashboard.TLSInfo {
 			t := dashboard.TLSInfo{Own: cfg.Access.CertFile != "", Fingerprint: d.CA.CAFingerprint()}
 			if leaf, err := d.CA.Leaf(); err == nil {

@@ -58,6 +58,8 @@ type Options struct {
 	Sessions *auth.Admins
 	// Files are the configuration files kept in the database.
 	Files *configfiles.Service
+	// Tokens are the API tokens (made and revoked through the API).
+	Tokens *auth.Tokens
 }
 
 // Info is what the settings page shows about the daemon.

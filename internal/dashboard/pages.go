@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/thon-dev/thon/internal/access"
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/configfiles"
 	"github.com/thon-dev/thon/internal/gateway/keyring"
@@ -182,7 +183,7 @@ func (d *Dashboard) instances(r *http.Request) (string, string, any, error) {
 type groupsData struct {
 	Groups     []groupRow
 	StoredYAML bool // a groups-yaml is kept in the database
-	Invites    []store.Invite
+	Invites    []access.Invite
 }
 
 type groupRow struct {
@@ -209,7 +210,7 @@ func (d *Dashboard) groups(r *http.Request) (string, string, any, error) {
 	if _, err := d.o.Store.ConfigFile(ctx, "groups-yaml"); err == nil {
 		data.StoredYAML = true
 	}
-	if data.Invites, err = d.o.Store.Invites(ctx); err != nil {
+	if data.Invites, err = d.o.Access.Invites(ctx); err != nil {
 		return "groups", "Groups", nil, err
 	}
 	for _, g := range gs {
@@ -288,7 +289,7 @@ func (d *Dashboard) gateway(r *http.Request) (string, string, any, error) {
 
 // settingsData is the settings page.
 type settingsData struct {
-	Tokens []store.Token
+	Tokens []auth.TokenInfo
 	Scopes []string
 	Info   Info
 	TLS    TLSInfo
@@ -322,7 +323,7 @@ func (d *Dashboard) settingsData(r *http.Request, edit store.ConfigFile) (settin
 	if data.Files, err = d.o.Store.ConfigFiles(ctx); err != nil {
 		return data, err
 	}
-	if data.Tokens, err = d.o.Store.Tokens(ctx); err != nil {
+	if data.Tokens, err = d.o.Tokens.List(ctx); err != nil {
 		return data, err
 	}
 	data.Scopes = auth.AllScopes
@@ -384,7 +385,6 @@ var funcs = template.FuncMap{
 	"tps":         func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) },
 	"join":        strings.Join,
 	"bulkActions": func() []string { return []string{"start", "stop", "pause", "resume", "recreate", "remove"} },
-	"expired":     func(t time.Time) bool { return !t.IsZero() && time.Now().After(t) },
 	"days": func(t time.Time) int {
 		return int(time.Until(t).Hours() / 24)
 	},
