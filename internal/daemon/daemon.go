@@ -267,6 +267,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 			d.Orch.SpecsChanged() // a sandbox with the old key is outdated
 		},
 		Info:     info,
+		TLS:      d.tlsStatus,
 		Shutdown: func() { d.Shutdown(context.Background()) },
 	})
 	d.FrontDoor.SetAPI(handler) // remote admins use the API over HTTPS too
@@ -314,8 +315,8 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// startFrontDoor opens the local CA (or the organizer's certificate) and the
-// HTTPS listeners participants use.
+// startFrontDoor opens the local CA (or the organizer's certificate) and
+// ACME beside it, and the HTTPS listeners participants use.
 func (d *Daemon) startFrontDoor(ctx context.Context, cfg *config.Config, dir string, log *slog.Logger) error {
 	access := cfg.Access
 	detect := access.ExternalIP == ""
@@ -329,16 +330,29 @@ func (d *Daemon) startFrontDoor(ctx context.Context, cfg *config.Config, dir str
 		}
 		return h
 	}
-	ca, err := pki.Open(pki.Options{Dir: filepath.Join(dir, "ca"), Hosts: hosts(access.ExternalIP), CertFile: access.CertFile, KeyFile: access.KeyFile, Logger: log})
+	ca, err := pki.Open(pki.Options{
+		Dir: filepath.Join(dir, "ca"), Hosts: hosts(access.ExternalIP), CertFile: access.CertFile, KeyFile: access.KeyFile,
+		ACME: d.acmeOptions(access, dir, log), Logger: log,
+	})
 	if err != nil {
 		return err
 	}
 	d.CA = ca
-	d.FrontDoor = frontdoor.New(frontdoor.Options{
-		Access: access, TLS: ca.TLSConfig(), CA: ca.Handler(), Store: d.Store, Orch: d.Orch, Logger: log,
-	})
+	o := frontdoor.Options{Access: access, TLS: ca.TLSConfig(), CA: ca.Handler(), Store: d.Store, Orch: d.Orch, Logger: log}
+	acme := len(ca.Status().ACME) > 0
+	if acme {
+		o.HTTPChallenge = ca.HTTPChallenge
+	}
+	d.FrontDoor = frontdoor.New(o)
 	if err := d.FrontDoor.Start(ctx); err != nil {
 		return err
+	}
+	if acme {
+		// The CA connects to the ports just opened: start only now. The
+		// event goes on meanwhile with the local CA's certificate.
+		if err := ca.StartACME(d.ctx, access.HTTPPort != 0 && d.FrontDoor.HTTPOpen()); err != nil {
+			log.Error("ACME: certificates cannot be managed; serving the local CA's certificate", "err", err)
+		}
 	}
 	if detect {
 		// The machine may move (DHCP, another network): follow its address;
@@ -363,6 +377,51 @@ func (d *Daemon) startFrontDoor(ctx context.Context, cfg *config.Config, dir str
 		}()
 	}
 	return nil
+}
+
+// tlsStatus is the front door's certificates as the API shows them.
+func (d *Daemon) tlsStatus() api.TLSStatus {
+	st := d.CA.Status()
+	out := api.TLSStatus{Source: st.Source, Warning: st.Warning}
+	for _, n := range st.ACME {
+		out.ACME = append(out.ACME, api.TLSName{Name: n.Name, NotAfter: n.NotAfter, Error: n.Error})
+	}
+	return out
+}
+
+// acmeOptions turns access.acme into the front door's ACME settings (nil
+// when it is off): certificates for access.hostnames, kept in
+// DATA_DIR/acme, each one obtained, renewed or failing written to the
+// audit log.
+func (d *Daemon) acmeOptions(access config.Access, dir string, log *slog.Logger) *pki.ACME {
+	a := access.ACME
+	if !a.Enabled() {
+		return nil
+	}
+	if access.HTTPPort != 80 && access.HTTPSPort != 443 {
+		log.Warn("ACME: a public CA validates on ports 80 (HTTP-01) and 443 (TLS-ALPN-01) only, and THON listens on neither: forward one of them to THON (e.g. a NAT rule to https_port), or no certificate can be had",
+			"http_port", access.HTTPPort, "https_port", access.HTTPSPort)
+	}
+	fallback := "the local CA's"
+	if access.CertFile != "" {
+		fallback = "access.cert_file's"
+	}
+	return &pki.ACME{
+		Email: a.Email, Directory: a.Directory, CARoot: a.CARoot, Dir: filepath.Join(dir, "acme"),
+		Names: access.Hostnames, HTTPPort: access.HTTPPort, TLSPort: access.HTTPSPort,
+		OnEvent: func(e pki.ACMEEvent) {
+			action, detail := "tls.certificate.obtained", "from "+a.Directory
+			switch {
+			case e.Err != nil && e.Renewal:
+				action, detail = "tls.certificate.renewal_failed", e.Err.Error()+"; the current certificate is served until it expires; retrying"
+			case e.Err != nil:
+				action, detail = "tls.certificate.failed", e.Err.Error()+"; "+fallback+" certificate is served for it meanwhile; retrying"
+			case e.Renewal:
+				action = "tls.certificate.renewed"
+			}
+			d.Store.AddEvent(context.WithoutCancel(d.ctx), "system", action, e.Name, detail)
+		},
+	}
 }
 
 // startGateway serves the AI gateway on gateway.listen, with keys and usage
@@ -475,6 +534,9 @@ func (d *Daemon) release() {
 	if d.FrontDoor != nil {
 		d.FrontDoor.Shutdown(context.Background())
 		d.FrontDoor = nil
+	}
+	if d.CA != nil {
+		d.CA.Close() // ACME's renewals and retries
 	}
 	if d.Store != nil {
 		d.Store.Close()
