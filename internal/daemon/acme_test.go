@@ -194,7 +194,9 @@ func TestACMECertificateForTheEventsHostName(t *testing.T) {
 // host name gets the local CA's certificate, the API and the audit log say
 // why, and participants who trust the local CA get in as ever.
 func TestACMEFailureFallsBackToTheLocalCA(t *testing.T) {
-	h, ca := acmeEvent(t, "", acmetest.Options{Refuse: []string{"thon.test"}}, nil)
+	h, ca := acmeEvent(t, "", acmetest.Options{Refuse: []string{"thon.test"}}, func(c *config.Config) {
+		c.Auth.AdminPassword = "a long admin password"
+	})
 	waitForACME(t, "the warning", func() error {
 		info, err := h.Client.Info(context.Background())
 		if err != nil {
@@ -209,8 +211,28 @@ func TestACMEFailureFallsBackToTheLocalCA(t *testing.T) {
 	if err := hasEvent(h, "tls.certificate.failed", "thon.test"); err != nil {
 		t.Fatal(err)
 	}
-	if err := ideAnswers(t, h, browserFor(h.Daemon.CA.CAPool())); err != nil {
+	local := browserFor(h.Daemon.CA.CAPool())
+	if err := ideAnswers(t, h, local); err != nil {
 		t.Fatalf("with the local CA: %v", err)
+	}
+	// The dashboard's settings page shows it too.
+	dash := h.Daemon.FrontDoor.DashboardURL()
+	req, _ := http.NewRequest("POST", dash+"login", strings.NewReader("password=a+long+admin+password"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", strings.TrimSuffix(dash, "/"))
+	resp, err := local.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	resp, err = local.Get(dash + "settings")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "no certificate from the ACME CA for thon.test yet") || !strings.Contains(string(page), "thon.test (ACME)") {
+		t.Fatalf("settings page: %s\n%s", resp.Status, page)
 	}
 	if err := ideAnswers(t, h, browserFor(ca.Roots())); err == nil {
 		t.Fatal("a browser trusting only the ACME CA got in: it issued after all?")

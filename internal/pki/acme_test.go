@@ -2,11 +2,17 @@ package pki
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
 	stdlog "log"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -313,5 +319,55 @@ func TestACMEFallsBackToTheLocalCA(t *testing.T) {
 				t.Fatalf("events: %+v", got)
 			}
 		})
+	}
+}
+
+// Subdomain mode: the organizer's wildcard certificate (got with DNS-01)
+// serves *.event.test and event.test, and ACME beside it gets a
+// certificate for the one name it does not cover.
+func TestACMEBesideAWildcardCertificate(t *testing.T) {
+	dir := t.TempDir()
+	own := newThrowaway(t)
+	certFile, keyFile := filepath.Join(dir, "wildcard.crt"), filepath.Join(dir, "wildcard.key")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "*.event.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames: []string{"*.event.test", "event.test"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, own.cert, key.Public(), own.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+
+	d := listenDoor(t)
+	ca := acmetest.Start(t, acmetest.Options{HTTPPort: d.httpPort(), TLSPort: d.httpsPort()})
+	log, logs := newLogger()
+	a := mustOpen(t, Options{
+		Hosts: []string{"127.0.0.1", "event.test", "*.event.test", "thon.test"}, CertFile: certFile, KeyFile: keyFile, Logger: log,
+		ACME: &ACME{Email: "ada@example.org", Directory: ca.Directory, CARoot: ca.RootFile, Dir: filepath.Join(dir, "acme"),
+			Names: []string{"*.event.test", "event.test", "thon.test"}, HTTPPort: d.httpPort(), TLSPort: d.httpsPort()},
+	})
+	t.Cleanup(a.Close)
+	if s := a.Status(); s.Source != "own certificate" || len(s.ACME) != 1 || s.ACME[0].Name != "thon.test" {
+		t.Fatalf("status: %+v", s)
+	}
+	if strings.Contains(logs.String(), "does not cover") {
+		t.Fatalf("a name ACME gets was reported uncovered:\n%s", logs)
+	}
+	d.serve(t, a)
+	a.StartACME(context.Background(), true)
+	issued(t, d, ca, "thon.test")
+	for _, n := range []string{"alice.event.test", "bob.event.test", "event.test"} {
+		if _, err := d.dial(n, own.pool()); err != nil {
+			t.Errorf("%s with the wildcard certificate: %v", n, err)
+		}
+	}
+	if ca.Issued() != 1 {
+		t.Fatalf("%d certificates from the CA, want only thon.test's", ca.Issued())
 	}
 }
