@@ -11,7 +11,7 @@ import (
 )
 
 // dns01Hint is what an organizer does for a wildcard certificate.
-const dns01Hint = "a wildcard certificate needs the DNS-01 challenge, which THON does not do: get *.DOMAIN and DOMAIN with your DNS provider's tooling or certbot's DNS plugin and set access.cert_file and access.key_file (docs/access.md, \"Certificates for a domain\")"
+const dns01Hint = "a wildcard certificate needs the DNS-01 challenge, which THON does not do: get *.DOMAIN and DOMAIN with your DNS provider's tooling or certbot's DNS plugin and set access.cert_file and access.key_file; see docs/access.md#certificates-for-a-domain"
 
 // internalSuffixes are names no public CA issues certificates for.
 var internalSuffixes = []string{".localhost", ".local", ".internal", ".home.arpa", ".test", ".example", ".invalid", ".lan"}
@@ -141,5 +141,5 @@ func ipHint(h string) (string, bool) {
 	if net.ParseIP(strings.Trim(h, "[]")) == nil {
 		return "", false
 	}
-	return "hostnames are DNS names (certificates from an ACME CA are for DNS names); an IP address goes in access.external_ip", true
+	return "hostnames are DNS names; an IP address goes in access.external_ip", true
 }

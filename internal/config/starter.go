@@ -25,7 +25,8 @@ access:
   hostnames: []
   # HTTPS port of the front door (dashboard, API, CA download, path mode).
   https_port: 443
-  # Plain HTTP port that only redirects to HTTPS; 0 turns it off.
+  # Plain HTTP port that redirects to HTTPS (and answers ACME's HTTP-01
+  # challenges); 0 turns it off.
   http_port: 80
   # How participants reach their IDE: port (their own HTTPS port: own origin,
   # strongest isolation), path (https://host/u/{user}/: one shared origin) or
