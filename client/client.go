@@ -29,6 +29,8 @@ import (
 // The API's types, named here for callers of this package.
 type (
 	Info         = api.Info
+	TLSStatus    = api.TLSStatus
+	TLSName      = api.TLSName
 	SandboxList  = api.SandboxList
 	BulkRequest  = api.BulkRequest
 	Status       = orchestrator.Status
@@ -196,6 +198,9 @@ type InfoDetail struct {
 		Error string `json:"error,omitempty"`
 	} `json:"engine"`
 	Sandbox config.Sandbox `json:"sandbox"`
+	// TLS is what the front door's certificates are, with a warning when
+	// one is not served as configured (an ACME name without a certificate).
+	TLS *TLSStatus `json:"tls,omitempty"`
 }
 
 // Shutdown asks the daemon to stop; sandboxes keep running.

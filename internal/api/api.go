@@ -60,8 +60,30 @@ type Options struct {
 	Metrics http.Handler
 	Logger  *slog.Logger
 	Info    Info
+	// TLS says which certificates the front door serves (nil: not known).
+	TLS func() TLSStatus
 	// Shutdown is called (once) by POST /api/v1/shutdown, with who asked.
 	Shutdown func(actor string)
+}
+
+// TLSStatus is what the front door's certificates are, in GET /api/v1/info.
+type TLSStatus struct {
+	// Source is "local CA" or "own certificate": what handshakes get that
+	// are not for an ACME name, and ACME names without a certificate.
+	Source string `json:"source"`
+	// ACME lists the names certificates are got for from access.acme's CA.
+	ACME []TLSName `json:"acme,omitempty"`
+	// Warning says what is not served as configured; "" when all is well.
+	Warning string `json:"warning,omitempty"`
+}
+
+// TLSName is one name's certificate from the ACME CA.
+type TLSName struct {
+	Name string `json:"name"`
+	// NotAfter is when its certificate expires; absent while it has none.
+	NotAfter time.Time `json:"not_after,omitzero"`
+	// Error is the last attempt's failure, when it failed.
+	Error string `json:"error,omitempty"`
 }
 
 // Server serves the REST API.
@@ -78,6 +100,7 @@ type Server struct {
 	st       *store.Store
 	log      *slog.Logger
 	info     Info
+	tls      func() TLSStatus
 	shutdown func(actor string)
 	mux      *http.ServeMux
 }
@@ -90,7 +113,7 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{keys: o.Keys, llm: o.LLM, admins: o.Admins, tokens: o.Tokens, files: o.Files, access: o.Access, addrs: o.Addresses,
-		metrics: o.Metrics, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, shutdown: o.Shutdown, mux: http.NewServeMux()}
+		metrics: o.Metrics, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, tls: o.TLS, shutdown: o.Shutdown, mux: http.NewServeMux()}
 	s.routes()
 	return s
 }
@@ -417,7 +440,12 @@ func (s *Server) getInfo(w http.ResponseWriter, r *http.Request) error {
 		Dashboard string         `json:"dashboard,omitempty"`
 		Engine    engine         `json:"engine"`
 		Settings  config.Sandbox `json:"sandbox"`
+		TLS       *TLSStatus     `json:"tls,omitempty"`
 	}{Info: s.info, Settings: s.orch.Settings()}
+	if s.tls != nil {
+		t := s.tls()
+		out.TLS = &t
+	}
 	if s.addrs != nil {
 		out.FrontDoor, out.Dashboard = s.addrs.MainURL(), s.addrs.DashboardURL()
 	}

@@ -384,7 +384,10 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"BulkLine", BulkLine{}, true, nil},
 		{"SandboxList", SandboxList{}, true, nil},
 		{"Error", errorBody{}, true, nil},
-		{"Info", Info{}, true, []string{"engine", "sandbox", "front_door?", "dashboard?"}}, // getInfo adds these ("?": when known)
+		{"Info", Info{}, true, []string{"engine", "sandbox", "front_door?", "dashboard?", "tls?"}}, // getInfo adds these ("?": when known)
+		{"TLSStatus", TLSStatus{}, true, nil},
+		{"TLSName", TLSName{}, true, nil},
+		{"ACME", config.ACME{}, false, nil},
 		{"Group", store.Group{}, true, nil},
 		{"User", store.User{}, true, nil},
 		{"Event", store.Event{}, true, nil},

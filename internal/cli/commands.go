@@ -168,7 +168,8 @@ starting, paused, stopped, failed, missing), workspace mode, the URL they open
 through the front door (sign in with "thon access USER"), the endpoint the
 daemon reaches the IDE at, and its age. "(outdated)" marks a sandbox created from
 other settings or another group: "thon instance recreate USER" applies the
-current ones and keeps the workspace.`,
+current ones and keeps the workspace. A "certificate:" line on stderr says when
+the front door cannot serve a host name the certificate access.acme gets for it.`,
 		Example: `  thon status
   thon status --group alpha -o json`,
 		Args: cobra.NoArgs,
@@ -191,6 +192,9 @@ current ones and keeps the workspace.`,
 			}
 			for _, o := range list.Orphans {
 				fmt.Fprintf(e.stderr(), "orphan: %s (user %s is not in the store; remove with `thon cleanup --orphans`)\n", o.Name, o.User)
+			}
+			if info, err := c.Info(cmd.Context()); err == nil && info.TLS != nil && info.TLS.Warning != "" {
+				fmt.Fprintf(e.stderr(), "certificate: %s\n", info.TLS.Warning)
 			}
 			return nil
 		},

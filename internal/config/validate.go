@@ -182,7 +182,11 @@ func (c *Config) check(at locator) []Problem {
 	}
 	for i, h := range a.Hostnames {
 		if !validHostname(h) {
-			bad(fmt.Sprintf("access.hostnames.%d", i), "a DNS name such as thon.example.org", "%q is not a host name", h)
+			hint := "a DNS name such as thon.example.org"
+			if ip, ok := ipHint(h); ok {
+				hint = ip
+			}
+			bad(fmt.Sprintf("access.hostnames.%d", i), hint, "%q is not a host name", h)
 		}
 	}
 	if a.HTTPSPort < 1 || a.HTTPSPort > 65535 {
@@ -228,6 +232,7 @@ func (c *Config) check(at locator) []Problem {
 			}
 		}
 	}
+	c.checkACME(add)
 	if dp := a.Dashboard(); dp < 1 || dp > 65535 {
 		bad("access.dashboard_port", "1..65535, or 0 for the https_port (https_port + 1 in path mode)", "%d is out of range", dp)
 	} else {

@@ -274,10 +274,11 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	info := api.Info{Version: o.Version, ConfigPath: cfg.Path, DataDir: dir, Runtime: rt.Name(), PID: os.Getpid(), Started: time.Now().UTC()}
 	handler := api.New(api.Options{
 		Orchestrator: d.Orch, Store: d.Store, Logger: log, Access: d.Access, Addresses: d.addrs, Tokens: d.Tokens, Files: d.Files, Admins: d.Admins,
-		Metrics:  promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{}),
-		Keys:     keysOrNil(d.Keyring),
-		LLM:      d.LLM,
-		Info:     info,
+		Metrics: promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{}),
+		Keys:    keysOrNil(d.Keyring),
+		LLM:     d.LLM,
+		Info:    info,
+		TLS:     d.tlsStatus,
 		Shutdown: func(actor string) {
 			d.Store.AddEvent(context.Background(), actor, "daemon.shutdown", "", "")
 			d.Shutdown(context.Background())
@@ -289,12 +290,24 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	}
 	// The front door last, from finished handlers: remote admins use the
 	// API over HTTPS too, organizers the dashboard.
-	d.FrontDoor = frontdoor.New(frontdoor.Options{
+	fo := frontdoor.Options{
 		Addresses: d.addrs, Access: d.Access, Tokens: d.Tokens, TLS: d.CA.TLSConfig(), CA: d.CA.Handler(),
 		API: handler, Dashboard: dash, Orch: d.Orch, Logger: log,
-	})
+	}
+	acme := len(d.CA.Status().ACME) > 0
+	if acme {
+		fo.HTTPChallenge = d.CA.HTTPChallenge
+	}
+	d.FrontDoor = frontdoor.New(fo)
 	if err := d.FrontDoor.Start(ctx); err != nil {
 		return nil, err
+	}
+	if acme {
+		// The CA connects to the ports just opened: start only now. The
+		// event goes on meanwhile with the local CA's certificate.
+		if err := d.CA.StartACME(runCtx, cfg.Access.HTTPPort != 0 && d.FrontDoor.HTTPOpen()); err != nil {
+			log.Error("ACME: certificates cannot be managed; serving the local CA's certificate", "err", err)
+		}
 	}
 	d.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return runCtx }}
 	go d.Orch.Run(runCtx)
@@ -337,9 +350,9 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// openAddresses opens the local CA (or the organizer's certificate) and
-// works out where the front door is reached, following the machine's
-// address when it is detected.
+// openAddresses opens the local CA (or the organizer's certificate), with
+// ACME beside it, and works out where the front door is reached, following
+// the machine's address when it is detected.
 func (d *Daemon) openAddresses(cfg *config.Config, dir string, log *slog.Logger) error {
 	access := cfg.Access
 	detect := access.ExternalIP == ""
@@ -353,7 +366,10 @@ func (d *Daemon) openAddresses(cfg *config.Config, dir string, log *slog.Logger)
 		}
 		return h
 	}
-	ca, err := pki.Open(pki.Options{Dir: filepath.Join(dir, "ca"), Hosts: hosts(access.ExternalIP), CertFile: access.CertFile, KeyFile: access.KeyFile, Logger: log})
+	ca, err := pki.Open(pki.Options{
+		Dir: filepath.Join(dir, "ca"), Hosts: hosts(access.ExternalIP), CertFile: access.CertFile, KeyFile: access.KeyFile,
+		ACME: d.acmeOptions(access, dir, log), Logger: log,
+	})
 	if err != nil {
 		return err
 	}
@@ -382,6 +398,51 @@ func (d *Daemon) openAddresses(cfg *config.Config, dir string, log *slog.Logger)
 		}()
 	}
 	return nil
+}
+
+// tlsStatus is the front door's certificates as the API shows them.
+func (d *Daemon) tlsStatus() api.TLSStatus {
+	st := d.CA.Status()
+	out := api.TLSStatus{Source: st.Source, Warning: st.Warning}
+	for _, n := range st.ACME {
+		out.ACME = append(out.ACME, api.TLSName{Name: n.Name, NotAfter: n.NotAfter, Error: n.Error})
+	}
+	return out
+}
+
+// acmeOptions turns access.acme into the front door's ACME settings (nil
+// when it is off): certificates for access.hostnames, kept in
+// DATA_DIR/acme, each one obtained, renewed or failing written to the
+// audit log.
+func (d *Daemon) acmeOptions(access config.Access, dir string, log *slog.Logger) *pki.ACME {
+	a := access.ACME
+	if !a.Enabled() {
+		return nil
+	}
+	if access.HTTPPort != 80 && access.HTTPSPort != 443 {
+		log.Warn("ACME: a public CA validates on ports 80 (HTTP-01) and 443 (TLS-ALPN-01) only, and THON listens on neither: forward one of them to THON (e.g. a NAT rule to https_port), or no certificate can be had",
+			"http_port", access.HTTPPort, "https_port", access.HTTPSPort)
+	}
+	fallback := "the local CA's"
+	if access.CertFile != "" {
+		fallback = "access.cert_file's"
+	}
+	return &pki.ACME{
+		Email: a.Email, Directory: a.Directory, CARoot: a.CARoot, Dir: filepath.Join(dir, "acme"),
+		Names: access.Hostnames, HTTPPort: access.HTTPPort, TLSPort: access.HTTPSPort,
+		OnEvent: func(e pki.ACMEEvent) {
+			action, detail := "tls.certificate.obtained", "from "+a.Directory
+			switch {
+			case e.Err != nil && e.Renewal:
+				action, detail = "tls.certificate.renewal_failed", e.Err.Error()+"; the current certificate is served until it expires; retrying"
+			case e.Err != nil:
+				action, detail = "tls.certificate.failed", e.Err.Error()+"; "+fallback+" certificate is served for it meanwhile; retrying"
+			case e.Renewal:
+				action = "tls.certificate.renewed"
+			}
+			d.Store.AddEvent(context.WithoutCancel(d.ctx), "system", action, e.Name, detail)
+		},
+	}
 }
 
 // startGateway serves the AI gateway on gateway.listen, with keys and usage
@@ -494,6 +555,9 @@ func (d *Daemon) release() {
 	if d.FrontDoor != nil {
 		d.FrontDoor.Shutdown(context.Background())
 		d.FrontDoor = nil
+	}
+	if d.CA != nil {
+		d.CA.Close() // ACME's renewals and retries
 	}
 	if d.Store != nil {
 		d.Store.Close()

@@ -38,7 +38,11 @@ func (d *Daemon) newDashboard(ctx context.Context, o Options, cfg *config.Config
 		Orch: d.Orch, Store: d.Store, Sessions: d.Admins, Admins: cfg.Auth.Admins, SSO: d.SSO, Access: d.Access, Addresses: d.addrs, Keys: keysOrNil(d.Keyring), LLM: llmSvc,
 		API: apiHandler, Logger: log, Files: d.Files, Tokens: d.Tokens,
 		TLS: func() dashboard.TLSInfo {
-			t := dashboard.TLSInfo{Own: cfg.Access.CertFile != "", Fingerprint: d.CA.CAFingerprint()}
+			st := d.CA.Status()
+			t := dashboard.TLSInfo{Own: cfg.Access.CertFile != "", Fingerprint: d.CA.CAFingerprint(), Warning: st.Warning}
+			for _, n := range st.ACME {
+				t.ACME = append(t.ACME, dashboard.ACMEName{Name: n.Name, NotAfter: n.NotAfter, Error: n.Error})
+			}
 			if leaf, err := d.CA.Leaf(); err == nil {
 				t.Subject, t.Names, t.NotAfter = leaf.Subject.String(), leaf.DNSNames, leaf.NotAfter
 				for _, ip := range leaf.IPAddresses {

@@ -36,6 +36,18 @@ type TLSInfo struct {
 	Names       []string
 	NotAfter    time.Time
 	Fingerprint string // of the CA (local CA only)
+	// ACME lists the names certificates are got for from an ACME CA
+	// (access.acme), and Warning what is not served as configured.
+	ACME    []ACMEName
+	Warning string
+}
+
+// ACMEName is one name's certificate from the ACME CA: NotAfter is zero
+// while it has none, Error the last attempt's failure.
+type ACMEName struct {
+	Name     string
+	NotAfter time.Time
+	Error    string
 }
 
 // Options wires the dashboard to the daemon's services.

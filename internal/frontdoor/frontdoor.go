@@ -39,6 +39,9 @@ type Options struct {
 	Dashboard http.Handler
 	Orch      *orchestrator.Orchestrator
 	Logger    *slog.Logger
+	// HTTPChallenge wraps the plain-HTTP port's redirect so ACME HTTP-01
+	// challenges are answered there (nil: the port only redirects).
+	HTTPChallenge func(next http.Handler) http.Handler
 }
 
 // FrontDoor serves participants and organizers over HTTPS.
@@ -98,8 +101,8 @@ func (f *FrontDoor) serveDashboard(w http.ResponseWriter, r *http.Request) {
 }
 
 // Start listens on the main HTTPS port (an error if it cannot), the HTTP
-// redirect port (a warning if it cannot) and, in port mode, every
-// participant's port.
+// port that redirects and answers ACME HTTP-01 (a warning if it cannot)
+// and, in port mode, every participant's port.
 func (f *FrontDoor) Start(ctx context.Context) error {
 	f.baseCtx, f.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	a := f.a
@@ -112,9 +115,17 @@ func (f *FrontDoor) Start(ctx context.Context) error {
 	go f.serve(f.main, tls.NewListener(ln, f.o.TLS), "main")
 	if a.HTTPPort != 0 {
 		if rln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(a.HTTPPort))); err != nil {
-			f.log.Warn("no HTTP→HTTPS redirect: the port is taken", "port", a.HTTPPort, "err", err)
+			msg := "no HTTP→HTTPS redirect: the port is taken"
+			if f.o.HTTPChallenge != nil {
+				msg += "; ACME's HTTP-01 cannot be answered either"
+			}
+			f.log.Warn(msg, "port", a.HTTPPort, "err", err)
 		} else {
-			f.redir = &http.Server{Handler: http.HandlerFunc(f.redirect), ReadHeaderTimeout: 10 * time.Second}
+			var h http.Handler = http.HandlerFunc(f.redirect)
+			if f.o.HTTPChallenge != nil {
+				h = f.o.HTTPChallenge(h)
+			}
+			f.redir = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 			go f.serve(f.redir, rln, "redirect")
 		}
 	}
@@ -131,6 +142,10 @@ func (f *FrontDoor) Start(ctx context.Context) error {
 	go f.sweep()
 	return f.Sync(ctx)
 }
+
+// HTTPOpen reports whether the plain-HTTP port (redirects, ACME HTTP-01)
+// is listening.
+func (f *FrontDoor) HTTPOpen() bool { return f.redir != nil }
 
 // sweep deletes expired links and sessions every hour.
 func (f *FrontDoor) sweep() {
