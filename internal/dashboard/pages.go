@@ -207,7 +207,7 @@ func (d *Dashboard) groups(r *http.Request) (string, string, any, error) {
 		by[s.Group] = append(by[s.Group], s)
 	}
 	var data groupsData
-	if _, err := d.o.Store.ConfigFile(ctx, "groups-yaml"); err == nil {
+	if _, err := d.o.Files.Get(ctx, "groups-yaml"); err == nil {
 		data.StoredYAML = true
 	}
 	if data.Invites, err = d.o.Access.Invites(ctx); err != nil {
@@ -305,7 +305,7 @@ type settingsData struct {
 func (d *Dashboard) settings(r *http.Request) (string, string, any, error) {
 	data, err := d.settingsData(r, store.ConfigFile{})
 	if name := r.URL.Query().Get("file"); name != "" && err == nil {
-		data.Edit, err = d.o.Store.ConfigFile(r.Context(), name)
+		data.Edit, err = d.o.Files.Get(r.Context(), name)
 	}
 	return "settings", "Settings", data, err
 }
@@ -320,7 +320,7 @@ func (d *Dashboard) settingsData(r *http.Request, edit store.ConfigFile) (settin
 		data.TLS = d.o.TLS()
 	}
 	var err error
-	if data.Files, err = d.o.Store.ConfigFiles(ctx); err != nil {
+	if data.Files, err = d.o.Files.List(ctx); err != nil {
 		return data, err
 	}
 	if data.Tokens, err = d.o.Tokens.List(ctx); err != nil {
