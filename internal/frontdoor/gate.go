@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/thon-dev/thon/internal/access"
+	"github.com/thon-dev/thon/internal/activity"
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/sandbox"
 )
@@ -65,7 +66,16 @@ func (f *FrontDoor) serveSandbox(w http.ResponseWriter, r *http.Request, user, p
 		f.waiting(w, r, user, live.State)
 		return
 	}
-	f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, &target{user: user, endpoint: live.Endpoint, prefix: prefix})))
+	t := &target{user: user, endpoint: live.Endpoint, prefix: prefix}
+	if act := f.o.Activity; act != nil && who == user {
+		// The participant's own browser (not an organizer's token): what it
+		// asks for, and what it sends on a WebSocket that a person caused.
+		act.Touch(user)
+		if isUpgrade(r) {
+			w = &tapWriter{ResponseWriter: w, t: t, vscode: activity.IsVSCode(r.URL.RawQuery), touch: func() { act.Touch(user) }}
+		}
+	}
+	f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, t)))
 }
 
 // authorize says whether r may reach user's sandbox: 200 for the
