@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"math"
 	"net"
 	"net/netip"
@@ -82,10 +81,7 @@ type Runtime struct {
 
 var _ sandbox.Runtime = (*Runtime)(nil)
 
-var (
-	nameRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	prefixRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
-)
+var prefixRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
 
 // New returns a Runtime for the engine at opts.Host. It does not contact the
 // engine: Ping or Prepare do.
@@ -127,6 +123,12 @@ func (r *Runtime) Close() error { return r.cli.Close() }
 // Name is "docker".
 func (r *Runtime) Name() string { return "docker" }
 
+// Capabilities are Docker's, the reference: a stopped container keeps its
+// logs, and every workspace mode works (bind needs the engine on this host).
+func (r *Runtime) Capabilities() sandbox.Capabilities {
+	return sandbox.Capabilities{StoppedLogs: true, Workspaces: slices.Clone(sandbox.WorkspaceModes)}
+}
+
 // Network is the name of the sandboxes' bridge network.
 func (r *Runtime) Network() string { return r.network }
 
@@ -142,7 +144,7 @@ func (r *Runtime) Ping(ctx context.Context) error {
 // (THON never pulls), and creates the sandbox network when it is missing,
 // deciding how sandboxes are reached (see Routable).
 func (r *Runtime) Prepare(ctx context.Context, spec sandbox.Spec) error {
-	if err := validateSpec(spec); err != nil {
+	if err := spec.Check(r.Capabilities(), "Docker"); err != nil {
 		return err
 	}
 	if err := r.Ping(ctx); err != nil {
@@ -171,7 +173,7 @@ func missingImage(image string, err error) error {
 // Create makes the sandbox of spec.User (not started): its workspace, then
 // its container. ErrExists when the user already has one.
 func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Instance, error) {
-	if err := validateSpec(spec); err != nil {
+	if err := spec.Check(r.Capabilities(), "Docker"); err != nil {
 		return sandbox.Instance{}, err
 	}
 	user := spec.User
@@ -240,17 +242,9 @@ func (r *Runtime) VolumeName(user string) string { return r.prefix + "-ws-" + us
 
 func (r *Runtime) containerConfig(spec sandbox.Spec, mounts []mount.Mount, routable bool) (*container.Config, *container.HostConfig) {
 	ws := spec.WorkspacePath()
-	env := maps.Clone(spec.Env)
-	if env == nil {
-		env = map[string]string{}
-	}
-	env["THON_USER"] = spec.User
-	env["THON_GROUP"] = spec.Group
-	env["THON_WORKSPACE"] = ws
-	env["PORT"] = strconv.Itoa(spec.Port)
-	envList := make([]string, 0, len(env))
-	for _, k := range slices.Sorted(maps.Keys(env)) {
-		envList = append(envList, k+"="+env[k])
+	var envList []string
+	for _, v := range spec.Environ() {
+		envList = append(envList, v.Name+"="+v.Value)
 	}
 	port, _ := network.PortFrom(uint16(spec.Port), network.TCP)
 
@@ -747,33 +741,4 @@ func (r *Runtime) endpoint(ctx context.Context, c container.InspectResponse) str
 		return net.JoinHostPort(ip.String(), strconv.Itoa(portNum))
 	}
 	return ""
-}
-
-func validateSpec(spec sandbox.Spec) error {
-	const hint = "names use lowercase letters, digits and '-' (at most 63)"
-	if !nameRE.MatchString(spec.User) {
-		return sandbox.Hintf(nil, hint, "invalid user name %q", spec.User)
-	}
-	if !nameRE.MatchString(spec.Group) {
-		return sandbox.Hintf(nil, hint, "invalid group name %q", spec.Group)
-	}
-	if spec.Image == "" {
-		return sandbox.Hintf(nil, "set the sandbox image", "no sandbox image for %s", spec.User)
-	}
-	if spec.Port <= 0 || spec.Port > 65535 {
-		return sandbox.Hintf(nil, "use a port between 1 and 65535", "invalid sandbox port %d", spec.Port)
-	}
-	if err := sandbox.CheckFiles(spec.Files); err != nil {
-		return sandbox.Hintf(err, "this is a bug in THON: please report it", "%v", err)
-	}
-	switch spec.Workspace {
-	case "", sandbox.WorkspaceVolume, sandbox.WorkspaceEphemeral:
-	case sandbox.WorkspaceBind:
-		if spec.WorkspaceDir == "" {
-			return sandbox.Hintf(nil, "set the workspace directory", "workspace mode bind needs a host directory")
-		}
-	default:
-		return sandbox.Hintf(nil, "use volume, bind or ephemeral", "unknown workspace mode %q", spec.Workspace)
-	}
-	return nil
 }

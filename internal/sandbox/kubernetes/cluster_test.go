@@ -126,7 +126,7 @@ func TestLifecycle(t *testing.T) {
 	checkPod(t, pod2, spec, e.rt.ClaimName("ann"))
 
 	// Pause is Stop, Resume is Start.
-	if !e.rt.PauseIsStop() {
+	if !e.rt.Capabilities().PauseIsStop {
 		t.Error("PauseIsStop")
 	}
 	if err := e.rt.Pause(ctx, "ann"); err != nil {
@@ -829,3 +829,4 @@ func TestCrashLoopIsStoppedAndStartMakesThePodAgain(t *testing.T) {
 		t.Errorf("Start kept the crash-looping Pod: %v", err)
 	}
 }
+
