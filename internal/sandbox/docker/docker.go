@@ -299,7 +299,17 @@ func (r *Runtime) containerConfig(spec sandbox.Spec, mounts []mount.Mount, routa
 
 // nameConflict explains why the container name is taken.
 func (r *Runtime) nameConflict(ctx context.Context, name, user string, cause error) error {
-	c, err := r.cli.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+	// The engine reserves a name before the container it names can be
+	// inspected: a concurrent Create of the same sandbox may still be making
+	// it. Wait for it a little.
+	var c client.ContainerInspectResult
+	var err error
+	for range 200 {
+		c, err = r.cli.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+		if !cerrdefs.IsNotFound(err) || sleep(ctx, 50*time.Millisecond) != nil {
+			break
+		}
+	}
 	if err != nil {
 		return r.wrap("create", user, cause)
 	}
@@ -426,7 +436,13 @@ func (r *Runtime) Remove(ctx context.Context, user string, purge bool) error {
 		return r.wrap("remove", user, err)
 	}
 	for _, id := range ids {
-		if _, err := r.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		_, err := r.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		if cerrdefs.IsConflict(err) {
+			// Another Remove is removing it ("removal already in
+			// progress"): it is gone once that one is done.
+			err = r.waitGone(ctx, id)
+		}
+		if err != nil && !cerrdefs.IsNotFound(err) {
 			return r.containerErr("remove", user, err)
 		}
 	}
@@ -439,6 +455,33 @@ func (r *Runtime) Remove(ctx context.Context, user string, purge bool) error {
 		return fmt.Errorf("remove sandbox %s: %w", user, sandbox.ErrNotFound)
 	}
 	return nil
+}
+
+// waitGone waits (at most a minute) until container id no longer exists.
+func (r *Runtime) waitGone(ctx context.Context, id string) error {
+	for range 1200 {
+		_, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		if cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("container %s is still being removed", id)
+}
+
+// sleep waits d, or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
 }
 
 // PurgeWorkspace deletes the workspace volume of spec.User, who must not have
