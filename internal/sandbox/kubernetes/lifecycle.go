@@ -56,7 +56,12 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Instan
 	hash := spec.Hash()
 	var made undo
 	fail := func(err error) (sandbox.Instance, error) {
-		made.run(ctx)
+		// ErrExists: a concurrent Create of the same user won the Service or
+		// the Pod, and what this one made (the Secret, the PVC) is that
+		// sandbox's now: leave it.
+		if !errors.Is(err, sandbox.ErrExists) {
+			made.run(ctx)
+		}
 		return sandbox.Instance{}, err
 	}
 
