@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -672,6 +673,10 @@ func TestInvalidSpec(t *testing.T) {
 	}
 	if _, err := New(Options{NamePrefix: "bad prefix"}); err == nil {
 		t.Error("New accepted a prefix with a space")
+	}
+	// The in-memory engine stands in for this one with the same capabilities.
+	if got := rt.Capabilities(); !reflect.DeepEqual(got, sandboxtest.DockerCapabilities) {
+		t.Errorf("Capabilities %+v, sandboxtest.DockerCapabilities %+v", got, sandboxtest.DockerCapabilities)
 	}
 }
 

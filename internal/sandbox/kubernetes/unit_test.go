@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/thon-dev/thon/internal/sandbox"
+	"github.com/thon-dev/thon/internal/sandbox/sandboxtest"
 )
 
 // These tests need no cluster.
@@ -273,5 +275,12 @@ func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The in-memory engine stands in for this one with the same capabilities.
+func TestCapabilitiesMatchTheFake(t *testing.T) {
+	if got := (&Runtime{}).Capabilities(); !reflect.DeepEqual(got, sandboxtest.KubernetesCapabilities) {
+		t.Errorf("Capabilities %+v, sandboxtest.KubernetesCapabilities %+v", got, sandboxtest.KubernetesCapabilities)
 	}
 }
