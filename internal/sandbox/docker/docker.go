@@ -401,10 +401,22 @@ func (r *Runtime) Pause(ctx context.Context, user string) error {
 	default:
 		return fmt.Errorf("pause sandbox %s: it is %s, not running", user, c.State.Status)
 	}
-	if _, err := r.cli.ContainerPause(ctx, c.ID, client.ContainerPauseOptions{}); err != nil {
+	for attempt := 1; ; attempt++ {
+		_, err := r.cli.ContainerPause(ctx, c.ID, client.ContainerPauseOptions{})
+		if err == nil {
+			return nil
+		}
+		// runc gives up freezing a busy container after a moment ("unable
+		// to freeze") and leaves it running; its maintainers leave retrying
+		// to the caller (moby/moby#48205, opencontainers/runc#4388).
+		if attempt < 4 && strings.Contains(err.Error(), "unable to freeze") {
+			if err := sleep(ctx, time.Duration(attempt)*250*time.Millisecond); err != nil {
+				return fmt.Errorf("pause sandbox %s: %w", user, err)
+			}
+			continue
+		}
 		return r.containerErr("pause", user, err)
 	}
-	return nil
 }
 
 // Resume thaws a paused sandbox; a running one is left alone.
