@@ -23,17 +23,20 @@
 //   - Stop (grace, then killed) leaves the sandbox stopped with no Endpoint;
 //     on a stopped one it does nothing. Pause freezes a running sandbox
 //     (paused, no Endpoint) and Resume thaws it; both are idempotent. With
-//     Capabilities.PauseIsStop they are Stop and Start.
+//     Capabilities.PauseIsStop they are Stop and Start. Running says nothing
+//     of the IDE's health unless Capabilities.ReadyIsHealthy.
 //   - Remove deletes the sandbox and keeps its workspace; with purge it
 //     deletes the workspace too (even when there was no sandbox: then it still
 //     returns ErrNotFound). PurgeWorkspace deletes a kept workspace and refuses
 //     (a *UserError wrapping ErrExists) while the user has a sandbox.
 //   - Start, Stop, Pause, Resume, Remove, Inspect and Logs return an error
 //     wrapping ErrNotFound when the user has no sandbox.
-//   - Inspect and List report what the engine holds: a new Runtime on the same
-//     engine and instance (a restarted daemon) finds every sandbox again with
-//     its ID, user, group, image, spec hash and state. The ID stays across
-//     Stop and Start and changes on a new Create.
+//   - Inspect and List (sorted by user) report what the engine holds: a new
+//     Runtime on the same engine and instance (a restarted daemon) finds every
+//     sandbox again with its ID, user, group, image, spec hash and state. The
+//     ID stays across Stop and Start and changes on a new Create.
+//   - An IDE that exits is reported stopped with its exit code and a reason,
+//     or starting with a reason while the engine restarts it.
 //   - The workspace (volume mode) survives Remove without purge and a new
 //     Create, also in another group, where it appears at the new
 //     WorkspacePath.
