@@ -197,8 +197,19 @@ func waitRunning(t *testing.T, ctx context.Context, rt sandbox.Runtime, user str
 	return wait(t, ctx, rt, user, "running with an endpoint", running)
 }
 
-// up creates and starts spec's sandbox and waits until it runs.
-func up(t *testing.T, ctx context.Context, rt sandbox.Runtime, spec sandbox.Spec) sandbox.Instance {
+// up creates and starts spec's sandbox and waits until it runs and, where
+// processes run, until its IDE answers HTTP (running says nothing of that
+// without ReadyIsHealthy).
+func (s *suite) up(t *testing.T, ctx context.Context, rt sandbox.Runtime, spec sandbox.Spec) sandbox.Instance {
+	t.Helper()
+	inst := start(t, ctx, rt, spec)
+	if s.noProc == "" {
+		waitListening(t, inst.Endpoint)
+	}
+	return inst
+}
+
+func start(t *testing.T, ctx context.Context, rt sandbox.Runtime, spec sandbox.Spec) sandbox.Instance {
 	t.Helper()
 	if err := rt.Prepare(ctx, spec); err != nil {
 		t.Fatalf("Prepare %s: %v", spec.User, err)
@@ -239,6 +250,21 @@ func get(endpoint, path string, timeout time.Duration) (int, string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
+}
+
+// waitListening polls the health path until the IDE answers it at all (at
+// most a minute).
+func waitListening(t *testing.T, endpoint string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	var err error
+	for time.Now().Before(deadline) {
+		if _, _, err = get(endpoint, "/healthz", 2*time.Second); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("the IDE at %s never answered: %v", endpoint, err)
 }
 
 // waitHealthy polls the health path until it answers 200 ok (at most a minute).
@@ -599,7 +625,7 @@ func (s *suite) testPause(t *testing.T) {
 	ctx := testCtx(t)
 	caps := rt.Capabilities()
 	spec := s.spec("bob", "g1")
-	inst := up(t, ctx, rt, spec)
+	inst := s.up(t, ctx, rt, spec)
 	if s.procs(t, "a paused IDE does not answer") {
 		waitHealthy(t, inst.Endpoint)
 	}
@@ -687,7 +713,7 @@ func (s *suite) testRestart(t *testing.T) {
 		spec := s.spec(u, []string{"alpha", "beta", "alpha"}[i])
 		spec.Env["N"] = u // another hash for each
 		specs[u] = spec
-		up(t, ctx, rt, spec)
+		s.up(t, ctx, rt, spec)
 	}
 	if err := rt.Stop(ctx, "u2", 2*time.Second); err != nil {
 		t.Fatal(err)
@@ -790,7 +816,7 @@ func (s *suite) testVolumeWorkspace(t *testing.T) {
 		}
 		return s.wsID(t, rt, "carol")
 	}
-	inst := up(t, ctx, rt, s.spec("carol", "g1"))
+	inst := s.up(t, ctx, rt, s.spec("carol", "g1"))
 	first := id()
 	if s.wsID != nil && first == "" {
 		t.Fatal("a volume sandbox has no workspace (WorkspaceID)")
@@ -807,7 +833,7 @@ func (s *suite) testVolumeWorkspace(t *testing.T) {
 
 	// Same user, new group: the same workspace at the new path.
 	moved := s.spec("carol", "g2")
-	inst = up(t, ctx, rt, moved)
+	inst = s.up(t, ctx, rt, moved)
 	if inst.Group != "g2" || inst.SpecHash != moved.Hash() {
 		t.Errorf("moved: %+v", inst)
 	}
@@ -839,7 +865,7 @@ func (s *suite) testVolumeWorkspace(t *testing.T) {
 	if got := id(); got != "" {
 		t.Fatalf("workspace after Remove with purge: %q", got)
 	}
-	inst = up(t, ctx, rt, moved)
+	inst = s.up(t, ctx, rt, moved)
 	second := id()
 	if s.wsID != nil && (second == "" || !procs && second == first) {
 		t.Errorf("workspace after a purge and a new Create: %q (before: %q)", second, first)
@@ -868,7 +894,7 @@ func (s *suite) testVolumeWorkspace(t *testing.T) {
 
 	// Remove with purge of a user without a sandbox deletes the workspace
 	// and says ErrNotFound.
-	up(t, ctx, rt, moved)
+	s.up(t, ctx, rt, moved)
 	if err := rt.Remove(ctx, "carol", false); err != nil {
 		t.Fatal(err)
 	}
@@ -877,7 +903,7 @@ func (s *suite) testVolumeWorkspace(t *testing.T) {
 		t.Errorf("workspace after Remove with purge without a sandbox: %q", got)
 	}
 	if procs {
-		inst = up(t, ctx, rt, moved)
+		inst = s.up(t, ctx, rt, moved)
 		if code, _, err := get(inst.Endpoint, "/files/again.txt", 5*time.Second); err != nil || code != http.StatusNotFound {
 			t.Errorf("file after Remove with purge without a sandbox: %d %v, want 404", code, err)
 		}
@@ -894,7 +920,7 @@ func (s *suite) testOtherWorkspaces(t *testing.T) {
 	if caps.Supports(sandbox.WorkspaceEphemeral) {
 		spec := s.spec("dave", "g1")
 		spec.Workspace = sandbox.WorkspaceEphemeral
-		inst := up(t, ctx, rt, spec)
+		inst := s.up(t, ctx, rt, spec)
 		if s.wsID != nil && s.wsID(t, rt, "dave") != "" {
 			t.Errorf("an ephemeral workspace is kept: %q", s.wsID(t, rt, "dave"))
 		}
@@ -904,7 +930,7 @@ func (s *suite) testOtherWorkspaces(t *testing.T) {
 		if err := rt.Remove(ctx, "dave", false); err != nil {
 			t.Fatal(err)
 		}
-		inst = up(t, ctx, rt, spec)
+		inst = s.up(t, ctx, rt, spec)
 		if procs {
 			if code, _, err := get(inst.Endpoint, "/files/note.txt", 5*time.Second); err != nil || code != http.StatusNotFound {
 				t.Errorf("ephemeral file after a new Create: %d %v, want 404", code, err)
@@ -915,7 +941,7 @@ func (s *suite) testOtherWorkspaces(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "workspaces")
 		spec := s.spec("erin", "g1")
 		spec.Workspace, spec.WorkspaceDir = sandbox.WorkspaceBind, dir
-		inst := up(t, ctx, rt, spec)
+		inst := s.up(t, ctx, rt, spec)
 		if fi, err := os.Stat(filepath.Join(dir, "erin")); err != nil || !fi.IsDir() {
 			t.Fatalf("bind workspace directory: %v", err)
 		}
@@ -966,7 +992,7 @@ func (s *suite) testFiles(t *testing.T) {
 			t.Errorf("%s: %+v, want %+v", p, got, want)
 		}
 	}
-	inst := up(t, ctx, rt, spec)
+	inst := s.up(t, ctx, rt, spec)
 	check(inst.Endpoint, "/home/coder/.config/kilo/config.json", stat{1000, 1000, "0600", false, `{"v":1}`}, true)
 	check(inst.Endpoint, "/home/coder/.config/kilo", stat{1000, 1000, "0755", true, ""}, true)
 	check(inst.Endpoint, "/etc/thon/extensions.txt", stat{0, 0, "0644", false, "kilocode.kilo-code\n"}, false)
@@ -975,7 +1001,7 @@ func (s *suite) testFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec.Files[0].Data = []byte(`{"v":2}`)
-	inst = up(t, ctx, rt, spec)
+	inst = s.up(t, ctx, rt, spec)
 	check(inst.Endpoint, "/home/coder/.config/kilo/config.json", stat{1000, 1000, "0600", false, `{"v":2}`}, true)
 }
 
@@ -1024,7 +1050,7 @@ func (s *suite) testHealth(t *testing.T) {
 	if rt.Capabilities().ReadyIsHealthy {
 		spec := s.spec("hal", "g1")
 		spec.Env["HEALTH_DELAY"] = "2s"
-		inst := up(t, ctx, rt, spec)
+		inst := start(t, ctx, rt, spec) // running: no more waiting
 		if code, body, err := get(inst.Endpoint, "/healthz", 5*time.Second); err != nil || code != 200 {
 			t.Errorf("running (ReadyIsHealthy), yet the health path says %d %q %v", code, body, err)
 		}
@@ -1032,7 +1058,7 @@ func (s *suite) testHealth(t *testing.T) {
 	}
 	spec := s.spec("hal", "g1")
 	spec.Env["HEALTH_FAIL"] = "1"
-	inst := up(t, ctx, rt, spec)
+	inst := s.up(t, ctx, rt, spec)
 	if code, _, err := get(inst.Endpoint, "/healthz", 5*time.Second); err != nil || code != http.StatusServiceUnavailable {
 		t.Errorf("an unhealthy IDE: %d %v, want 503 (and still running: the engine does not probe)", code, err)
 	}
