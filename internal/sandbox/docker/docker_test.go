@@ -197,13 +197,18 @@ func TestConformance(t *testing.T) {
 	t.Parallel()
 	cli := testenv.Docker(t)
 	image := testenv.SandboxImage(t)
+	// One network for every instance, as on a real host: a new network's
+	// bridge address is a network change that makes Chromium abort page
+	// loads in the browser tests running beside these.
+	shared := testenv.Prefix(t)
+	t.Cleanup(func() { testenv.Cleanup(t, shared) })
 	prefix := sandboxtest.PerTest(func(t *testing.T) string {
 		p := testenv.Prefix(t)
 		t.Cleanup(func() { testenv.Cleanup(t, p) })
 		return p
 	})
 	sandboxtest.Conformance(t, func(t *testing.T) sandbox.Runtime {
-		rt, err := New(Options{NamePrefix: prefix(t), Network: prefix(t) + "-net"})
+		rt, err := New(Options{NamePrefix: prefix(t), Network: shared + "-net"})
 		if err != nil {
 			t.Fatal(err)
 		}
