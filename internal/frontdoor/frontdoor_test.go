@@ -26,7 +26,7 @@ var alphaBeta = []config.Group{{Name: "alpha", Users: []string{"alice"}}, {Name:
 // event starts a daemon (in mode) with alice's and bob's sandboxes running.
 func event(t *testing.T, mode string) *thontest.Harness {
 	t.Helper()
-	h := thontest.New(t, alphaBeta...)
+	h := thontest.New(t, thontest.Groups(alphaBeta...), thontest.FakeEngine())
 	// The test IDE, unlike code-server, then takes WebSockets from any
 	// Origin: the front door's own check is what keeps them out.
 	h.Config.Sandbox.Env = map[string]string{"WS_ANY_ORIGIN": "1"}
@@ -437,7 +437,7 @@ func mustReq(u string, hdr ...string) *http.Request {
 }
 
 func TestSubdomainMode(t *testing.T) {
-	h := thontest.New(t, alphaBeta...)
+	h := thontest.New(t, thontest.Groups(alphaBeta...), thontest.FakeEngine())
 	h.Stop()
 	h.Config.Access.Mode = config.ModeSubdomain
 	h.Config.Access.Domain = "thon.test"

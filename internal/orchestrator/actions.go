@@ -316,8 +316,10 @@ func (o *Orchestrator) ensureRunning(ctx context.Context, spec sandbox.Spec, pha
 		}
 		outcome = OutcomeRecreated
 	case inst.State == sandbox.StateRunning:
-		// Running already: healthy means nothing to do.
-		if o.healthy(ctx, inst, spec) {
+		// Running already: healthy means nothing to do. An engine whose
+		// running means healthy is not probed (its endpoint may not even be
+		// reachable from here).
+		if o.caps.ReadyIsHealthy || o.healthy(ctx, inst, spec) {
 			return inst, OutcomeUnchanged, nil
 		}
 		outcome = OutcomeStarted

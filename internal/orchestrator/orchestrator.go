@@ -122,7 +122,7 @@ func New(o Options) *Orchestrator {
 		personalize:  o.Personalize,
 		onImport:     o.OnImport,
 		rt:           o.Runtime,
-		caps:         sandbox.CapabilitiesOf(o.Runtime),
+		caps:         o.Runtime.Capabilities(),
 		st:           o.Store,
 		log:          o.Logger,
 		resync:       o.ResyncInterval,
