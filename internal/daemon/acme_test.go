@@ -40,7 +40,7 @@ const (
 // configuration first.
 func acmeEvent(t *testing.T, only string, pebble acmetest.Options, change func(*config.Config)) (*thontest.Harness, *acmetest.CA) {
 	t.Helper()
-	h := thontest.New(t, config.Group{Name: "alpha", Users: []string{"alice"}})
+	h := thontest.New(t, thontest.Groups(config.Group{Name: "alpha", Users: []string{"alice"}}))
 	h.Stop()
 	a := &h.Config.Access
 	var first, last int
