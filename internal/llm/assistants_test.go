@@ -20,6 +20,8 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 
 var testEndpoint = Endpoint{BaseURL: "http://host.docker.internal:9080/v1", Key: "thon_0123456789abcdef"}
 
+var testParticipant = Participant{User: "alice", Group: "alpha", Workspace: "/workspace/alpha/alice"}
+
 // testConfig is thon.yaml with every assistant on and an embeddings model.
 func testConfig(t *testing.T, extra string) *config.Config {
 	t.Helper()
@@ -60,7 +62,7 @@ func TestAssistantFilesGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := a.Files(testEndpoint)
+	files, err := a.Files(testEndpoint, testParticipant)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +73,8 @@ func TestAssistantFilesGolden(t *testing.T) {
 		ContinueConfigPath: "continue-config.yaml",
 		ClineStatePath:     "cline-globalState.json",
 		ClineSecretsPath:   "cline-secrets.json",
+		ClineProvidersPath: "cline-providers.json",
+		OpenCodeConfigPath: "opencode.json",
 		SettingsPath:       "settings.json",
 		ExtensionsPath:     "extensions.txt",
 	}
@@ -114,7 +118,7 @@ func TestAssistantFilesGolden(t *testing.T) {
 			t.Errorf("%s holds the key with mode %o", f.Path, f.Mode)
 		}
 	}
-	for _, p := range []string{KiloConfigPath, KiloIndexingPath, ContinueConfigPath, ClineSecretsPath} {
+	for _, p := range []string{KiloConfigPath, KiloIndexingPath, ContinueConfigPath, ClineSecretsPath, ClineProvidersPath, OpenCodeConfigPath} {
 		if !bytes.Contains(byPath[p].Data, []byte(testEndpoint.Key)) {
 			t.Errorf("%s lacks the participant's key", p)
 		}
@@ -168,7 +172,7 @@ func TestAssistantFilesMatchPublishedSchemas(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		files, err := a.Files(testEndpoint)
+		files, err := a.Files(testEndpoint, testParticipant)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,7 +237,7 @@ func TestBaseFilesMergeUnderGeneratedValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := a.Files(testEndpoint)
+	files, err := a.Files(testEndpoint, testParticipant)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,12 +280,12 @@ func TestBaseFilesMergeUnderGeneratedValues(t *testing.T) {
 // Only what is enabled is written; the openai backend keeps model names.
 func TestAssistantsOffAndModelIDs(t *testing.T) {
 	c := testConfig(t, "  kilo: {enabled: false}\n  continue: {enabled: false}\n")
-	c.Assistants.Cline.Enabled = false
+	c.Assistants.Cline.Enabled, c.Assistants.OpenCode.Enabled = false, false
 	a, err := NewAssistants(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, _ := a.Files(testEndpoint)
+	files, _ := a.Files(testEndpoint, testParticipant)
 	if len(files) != 1 || files[0].Path != SettingsPath || bytes.Contains(files[0].Data, []byte(testEndpoint.Key)) {
 		t.Fatalf("all off: %+v", files)
 	}
@@ -311,7 +315,7 @@ func TestStoredFilesWin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, _ := a.Files(testEndpoint)
+	files, _ := a.Files(testEndpoint, testParticipant)
 	byPath := filesByPath(t, files)
 	if !strings.Contains(string(byPath[SettingsPath].Data), `"editor.fontSize": 20`) || !strings.Contains(string(byPath[ExtensionsPath].Data), "ms-python.python") {
 		t.Fatalf("stored files not used:\n%s\n%s", byPath[SettingsPath].Data, byPath[ExtensionsPath].Data)
@@ -346,7 +350,7 @@ assistants:
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := a.Files(testEndpoint)
+	files, err := a.Files(testEndpoint, testParticipant)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,5 +402,42 @@ assistants:
 	yaml.Unmarshal(byPath[ContinueConfigPath].Data, &y)
 	if err := compileSchema(t, "continue-config.schema.json").Validate(asJSONValue(t, y)); err != nil {
 		t.Errorf("continue config does not validate: %v", err)
+	}
+}
+
+// Organizers' base files can name the participant; the git MCP server
+// works in their workspace as them; the files still match Kilo's schema
+// (OpenCode's file is the same format); the workspace is trusted unless the
+// organizer wants the prompt back.
+func TestParticipantInBaseFilesAndGitMCP(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "kilo.json")
+	os.WriteFile(base, []byte(`{"instructions": ["$WORKSPACE/RULES.md"], "username": "$THON_USERNAME", "agent": {"build": {"prompt": "You help ${THON_USERNAME} of $THON_GROUP ($THON_USER_EMAIL); keep $HOME as it is."}}}`), 0o644)
+	c := testConfig(t, "  kilo: {base_file: "+base+"}\n  opencode: {base_file: "+base+"}\n  git_mcp: true\n  workspace_trust: true\n")
+	a, err := NewAssistants(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := a.Files(testEndpoint, Participant{User: "alice", Group: "alpha", Email: "alice@example.org", Workspace: "/workspace/alpha/alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPath := filesByPath(t, files)
+	schema := compileSchema(t, "kilo-config.schema.json")
+	for _, path := range []string{KiloConfigPath, OpenCodeConfigPath} {
+		text := string(byPath[path].Data)
+		for _, want := range []string{`"/workspace/alpha/alice/RULES.md"`, `"username": "alice"`, `You help alice of alpha (alice@example.org); keep ${HOME} as it is.`,
+			`"GIT_BASE_DIR": "/workspace/alpha/alice"`, `"GIT_EMAIL": "alice@example.org"`, `"command": [`, `"git-mcp-server"`} {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s lacks %s:\n%s", path, want, text)
+			}
+		}
+		v, _ := jsonschema.UnmarshalJSON(strings.NewReader(strings.Replace(text, openCodeSchema, kiloSchema, 1)))
+		if err := schema.Validate(v); err != nil {
+			t.Errorf("%s does not validate: %v", path, err)
+		}
+	}
+	if !strings.Contains(string(byPath[SettingsPath].Data), `"security.workspace.trust.enabled": true`) {
+		t.Errorf("settings: %s", byPath[SettingsPath].Data)
 	}
 }
