@@ -124,6 +124,37 @@ console.log('rows', await table.countRows());
 	if out := offline(ctx, t, eng, image, "pnpm", "pnpm --version"); out != toolVersion("pnpm") {
 		t.Errorf("pnpm --version = %q", out)
 	}
+	// The git MCP server (assistants.git_mcp), started as Kilo and OpenCode
+	// start it (stdio, in a workspace), answers MCP's initialize and lists
+	// its git tools.
+	mcp := `mkdir -p /tmp/repo && cd /tmp/repo && git init -q . && cat >/tmp/mcp.js <<'JS'
+const { spawn } = require('child_process');
+const p = spawn('git-mcp-server', [], { env: { ...process.env, MCP_TRANSPORT_TYPE: 'stdio', GIT_BASE_DIR: '/tmp/repo' }, stdio: ['pipe', 'pipe', 'inherit'] });
+const send = m => p.stdin.write(JSON.stringify({ jsonrpc: '2.0', ...m }) + '\n');
+let buf = '', info;
+p.stdout.on('data', d => {
+  buf += d;
+  for (let i; (i = buf.indexOf('\n')) >= 0; buf = buf.slice(i + 1)) {
+    const line = buf.slice(0, i).trim();
+    if (!line.startsWith('{')) continue;
+    const m = JSON.parse(line);
+    if (m.id === 1) {
+      info = m.result.serverInfo;
+      send({ method: 'notifications/initialized' });
+      send({ id: 2, method: 'tools/list' });
+    } else if (m.id === 2) {
+      console.log(info.name, info.version, m.result.tools.map(t => t.name).filter(n => n.startsWith('git_')).length, 'git tools');
+      p.kill(); process.exit(0);
+    }
+  }
+});
+send({ id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'thon-e2e', version: '1' } } });
+setTimeout(() => { console.error('no answer'); process.exit(1); }, 60000);
+JS
+node /tmp/mcp.js`
+	if out := offline(ctx, t, eng, image, "git-mcp-server answers MCP", mcp); !strings.Contains(out, toolVersion("@cyanheads/git-mcp-server")) || !strings.HasSuffix(out, " git tools") || strings.HasSuffix(out, " 0 git tools") {
+		t.Errorf("git-mcp-server: %q, want its name, version %s and its git tools", out, toolVersion("@cyanheads/git-mcp-server"))
+	}
 }
 
 func toolVersion(pkg string) string {

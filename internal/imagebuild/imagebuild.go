@@ -108,7 +108,10 @@ type Tool struct {
 //     releases;
 //   - pnpm 11: its current release that is plain JavaScript on the image's
 //     Node.js (pnpm 12 is a 70 MB native binary that embeds another
-//     Node.js).
+//     Node.js);
+//   - git-mcp-server (@cyanheads/git-mcp-server): the git MCP server Kilo
+//     and OpenCode are given with assistants.git_mcp; it speaks MCP on
+//     stdin and has no --version, so its Command is checked separately.
 var Tools = []Tool{
 	{"@kilocode/cli", "7.7.7", "kilo"},
 	{"@continuedev/cli", "1.5.47", "cn"},
@@ -116,6 +119,7 @@ var Tools = []Tool{
 	{"opencode-ai", "1.18.33", "opencode"},
 	{"pnpm", "11.28.11", "pnpm"},
 	{"playwright-core", "1.65.1", ""},
+	{"@cyanheads/git-mcp-server", "2.15.3", ""},
 }
 
 // LanceDBVersion is the @lancedb/lancedb Kilo 7.7.7 installs from npm the

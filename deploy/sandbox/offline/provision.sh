@@ -308,6 +308,10 @@ for cmd in "kilo --version" "cn --version" "cline --version" "opencode --version
 		printf '  %s: %s\n' "$cmd" "$(npm_config_offline=true timeout 60 $cmd </dev/null 2>&1 | tail -n 1)"
 	fi
 done
+# The git MCP server (assistants.git_mcp) speaks MCP on stdin: it is there.
+case " $TOOLS " in
+*" @cyanheads/git-mcp-server@"*) command -v git-mcp-server >/dev/null || { echo "git-mcp-server is not on PATH" >&2; exit 1; } ;;
+esac
 python3 -m venv /tmp/venv-check && /tmp/venv-check/bin/python -m pip --version
 java -version 2>&1 | head -n 1
 gcc --version | head -n 1
