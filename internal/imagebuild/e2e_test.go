@@ -28,8 +28,8 @@ import (
 // TestOfflineImageBuild builds the participant image offline (Debian mirror +
 // npm only), or finds it cached, and checks a container of it the way THON
 // runs one, the tools in it without network, and an image with an extension
-// baked in. Opt-in: it needs root, the engine and, the first time, a quarter
-// of an hour and about 1.3 GB of downloads.
+// baked in. Opt-in: it needs root, the engine and, the first time, half an
+// hour or more and about 1.2 GB of downloads.
 //
 //	sudo THON_E2E_IMAGE=1 go test ./internal/imagebuild -run TestOfflineImageBuild -v
 //
