@@ -397,10 +397,28 @@ func (r *Runtime) Pause(ctx context.Context, user string) error {
 	default:
 		return fmt.Errorf("pause sandbox %s: it is %s, not running", user, c.State.Status)
 	}
-	if _, err := r.cli.ContainerPause(ctx, c.ID, client.ContainerPauseOptions{}); err != nil {
-		return r.containerErr("pause", user, err)
+	// With cgroup v1, runc cannot always freeze a container whose processes
+	// are busy on a busy host: it gives up with "unable to freeze" and
+	// thaws the container back, leaving it running (one pause in ten of a
+	// busy container, on a loaded two-core host). The kernel's freezer
+	// documentation says to try again, so we do, for a while.
+	delay := 100 * time.Millisecond
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := r.cli.ContainerPause(ctx, c.ID, client.ContainerPauseOptions{})
+		if err == nil || !strings.Contains(err.Error(), "unable to freeze") || time.Now().Add(delay).After(deadline) {
+			if err != nil {
+				return r.containerErr("pause", user, err)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return r.containerErr("pause", user, err)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, time.Second)
 	}
-	return nil
 }
 
 // Resume thaws a paused sandbox; a running one is left alone.
