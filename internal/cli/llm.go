@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/thon-dev/thon/client"
-	"github.com/thon-dev/thon/internal/llm"
 )
 
 func newLLMCmd(e *env) *cobra.Command {
@@ -18,17 +17,21 @@ func newLLMCmd(e *env) *cobra.Command {
 		Use:   "llm",
 		Short: "The language model server: status, models, sizing for the event",
 		Long: `The LLM server behind every participant's assistants (llm in thon.yaml):
-Lemonade Server, managed through its API, or any OpenAI-compatible server
-(backend: openai; status and models only).
+Lemonade Server, managed through its API; llama.cpp's llama-server, run by
+THON in a container (backend: llamacpp, no url) or your own (with a url);
+or any OpenAI-compatible server (backend: openai; status and models only).
 
 THON sizes the models for the event: context = ctx_per_user × participants
 (capped by max_ctx) and parallel slots = slots_per_user × participants
 (capped by max_slots). The plan is applied again about 30 s after
-participants are added or removed, never during a bulk start, and only to
-models that are loaded. Nothing is downloaded unless you run "thon llm pull".
+participants are added or removed, never during a bulk start: Lemonade
+reloads the models that are loaded; a llama-server THON runs is restarted
+with the new sizes once the streams in flight have finished. Nothing is
+downloaded unless you run "thon llm pull".
 
 A server that is down never stops sandboxes: "thon llm status" says why,
-and the assistants work once it is back.`,
+and the assistants work once it is back. A llama-server THON runs is
+started again when it dies, with backoff, and the audit log says so.`,
 	}
 	var output string
 	status := &cobra.Command{
@@ -90,12 +93,16 @@ and the assistants work once it is back.`,
 	pull := &cobra.Command{
 		Use:   "pull [MODEL]",
 		Short: "Download a model (default: the models thon.yaml configures)",
-		Long: `Pull downloads a model onto the Lemonade server. Without MODEL it downloads
-the chat and embedding models of thon.yaml; a model with a checkpoint is
-registered as user.NAME. Downloads can be many gigabytes: run it before the
+		Long: `Pull downloads models. Without MODEL it downloads every model thon.yaml
+configures. On Lemonade a model with a checkpoint is registered as
+user.NAME. For llamacpp, THON downloads each checkpoint's GGUF files from
+Hugging Face into server.data_dir/models (HF_ENDPOINT for a mirror,
+HF_TOKEN for a gated model), resuming a broken download, and the server THON
+runs starts serving it. Downloads can be many gigabytes: run it before the
 event, on the venue's best network.`,
 		Example: `  thon llm pull
-  thon llm pull Qwen3-0.6B-GGUF`,
+  thon llm pull Qwen3-0.6B-GGUF
+  HF_TOKEN=hf_… thon llm pull gemma-4-31b-it`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := e.daemonClient(cmd.Context())
@@ -215,13 +222,29 @@ func printLLMStatus(w io.Writer, st client.LLMStatus) {
 	case !st.Reachable:
 		state = "DOWN"
 	}
-	fmt.Fprintf(bw, "LLM server  %s (%s) at %s", state, st.Backend, st.URL)
+	fmt.Fprintf(bw, "LLM server  %s (%s)", state, st.Backend)
+	if st.URL != "" {
+		fmt.Fprintf(bw, " at %s", st.URL)
+	}
 	if st.Version != "" {
 		fmt.Fprintf(bw, ", version %s", st.Version)
 	}
 	fmt.Fprintln(bw)
 	if st.Error != "" {
 		fmt.Fprintf(bw, "            %s\n", st.Error)
+	}
+	if srv := st.Server; srv != nil {
+		line := fmt.Sprintf("Run by THON %s %s, image %s, on %s", srv.Container, srv.State, srv.Image, gpuWord(srv.GPU))
+		if !srv.Started.IsZero() {
+			line += ", up since " + srv.Started.Local().Format("15:04:05")
+		}
+		fmt.Fprintln(bw, line)
+		if srv.Crashes > 0 {
+			fmt.Fprintf(bw, "            restarted %d times; last: %s\n", srv.Crashes, srv.LastExit)
+		}
+		if srv.Waiting != "" {
+			fmt.Fprintf(bw, "            %s\n", srv.Waiting)
+		}
 	}
 	if st.Slots != nil {
 		fmt.Fprintf(bw, "Slots       %d busy of %d\n", st.Slots.Busy, st.Slots.Total)
@@ -253,7 +276,14 @@ func printLLMStatus(w io.Writer, st client.LLMStatus) {
 	}
 }
 
-func printPlan(w io.Writer, p llm.Plan) {
+func gpuWord(g string) string {
+	if g == "" || g == "none" {
+		return "the CPU"
+	}
+	return "the " + g + " GPU"
+}
+
+func printPlan(w io.Writer, p client.ScalePlan) {
 	bw := bufio.NewWriter(w)
 	defer bw.Flush()
 	fmt.Fprintf(bw, "Plan for %d participants\n", p.Participants)
@@ -270,7 +300,7 @@ func printPlan(w io.Writer, p llm.Plan) {
 	}
 }
 
-func printApplied(w io.Writer, res []llm.Applied) {
+func printApplied(w io.Writer, res []client.Applied) {
 	for _, a := range res {
 		line := a.Model + ": " + a.Action
 		if a.Reason != "" {

@@ -26,7 +26,7 @@ func printStatusTable(w io.Writer, items []client.Status) {
 	bw := bufio.NewWriter(w) // tabwriter writes cell by cell: one syscall each otherwise
 	defer bw.Flush()
 	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "USER\tGROUP\tSTATE\tWORKSPACE\tURL\tENDPOINT\tAGE")
+	fmt.Fprintln(tw, "USER\tGROUP\tSTATE\tWORKSPACE\tURL\tENDPOINT\tAGE\tLAST ACTIVE")
 	now := time.Now()
 	for _, s := range items {
 		state := s.State
@@ -45,7 +45,11 @@ func printStatusTable(w io.Writer, items []client.Status) {
 		if url == "" {
 			url = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.User, s.Group, state, s.Workspace, url, endpoint, age)
+		active := "-"
+		if !s.LastActive.IsZero() {
+			active = humanAge(max(now.Sub(s.LastActive), 0)) + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.User, s.Group, state, s.Workspace, url, endpoint, age, active)
 	}
 	tw.Flush()
 }
@@ -158,5 +162,109 @@ func (p *progress) finish() {
 	defer p.mu.Unlock()
 	if p.tty && p.drawn {
 		fmt.Fprintln(p.w)
+	}
+}
+
+// stepProgress shows a long build's steps (imagebuild.Progress): on a
+// terminal the current step on one line, redrawn every second with how long
+// it has taken, and each finished step left above it with its time;
+// elsewhere (logs, CI, pipes) one plain line per step.
+type stepProgress struct {
+	mu        sync.Mutex
+	w         io.Writer
+	tty       bool
+	line      string // the current step, "[2/7] install …"
+	stepStart time.Time
+	drawn     bool
+	stop      chan struct{}
+	stopped   chan struct{}
+}
+
+func newStepProgress(e *env) *stepProgress {
+	p := &stepProgress{w: e.stderr(), tty: e.io.IsTTY}
+	if p.tty {
+		p.stop, p.stopped = make(chan struct{}), make(chan struct{})
+		go p.tick()
+	}
+	return p
+}
+
+// step is an imagebuild.Progress.
+func (p *stepProgress) step(step string, done, total int) {
+	line := fmt.Sprintf("[%d/%d] %s", done, total, step)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if line == p.line {
+		return
+	}
+	if !p.tty {
+		fmt.Fprintln(p.w, line)
+		p.line = line
+		return
+	}
+	p.endStep()
+	p.line, p.stepStart = line, time.Now()
+	p.draw()
+}
+
+// endStep leaves the current step on a line of its own, with its time.
+func (p *stepProgress) endStep() {
+	if p.line == "" {
+		return
+	}
+	p.clear()
+	fmt.Fprintf(p.w, "✓ %s (%s)\n", p.line, time.Since(p.stepStart).Round(time.Second))
+	p.line = ""
+}
+
+func (p *stepProgress) clear() {
+	if p.drawn {
+		fmt.Fprint(p.w, "\r\033[2K")
+		p.drawn = false
+	}
+}
+
+func (p *stepProgress) draw() {
+	p.clear()
+	fmt.Fprintf(p.w, "… %s · %.0fs", p.line, time.Since(p.stepStart).Seconds())
+	p.drawn = true
+}
+
+func (p *stepProgress) tick() {
+	defer close(p.stopped)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			p.mu.Lock()
+			if p.line != "" {
+				p.draw()
+			}
+			p.mu.Unlock()
+		}
+	}
+}
+
+// finish ends the display. ok=false (the build failed) leaves the current
+// step on its line without the check mark.
+func (p *stepProgress) finish(ok bool) {
+	if !p.tty {
+		return
+	}
+	close(p.stop)
+	<-p.stopped
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ok {
+		p.endStep()
+		return
+	}
+	if p.line != "" {
+		p.clear()
+		fmt.Fprintf(p.w, "✗ %s (%s)\n", p.line, time.Since(p.stepStart).Round(time.Second))
+		p.line = ""
 	}
 }

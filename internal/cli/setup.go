@@ -13,7 +13,7 @@ import (
 func newSetupCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "setup",
-		Short: "Prepare this machine: the participant image, Lemonade's keys",
+		Short: "Prepare this machine: the participant and LLM server images, Lemonade's keys",
 		Long: `Setup prepares the machine an event runs on. Each step says exactly what
 it will do before doing it, and nothing is downloaded unless you ask.`,
 	}
@@ -75,7 +75,7 @@ with the same keys changes nothing.`,
 	}
 	lemonade.Flags().BoolVar(&dryRun, "dry-run", false, "print what would be done, change nothing")
 	lemonade.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
-	cmd.AddCommand(newSetupImageCmd(e), lemonade)
+	cmd.AddCommand(newSetupImageCmd(e), newSetupLLMCmd(e), lemonade)
 	return cmd
 }
 
@@ -108,14 +108,9 @@ seconds.`,
 				}
 			}
 			o.ThonVersion = e.version
-			var last string
-			res, err := imagebuild.Build(cmd.Context(), o, func(step string, done, total int) {
-				line := fmt.Sprintf("[%d/%d] %s", done, total, step)
-				if line != last {
-					fmt.Fprintln(e.stderr(), line)
-					last = line
-				}
-			})
+			p := newStepProgress(e)
+			res, err := imagebuild.Build(cmd.Context(), o, p.step)
+			p.finish(err == nil)
 			if err != nil {
 				return err
 			}
@@ -135,5 +130,63 @@ seconds.`,
 	f.StringVar(&o.Mirror, "mirror", "", "Debian mirror (default: the one apt on this machine uses)")
 	f.StringVar(&o.CodeServerVersion, "code-server", imagebuild.DefaultCodeServerVersion, "code-server version (it must run on Debian 13's Node.js 20)")
 	f.StringVar(&o.NPMRegistry, "npm-registry", imagebuild.DefaultNPMRegistry, "npm registry")
+	return cmd
+}
+
+func newSetupLLMCmd(e *env) *cobra.Command {
+	var o imagebuild.LLMOptions
+	var output string
+	cmd := &cobra.Command{
+		Use:   "llm",
+		Short: "Build the LLM server image (llama.cpp's llama-server from Debian), offline",
+		Long: `LLM builds THON's LLM server image, ` + imagebuild.DefaultLLMTag + `: llama.cpp's llama-server
+from Debian unstable with ggml's CPU and Vulkan backends and Mesa's Vulkan
+drivers (AMD and Intel GPUs; NVIDIA's come with the NVIDIA container
+toolkit), running as the non-root user llm (uid 10001). Its entrypoint is
+llama-server and THON passes every argument; it needs no network but its
+port (8080 by default).
+
+It is built from nothing but Debian's package mirror (by default the one
+apt on this machine uses): a Debian unstable root file system from
+debootstrap, the packages installed with apt in a chroot, imported into
+Docker and finished by a local build; no container registry is asked. That
+needs root and the debootstrap package, and takes a minute or two; the result
+is cached (keyed by what goes into it), so running it again takes seconds.
+--rebuild builds again with the suite's current packages.`,
+		Example: `  sudo thon setup llm
+  sudo thon setup llm --mirror http://ftp.de.debian.org/debian
+  sudo thon setup llm --rebuild -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "text" && output != "json" {
+				return fmt.Errorf("--output %q: use text or json", output)
+			}
+			o.ThonVersion = e.version
+			p := newStepProgress(e)
+			res, err := imagebuild.BuildLLM(cmd.Context(), o, p.step)
+			p.finish(err == nil)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeJSON(e.stdout(), map[string]any{
+					"image": res.Image, "id": res.ID, "size_bytes": res.Size, "llm_version": res.LLMVersion,
+					"cached": res.Cached, "seconds": res.Took.Seconds(),
+				})
+			}
+			how := "built in " + res.Took.Round(time.Second).String()
+			if res.Cached {
+				how = "already up to date"
+			}
+			fmt.Fprintf(e.stdout(), "%s: llama-server %s, %d MB, %s.\n", res.Image, res.LLMVersion, res.Size>>20, how)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Tag, "tag", imagebuild.DefaultLLMTag, "the image's name")
+	f.StringVar(&o.Mirror, "mirror", "", "Debian mirror (default: the one apt on this machine uses)")
+	f.BoolVar(&o.Rebuild, "rebuild", false, "build again even if nothing changed (with the suite's current packages)")
+	f.StringVar(&o.CacheDir, "cache-dir", imagebuild.DefaultLLMCacheDir, "where the root file system and package caches are kept")
+	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
 }

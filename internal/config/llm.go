@@ -156,6 +156,7 @@ func (c *Config) checkLLM(bad func(path, hint, format string, args ...any)) {
 		{"assistants.kilo.base_file", a.Kilo.BaseFile, "json"},
 		{"assistants.continue.base_file", a.Continue.BaseFile, "yaml"},
 		{"assistants.cline.base_file", a.Cline.BaseFile, "json"},
+		{"assistants.opencode.base_file", a.OpenCode.BaseFile, "json"},
 		{"assistants.vscode_settings_file", a.VSCodeSettingsFile, "json"},
 		{"assistants.extensions_file", a.ExtensionsFile, "lines"},
 	} {
@@ -240,13 +241,14 @@ func ParseExtensions(data []byte) ([]string, error) {
 	return out, nil
 }
 
-// resolveFiles makes the assistant file paths absolute, so the daemon
+// resolveFiles makes the assistant file paths (and access.acme.ca_root) absolute, so the daemon
 // reads the same files whatever its working directory.
 func (c *Config) resolveFiles() {
 	a := &c.Assistants
 	l := &c.LLM
-	paths := []*string{&a.Kilo.BaseFile, &a.Continue.BaseFile, &a.Cline.BaseFile, &a.VSCodeSettingsFile, &a.ExtensionsFile,
-		&l.ChatModel.File, &l.ChatModel.MMProj, &l.EmbeddingModel.File, &l.SmallModel.File, &l.SmallModel.MMProj}
+	paths := []*string{&a.Kilo.BaseFile, &a.Continue.BaseFile, &a.Cline.BaseFile, &a.OpenCode.BaseFile, &a.VSCodeSettingsFile, &a.ExtensionsFile,
+		&l.ChatModel.File, &l.ChatModel.MMProj, &l.EmbeddingModel.File, &l.SmallModel.File, &l.SmallModel.MMProj,
+		&c.Access.ACME.CARoot}
 	for i := range l.ChatModels {
 		paths = append(paths, &l.ChatModels[i].File, &l.ChatModels[i].MMProj)
 	}

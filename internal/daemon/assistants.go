@@ -123,7 +123,7 @@ func (p *personalizer) personalize(spec *sandbox.Spec) {
 	if s.assistants == nil {
 		return
 	}
-	files, err := s.assistants.Files(ep)
+	files, err := s.assistants.Files(ep, llm.Participant{User: spec.User, Group: spec.Group, Workspace: spec.WorkspacePath()})
 	if err != nil {
 		p.log.Error("assistant files for sandbox", "user", spec.User, "err", err)
 		return

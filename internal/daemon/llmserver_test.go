@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -21,14 +20,6 @@ import (
 	"github.com/thon-dev/thon/internal/testenv"
 	"github.com/thon-dev/thon/internal/thontest"
 )
-
-// llmImage is the LLM server image the tests run.
-func llmImage(t *testing.T) string {
-	if img := os.Getenv("THON_TEST_LLM_IMAGE"); img != "" {
-		return img
-	}
-	return "thon/llm-dev:latest"
-}
 
 func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
 	t.Helper()
@@ -46,8 +37,8 @@ func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
 // participant's own key, resized as people join without cutting a stream,
 // and restarted when it dies.
 func TestDaemonRunsLlamaServer(t *testing.T) {
-	img := llmImage(t)
-	h := thontest.New(t, config.Group{Name: "alpha", Users: []string{"alice", "bob"}})
+	img := testenv.LLMImage(t)
+	h := thontest.New(t, thontest.Groups(config.Group{Name: "alpha", Users: []string{"alice", "bob"}}))
 	h.Stop()
 	l := &h.Config.LLM
 	l.Backend, l.Image, l.GPU = config.BackendLlamacpp, img, "none"
@@ -83,7 +74,7 @@ func TestDaemonRunsLlamaServer(t *testing.T) {
 			cmd = append(cmd, "-H", hd)
 		}
 		cmd = append(cmd, "-d", chat, "$OPENAI_BASE_URL/chat/completions")
-		out, code, err := h.Runtime.Exec(ctx, user, cmd)
+		out, code, err := h.Docker.Exec(ctx, user, cmd)
 		if err != nil || code != 0 {
 			t.Fatalf("fetch in %s's sandbox: %q %d %v", user, out, code, err)
 		}
@@ -106,7 +97,7 @@ func TestDaemonRunsLlamaServer(t *testing.T) {
 	if code, body := fetch("alice"); code != 401 || !strings.Contains(body, "missing_api_key") {
 		t.Fatalf("no key: %d %s", code, body)
 	}
-	if out, _, _ := h.Runtime.Exec(ctx, "alice", []string{"/sandboxd", "dial", st.Server.Endpoint}); strings.TrimSpace(out) == "ok" {
+	if out, _, _ := h.Docker.Exec(ctx, "alice", []string{"/sandboxd", "dial", st.Server.Endpoint}); strings.TrimSpace(out) == "ok" {
 		t.Fatalf("alice's sandbox reaches the LLM server at %s directly", st.Server.Endpoint)
 	}
 	rows, err := h.Client.GatewayUsage(ctx, []string{"alice"}, nil, "")

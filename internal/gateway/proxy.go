@@ -379,10 +379,11 @@ func (g *Gateway) relayStream(w http.ResponseWriter, body io.Reader, injected bo
 	}()
 
 	var (
-		ev     []byte
-		u      tokenUsage
-		got    bool
-		chunks int64
+		ev       []byte
+		u        tokenUsage
+		got      bool
+		chunks   int64
+		finished bool // [DONE], or a finish_reason: the answer is whole
 	)
 	charge := func() {
 		if !got {
@@ -398,9 +399,11 @@ func (g *Gateway) relayStream(w http.ResponseWriter, body io.Reader, injected bo
 		forward := true
 		payload := eventData(ev)
 		if payload != nil && bytes.Equal(payload, doneData) {
+			finished = true
 			charge()
 		} else if payload != nil {
 			chunks++
+			finished = finished || bytes.Contains(payload, finishReasonBytes)
 			if bytes.Contains(payload, usageKeyBytes) && !bytes.Contains(payload, usageNull) {
 				var c struct {
 					Choices []json.RawMessage `json:"choices"`
@@ -432,10 +435,16 @@ func (g *Gateway) relayStream(w http.ResponseWriter, body io.Reader, injected bo
 			continue
 		}
 		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				g.log.Warn("gateway: upstream stream broke off", "err", err)
-			}
 			emit()
+			if !finished {
+				// The server went away mid-answer: say so in the stream,
+				// as OpenAI does, rather than cut it silently.
+				g.log.Warn("gateway: the upstream stream broke off before the answer was complete", "err", err)
+				if !clientGone {
+					w.Write(brokenStreamEvent)
+					rc.Flush()
+				}
+			}
 			break
 		}
 		if len(line) == 1 || (len(line) == 2 && line[0] == '\r') { // blank line: end of event
@@ -444,6 +453,11 @@ func (g *Gateway) relayStream(w http.ResponseWriter, body io.Reader, injected bo
 	}
 	charge() // no-op when [DONE] came
 }
+
+var (
+	finishReasonBytes = []byte(`"finish_reason":"`)
+	brokenStreamEvent = []byte(`data: {"error":{"message":"The AI model server stopped in the middle of this answer. What it generated until then was charged; try again.","type":"server_error","param":null,"code":"upstream_stream_broken"}}` + "\n\n")
+)
 
 // eventData returns the data of an SSE event (its data: lines joined), or
 // nil when it has none.

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,5 +136,32 @@ func TestKeyIDs(t *testing.T) {
 	}
 	if KeyID(KindGroup, "alpha") != "group:alpha" {
 		t.Fatal(KeyID(KindGroup, "alpha"))
+	}
+}
+
+// The server dies mid-answer: the client's stream ends with an
+// OpenAI-shaped error event, not a silent cut, and what was streamed is
+// charged.
+func TestBrokenStreamEndsWithAnError(t *testing.T) {
+	e := newEnv(t, upstreamtest.Options{CompletionTokens: 50})
+	secret := e.keys.add(Key{ID: "user:a"})
+	e.up.PauseStreams()
+	got := make(chan result, 1)
+	go func() {
+		got <- do(t, "POST", e.url+"/chat/completions", secret, map[string]any{"model": "m", "stream": true, "messages": []map[string]string{{"role": "user", "content": "hi"}}})
+	}()
+	if err := e.up.WaitInFlight(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the first chunk is through
+	e.up.Break()
+	r := <-got
+	body := string(r.body)
+	if r.status != 200 || !strings.Contains(body, `"code":"upstream_stream_broken"`) || strings.Contains(body, "[DONE]") {
+		t.Fatalf("stream: %s", r)
+	}
+	e.gw.Close()
+	if u := e.sink.sum("user:a"); u.CompletionTokens == 0 || u.CompletionTokens >= 50 {
+		t.Fatalf("charged %+v: want what was streamed, not nothing and not the whole answer", u)
 	}
 }

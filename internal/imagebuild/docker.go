@@ -15,7 +15,9 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/build"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/client"
 
@@ -200,4 +202,39 @@ func readStream(r io.Reader, log io.Writer) error {
 			}
 		}
 	}
+}
+
+// runOnce runs cmd (as the entrypoint) in a new container of image as user,
+// without network, and returns its output (stdout and stderr) and exit code.
+// The container is removed afterwards.
+func (e *engine) runOnce(ctx context.Context, image, user string, cmd []string) (string, int, error) {
+	res, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config:     &container.Config{Image: image, User: user, Entrypoint: cmd, Cmd: []string{}},
+		HostConfig: &container.HostConfig{NetworkMode: "none"},
+	})
+	if err != nil {
+		return "", -1, fmt.Errorf("create a container of %s: %w", image, err)
+	}
+	defer e.cli.ContainerRemove(context.WithoutCancel(ctx), res.ID, client.ContainerRemoveOptions{Force: true})
+	wait := e.cli.ContainerWait(ctx, res.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+	if _, err := e.cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
+		return "", -1, fmt.Errorf("start a container of %s: %w", image, err)
+	}
+	code := -1
+	select {
+	case r := <-wait.Result:
+		code = int(r.StatusCode)
+	case err := <-wait.Error:
+		return "", -1, fmt.Errorf("wait for the container of %s: %w", image, err)
+	}
+	logs, err := e.cli.ContainerLogs(ctx, res.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		return "", code, fmt.Errorf("read the output of the container of %s: %w", image, err)
+	}
+	defer logs.Close()
+	var out bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &out, logs); err != nil {
+		return out.String(), code, fmt.Errorf("read the output of the container of %s: %w", image, err)
+	}
+	return out.String(), code, nil
 }

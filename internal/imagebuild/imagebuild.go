@@ -1,6 +1,9 @@
-// Package imagebuild builds THON's participant image (`thon setup image`).
+// Package imagebuild builds THON's images: the participant image
+// (`thon setup image`, Build) and the LLM server image (`thon setup llm`,
+// BuildLLM).
 //
-// Two ways, one result (see deploy/sandbox):
+// The participant image is built one of two ways, with one result (see
+// deploy/sandbox):
 //
 //   - online: `docker build` of deploy/sandbox/Dockerfile, FROM the pinned
 //     official codercom/code-server image; needs a container registry;
@@ -11,15 +14,22 @@
 //     (ImageImport) and finished by a local build (ImageBuild) FROM that
 //     imported image, so no registry is ever asked.
 //
+// The LLM server image (see deploy/llm) is only built offline, by the same
+// pipeline with other inputs: Debian unstable, deploy/llm/provision.sh
+// (llama.cpp's llama-server with ggml's CPU and Vulkan backends, from apt)
+// and deploy/llm/Dockerfile.finish. Each offline image is an offlineImage:
+// its suite, provisioning script, finishing build, labels and cache.
+//
 // Builds are idempotent. The provisioned root file system is kept as a
 // tarball in the cache directory, keyed by a hash of the provisioning script
 // and the versions that go into it; the final image carries the key of
 // everything it was made from in the io.thon.image.key label, and a build
-// whose key matches the existing image returns at once (Result.Cached). Apt's
-// .deb files and npm's cache live in the cache directory too, so a rebuild
-// downloads almost nothing.
+// whose key matches the existing image returns at once (Result.Cached,
+// LLMResult.Cached). Apt's .deb files (and npm's cache) live in the cache
+// directory too, so a rebuild downloads almost nothing. Builds sharing a
+// cache directory take turns (a lock file).
 //
-// The offline build needs root (debootstrap, chroot, bind mounts) and the
+// The offline builds need root (debootstrap, chroot, bind mounts) and the
 // debootstrap, chroot and tar commands; the online one only the engine.
 package imagebuild
 
@@ -33,6 +43,7 @@ import (
 	"io/fs"
 	"maps"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -181,28 +192,12 @@ func (o Options) withDefaults() Options {
 
 // validate reports every invalid field at once, each with how to fix it.
 func (o Options) validate() error {
-	var errs []error
+	errs := validateCommon(o.Tag, DefaultTag, o.CacheDir, DefaultCacheDir, o.Mirror, o.Suite, DefaultSuite, o.ThonVersion)
 	bad := func(hint, format string, args ...any) {
 		errs = append(errs, sandbox.Hintf(nil, hint, format, args...))
 	}
-	if !tagRE.MatchString(o.Tag) {
-		bad("use a Docker image name such as thon/sandbox:latest (lower case; tag after ':')",
-			"invalid image tag %q", o.Tag)
-	} else if strings.HasPrefix(o.Tag, BaseRepository+":") {
-		bad("pick another name; "+BaseRepository+" holds the imported root file systems",
-			"invalid image tag %q", o.Tag)
-	}
-	if !filepath.IsAbs(o.CacheDir) {
-		bad("use an absolute path such as "+DefaultCacheDir, "cache directory %q is not absolute", o.CacheDir)
-	}
-	if u, err := url.Parse(o.Mirror); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("use the mirror's URL, such as "+DefaultMirror, "invalid Debian mirror %q", o.Mirror)
-	}
 	if u, err := url.Parse(o.NPMRegistry); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("use the registry's URL, such as "+DefaultNPMRegistry, "invalid npm registry %q", o.NPMRegistry)
-	}
-	if !suiteRE.MatchString(o.Suite) {
-		bad("use a Debian code name such as "+DefaultSuite, "invalid Debian suite %q", o.Suite)
 	}
 	if v, ok := parseVersion(o.CodeServerVersion); !ok {
 		bad("use an exact version such as "+DefaultCodeServerVersion+" (npm view code-server versions)",
@@ -211,10 +206,40 @@ func (o Options) validate() error {
 		bad("use 4.100.0 or later, such as "+DefaultCodeServerVersion,
 			"code-server %s is too old for THON", o.CodeServerVersion)
 	}
-	if strings.ContainsAny(o.ThonVersion, " \t\n\"'") {
-		bad("use a version without spaces or quotes", "invalid THON version %q", o.ThonVersion)
-	}
 	return errors.Join(errs...)
+}
+
+// validateCommon checks what every image's options have, each error with how
+// to fix it.
+func validateCommon(tag, exampleTag, cacheDir, defaultCacheDir, mirror, suite, defaultSuite, thonVersion string) []error {
+	var errs []error
+	bad := func(hint, format string, args ...any) {
+		errs = append(errs, sandbox.Hintf(nil, hint, format, args...))
+	}
+	if !tagRE.MatchString(tag) {
+		bad("use a Docker image name such as "+exampleTag+" (lower case; tag after ':')",
+			"invalid image tag %q", tag)
+	} else {
+		for _, repo := range []string{BaseRepository, LLMBaseRepository} {
+			if strings.HasPrefix(tag, repo+":") {
+				bad("pick another name; "+repo+" holds the imported root file systems",
+					"invalid image tag %q", tag)
+			}
+		}
+	}
+	if !filepath.IsAbs(cacheDir) {
+		bad("use an absolute path such as "+defaultCacheDir, "cache directory %q is not absolute", cacheDir)
+	}
+	if u, err := url.Parse(mirror); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("use the mirror's URL, such as "+DefaultMirror, "invalid Debian mirror %q", mirror)
+	}
+	if !suiteRE.MatchString(suite) {
+		bad("use a Debian code name such as "+defaultSuite, "invalid Debian suite %q", suite)
+	}
+	if strings.ContainsAny(thonVersion, " \t\n\"'") {
+		bad("use a version without spaces or quotes", "invalid THON version %q", thonVersion)
+	}
+	return errs
 }
 
 func parseVersion(s string) ([3]int, bool) {
@@ -256,16 +281,17 @@ func rootfsKey(o Options, provision []byte) string {
 // finishKey identifies the offline image: its root file system, the
 // finishing build's files and the labels.
 func finishKey(rootKey string, files map[string][]byte, thonVersion string) string {
-	parts := []string{keySchema, "offline", rootKey, thonVersion}
-	for _, name := range slices.Sorted(maps.Keys(files)) {
-		parts = append(parts, name, string(files[name]))
-	}
-	return hashOf(parts...)
+	return filesKey(files, keySchema, "offline", rootKey, thonVersion)
 }
 
 // onlineKey identifies the online image.
 func onlineKey(files map[string][]byte, thonVersion string) string {
-	parts := []string{keySchema, "online", thonVersion}
+	return filesKey(files, keySchema, "online", thonVersion)
+}
+
+// filesKey is hashOf parts and then each file's name and content, in name
+// order.
+func filesKey(files map[string][]byte, parts ...string) string {
 	for _, name := range slices.Sorted(maps.Keys(files)) {
 		parts = append(parts, name, string(files[name]))
 	}
@@ -332,18 +358,99 @@ func Build(ctx context.Context, opts Options, progress Progress) (Result, error)
 			return Result{}, err
 		}
 		if !online {
-			res, err = buildOffline(ctx, eng, opts, progress)
+			res, err = buildParticipantOffline(ctx, eng, opts, progress)
 		}
 	} else {
 		if !opts.Offline {
 			fmt.Fprintf(opts.Log, "code-server %s: the online build is pinned to %s; building offline\n",
 				opts.CodeServerVersion, pinnedVersion())
 		}
-		res, err = buildOffline(ctx, eng, opts, progress)
+		res, err = buildParticipantOffline(ctx, eng, opts, progress)
 	}
 	if err != nil {
 		return Result{}, err
 	}
 	res.Took = time.Since(start)
 	return res, nil
+}
+
+// buildParticipantOffline builds the participant image from the Debian
+// mirror and the npm registry.
+func buildParticipantOffline(ctx context.Context, eng *engine, opts Options, progress Progress) (Result, error) {
+	info, cached, err := buildOffline(ctx, eng, participantImage(opts), progress)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Image: opts.Tag, ID: info.ID, Size: info.Size, CodeServerVersion: opts.CodeServerVersion,
+		Mode: ModeOffline, Cached: cached}, nil
+}
+
+// participantImage is what the offline build makes the participant image
+// from: Debian (trixie) and offline/provision.sh, which installs Node.js and
+// code-server from npm; finished by offline/Dockerfile.finish.
+func participantImage(opts Options) offlineImage {
+	provision := embedded("offline/provision.sh")
+	rkey := rootfsKey(opts, provision)
+	files := contextFiles("offline/Dockerfile.finish")
+	return offlineImage{
+		name:    "the participant image",
+		command: "thon setup image",
+		tag:     opts.Tag, cacheDir: opts.CacheDir, mirror: opts.Mirror, suite: opts.Suite,
+		rebuild: opts.Rebuild, log: opts.Log,
+
+		baseRepo:  BaseRepository,
+		tarPrefix: "rootfs-",
+		rootKey:   rkey,
+		provision: provision,
+		env: []string{
+			"CODE_SERVER_VERSION=" + opts.CodeServerVersion,
+			"NPM_VERSION=" + DefaultNPMVersion,
+			"NPM_REGISTRY=" + opts.NPMRegistry,
+		},
+		caches: []cacheMount{{dir: "npm", target: "/root/.npm"}},
+		prepare: func(root string) ([]string, error) {
+			ca := caFile(opts)
+			if ca == "" {
+				return nil, nil
+			}
+			b, err := os.ReadFile(ca)
+			if err != nil {
+				return nil, sandbox.Hintf(err, "point the CA option at a readable PEM file", "cannot read the CA bundle %s", ca)
+			}
+			if err := writeInRoot(root, chrootCA, b, 0o644); err != nil {
+				return nil, err
+			}
+			return []string{"BUILD_CA_FILE=" + chrootCA}, nil
+		},
+		installStep: fmt.Sprintf("install Node.js and code-server %s (apt, npm, native modules)", opts.CodeServerVersion),
+		installHint: fmt.Sprintf("check that this host reaches the Debian mirror %s and the npm registry %s (a proxy: set HTTPS_PROXY; a TLS-inspecting one: its CA bundle as the CA option)",
+			opts.Mirror, opts.NPMRegistry),
+		importChanges: []string{
+			"ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+			`CMD ["/bin/bash"]`,
+		},
+
+		key:   finishKey(rkey, files, opts.ThonVersion),
+		files: files,
+		exec:  []string{"thon-entrypoint.sh"},
+		args: map[string]string{
+			"THON_VERSION":        opts.ThonVersion,
+			"CODE_SERVER_VERSION": opts.CodeServerVersion,
+		},
+		describe: fmt.Sprintf("%s, code-server %s, Debian %s from %s, npm from %s",
+			opts.Tag, opts.CodeServerVersion, opts.Suite, opts.Mirror, opts.NPMRegistry),
+	}
+}
+
+// caFile is the CA bundle npm trusts during the build ("" = none).
+func caFile(opts Options) string {
+	if opts.CAFile != "" {
+		return opts.CAFile
+	}
+	for _, f := range []string{os.Getenv("SSL_CERT_FILE"), "/etc/ssl/certs/ca-certificates.crt"} {
+		if f != "" && fileExists(f) {
+			return f
+		}
+	}
+	return ""
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -286,5 +287,57 @@ func TestWriteInRootReplacesSymlink(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(root, "etc", "resolv.conf")); string(b) != "chroot\n" {
 		t.Errorf("root file is %q", b)
+	}
+}
+
+// The participant image's recipe for the shared offline pipeline keeps the
+// keys, names and mounts it had before the pipeline was shared, so existing
+// caches and images stay valid.
+func TestParticipantImageRecipe(t *testing.T) {
+	opts := Options{Mirror: DefaultMirror}.withDefaults()
+	img := participantImage(opts)
+	provision := embedded("offline/provision.sh")
+	files := contextFiles("offline/Dockerfile.finish")
+	if img.rootKey != rootfsKey(opts, provision) || img.key != finishKey(img.rootKey, files, opts.ThonVersion) {
+		t.Errorf("keys %s/%s changed", img.rootKey, img.key)
+	}
+	if img.baseRepo != BaseRepository || img.tarPrefix != "rootfs-" || img.tag != DefaultTag || img.cacheDir != DefaultCacheDir || img.suite != DefaultSuite {
+		t.Errorf("names: %+v", img)
+	}
+	if len(img.caches) != 1 || img.caches[0] != (cacheMount{dir: "npm", target: "/root/.npm"}) {
+		t.Errorf("cache mounts %v, want npm's at /root/.npm", img.caches)
+	}
+	for _, want := range []string{"CODE_SERVER_VERSION=" + DefaultCodeServerVersion, "NPM_VERSION=" + DefaultNPMVersion, "NPM_REGISTRY=" + DefaultNPMRegistry} {
+		if !slices.Contains(img.env, want) {
+			t.Errorf("the script's environment %v lacks %s", img.env, want)
+		}
+	}
+	if !slices.Contains(img.importChanges, `CMD ["/bin/bash"]`) || !slices.Equal(img.exec, []string{"thon-entrypoint.sh"}) {
+		t.Errorf("import changes %v, executables %v", img.importChanges, img.exec)
+	}
+	if img.args["CODE_SERVER_VERSION"] != DefaultCodeServerVersion || img.args["THON_VERSION"] != "dev" {
+		t.Errorf("build args %v", img.args)
+	}
+	if img.baseArgs != nil {
+		t.Error("the participant image reads nothing from its base")
+	}
+
+	// The CA bundle goes into the root for npm, and its path into the script's environment.
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "tmp"), 0o755)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(ca, []byte("PEM"), 0o644)
+	o := opts
+	o.CAFile = ca
+	env, err := participantImage(o).prepare(root)
+	if err != nil || !slices.Equal(env, []string{"BUILD_CA_FILE=" + chrootCA}) {
+		t.Fatalf("prepare: %v, %v", env, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, chrootCA)); string(b) != "PEM" {
+		t.Errorf("CA in the root: %q", b)
+	}
+	o.CAFile = filepath.Join(t.TempDir(), "missing.pem")
+	if _, err := participantImage(o).prepare(root); err == nil || !strings.Contains(err.Error(), "cannot read the CA bundle") {
+		t.Errorf("a missing CA bundle: %v", err)
 	}
 }

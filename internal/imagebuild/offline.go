@@ -27,43 +27,97 @@ const (
 	chrootCA     = "/tmp/thon-build-ca.crt"
 )
 
-// cache is the layout of Options.CacheDir.
-type cache struct{ dir string }
+// offlineImage is what the offline pipeline makes one image from. Every
+// image THON builds offline (the participant image, the LLM server image)
+// goes through the same steps with its own offlineImage: debootstrap of
+// suite from mirror, provision run in a chroot of it, the tree packed as a
+// tarball cached under rootKey, imported into the engine as
+// baseRepo:rootKey, finished by a local build of files FROM that import and
+// labelled key, then what it replaced is tidied away.
+type offlineImage struct {
+	name    string // "the participant image": in messages
+	command string // "thon setup image": in the log and in hints
+
+	tag, cacheDir, mirror, suite string
+	rebuild                      bool
+	log                          io.Writer
+
+	baseRepo  string // the imported root file systems: baseRepo:<rootKey>
+	tarPrefix string // the cached tarballs: <cacheDir>/<tarPrefix><rootKey>.tar
+	rootKey   string
+	provision []byte       // the script run in the chroot, as root
+	env       []string     // its environment, besides PATH, HOME, LC_ALL and the proxies
+	caches    []cacheMount // cache directories mounted in the chroot besides apt's archives
+	// prepare, when set, runs before the script: it may write files into
+	// the root file system and returns more environment for the script.
+	prepare     func(root string) ([]string, error)
+	installStep string // the provisioning step, as progress shows it
+	installHint string // what to check when provisioning fails
+	// importChanges are the Dockerfile instructions the import applies (its
+	// LABEL of the root key is added).
+	importChanges []string
+
+	key   string            // the finished image's LabelKey
+	files map[string][]byte // the finishing build's context; "Dockerfile" is the finishing Dockerfile
+	exec  []string          // the executable files among them
+	args  map[string]string // its build arguments; BASE and IMAGE_KEY are added
+	// baseArgs, when set, reads more build arguments from the imported
+	// base (the llama-server version of the LLM image).
+	baseArgs func(ctx context.Context, eng *engine, baseRef string, log io.Writer) (map[string]string, error)
+	describe string // the build log's first line
+}
+
+// cacheMount is a directory of the cache (dir, relative to it) mounted at
+// target in the root file system while it is provisioned.
+type cacheMount struct{ dir, target string }
+
+// cache is the layout of a cache directory.
+type cache struct {
+	dir    string
+	prefix string // of the root file system tarballs
+}
 
 func (c cache) debs() string                 { return filepath.Join(c.dir, "debootstrap") } // debootstrap's .debs
 func (c cache) apt() string                  { return filepath.Join(c.dir, "apt") }         // apt's archives
-func (c cache) npm() string                  { return filepath.Join(c.dir, "npm") }         // npm's cache
 func (c cache) work() string                 { return filepath.Join(c.dir, "work") }        // root file system being made
 func (c cache) log() string                  { return filepath.Join(c.dir, "build.log") }
-func (c cache) tarball(key string) string    { return filepath.Join(c.dir, "rootfs-"+key+".tar") }
+func (c cache) tarball(key string) string    { return filepath.Join(c.dir, c.prefix+key+".tar") }
 func (c cache) rootfs() string               { return filepath.Join(c.work(), "rootfs") }
 func (c cache) lockFile() string             { return filepath.Join(c.dir, ".lock") }
 func (c cache) tmpTarball(key string) string { return c.tarball(key) + ".part" }
 
-// buildOffline builds the image from the Debian mirror and the npm registry.
-func buildOffline(ctx context.Context, eng *engine, opts Options, progress Progress) (Result, error) {
-	const total = 7
-	provision := embedded("offline/provision.sh")
-	rkey := rootfsKey(opts, provision)
-	files := contextFiles("offline/Dockerfile.finish")
-	fkey := finishKey(rkey, files, opts.ThonVersion)
-	baseRef := BaseRepository + ":" + rkey
-	res := Result{Image: opts.Tag, CodeServerVersion: opts.CodeServerVersion, Mode: ModeOffline}
-	c := cache{dir: filepath.Clean(opts.CacheDir)}
-
-	progress("check the image "+opts.Tag, 0, total)
-	old, haveOld, err := eng.inspect(ctx, opts.Tag)
-	if err != nil {
-		return Result{}, err
+// upToDate reports the image tag when it carries key (and rebuild is off).
+func upToDate(ctx context.Context, eng *engine, tag, key string, rebuild bool) (imageInfo, bool, error) {
+	info, ok, err := eng.inspect(ctx, tag)
+	if err != nil || !ok {
+		return imageInfo{}, false, err
 	}
-	if !opts.Rebuild && haveOld && old.Labels[LabelKey] == fkey {
-		progress("image "+opts.Tag+" is up to date", total, total)
-		res.ID, res.Size, res.Cached = old.ID, old.Size, true
-		return res, nil
+	return info, !rebuild && info.Labels[LabelKey] == key, nil
+}
+
+// buildOffline makes img, or finds it up to date (cached). It returns the
+// engine's view of the image.
+func buildOffline(ctx context.Context, eng *engine, img offlineImage, progress Progress) (info imageInfo, cached bool, err error) {
+	const total = 7
+	baseRef := img.baseRepo + ":" + img.rootKey
+	c := cache{dir: filepath.Clean(img.cacheDir), prefix: img.tarPrefix}
+
+	progress("check the image "+img.tag, 0, total)
+	if info, ok, err := upToDate(ctx, eng, img.tag, img.key, img.rebuild); err != nil || ok {
+		if ok {
+			progress("image "+img.tag+" is up to date", total, total)
+		}
+		return info, ok, err
+	}
+	// Even with the root file system cached, the cache (root's) is written.
+	if os.Geteuid() != 0 {
+		return imageInfo{}, false, sandbox.Hintf(nil, "run it as root, e.g. sudo "+img.command,
+			"%s is not up to date, and building %s offline needs root (debootstrap, chroot, bind mounts and the cache %s)",
+			img.tag, img.name, c.dir)
 	}
 
 	if err := os.MkdirAll(c.dir, 0o755); err != nil {
-		return Result{}, sandbox.Hintf(err, "pick a writable cache directory (or run as root)",
+		return imageInfo{}, false, sandbox.Hintf(err, "pick a writable cache directory (or run as root)",
 			"cannot create the image cache %s: %v", c.dir, err)
 	}
 	// Mount points show up resolved in /proc/self/mountinfo: resolve too,
@@ -71,90 +125,99 @@ func buildOffline(ctx context.Context, eng *engine, opts Options, progress Progr
 	if real, err := filepath.EvalSymlinks(c.dir); err == nil {
 		c.dir = real
 	}
-	unlock, err := lockDir(ctx, c.lockFile(), opts.Log)
+	unlock, err := lockDir(ctx, c.lockFile(), img.log)
 	if err != nil {
-		return Result{}, err
+		return imageInfo{}, false, err
 	}
 	defer unlock()
+	// Another build (another process) may have made it while this one
+	// waited for the lock.
+	old, ok, err := upToDate(ctx, eng, img.tag, img.key, img.rebuild)
+	if err != nil || ok {
+		if ok {
+			progress("image "+img.tag+" is up to date (another build made it)", total, total)
+		}
+		return old, ok, err
+	}
+	haveOld := old.ID != ""
+
 	logf, err := os.Create(c.log())
 	if err != nil {
-		return Result{}, fmt.Errorf("create %s: %w", c.log(), err)
+		return imageInfo{}, false, fmt.Errorf("create %s: %w", c.log(), err)
 	}
 	defer logf.Close()
-	log := io.MultiWriter(opts.Log, logf)
+	log := io.MultiWriter(img.log, logf)
 	t0, outer := time.Now(), progress
 	progress = func(step string, done, total int) {
-		fmt.Fprintf(logf, "thon setup image [%d/%d] %s (at %s)\n", done, total, step, time.Since(t0).Round(time.Second))
+		fmt.Fprintf(logf, "%s [%d/%d] %s (at %s)\n", img.command, done, total, step, time.Since(t0).Round(time.Second))
 		outer(step, done, total)
 	}
-	fmt.Fprintf(log, "thon setup image: %s, code-server %s, Debian %s from %s, npm from %s (key %s)\n",
-		opts.Tag, opts.CodeServerVersion, opts.Suite, opts.Mirror, opts.NPMRegistry, fkey)
+	fmt.Fprintf(log, "%s: %s (key %s)\n", img.command, img.describe, img.key)
 
 	_, haveBase, err := eng.inspect(ctx, baseRef)
 	if err != nil {
-		return Result{}, err
+		return imageInfo{}, false, err
 	}
-	haveBase = haveBase && !opts.Rebuild
-	_, statErr := os.Stat(c.tarball(rkey))
-	haveTar := statErr == nil && !opts.Rebuild
+	haveBase = haveBase && !img.rebuild
+	_, statErr := os.Stat(c.tarball(img.rootKey))
+	haveTar := statErr == nil && !img.rebuild
 
 	switch {
 	case haveBase:
 		progress("use the imported root file system "+baseRef, 4, total)
 	case haveTar:
-		progress("use the cached root file system "+c.tarball(rkey), 4, total)
+		progress("use the cached root file system "+c.tarball(img.rootKey), 4, total)
 	default:
-		if err := preflight(opts); err != nil {
-			return Result{}, err
+		if err := preflight(img); err != nil {
+			return imageInfo{}, false, err
 		}
-		if err := makeRootfs(ctx, c, opts, provision, rkey, log, progress, total); err != nil {
-			return Result{}, err
+		if err := makeRootfs(ctx, c, img, log, progress, total); err != nil {
+			return imageInfo{}, false, err
 		}
 	}
 	if !haveBase {
 		progress("import the root file system as "+baseRef, 4, total)
-		changes := []string{
-			"ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-			"LABEL " + LabelKey + "=" + rkey,
-			`CMD ["/bin/bash"]`,
-		}
-		if err := eng.importRootfs(ctx, c.tarball(rkey), baseRef, changes, log); err != nil {
-			return Result{}, err
+		changes := append(slices.Clone(img.importChanges), "LABEL "+LabelKey+"="+img.rootKey)
+		if err := eng.importRootfs(ctx, c.tarball(img.rootKey), baseRef, changes, log); err != nil {
+			return imageInfo{}, false, err
 		}
 	}
 
-	progress("finish the image "+opts.Tag, 5, total)
-	args := map[string]string{
-		"BASE":                baseRef,
-		"THON_VERSION":        opts.ThonVersion,
-		"CODE_SERVER_VERSION": opts.CodeServerVersion,
-		"IMAGE_KEY":           fkey,
+	progress("finish the image "+img.tag, 5, total)
+	args := map[string]string{"BASE": baseRef, "IMAGE_KEY": img.key}
+	for k, v := range img.args {
+		args[k] = v
 	}
-	if err := eng.build(ctx, files, []string{"thon-entrypoint.sh"}, opts.Tag, args, nil, log); err != nil {
-		return Result{}, err
+	if img.baseArgs != nil {
+		more, err := img.baseArgs(ctx, eng, baseRef, log)
+		if err != nil {
+			return imageInfo{}, false, err
+		}
+		for k, v := range more {
+			args[k] = v
+		}
 	}
-	info, ok, err := eng.inspect(ctx, opts.Tag)
+	if err := eng.build(ctx, img.files, img.exec, img.tag, args, nil, log); err != nil {
+		return imageInfo{}, false, err
+	}
+	info, ok, err = eng.inspect(ctx, img.tag)
 	if err != nil {
-		return Result{}, err
+		return imageInfo{}, false, err
 	}
-	if !ok || info.Labels[LabelKey] != fkey {
-		return Result{}, fmt.Errorf("build %s: the engine's image does not carry the key %s afterwards", opts.Tag, fkey)
+	if !ok || info.Labels[LabelKey] != img.key {
+		return imageInfo{}, false, fmt.Errorf("build %s: the engine's image does not carry the key %s afterwards", img.tag, img.key)
 	}
 
 	progress("remove what the new image replaces", 6, total)
-	tidy(ctx, eng, c, rkey, baseRef, old.ID, haveOld && old.ID != info.ID, log)
-	progress("built "+opts.Tag, total, total)
-	res.ID, res.Size = info.ID, info.Size
-	return res, nil
+	tidy(ctx, eng, c, img.baseRepo, img.rootKey, baseRef, old.ID, haveOld && old.ID != info.ID, log)
+	progress("built "+img.tag, total, total)
+	return info, false, nil
 }
 
-// preflight checks what the offline build needs from the host.
-func preflight(opts Options) error {
+// preflight checks the commands the offline build needs from the host (root
+// is checked before).
+func preflight(img offlineImage) error {
 	var errs []error
-	if os.Geteuid() != 0 {
-		errs = append(errs, sandbox.Hintf(nil, "run it as root, e.g. sudo thon setup image --offline",
-			"the offline image build needs root (debootstrap, chroot and bind mounts)"))
-	}
 	for _, t := range []struct{ cmd, pkg string }{
 		{"debootstrap", "debootstrap"},
 		{"chroot", "coreutils"},
@@ -162,15 +225,15 @@ func preflight(opts Options) error {
 	} {
 		if _, err := exec.LookPath(t.cmd); err != nil {
 			errs = append(errs, sandbox.Hintf(err, "install it: apt-get install "+t.pkg,
-				"the offline image build needs the %s command", t.cmd))
+				"building %s offline needs the %s command", img.name, t.cmd))
 		}
 	}
 	if _, err := exec.LookPath("debootstrap"); err == nil {
 		dir := cmpOr(os.Getenv("DEBOOTSTRAP_DIR"), "/usr/share/debootstrap")
-		if _, err := os.Stat(filepath.Join(dir, "scripts", opts.Suite)); err != nil {
+		if _, err := os.Stat(filepath.Join(dir, "scripts", img.suite)); err != nil {
 			errs = append(errs, sandbox.Hintf(err,
 				"install a debootstrap that knows it (Debian 12: apt-get install -t bookworm-backports debootstrap, or a current debootstrap .deb)",
-				"this debootstrap cannot make Debian %q (no %s)", opts.Suite, filepath.Join(dir, "scripts", opts.Suite)))
+				"this debootstrap cannot make Debian %q (no %s)", img.suite, filepath.Join(dir, "scripts", img.suite)))
 		}
 	}
 	return errors.Join(errs...)
@@ -183,11 +246,14 @@ func cmpOr(a, b string) string {
 	return b
 }
 
-// makeRootfs runs debootstrap and provision.sh and packs the result as the
-// cached tarball for rkey.
-func makeRootfs(ctx context.Context, c cache, opts Options, provision []byte, rkey string,
-	log io.Writer, progress Progress, total int) error {
-	for _, d := range []string{c.debs(), c.apt(), c.npm(), c.work()} {
+// makeRootfs runs debootstrap and the provisioning script and packs the
+// result as the cached tarball of img.rootKey.
+func makeRootfs(ctx context.Context, c cache, img offlineImage, log io.Writer, progress Progress, total int) error {
+	dirs := []string{c.debs(), c.apt(), c.work()}
+	for _, m := range img.caches {
+		dirs = append(dirs, filepath.Join(c.dir, m.dir))
+	}
+	for _, d := range dirs {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)
 		}
@@ -197,27 +263,27 @@ func makeRootfs(ctx context.Context, c cache, opts Options, provision []byte, rk
 		return err
 	}
 
-	progress(fmt.Sprintf("debootstrap Debian %s from %s", opts.Suite, opts.Mirror), 1, total)
+	progress(fmt.Sprintf("debootstrap Debian %s from %s", img.suite, img.mirror), 1, total)
 	args := []string{"--variant=minbase", "--cache-dir=" + c.debs()}
 	if kr := "/usr/share/keyrings/debian-archive-keyring.gpg"; fileExists(kr) {
 		args = append(args, "--keyring="+kr)
 	}
-	args = append(args, opts.Suite, root, opts.Mirror)
+	args = append(args, img.suite, root, img.mirror)
 	if err := run(ctx, log, c.log(), nil, "debootstrap", args...); err != nil {
 		var ue *sandbox.UserError
 		if errors.As(err, &ue) {
 			return err
 		}
-		return debootstrapError(err, opts)
+		return debootstrapError(err, img)
 	}
 
-	progress(fmt.Sprintf("install Node.js and code-server %s (apt, npm, native modules)", opts.CodeServerVersion), 2, total)
-	if err := provisionRootfs(ctx, c, opts, provision, log); err != nil {
+	progress(img.installStep, 2, total)
+	if err := provisionRootfs(ctx, c, img, log); err != nil {
 		return err
 	}
 
 	progress("pack the root file system", 3, total)
-	part := c.tmpTarball(rkey)
+	part := c.tmpTarball(img.rootKey)
 	err := run(ctx, log, c.log(), nil, "tar", "--numeric-owner", "--xattrs", "--xattrs-include=*",
 		"--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*", "--exclude=./tmp/*",
 		"-C", root, "-cf", part, ".")
@@ -225,17 +291,18 @@ func makeRootfs(ctx context.Context, c cache, opts Options, provision []byte, rk
 		os.Remove(part)
 		return fmt.Errorf("pack the root file system %s: %w", root, err)
 	}
-	if err := os.Rename(part, c.tarball(rkey)); err != nil {
+	if err := os.Rename(part, c.tarball(img.rootKey)); err != nil {
 		return err
 	}
 	return removeTree(root)
 }
 
-// provisionRootfs runs provision.sh in a chroot of the root file system, with
-// /proc, /dev and the package caches mounted, and unmounts them afterwards.
-func provisionRootfs(ctx context.Context, c cache, opts Options, provision []byte, log io.Writer) (err error) {
+// provisionRootfs runs the provisioning script in a chroot of the root file
+// system, with /proc, /dev and the package caches mounted, and unmounts them
+// afterwards.
+func provisionRootfs(ctx context.Context, c cache, img offlineImage, log io.Writer) (err error) {
 	root := c.rootfs()
-	if err := writeInRoot(root, chrootScript, provision, 0o755); err != nil {
+	if err := writeInRoot(root, chrootScript, img.provision, 0o755); err != nil {
 		return err
 	}
 	if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
@@ -243,39 +310,36 @@ func provisionRootfs(ctx context.Context, c cache, opts Options, provision []byt
 			return err
 		}
 	}
-	env := []string{
+	env := append([]string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME=/root",
 		"LC_ALL=C.UTF-8",
-		"CODE_SERVER_VERSION=" + opts.CodeServerVersion,
-		"NPM_VERSION=" + DefaultNPMVersion,
-		"NPM_REGISTRY=" + opts.NPMRegistry,
-	}
+	}, img.env...)
 	for _, k := range []string{"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"} {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
 		}
 	}
-	if ca := caFile(opts); ca != "" {
-		b, err := os.ReadFile(ca)
+	if img.prepare != nil {
+		more, err := img.prepare(root)
 		if err != nil {
-			return sandbox.Hintf(err, "point the CA option at a readable PEM file", "cannot read the CA bundle %s", ca)
-		}
-		if err := writeInRoot(root, chrootCA, b, 0o644); err != nil {
 			return err
 		}
-		env = append(env, "BUILD_CA_FILE="+chrootCA)
+		env = append(env, more...)
 	}
 
-	mounts := []struct {
+	type mnt struct {
 		src, dst, fstype string
 		flags            uintptr
-	}{
+	}
+	mounts := []mnt{
 		{"proc", "proc", "proc", syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC},
 		{"/dev", "dev", "", syscall.MS_BIND},
 		{"/dev/pts", "dev/pts", "", syscall.MS_BIND},
 		{c.apt(), "var/cache/apt/archives", "", syscall.MS_BIND},
-		{c.npm(), "root/.npm", "", syscall.MS_BIND},
+	}
+	for _, m := range img.caches {
+		mounts = append(mounts, mnt{filepath.Join(c.dir, m.dir), strings.TrimPrefix(m.target, "/"), "", syscall.MS_BIND})
 	}
 	defer func() {
 		if uerr := unmountBelow(root); uerr != nil && err == nil {
@@ -294,9 +358,8 @@ func provisionRootfs(ctx context.Context, c cache, opts Options, provision []byt
 	}
 	err = run(ctx, log, c.log(), env, "chroot", root, "/bin/sh", chrootScript)
 	if err != nil {
-		return sandbox.Hintf(err,
-			fmt.Sprintf("check that this host reaches the Debian mirror %s and the npm registry %s (a proxy: set HTTPS_PROXY; a TLS-inspecting one: its CA bundle as the CA option), then run again: downloads so far are cached", opts.Mirror, opts.NPMRegistry),
-			"installing code-server %s in the Debian %s root file system failed (%v)", opts.CodeServerVersion, opts.Suite, err)
+		return sandbox.Hintf(err, img.installHint+", then run again: downloads so far are cached",
+			"provisioning %s in the Debian %s root file system failed (%v)", img.name, img.suite, err)
 	}
 	return nil
 }
@@ -321,32 +384,19 @@ func writeInRoot(root, path string, data []byte, mode os.FileMode) error {
 	return f.Close()
 }
 
-// caFile is the CA bundle npm trusts during the build ("" = none).
-func caFile(opts Options) string {
-	if opts.CAFile != "" {
-		return opts.CAFile
-	}
-	for _, f := range []string{os.Getenv("SSL_CERT_FILE"), "/etc/ssl/certs/ca-certificates.crt"} {
-		if f != "" && fileExists(f) {
-			return f
-		}
-	}
-	return ""
-}
-
-func debootstrapError(err error, opts Options) error {
+func debootstrapError(err error, img offlineImage) error {
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "signed by unknown key") || strings.Contains(msg, "NO_PUBKEY") ||
 		strings.Contains(msg, "Release signed"):
-		return sandbox.Hintf(err, "install a current keyring: apt-get install debian-archive-keyring (it must know Debian "+opts.Suite+")",
-			"debootstrap cannot check the signature of Debian %s", opts.Suite)
+		return sandbox.Hintf(err, "install a current keyring: apt-get install debian-archive-keyring (it must know Debian "+img.suite+")",
+			"debootstrap cannot check the signature of Debian %s", img.suite)
 	case strings.Contains(msg, "Failed getting release file") || strings.Contains(msg, "Couldn't download"):
 		return sandbox.Hintf(err, "check the mirror URL and that this host reaches it (the mirror option; a proxy: set http_proxy)",
-			"debootstrap cannot download Debian %s from %s", opts.Suite, opts.Mirror)
+			"debootstrap cannot download Debian %s from %s", img.suite, img.mirror)
 	}
 	return sandbox.Hintf(err, "see the log for the cause, fix it and run again",
-		"debootstrap of Debian %s from %s failed", opts.Suite, opts.Mirror)
+		"debootstrap of Debian %s from %s failed", img.suite, img.mirror)
 }
 
 // run runs name with args, its output to log; env nil keeps this process's
@@ -534,22 +584,15 @@ func lockDir(ctx context.Context, path string, log io.Writer) (func(), error) {
 // tidy removes what the new image replaced: older root file system tarballs,
 // older imported bases, and the previous image when nothing uses it. Errors
 // are only logged: the build succeeded.
-func tidy(ctx context.Context, eng *engine, c cache, rkey, baseRef, oldID string, removeOld bool, log io.Writer) {
-	if olds, _ := filepath.Glob(filepath.Join(c.dir, "rootfs-*.tar")); len(olds) > 0 {
-		for _, f := range olds {
-			if f != c.tarball(rkey) {
-				fmt.Fprintf(log, "remove the older root file system %s\n", f)
-				os.Remove(f)
-			}
-		}
-	}
+func tidy(ctx context.Context, eng *engine, c cache, baseRepo, rkey, baseRef, oldID string, removeOld bool, log io.Writer) {
+	removeOlderTarballs(c, rkey, log)
 	list, err := eng.cli.ImageList(ctx, client.ImageListOptions{
-		Filters: make(client.Filters).Add("reference", BaseRepository),
+		Filters: make(client.Filters).Add("reference", baseRepo),
 	})
 	if err == nil {
 		for _, im := range list.Items {
 			for _, tag := range im.RepoTags {
-				if tag != baseRef && strings.HasPrefix(tag, BaseRepository+":") {
+				if tag != baseRef && strings.HasPrefix(tag, baseRepo+":") {
 					fmt.Fprintf(log, "untag the older base %s\n", tag)
 					_, _ = eng.cli.ImageRemove(ctx, tag, client.ImageRemoveOptions{PruneChildren: true})
 				}
@@ -558,6 +601,18 @@ func tidy(ctx context.Context, eng *engine, c cache, rkey, baseRef, oldID string
 	}
 	if removeOld {
 		removePrevious(ctx, eng, oldID, log)
+	}
+}
+
+// removeOlderTarballs removes the cached root file systems of this kind of
+// image (c.prefix) but rkey's; another kind's, in the same directory, stay.
+func removeOlderTarballs(c cache, rkey string, log io.Writer) {
+	olds, _ := filepath.Glob(filepath.Join(c.dir, c.prefix+"*.tar"))
+	for _, f := range olds {
+		if f != c.tarball(rkey) {
+			fmt.Fprintf(log, "remove the older root file system %s\n", f)
+			os.Remove(f)
+		}
 	}
 }
 

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/jsonc"
-	"github.com/thon-dev/thon/internal/sandbox"
 )
 
 // Where the participant image (deploy/sandbox) keeps things: code-server
@@ -26,12 +24,17 @@ const (
 	ContinueConfigPath = Home + "/.continue/config.yaml"
 	ClineStatePath     = Home + "/.cline/data/globalState.json"
 	ClineSecretsPath   = Home + "/.cline/data/secrets.json"
+	// ClineProvidersPath is what the cline command reads (and what Cline
+	// fills from globalState.json only on its first run).
+	ClineProvidersPath = Home + "/.cline/data/settings/providers.json"
+	OpenCodeConfigPath = Home + "/.config/opencode/opencode.json"
 	SettingsPath       = Home + "/.local/share/code-server/User/settings.json"
 	// ExtensionsPath lists extensions the image's entrypoint installs at
 	// start, one id or .vsix path per line.
 	ExtensionsPath = "/etc/thon/extensions.txt"
 
-	kiloSchema = "https://app.kilo.ai/config.json"
+	kiloSchema     = "https://app.kilo.ai/config.json"
+	openCodeSchema = "https://opencode.ai/config.json"
 )
 
 // Extension ids of the assistants on the VS Code marketplace / Open VSX.
@@ -58,16 +61,20 @@ type ModelInfo struct {
 	Name      string // what people read
 	Context   int    // tokens of context one participant gets
 	MaxOutput int    // tokens one answer may have
+	Vision    bool   // takes images (a llama.cpp model with a vision projector)
 }
 
 // Assistants writes each participant's assistant configs from thon.yaml.
 // The organizer's base files are read once, when it is made.
 type Assistants struct {
 	cfg          config.Assistants
-	chat, embed  ModelInfo // embed.ID == "": no embeddings model
+	chat, embed  ModelInfo   // embed.ID == "": no embeddings model
+	small        ModelInfo   // small.ID == "": the chat model does small tasks
+	chats        []ModelInfo // more chat models, offered beside chat
 	kiloBase     map[string]any
 	continueBase map[string]any
 	clineBase    map[string]any
+	openCodeBase map[string]any
 	settings     map[string]any
 	extensions   []string
 }
@@ -84,6 +91,7 @@ var StoredKinds = map[string]string{
 	"kilo-base":       "kilo.base_file",
 	"continue-base":   "continue.base_file",
 	"cline-base":      "cline.base_file",
+	"opencode-base":   "opencode.base_file",
 	"vscode-settings": "vscode_settings_file",
 	"extensions":      "extensions_file",
 }
@@ -92,9 +100,18 @@ var StoredKinds = map[string]string{
 // content, which wins over the file thon.yaml names.
 func NewAssistantsWith(c *config.Config, stored map[string][]byte) (*Assistants, error) {
 	a := &Assistants{cfg: c.Assistants}
-	a.chat = modelInfo(c.LLM, c.LLM.ChatModel)
-	if c.LLM.EmbeddingModel.Name != "" {
-		a.embed = modelInfo(c.LLM, c.LLM.EmbeddingModel)
+	for i, rm := range Configured(c.LLM) {
+		mi := modelInfo(c.LLM, rm.Model)
+		switch {
+		case i == 0:
+			a.chat = mi
+		case rm.Role == "chat":
+			a.chats = append(a.chats, mi)
+		case rm.Role == "small":
+			a.small = mi
+		case rm.Role == "embedding":
+			a.embed = mi
+		}
 	}
 	kindOf := map[string]string{}
 	for k, setting := range StoredKinds {
@@ -130,6 +147,9 @@ func NewAssistantsWith(c *config.Config, stored map[string][]byte) (*Assistants,
 	if a.clineBase, err = read("cline.base_file", c.Assistants.Cline.BaseFile, jsonc.Object); err != nil {
 		return nil, err
 	}
+	if a.openCodeBase, err = read("opencode.base_file", c.Assistants.OpenCode.BaseFile, jsonc.Object); err != nil {
+		return nil, err
+	}
 	if a.settings, err = read("vscode_settings_file", c.Assistants.VSCodeSettingsFile, jsonc.Object); err != nil {
 		return nil, err
 	}
@@ -150,7 +170,8 @@ func NewAssistantsWith(c *config.Config, stored map[string][]byte) (*Assistants,
 }
 
 func modelInfo(l config.LLM, m config.LLMModel) ModelInfo {
-	return ModelInfo{ID: ModelID(l, m), Name: strings.TrimPrefix(m.Name, "user."), Context: m.CtxPerUser, MaxOutput: min(8192, max(256, m.CtxPerUser/4))}
+	return ModelInfo{ID: ModelID(l, m), Name: strings.TrimPrefix(m.Name, "user."), Context: m.CtxPerUser,
+		MaxOutput: min(8192, max(256, m.CtxPerUser/4)), Vision: m.MMProj != ""}
 }
 
 // ModelID is the id a model is requested by. Lemonade registers a model it
@@ -173,143 +194,36 @@ func yamlObject(data []byte) (map[string]any, error) {
 	return m, nil
 }
 
-// Files returns one participant's files: each enabled assistant's config
-// pointing at ep, VS Code user settings, and the extensions to install.
-// Files holding the key are readable by the participant only (0600).
-func (a *Assistants) Files(ep Endpoint) ([]sandbox.File, error) {
-	var files []sandbox.File
-	add := func(path string, mode int64, data []byte) {
-		files = append(files, sandbox.File{Path: path, Mode: mode, UID: UID, GID: GID, Data: data})
-	}
-	settings := map[string]any{
-		// Nothing leaves the venue, and nothing updates itself mid-event.
-		"telemetry.telemetryLevel":    "off",
-		"update.mode":                 "none",
-		"extensions.autoCheckUpdates": false,
-		"extensions.autoUpdate":       false,
-	}
-	extensions := slices.Clone(a.extensions)
-	want := func(id string) {
-		for _, e := range extensions {
-			if strings.EqualFold(strings.SplitN(e, "@", 2)[0], id) {
-				return
-			}
-		}
-		extensions = append(extensions, id)
-	}
-
-	if a.cfg.Kilo.Enabled {
-		cfg, indexing := a.kilo(ep)
-		data, err := jsonFile(merge(a.kiloBase, cfg))
-		if err != nil {
-			return nil, err
-		}
-		add(KiloConfigPath, 0o600, data)
-		if indexing != nil {
-			// A file of its own: Kilo versions without codebase indexing
-			// reject a config with keys they do not know, and would then
-			// lose the provider too.
-			data, err := jsonFile(indexing)
-			if err != nil {
-				return nil, err
-			}
-			add(KiloIndexingPath, 0o600, data)
-		}
-		// The extension takes a new chat's model from these settings.
-		settings["kilo-code.new.model.providerID"] = provider
-		settings["kilo-code.new.model.modelID"] = a.chat.ID
-		want(KiloExtension)
-	}
-	if a.cfg.Continue.Enabled {
-		data, err := yamlFile(merge(a.continueBase, a.continueConfig(ep)))
-		if err != nil {
-			return nil, err
-		}
-		add(ContinueConfigPath, 0o600, data)
-		settings["continue.telemetryEnabled"] = false
-		want(ContinueExtension)
-	}
-	if a.cfg.Cline.Enabled {
-		state, secrets := a.cline(ep)
-		data, err := jsonFile(merge(a.clineBase, state))
-		if err != nil {
-			return nil, err
-		}
-		add(ClineStatePath, 0o600, data)
-		if data, err = jsonFile(secrets); err != nil {
-			return nil, err
-		}
-		add(ClineSecretsPath, 0o600, data)
-		want(ClineExtension)
-	}
-
-	data, err := jsonFile(merge(a.settings, settings))
-	if err != nil {
-		return nil, err
-	}
-	add(SettingsPath, 0o644, data)
-	if len(extensions) > 0 {
-		text := "# Installed by the image's entrypoint at start (written by THON).\n" + strings.Join(extensions, "\n") + "\n"
-		files = append(files, sandbox.File{Path: ExtensionsPath, Mode: 0o644, Data: []byte(text)})
-	}
-	return files, nil
-}
-
-// kilo is Kilo Code's config.json: THON as an OpenAI-compatible provider,
-// its chat model the default; and, with an embeddings model, the codebase
-// indexing settings (for kilo.json).
-func (a *Assistants) kilo(ep Endpoint) (cfg, indexing map[string]any) {
-	models := map[string]any{
-		a.chat.ID: map[string]any{
-			"name":      a.chat.Name,
-			"tool_call": true,
-			"limit":     map[string]any{"context": a.chat.Context, "output": a.chat.MaxOutput},
-		},
-	}
-	cfg = map[string]any{
-		"$schema":     kiloSchema,
-		"model":       provider + "/" + a.chat.ID,
-		"small_model": provider + "/" + a.chat.ID,
-		"provider": map[string]any{
-			provider: map[string]any{
-				"npm":     "@ai-sdk/openai-compatible",
-				"name":    "THON",
-				"options": map[string]any{"baseURL": ep.BaseURL, "apiKey": ep.Key},
-				"models":  models,
-			},
-		},
-	}
-	if a.embed.ID == "" {
-		return cfg, nil
-	}
-	return cfg, map[string]any{
-		"$schema": kiloSchema,
-		"indexing": map[string]any{
-			"enabled":           true,
-			"provider":          "openai-compatible",
-			"model":             a.embed.ID,
-			"vectorStore":       "lancedb",
-			"openai-compatible": map[string]any{"baseUrl": ep.BaseURL, "apiKey": ep.Key},
-		},
-	}
-}
-
 // continueConfig is Continue's config.yaml (schema v1): the chat model in
 // every editing role, the embeddings model for the codebase index.
 func (a *Assistants) continueConfig(ep Endpoint) map[string]any {
-	models := []any{map[string]any{
-		"name":         "THON " + a.chat.Name,
-		"provider":     "openai",
-		"model":        a.chat.ID,
-		"apiBase":      ep.BaseURL,
-		"apiKey":       ep.Key,
-		"roles":        []any{"chat", "edit", "apply", "autocomplete"},
-		"capabilities": []any{"tool_use"},
-		"defaultCompletionOptions": map[string]any{
-			"contextLength": a.chat.Context,
-			"maxTokens":     a.chat.MaxOutput,
-		},
-	}}
+	var models []any
+	add := func(m ModelInfo, roles ...any) {
+		caps := []any{"tool_use"}
+		if m.Vision {
+			caps = append(caps, "image_input")
+		}
+		models = append(models, map[string]any{
+			"name":         "THON " + m.Name,
+			"provider":     "openai",
+			"model":        m.ID,
+			"apiBase":      ep.BaseURL,
+			"apiKey":       ep.Key,
+			"roles":        roles,
+			"capabilities": caps,
+			"defaultCompletionOptions": map[string]any{
+				"contextLength": m.Context,
+				"maxTokens":     m.MaxOutput,
+			},
+		})
+	}
+	add(a.chat, "chat", "edit", "apply", "autocomplete")
+	for _, m := range a.chats {
+		add(m, "chat", "edit", "apply")
+	}
+	if a.small.ID != "" {
+		add(a.small, "summarize")
+	}
 	if a.embed.ID != "" {
 		models = append(models, map[string]any{
 			"name":     "THON " + a.embed.Name,
@@ -323,24 +237,9 @@ func (a *Assistants) continueConfig(ep Endpoint) map[string]any {
 	return map[string]any{"name": "THON", "version": "1.0.0", "schema": "v1", "models": models}
 }
 
-// cline is Cline's globalState.json and secrets.json (read by Cline 3.66
-// and later): its OpenAI-compatible provider in both plan and act modes.
-func (a *Assistants) cline(ep Endpoint) (state, secrets map[string]any) {
-	info := map[string]any{
-		"contextWindow": a.chat.Context, "maxTokens": a.chat.MaxOutput,
-		"supportsImages": false, "supportsPromptCache": false, "inputPrice": 0, "outputPrice": 0,
-	}
-	state = map[string]any{
-		"actModeApiProvider":      "openai",
-		"planModeApiProvider":     "openai",
-		"openAiBaseUrl":           ep.BaseURL,
-		"actModeOpenAiModelId":    a.chat.ID,
-		"planModeOpenAiModelId":   a.chat.ID,
-		"actModeOpenAiModelInfo":  info,
-		"planModeOpenAiModelInfo": info,
-		"welcomeViewCompleted":    true,
-	}
-	return state, map[string]any{"openAiApiKey": ep.Key}
+// chatModels is the chat model, then the others.
+func (a *Assistants) chatModels() []ModelInfo {
+	return append([]ModelInfo{a.chat}, a.chats...)
 }
 
 func yamlFile(v any) ([]byte, error) {

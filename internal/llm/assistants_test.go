@@ -20,6 +20,8 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 
 var testEndpoint = Endpoint{BaseURL: "http://host.docker.internal:9080/v1", Key: "thon_0123456789abcdef"}
 
+var testParticipant = Participant{User: "alice", Group: "alpha", Workspace: "/workspace/alpha/alice"}
+
 // testConfig is thon.yaml with every assistant on and an embeddings model.
 func testConfig(t *testing.T, extra string) *config.Config {
 	t.Helper()
@@ -60,7 +62,7 @@ func TestAssistantFilesGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := a.Files(testEndpoint)
+	files, err := a.Files(testEndpoint, testParticipant)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +73,8 @@ func TestAssistantFilesGolden(t *testing.T) {
 		ContinueConfigPath: "continue-config.yaml",
 		ClineStatePath:     "cline-globalState.json",
 		ClineSecretsPath:   "cline-secrets.json",
+		ClineProvidersPath: "cline-providers.json",
+		OpenCodeConfigPath: "opencode.json",
 		SettingsPath:       "settings.json",
 		ExtensionsPath:     "extensions.txt",
 	}
@@ -114,7 +118,7 @@ func TestAssistantFilesGolden(t *testing.T) {
 			t.Errorf("%s holds the key with mode %o", f.Path, f.Mode)
 		}
 	}
-	for _, p := range []string{KiloConfigPath, KiloIndexingPath, ContinueConfigPath, ClineSecretsPath} {
+	for _, p := range []string{KiloConfigPath, KiloIndexingPath, ContinueConfigPath, ClineSecretsPath, ClineProvidersPath, OpenCodeConfigPath} {
 		if !bytes.Contains(byPath[p].Data, []byte(testEndpoint.Key)) {
 			t.Errorf("%s lacks the participant's key", p)
 		}
@@ -168,7 +172,7 @@ func TestAssistantFilesMatchPublishedSchemas(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		files, err := a.Files(testEndpoint)
+		files, err := a.Files(testEndpoint, testParticipant)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,7 +237,7 @@ func TestBaseFilesMergeUnderGeneratedValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := a.Files(testEndpoint)
+	files, err := a.Files(testEndpoint, testParticipant)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,12 +280,12 @@ func TestBaseFilesMergeUnderGeneratedValues(t *testing.T) {
 // Only what is enabled is written; the openai backend keeps model names.
 func TestAssistantsOffAndModelIDs(t *testing.T) {
 	c := testConfig(t, "  kilo: {enabled: false}\n  continue: {enabled: false}\n")
-	c.Assistants.Cline.Enabled = false
+	c.Assistants.Cline.Enabled, c.Assistants.OpenCode.Enabled = false, false
 	a, err := NewAssistants(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, _ := a.Files(testEndpoint)
+	files, _ := a.Files(testEndpoint, testParticipant)
 	if len(files) != 1 || files[0].Path != SettingsPath || bytes.Contains(files[0].Data, []byte(testEndpoint.Key)) {
 		t.Fatalf("all off: %+v", files)
 	}
@@ -311,12 +315,129 @@ func TestStoredFilesWin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, _ := a.Files(testEndpoint)
+	files, _ := a.Files(testEndpoint, testParticipant)
 	byPath := filesByPath(t, files)
 	if !strings.Contains(string(byPath[SettingsPath].Data), `"editor.fontSize": 20`) || !strings.Contains(string(byPath[ExtensionsPath].Data), "ms-python.python") {
 		t.Fatalf("stored files not used:\n%s\n%s", byPath[SettingsPath].Data, byPath[ExtensionsPath].Data)
 	}
 	if _, err := NewAssistantsWith(c, map[string][]byte{"kilo-base": []byte("{broken")}); err == nil || !strings.Contains(err.Error(), "stored file kilo-base") {
 		t.Fatalf("a broken stored file: %v", err)
+	}
+}
+
+// Every configured model reaches the assistants: extra chat models beside
+// the chat model, the small model for titles and summaries, images for a
+// model with a vision projector; the files still match the schemas.
+func TestSeveralModelsReachTheAssistants(t *testing.T) {
+	dir := t.TempDir()
+	proj := filepath.Join(dir, "mmproj.gguf")
+	os.WriteFile(proj, []byte("GGUF\x03\x00\x00\x00"+strings.Repeat("\x00", 16)), 0o644)
+	path := filepath.Join(dir, "thon.yaml")
+	os.WriteFile(path, []byte(`llm:
+  backend: llamacpp
+  chat_model: {name: coder, checkpoint: "unsloth/Qwen3-Coder-30B-A3B-Instruct-GGUF:Q4_K_M", mmproj: `+proj+`, ctx_per_user: 16384}
+  chat_models: [{name: reasoner, checkpoint: "unsloth/gpt-oss-20b-GGUF:Q4_K_M"}]
+  small_model: {name: tiny, checkpoint: "unsloth/Qwen3-0.6B-GGUF:Q8_0", ctx_per_user: 4096}
+  embedding_model: {name: embed, checkpoint: "nomic-ai/nomic-embed-text-v1.5-GGUF:Q8_0"}
+assistants:
+  cline: {enabled: true}
+`), 0o644)
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAssistants(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := a.Files(testEndpoint, testParticipant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPath := filesByPath(t, files)
+	var kilo struct {
+		Model      string `json:"model"`
+		SmallModel string `json:"small_model"`
+		Provider   map[string]struct {
+			Models map[string]struct {
+				Attachment bool `json:"attachment"`
+				Limit      struct{ Context int }
+			} `json:"models"`
+		} `json:"provider"`
+	}
+	if err := json.Unmarshal(byPath[KiloConfigPath].Data, &kilo); err != nil {
+		t.Fatal(err)
+	}
+	ms := kilo.Provider["thon"].Models
+	if kilo.Model != "thon/coder" || kilo.SmallModel != "thon/tiny" || len(ms) != 3 || !ms["coder"].Attachment || ms["reasoner"].Attachment || ms["reasoner"].Limit.Context != 16384 || ms["tiny"].Limit.Context != 4096 {
+		t.Fatalf("kilo: %s", byPath[KiloConfigPath].Data)
+	}
+	var cont struct {
+		Models []struct {
+			Model        string
+			Roles        []string
+			Capabilities []string
+		}
+	}
+	yaml.Unmarshal(byPath[ContinueConfigPath].Data, &cont)
+	roles := map[string]string{}
+	for _, m := range cont.Models {
+		roles[m.Model] = strings.Join(m.Roles, ",") + "|" + strings.Join(m.Capabilities, ",")
+	}
+	want := map[string]string{"coder": "chat,edit,apply,autocomplete|tool_use,image_input", "reasoner": "chat,edit,apply|tool_use", "tiny": "summarize|tool_use", "embed": "embed|"}
+	for m, r := range want {
+		if roles[m] != r {
+			t.Errorf("continue: %s has %q, want %q", m, roles[m], r)
+		}
+	}
+	if !strings.Contains(string(byPath[ClineStatePath].Data), `"supportsImages": true`) {
+		t.Errorf("cline: the chat model takes images: %s", byPath[ClineStatePath].Data)
+	}
+	kiloSchema := compileSchema(t, "kilo-config.schema.json")
+	v, _ := jsonschema.UnmarshalJSON(bytes.NewReader(byPath[KiloConfigPath].Data))
+	if err := kiloSchema.Validate(v); err != nil {
+		t.Errorf("kilo config does not validate: %v", err)
+	}
+	var y any
+	yaml.Unmarshal(byPath[ContinueConfigPath].Data, &y)
+	if err := compileSchema(t, "continue-config.schema.json").Validate(asJSONValue(t, y)); err != nil {
+		t.Errorf("continue config does not validate: %v", err)
+	}
+}
+
+// Organizers' base files can name the participant; the git MCP server
+// works in their workspace as them; the files still match Kilo's schema
+// (OpenCode's file is the same format); the workspace is trusted unless the
+// organizer wants the prompt back.
+func TestParticipantInBaseFilesAndGitMCP(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "kilo.json")
+	os.WriteFile(base, []byte(`{"instructions": ["$WORKSPACE/RULES.md"], "username": "$THON_USERNAME", "agent": {"build": {"prompt": "You help ${THON_USERNAME} of $THON_GROUP ($THON_USER_EMAIL); keep $HOME as it is."}}}`), 0o644)
+	c := testConfig(t, "  kilo: {base_file: "+base+"}\n  opencode: {base_file: "+base+"}\n  git_mcp: true\n  workspace_trust: true\n")
+	a, err := NewAssistants(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := a.Files(testEndpoint, Participant{User: "alice", Group: "alpha", Email: "alice@example.org", Workspace: "/workspace/alpha/alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPath := filesByPath(t, files)
+	schema := compileSchema(t, "kilo-config.schema.json")
+	for _, path := range []string{KiloConfigPath, OpenCodeConfigPath} {
+		text := string(byPath[path].Data)
+		for _, want := range []string{`"/workspace/alpha/alice/RULES.md"`, `"username": "alice"`, `You help alice of alpha (alice@example.org); keep ${HOME} as it is.`,
+			`"GIT_BASE_DIR": "/workspace/alpha/alice"`, `"GIT_EMAIL": "alice@example.org"`, `"command": [`, `"git-mcp-server"`} {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s lacks %s:\n%s", path, want, text)
+			}
+		}
+		v, _ := jsonschema.UnmarshalJSON(strings.NewReader(strings.Replace(text, openCodeSchema, kiloSchema, 1)))
+		if err := schema.Validate(v); err != nil {
+			t.Errorf("%s does not validate: %v", path, err)
+		}
+	}
+	if !strings.Contains(string(byPath[SettingsPath].Data), `"security.workspace.trust.enabled": true`) {
+		t.Errorf("settings: %s", byPath[SettingsPath].Data)
 	}
 }

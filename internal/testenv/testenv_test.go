@@ -11,6 +11,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+
+	"github.com/thon-dev/thon/internal/imagebuild"
 )
 
 func TestModuleRoot(t *testing.T) {
@@ -83,5 +85,35 @@ func TestCleanup(t *testing.T) {
 	}
 	if got := exists(ctx, keep); got != [3]bool{true, true, true} {
 		t.Fatalf("Cleanup(%s) touched %s: exist = %v", prefix, keep, got)
+	}
+}
+
+func TestLLMImage(t *testing.T) {
+	ref := LLMImage(t)
+	if again := LLMImage(t); again != ref {
+		t.Fatalf("second call: %s, want %s", again, ref)
+	}
+	if want := cmpOr(os.Getenv("THON_TEST_LLM_IMAGE"), imagebuild.DefaultLLMTag); ref != want {
+		t.Fatalf("ref %s, want %s", ref, want)
+	}
+	img, err := Docker(t).ImageInspect(t.Context(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(img.Config.Entrypoint, []string{imagebuild.LLMEntrypoint}) || img.Config.User != imagebuild.LLMUser ||
+		img.Config.Labels[imagebuild.LabelLLMVersion] == "" || img.Config.Labels[imagebuild.LabelKey] == "" {
+		t.Fatalf("%s: entrypoint %v, user %q, labels %v", ref, img.Config.Entrypoint, img.Config.User, img.Config.Labels)
+	}
+}
+
+func TestLLMImageFailsClearly(t *testing.T) {
+	_, err := buildLLMImage(t.Context(), imagebuild.LLMOptions{Tag: "Not A Tag"}, t.Logf)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"testenv.LLMImage: cannot build", "sudo thon setup llm", "debootstrap", imagebuild.DefaultLLMCacheDir + "/build.log", `invalid image tag "Not A Tag"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
 	}
 }

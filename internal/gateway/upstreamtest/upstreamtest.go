@@ -114,6 +114,14 @@ func (s *Server) Close() {
 	}
 }
 
+// Break cuts every open connection, as a server that dies does: streams
+// paused by PauseStreams end mid-answer.
+func (s *Server) Break() {
+	if s.srv != nil {
+		s.srv.CloseClientConnections()
+	}
+}
+
 // Hold makes new requests wait, after being counted as in flight, until
 // Release lets them go.
 func (s *Server) Hold() {

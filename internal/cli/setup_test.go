@@ -1,0 +1,120 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/thon-dev/thon/internal/imagebuild"
+)
+
+func findCmd(t *testing.T, root *cobra.Command, args ...string) *cobra.Command {
+	t.Helper()
+	c, _, err := root.Find(args)
+	if err != nil || c.Name() != args[len(args)-1] {
+		t.Fatalf("no command %v: %v", args, err)
+	}
+	return c
+}
+
+func TestSetupLLMFlags(t *testing.T) {
+	root := NewRoot("dev", &IO{In: strings.NewReader(""), Out: &bytes.Buffer{}, Err: &bytes.Buffer{}})
+	c := findCmd(t, root, "setup", "llm")
+	for name, def := range map[string]string{
+		"tag":       imagebuild.DefaultLLMTag,
+		"mirror":    "",
+		"rebuild":   "false",
+		"cache-dir": imagebuild.DefaultLLMCacheDir,
+		"output":    "text",
+	} {
+		f := c.Flags().Lookup(name)
+		if f == nil {
+			t.Errorf("thon setup llm has no --%s", name)
+			continue
+		}
+		if f.DefValue != def {
+			t.Errorf("--%s defaults to %q, want %q", name, f.DefValue, def)
+		}
+	}
+	if !strings.Contains(c.Example, "sudo thon setup llm") || !strings.Contains(c.Long, imagebuild.DefaultLLMTag) {
+		t.Errorf("help: example %q", c.Example)
+	}
+	// Next to thon setup image.
+	findCmd(t, root, "setup", "image")
+}
+
+// runCLI runs thon with args and returns the exit status and what it wrote.
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Execute(context.Background(), "dev", args, &IO{In: strings.NewReader(""), Out: &out, Err: &errb,
+		Getenv: func(string) (string, bool) { return "", false }})
+	return code, out.String(), errb.String()
+}
+
+// The flags reach the build: bad values are refused, all at once, before
+// the engine is asked (so these never build anything).
+func TestSetupLLMRefusesBadFlags(t *testing.T) {
+	code, _, stderr := runCLI(t, "setup", "llm", "--tag", "Bad Tag", "--mirror", "ftp://mirror.example/debian", "--cache-dir", "rel")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stderr:\n%s", code, stderr)
+	}
+	for _, want := range []string{`invalid image tag "Bad Tag"`, `invalid Debian mirror "ftp://mirror.example/debian"`, `cache directory "rel" is not absolute`} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	code, _, stderr = runCLI(t, "setup", "llm", "-o", "yaml")
+	if code != 1 || !strings.Contains(stderr, `--output "yaml": use text or json`) {
+		t.Errorf("-o yaml: exit %d:\n%s", code, stderr)
+	}
+	code, _, stderr = runCLI(t, "setup", "llm", "extra")
+	if code != 1 || !strings.Contains(stderr, "unknown command") && !strings.Contains(stderr, "accepts 0 arg") {
+		t.Errorf("an argument: exit %d:\n%s", code, stderr)
+	}
+}
+
+func TestStepProgressOnATerminal(t *testing.T) {
+	var out bytes.Buffer
+	p := newStepProgress(&env{io: &IO{Err: &out, IsTTY: true}})
+	p.step("check the image thon/llm:latest", 0, 7)
+	p.step("check the image thon/llm:latest", 0, 7) // the same step again: no new line
+	p.step("debootstrap Debian sid", 1, 7)
+	p.step("built thon/llm:latest", 7, 7)
+	p.finish(true)
+	s := out.String()
+	// Each finished step on a line of its own with a check mark; the
+	// current one redrawn in place.
+	if n := strings.Count(s, "\n"); n != 3 {
+		t.Fatalf("want 3 lines (one per step), got %d:\n%q", n, s)
+	}
+	for _, want := range []string{"✓ [0/7] check the image thon/llm:latest (", "✓ [1/7] debootstrap Debian sid (", "✓ [7/7] built thon/llm:latest (", "\r\033[2K", "… [1/7] debootstrap Debian sid · "} {
+		if !strings.Contains(s, want) {
+			t.Errorf("output lacks %q:\n%q", want, s)
+		}
+	}
+
+	out.Reset()
+	p = newStepProgress(&env{io: &IO{Err: &out, IsTTY: true}})
+	p.step("install llama.cpp", 2, 7)
+	p.finish(false)
+	if s := out.String(); !strings.HasSuffix(s, "\n") || !strings.Contains(s, "✗ [2/7] install llama.cpp (") || strings.Contains(s, "✓") {
+		t.Errorf("a failed build's last step:\n%q", s)
+	}
+}
+
+func TestStepProgressElsewhereWritesPlainLines(t *testing.T) {
+	var out bytes.Buffer
+	p := newStepProgress(&env{io: &IO{Err: &out}})
+	p.step("check the image thon/llm:latest", 0, 7)
+	p.step("check the image thon/llm:latest", 0, 7)
+	p.step("image thon/llm:latest is up to date", 7, 7)
+	p.finish(true)
+	want := "[0/7] check the image thon/llm:latest\n[7/7] image thon/llm:latest is up to date\n"
+	if out.String() != want {
+		t.Errorf("plain output:\n got %q\nwant %q", out.String(), want)
+	}
+}
