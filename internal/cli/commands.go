@@ -71,7 +71,7 @@ plus two demo groups. It never overwrites an existing file unless --force.`,
 func newConfigCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config",
-		Short: "Check and inspect thon.yaml",
+		Short: "Check and show thon.yaml",
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "validate",
@@ -102,6 +102,47 @@ every problem at once with file:line:col and a hint. It changes nothing.`,
 			return nil
 		},
 	})
+	var showOutput string
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Print the effective configuration, secrets hidden",
+		Long: `Show prints the configuration THON runs with: thon.yaml with every default
+filled in, then THON_* environment variables and the --data-dir and --listen
+flags applied over it. Every secret that is set (passwords, API keys, client
+secrets, the password in a database or Redis URL, sandbox.env values whose
+names say KEY, TOKEN, SECRET or PASSWORD) shows as ` + config.Redacted + `; one
+that is not set stays "", so the output tells which are. It changes nothing.`,
+		Example: `  thon config show
+  thon config show -o json | jq .gateway.limits
+  THON_SANDBOX_IMAGE=thon/sandbox:dev thon config show | grep image`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if showOutput != "yaml" && showOutput != "json" {
+				return fmt.Errorf("--output %q: use yaml or json", showOutput)
+			}
+			cfg, err := e.loadConfig(false)
+			if err != nil {
+				return err
+			}
+			r := cfg.Redacted()
+			if showOutput == "json" {
+				return writeJSON(e.stdout(), r)
+			}
+			b, err := r.YAML()
+			if err != nil {
+				return err
+			}
+			src := "defaults only (no thon.yaml found)"
+			if cfg.Path != "" {
+				src = cfg.Path
+			}
+			fmt.Fprintf(e.stdout(), "# The effective configuration: %s, then THON_* variables and flags. Secrets hidden.\n", src)
+			_, err = e.stdout().Write(b)
+			return err
+		},
+	}
+	show.Flags().StringVarP(&showOutput, "output", "o", "yaml", "output format: yaml or json")
+	cmd.AddCommand(show)
 	cmd.AddCommand(&cobra.Command{
 		Use:     "env",
 		Short:   "List the THON_* environment variables that override thon.yaml",
@@ -118,21 +159,27 @@ every problem at once with file:line:col and a hint. It changes nothing.`,
 }
 
 func newServeCmd(e *env) *cobra.Command {
-	return &cobra.Command{
+	var level string
+	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the THON daemon in the foreground (for systemd)",
 		Long: `Serve runs the daemon in the foreground: the store, the sandbox engine and
 the REST API on server.listen. It adopts sandboxes that are already running.
 SIGINT or SIGTERM stop it; sandboxes keep running. "thon run" starts the same
 daemon in the background when none answers.`,
-		Example: `  thon serve --config /etc/thon/thon.yaml`,
-		Args:    cobra.NoArgs,
+		Example: `  thon serve --config /etc/thon/thon.yaml
+  thon serve --log-level debug`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			lv, err := parseLogLevel(level)
+			if err != nil {
+				return err
+			}
 			cfg, err := e.loadConfig(false)
 			if err != nil {
 				return err
 			}
-			log := slog.New(slog.NewTextHandler(e.stderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+			log := slog.New(slog.NewTextHandler(e.stderr(), &slog.HandlerOptions{Level: lv}))
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			instance, _ := e.io.Getenv("THON_INSTANCE")
@@ -149,6 +196,17 @@ daemon in the background when none answers.`,
 			}
 		},
 	}
+	cmd.Flags().StringVar(&level, "log-level", "info", "what the daemon logs: debug, info, warn or error")
+	return cmd
+}
+
+// parseLogLevel reads --log-level.
+func parseLogLevel(s string) (slog.Level, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(s)); err != nil || strings.ContainsAny(s, "+-") {
+		return 0, fmt.Errorf("--log-level %q: use debug, info, warn or error", s)
+	}
+	return lv, nil
 }
 
 func waitChan(d *daemon.Daemon) <-chan struct{} {
