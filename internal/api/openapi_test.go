@@ -15,6 +15,7 @@ import (
 	"github.com/thon-dev/thon/internal/access"
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/doctor"
 	"github.com/thon-dev/thon/internal/gateway/keyring"
 	"github.com/thon-dev/thon/internal/llm"
 	"github.com/thon-dev/thon/internal/orchestrator"
@@ -386,6 +387,10 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"Error", errorBody{}, true, nil},
 		{"Info", Info{}, true, []string{"engine", "sandbox", "front_door?", "dashboard?", "tls?"}}, // getInfo adds these ("?": when known)
 		{"TLSStatus", TLSStatus{}, true, nil},
+		{"DoctorReport", doctor.Report{}, true, nil},
+		{"DoctorCheck", doctor.Check{}, true, nil},
+		{"Capacity", doctor.Capacity{}, true, nil},
+		{"CapacityResource", doctor.Resource{}, true, nil},
 		{"TLSName", TLSName{}, true, nil},
 		{"ACME", config.ACME{}, false, nil},
 		{"Group", store.Group{}, true, nil},
