@@ -468,6 +468,9 @@ func (s *Server) getInfo(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) postShutdown(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": "shutting down"})
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush() // the answer leaves before the daemon closes its connections
+	}
 	if s.shutdown != nil {
 		go s.shutdown(actor(r))
 	}
