@@ -19,6 +19,7 @@ import (
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/daemon"
 	"github.com/thon-dev/thon/internal/orchestrator"
+	"github.com/thon-dev/thon/internal/wizard"
 )
 
 func newInitCmd(e *env) *cobra.Command {
@@ -26,11 +27,25 @@ func newInitCmd(e *env) *cobra.Command {
 	var nonInteractive bool
 	cmd := &cobra.Command{
 		Use:   "init [PATH]",
-		Short: "Write a commented starter thon.yaml",
-		Long: `Init writes a starter thon.yaml (default ./thon.yaml, or --config PATH, or
-the PATH argument) with every setting at its default and a comment on each,
-plus two demo groups. It never overwrites an existing file unless --force.`,
-		Example: `  thon init --non-interactive
+		Short: "Write thon.yaml: a wizard on a terminal, else a commented starter",
+		Long: `Init writes thon.yaml (default ./thon.yaml, or --config PATH, or the PATH
+argument). It never overwrites an existing file unless --force.
+
+On a terminal it is a wizard: it looks at the machine (its address and host
+names, whether Docker answers, GPUs, a Lemonade or llama.cpp server already
+listening, whether ports 443 and 80 are free) and asks, proposing what it
+found: the event's name, the participants (typed, pasted, or an attendee
+CSV's path), their groups, how participants reach their IDE, host names and
+certificates (THON's local CA or Let's Encrypt), the language model, the
+gateway's limits for that many people, and the dashboard's password. It
+shows the resulting thon.yaml, validated, and writes it, with a comment on
+every setting, once you confirm. Ctrl-C writes nothing.
+
+With --non-interactive, or without a terminal, it asks nothing and writes
+the starter: every setting at its default with a comment, plus two demo
+groups.`,
+		Example: `  thon init                     # the wizard
+  thon init --non-interactive   # the commented starter, no questions
   thon init event/thon.yaml`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -41,30 +56,60 @@ plus two demo groups. It never overwrites an existing file unless --force.`,
 			if len(args) == 1 {
 				path = args[0]
 			}
+			if !force {
+				if _, err := os.Stat(path); err == nil {
+					return fmt.Errorf("%s exists already: edit it, or pass --force to overwrite it", path)
+				}
+			}
+			data, mode := config.Starter(), os.FileMode(0o644)
+			interactive := !nonInteractive && e.io.InTTY && e.io.IsTTY
+			if interactive {
+				d := wizard.Detect(cmd.Context(), wizard.DetectOptions{})
+				var err error
+				data, err = wizard.Run(cmd.Context(), e.io.In, e.stdout(), d, path)
+				if errors.Is(err, wizard.ErrAborted) {
+					fmt.Fprintln(e.stderr(), "Stopped: nothing written.")
+					return ExitError{Code: 130}
+				}
+				if err != nil {
+					return err
+				}
+				if c, err := config.Parse(data, path); err == nil && c.Auth.AdminPassword != "" {
+					mode = 0o600 // it holds the dashboard's password
+				}
+			}
 			flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
 			if force {
 				flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
 			}
-			f, err := os.OpenFile(path, flags, 0o644)
+			f, err := os.OpenFile(path, flags, mode)
 			if errors.Is(err, os.ErrExist) {
 				return fmt.Errorf("%s exists already: edit it, or pass --force to overwrite it", path)
 			}
 			if err != nil {
 				return err
 			}
-			if _, err := f.Write(config.Starter()); err != nil {
+			if err := f.Chmod(mode); err != nil {
+				f.Close()
+				return err
+			}
+			if _, err := f.Write(data); err != nil {
 				f.Close()
 				return err
 			}
 			if err := f.Close(); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stderr(), "Wrote %s. Next: edit its groups, then `thon config validate` and `thon run`.\n", path)
+			if interactive {
+				fmt.Fprintf(e.stderr(), "Wrote %s. Next: sudo thon setup (what it needs on this machine), thon doctor, thon run.\n", path)
+			} else {
+				fmt.Fprintf(e.stderr(), "Wrote %s. Next: edit its groups, then `thon config validate` and `thon run`.\n", path)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "overwrite an existing file")
-	cmd.Flags().BoolVar(&nonInteractive, "non-interactive", false, "never prompt (init asks no questions today; accepted for scripts)")
+	cmd.Flags().BoolVar(&nonInteractive, "non-interactive", false, "ask nothing: write the commented starter (also without a terminal)")
 	return cmd
 }
 
