@@ -6,11 +6,11 @@ import (
 	"net/url"
 	"strconv"
 
-	"github.com/thon-dev/thon/internal/doctor"
+	"github.com/thon-dev/thon/wire"
 )
 
 // DoctorReport is what thon doctor shows.
-type DoctorReport = doctor.Report
+type DoctorReport = wire.DoctorReport
 
 // Doctor runs the daemon's readiness checks and capacity estimate; with
 // probe, a throwaway sandbox is measured when none runs (about 20 s).

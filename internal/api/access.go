@@ -3,8 +3,8 @@ package api
 import (
 	"net/http"
 
-	"github.com/thon-dev/thon/internal/access"
 	"github.com/thon-dev/thon/internal/orchestrator"
+	"github.com/thon-dev/thon/wire"
 )
 
 // issueLink creates a personal access link for one participant.
@@ -17,22 +17,13 @@ func (s *Server) issueLink(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, l)
+	writeJSON(w, http.StatusCreated, toLink(l))
 	return nil
 }
 
-// LinksRequest selects participants for POST /api/v1/access.
-type LinksRequest struct {
-	Groups []string `json:"groups,omitempty"`
-	Users  []string `json:"users,omitempty"`
-}
-
-// LinkItem is one participant's link, with their group (for printed cards).
-type LinkItem = access.Link
-
 // issueLinks creates links for many participants: a group's access cards.
 func (s *Server) issueLinks(w http.ResponseWriter, r *http.Request) error {
-	var req LinksRequest
+	var req wire.LinksRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
@@ -44,14 +35,8 @@ func (s *Server) issueLinks(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, out)
+	writeJSON(w, http.StatusCreated, each(out, toLink))
 	return nil
-}
-
-// RevokeResult says what a revocation ended.
-type RevokeResult struct {
-	Tokens   int64 `json:"tokens"`
-	Sessions int64 `json:"sessions"`
 }
 
 func (s *Server) revokeAccess(w http.ResponseWriter, r *http.Request) error {
@@ -63,7 +48,7 @@ func (s *Server) revokeAccess(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, RevokeResult{Tokens: t, Sessions: ss})
+	writeJSON(w, http.StatusOK, wire.RevokeResult{Tokens: t, Sessions: ss})
 	return nil
 }
 
@@ -72,9 +57,7 @@ func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req struct {
-		Password string `json:"password"`
-	}
+	var req wire.PasswordRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}

@@ -25,22 +25,21 @@ import (
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
 	"github.com/thon-dev/thon/internal/store"
+	"github.com/thon-dev/thon/wire"
 )
 
-// Info describes the running daemon.
-type Info struct {
-	Version    string    `json:"version"`
-	ConfigPath string    `json:"config_path"`
-	DataDir    string    `json:"data_dir"`
-	Runtime    string    `json:"runtime"`
-	PID        int       `json:"pid"`
-	Started    time.Time `json:"started"`
-}
+// Info describes the running daemon; TLSStatus what the front door's
+// certificates are (both in GET /api/v1/info).
+type (
+	Info      = wire.Info
+	TLSStatus = wire.TLSStatus
+	TLSName   = wire.TLSName
+)
 
 // Options configures the API.
 type Options struct {
 	Orchestrator *orchestrator.Orchestrator
-	Store        *store.Store
+	Store        store.Records
 	// Access issues links, passwords and invites; Addresses says where
 	// things are; Tokens checks and makes API tokens.
 	Access    *access.Service
@@ -69,26 +68,6 @@ type Options struct {
 	Doctor func(ctx context.Context, probe bool) doctor.Report
 }
 
-// TLSStatus is what the front door's certificates are, in GET /api/v1/info.
-type TLSStatus struct {
-	// Source is "local CA" or "own certificate": what handshakes get that
-	// are not for an ACME name, and ACME names without a certificate.
-	Source string `json:"source"`
-	// ACME lists the names certificates are got for from access.acme's CA.
-	ACME []TLSName `json:"acme,omitempty"`
-	// Warning says what is not served as configured; "" when all is well.
-	Warning string `json:"warning,omitempty"`
-}
-
-// TLSName is one name's certificate from the ACME CA.
-type TLSName struct {
-	Name string `json:"name"`
-	// NotAfter is when its certificate expires; absent while it has none.
-	NotAfter time.Time `json:"not_after,omitzero"`
-	// Error is the last attempt's failure, when it failed.
-	Error string `json:"error,omitempty"`
-}
-
 // Server serves the REST API.
 type Server struct {
 	keys     GatewayKeys
@@ -100,7 +79,7 @@ type Server struct {
 	addrs    *frontdoor.Addresses
 	metrics  http.Handler
 	orch     *orchestrator.Orchestrator
-	st       *store.Store
+	st       store.Records
 	log      *slog.Logger
 	info     Info
 	tls      func() TLSStatus
@@ -206,6 +185,7 @@ func (s *Server) routeTable() []route {
 		{"GET", "/api/v1/sandboxes/{user}", sbR, true, s.getSandbox},
 		{"DELETE", "/api/v1/sandboxes/{user}", sbW, false, s.deleteSandbox},
 		{"POST", "/api/v1/sandboxes/{user}/{action}", sbW, true, s.sandboxAction},
+		{"POST", "/api/v1/sandboxes/{user}/renew", sbW, false, s.renewSandbox},
 		{"GET", "/api/v1/sandboxes/{user}/logs", sbR, true, s.logs},
 		{"GET", "/api/v1/orphans", sbR, false, s.listOrphans},
 		{"DELETE", "/api/v1/orphans", sbW, false, s.deleteOrphans},
@@ -330,15 +310,8 @@ func principalOf(r *http.Request) auth.Principal {
 }
 
 func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, principalOf(r))
+	writeJSON(w, http.StatusOK, toPrincipal(principalOf(r)))
 	return nil
-}
-
-// errorBody is every error the API returns.
-type errorBody struct {
-	Error    string           `json:"error"`
-	Hint     string           `json:"hint,omitempty"`
-	Problems []config.Problem `json:"problems,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -350,7 +323,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, msg, hint string) {
-	writeJSON(w, status, errorBody{Error: msg, Hint: hint})
+	writeJSON(w, status, wire.Error{Error: msg, Hint: hint})
 }
 
 // fail maps an error to its HTTP status and a message that says what to do.
@@ -369,7 +342,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &je):
 		writeError(w, je.Status, je.Msg, "")
 	case errors.As(err, &ve):
-		writeJSON(w, http.StatusUnprocessableEntity, errorBody{Error: "invalid configuration", Problems: ve.Problems})
+		writeJSON(w, http.StatusUnprocessableEntity, wire.Error{Error: "invalid configuration", Problems: each(ve.Problems, toProblem)})
 	case errors.Is(err, errNoGateway), errors.Is(err, errNoLLM):
 		writeError(w, http.StatusConflict, err.Error(), "")
 	case llmError(w, err):
@@ -429,24 +402,16 @@ func boolQuery(r *http.Request, key string) (bool, error) {
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.info.Version})
+	writeJSON(w, http.StatusOK, wire.Health{Status: "ok", Version: s.info.Version})
 	return nil
 }
 
 func (s *Server) getInfo(w http.ResponseWriter, r *http.Request) error {
-	type engine struct {
-		Name  string `json:"name"`
-		OK    bool   `json:"ok"`
-		Error string `json:"error,omitempty"`
+	settings, err := json.Marshal(s.orch.Settings())
+	if err != nil {
+		return err
 	}
-	out := struct {
-		Info
-		FrontDoor string         `json:"front_door,omitempty"`
-		Dashboard string         `json:"dashboard,omitempty"`
-		Engine    engine         `json:"engine"`
-		Settings  config.Sandbox `json:"sandbox"`
-		TLS       *TLSStatus     `json:"tls,omitempty"`
-	}{Info: s.info, Settings: s.orch.Settings()}
+	out := wire.InfoDetail{Info: s.info, Sandbox: settings}
 	if s.tls != nil {
 		t := s.tls()
 		out.TLS = &t
@@ -467,7 +432,7 @@ func (s *Server) getInfo(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) postShutdown(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusAccepted, map[string]string{"status": "shutting down"})
+	writeJSON(w, http.StatusAccepted, wire.Shutdown{Status: "shutting down"})
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush() // the answer leaves before the daemon closes its connections
 	}
@@ -486,6 +451,6 @@ func (s *Server) postImport(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, res)
+	writeJSON(w, http.StatusOK, toImportResult(res))
 	return nil
 }

@@ -20,6 +20,6 @@ func (s *Server) getDoctor(w http.ResponseWriter, r *http.Request) error {
 		}
 		probe = b
 	}
-	writeJSON(w, http.StatusOK, s.doctor(r.Context(), probe))
+	writeJSON(w, http.StatusOK, s.doctor(r.Context(), probe).Wire())
 	return nil
 }

@@ -3,27 +3,16 @@ package api
 import (
 	"net/http"
 
-	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/configfiles"
+	"github.com/thon-dev/thon/wire"
 )
-
-// FileRequest is a configuration file's new content.
-type FileRequest struct {
-	Content string `json:"content"`
-}
-
-// FileSaved says what saving or deleting a file means for the event.
-type FileSaved struct {
-	Name   string `json:"name"`
-	Effect string `json:"effect,omitempty"`
-}
 
 func (s *Server) listFiles(w http.ResponseWriter, r *http.Request) error {
 	fs, err := s.files.List(r.Context())
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, fs)
+	writeJSON(w, http.StatusOK, each(fs, toConfigFile))
 	return nil
 }
 
@@ -32,12 +21,12 @@ func (s *Server) getFile(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, f)
+	writeJSON(w, http.StatusOK, toConfigFile(f))
 	return nil
 }
 
 func (s *Server) putFile(w http.ResponseWriter, r *http.Request) error {
-	var req FileRequest
+	var req wire.FileRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
@@ -46,7 +35,7 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, FileSaved{Name: n, Effect: effect})
+	writeJSON(w, http.StatusOK, wire.FileSaved{Name: n, Effect: effect})
 	return nil
 }
 
@@ -56,15 +45,15 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, FileSaved{Name: n, Effect: effect})
+	writeJSON(w, http.StatusOK, wire.FileSaved{Name: n, Effect: effect})
 	return nil
 }
 
 // fileProblems is an invalid file's answer: what is wrong, at its lines.
-func fileProblems(e *configfiles.InvalidError) errorBody {
-	b := errorBody{Error: e.Name + " was not saved", Hint: "fix the problems and send it again"}
+func fileProblems(e *configfiles.InvalidError) wire.Error {
+	b := wire.Error{Error: e.Name + " was not saved", Hint: "fix the problems and send it again"}
 	for _, p := range e.Problems {
-		b.Problems = append(b.Problems, config.Problem{File: e.Name, Line: p.Line, Msg: p.Msg})
+		b.Problems = append(b.Problems, wire.Problem{File: e.Name, Line: p.Line, Msg: p.Msg})
 	}
 	return b
 }

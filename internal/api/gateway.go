@@ -13,6 +13,7 @@ import (
 	"github.com/thon-dev/thon/internal/gateway"
 	"github.com/thon-dev/thon/internal/gateway/keyring"
 	"github.com/thon-dev/thon/internal/store"
+	"github.com/thon-dev/thon/wire"
 )
 
 // GatewayKeys is the AI gateway's key ring as the API sees it.
@@ -38,14 +39,8 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, nonNil(ks))
+	writeJSON(w, http.StatusOK, each(ks, toGatewayKey))
 	return nil
-}
-
-// RotatedKey is the answer of a rotation: the new key, shown this once.
-type RotatedKey struct {
-	ID  string `json:"id"`
-	Key string `json:"key"`
 }
 
 func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) error {
@@ -60,7 +55,7 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, RotatedKey{ID: id, Key: key})
+	writeJSON(w, http.StatusOK, wire.RotatedKey{ID: id, Key: key})
 	return nil
 }
 
@@ -124,7 +119,7 @@ func (s *Server) usage(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		if len(ids) == 0 {
-			writeJSON(w, http.StatusOK, []store.UsageRow{})
+			writeJSON(w, http.StatusOK, []wire.UsageRow{})
 			return nil
 		}
 	}
@@ -132,7 +127,7 @@ func (s *Server) usage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("read usage: %w", err)
 	}
-	writeJSON(w, http.StatusOK, nonNil(rows))
+	writeJSON(w, http.StatusOK, each(rows, toUsageRow))
 	return nil
 }
 
@@ -157,7 +152,7 @@ func (s *Server) usageSummary(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, sum)
+	writeJSON(w, http.StatusOK, toUsageSummary(sum))
 	return nil
 }
 
@@ -178,18 +173,8 @@ func (s *Server) lookupKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, ReplicaKey{ID: k.ID, Owner: k.Owner, Group: k.Group, Scale: k.Scale, Revoked: k.Revoked, BudgetUsed: k.BudgetUsed})
+	writeJSON(w, http.StatusOK, wire.ReplicaKey{ID: k.ID, Owner: k.Owner, Group: k.Group, Scale: k.Scale, Revoked: k.Revoked, BudgetUsed: k.BudgetUsed})
 	return nil
-}
-
-// ReplicaKey is what a gateway replica learns about a key.
-type ReplicaKey struct {
-	ID         string `json:"id"`
-	Owner      string `json:"owner"`
-	Group      string `json:"group"`
-	Scale      int    `json:"scale"`
-	Revoked    bool   `json:"revoked"`
-	BudgetUsed int64  `json:"budget_used"`
 }
 
 // addUsage stores usage a gateway replica counted.
@@ -197,7 +182,7 @@ func (s *Server) addUsage(w http.ResponseWriter, r *http.Request) error {
 	if s.keys == nil {
 		return errNoGateway
 	}
-	var rows []store.UsageRow
+	var rows []wire.UsageRow
 	if err := decode(r, &rows); err != nil {
 		return err
 	}

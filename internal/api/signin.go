@@ -9,33 +9,20 @@ import (
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/store"
+	"github.com/thon-dev/thon/wire"
 )
-
-// TokenRequest creates an API token.
-type TokenRequest struct {
-	Name      string   `json:"name"`
-	Scopes    []string `json:"scopes"`
-	ExpiresIn string   `json:"expires_in,omitempty"` // e.g. 720h; "" never
-	User      string   `json:"user,omitempty"`       // a participant's token
-}
-
-// CreatedToken is a new token, shown this once, with its record.
-type CreatedToken struct {
-	Token  string      `json:"token"`
-	Record store.Token `json:"record"`
-}
 
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 	ts, err := s.tokens.List(r.Context())
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, ts)
+	writeJSON(w, http.StatusOK, each(ts, toToken))
 	return nil
 }
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
-	var req TokenRequest
+	var req wire.TokenRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
@@ -51,7 +38,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, CreatedToken{Token: tok, Record: rec})
+	writeJSON(w, http.StatusCreated, wire.CreatedToken{Token: tok, Record: toToken(auth.TokenInfo{Token: rec, State: store.TokenActive})})
 	return nil
 }
 
@@ -63,27 +50,17 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// InviteRequest creates an invite code for a group.
-type InviteRequest struct {
-	Group     string `json:"group"`
-	Uses      int    `json:"uses"`       // 1 for single-use
-	ExpiresIn string `json:"expires_in"` // e.g. 48h
-}
-
-// CreatedInvite is a new invite code, shown this once, and where it leads.
-type CreatedInvite = access.CreatedInvite
-
 func (s *Server) listInvites(w http.ResponseWriter, r *http.Request) error {
 	list, err := s.access.Invites(r.Context())
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, nonNil(list))
+	writeJSON(w, http.StatusOK, each(list, toInvite))
 	return nil
 }
 
 func (s *Server) createInvite(w http.ResponseWriter, r *http.Request) error {
-	var req InviteRequest
+	var req wire.InviteRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
@@ -95,7 +72,7 @@ func (s *Server) createInvite(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, in)
+	writeJSON(w, http.StatusCreated, toCreatedInvite(in))
 	return nil
 }
 
@@ -107,21 +84,19 @@ func (s *Server) revokeInvite(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// ImportUsersRequest adds participants by group (nobody is deleted; someone
-// listed in another group is moved).
-type ImportUsersRequest struct {
-	Groups []config.Group `json:"groups"`
-}
-
 func (s *Server) importUsers(w http.ResponseWriter, r *http.Request) error {
-	var req ImportUsersRequest
+	var req wire.ImportUsersRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
 	if len(req.Groups) == 0 {
 		return badRequestf("groups is empty: send at least one {name, users}")
 	}
-	res, err := s.orch.ImportPeople(r.Context(), actor(r), config.Groups(req.Groups))
+	groups := make(config.Groups, len(req.Groups))
+	for i, g := range req.Groups {
+		groups[i] = config.Group{Name: g.Name, Users: g.Users}
+	}
+	res, err := s.orch.ImportPeople(r.Context(), actor(r), groups)
 	if err != nil {
 		var ve *config.ValidationError
 		if !errors.As(err, &ve) {
@@ -129,6 +104,6 @@ func (s *Server) importUsers(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	writeJSON(w, http.StatusOK, res)
+	writeJSON(w, http.StatusOK, toImportResult(res))
 	return nil
 }

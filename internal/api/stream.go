@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/thon-dev/thon/internal/gateway/keyring"
+	"github.com/thon-dev/thon/wire"
 
 	"github.com/thon-dev/thon/internal/orchestrator"
 )
@@ -14,19 +15,11 @@ import (
 // streamTick is how often the stream looks for new audit events and usage.
 const streamTick = time.Second
 
-// UsageTick is the gateway's traffic in the last full minute and the
-// current one, as the stream reports it every few seconds.
-type UsageTick struct {
-	Requests   int64 `json:"requests"`
-	Tokens     int64 `json:"tokens"`
-	Rejections int64 `json:"rejections"`
-}
-
 // stream is Server-Sent Events of what changes: `hello` first (the daemon's
 // start time: a new one means it restarted, so reload), `sandbox` with a
 // participant's status when it changes, `reload` when participants or
 // groups change (or changes were missed), `event` for each new audit log
-// entry, and `usage` (the gateway's last two minutes) every 5 s.
+// entry, and `usage` (the gateway's traffic this minute) every 5 s.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -46,7 +39,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	changes, stop := s.orch.Watch()
 	defer stop()
-	if err := send("hello", map[string]any{"started": s.info.Started, "version": s.info.Version}); err != nil {
+	if err := send("hello", wire.Hello{Started: s.info.Started, Version: s.info.Version}); err != nil {
 		return nil
 	}
 	var lastEvent int64
@@ -67,7 +60,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 			if user == orchestrator.Overflow {
 				err = send("reload", struct{}{})
 			} else if st, gerr := s.orch.Get(ctx, user); gerr == nil {
-				err = send("sandbox", st)
+				err = send("sandbox", toStatus(st))
 			}
 			if err != nil {
 				return nil
@@ -77,7 +70,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 			evs, err := s.st.Events(ctx, lastEvent, 100)
 			if err == nil {
 				for _, e := range evs {
-					if send("event", e) != nil {
+					if send("event", toEvent(e)) != nil {
 						return nil
 					}
 					lastEvent = e.ID
@@ -96,10 +89,10 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 	}
 }
 
-func (s *Server) usageTick(r *http.Request) (UsageTick, error) {
+func (s *Server) usageTick(r *http.Request) (wire.UsageTick, error) {
 	if s.keys == nil {
-		return UsageTick{}, nil
+		return wire.UsageTick{}, nil
 	}
 	sum, err := s.keys.Summary(r.Context(), keyring.UsageQuery{Minutes: 1})
-	return UsageTick{Requests: sum.Total.Requests, Tokens: sum.Total.Tokens(), Rejections: sum.Total.Rejections}, err
+	return wire.UsageTick{Requests: sum.Total.Requests, Tokens: sum.Total.Tokens(), Rejections: sum.Total.Rejections}, err
 }

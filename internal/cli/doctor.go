@@ -11,6 +11,7 @@ import (
 
 	"github.com/thon-dev/thon/internal/daemon"
 	"github.com/thon-dev/thon/internal/doctor"
+	"github.com/thon-dev/thon/wire"
 )
 
 func newDoctorCmd(e *env) *cobra.Command {
@@ -61,7 +62,7 @@ when a check fails.`,
 			} else {
 				printDoctor(e.stdout(), rep, where)
 			}
-			if rep.Status == doctor.Fail {
+			if rep.Status == wire.DoctorFail {
 				return ExitError{Code: 1}
 			}
 			return nil
@@ -73,7 +74,7 @@ when a check fails.`,
 }
 
 // doctor runs the checks: in the daemon when one answers, else here.
-func (e *env) doctor(ctx context.Context, probe bool) (doctor.Report, string, error) {
+func (e *env) doctor(ctx context.Context, probe bool) (wire.DoctorReport, string, error) {
 	progress := func(s string) { fmt.Fprintln(e.stderr(), s) }
 	if c, err := e.client(); err == nil && c.Health(ctx) == nil {
 		if probe {
@@ -82,11 +83,11 @@ func (e *env) doctor(ctx context.Context, probe bool) (doctor.Report, string, er
 		rep, err := c.Doctor(ctx, probe)
 		return rep, "checked by the THON daemon at " + c.URL(), err
 	} else if e.server != "" {
-		return doctor.Report{}, "", fmt.Errorf("no THON daemon answers at %s", e.server)
+		return wire.DoctorReport{}, "", fmt.Errorf("no THON daemon answers at %s", e.server)
 	}
 	cfg, err := e.loadConfig(false)
 	if err != nil {
-		return doctor.Report{}, "", err
+		return wire.DoctorReport{}, "", err
 	}
 	instance, _ := e.io.Getenv("THON_INSTANCE")
 	rt, rterr := daemon.NewRuntime(cfg.Sandbox, instance)
@@ -98,10 +99,10 @@ func (e *env) doctor(ctx context.Context, probe bool) (doctor.Report, string, er
 		where = cfg.Path + ", " + where
 	}
 	rep := doctor.Run(ctx, doctor.Options{Config: cfg, Runtime: rt, RuntimeErr: rterr, Participants: -1, Probe: probe, Progress: progress})
-	return rep, where, nil
+	return rep.Wire(), where, nil
 }
 
-func printDoctor(w io.Writer, rep doctor.Report, where string) {
+func printDoctor(w io.Writer, rep wire.DoctorReport, where string) {
 	bw := bufio.NewWriter(w)
 	defer bw.Flush()
 	fmt.Fprintf(bw, "THON doctor: %d participants, %s\n\n", rep.Participants, where)
@@ -112,9 +113,9 @@ func printDoctor(w io.Writer, rep doctor.Report, where string) {
 	var warns, fails int
 	for _, c := range rep.Checks {
 		switch c.Status {
-		case doctor.Warn:
+		case wire.DoctorWarn:
 			warns++
-		case doctor.Fail:
+		case wire.DoctorFail:
 			fails++
 		}
 		fmt.Fprintf(bw, "  %-4s  %-*s  %s\n", c.Status, width, c.Name, c.Detail)

@@ -149,7 +149,7 @@ without it, each replica keeps its own counters. SIGINT or SIGTERM stop it.`,
 				log.Warn("gateway.redis is not set: this replica's limits are its own, not shared with the daemon's gateway")
 			}
 			opts := daemon.GatewayOptions(cfg)
-			backend := client.GatewayBackend{C: c}
+			backend := replicaBackend{c}
 			opts.Keys, opts.Usage, opts.Logger = backend, backend, log
 			gw, err := gateway.New(opts)
 			if err != nil {
@@ -206,4 +206,27 @@ func listKeys(e *env, cmd *cobra.Command) error {
 		fmt.Fprintln(e.stderr(), "No keys yet: a participant's key is made when their sandbox is created.")
 	}
 	return tw.Flush()
+}
+
+// replicaBackend makes the daemon the key store and usage sink of a gateway
+// replica (thon gateway serve): keys are looked up, and usage stored,
+// through the API.
+type replicaBackend struct{ c *client.Client }
+
+// KeyByHash implements gateway.KeyStore.
+func (b replicaBackend) KeyByHash(ctx context.Context, hash string) (gateway.Key, error) {
+	k, err := b.c.GatewayLookup(ctx, hash)
+	if client.IsNotFound(err) {
+		return gateway.Key{}, gateway.ErrUnknownKey
+	}
+	if err != nil {
+		return gateway.Key{}, err
+	}
+	return gateway.Key{ID: k.ID, Owner: k.Owner, Group: k.Group, Scale: k.Scale, Revoked: k.Revoked, BudgetUsed: k.BudgetUsed}, nil
+}
+
+// Add implements gateway.UsageSink.
+func (b replicaBackend) Add(ctx context.Context, u gateway.Usage) error {
+	return b.c.AddGatewayUsage(ctx, []client.UsageRow{{KeyID: u.KeyID, Model: u.Model, Minute: u.Minute, Requests: u.Requests,
+		PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, Rejections: u.Rejections}})
 }

@@ -235,7 +235,11 @@ e-mail, as a CSV ready for a mail merge. "-" reads standard input.`,
 			if err != nil {
 				return err
 			}
-			res, err := c.ImportUsers(cmd.Context(), people.Groups(as))
+			var groups []client.GroupMembers
+			for _, g := range people.Groups(as) {
+				groups = append(groups, client.GroupMembers{Name: g.Name, Users: g.Users})
+			}
+			res, err := c.ImportUsers(cmd.Context(), groups)
 			if err != nil {
 				return err
 			}
@@ -248,7 +252,7 @@ e-mail, as a CSV ready for a mail merge. "-" reads standard input.`,
 			if err != nil {
 				return err
 			}
-			linkOf := map[string]client.LinkItem{}
+			linkOf := map[string]client.Link{}
 			for _, l := range links {
 				linkOf[l.User] = l
 			}

@@ -169,8 +169,21 @@ type Sandbox struct {
 	Limits         Limits            `yaml:"limits" json:"limits"`
 	Env            map[string]string `yaml:"env" json:"env,omitempty"`
 	Concurrency    int               `yaml:"concurrency" json:"concurrency"`
-	Kubernetes     Kubernetes        `yaml:"kubernetes" json:"kubernetes"`
+	// IdleTimeout puts a sandbox to sleep (IdleAction) when its participant
+	// has done nothing for that long; 0 never. The next visit wakes it.
+	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout"`
+	IdleAction  string   `yaml:"idle_action" json:"idle_action"` // stop | pause
+	// MaxLifetime stops a sandbox that long after it started, unless an
+	// organizer renews it; 0 never.
+	MaxLifetime Duration   `yaml:"max_lifetime" json:"max_lifetime"`
+	Kubernetes  Kubernetes `yaml:"kubernetes" json:"kubernetes"`
 }
+
+// What an idle sandbox's sleep is (sandbox.idle_action).
+const (
+	IdleStop  = "stop"  // the container stops: its memory is freed, a wake takes seconds
+	IdlePause = "pause" // the container is frozen: memory kept, a wake is instant
+)
 
 // Sandbox engines.
 const (
@@ -421,6 +434,7 @@ const (
 	DefaultStartupTimeout = Duration(120 * time.Second)
 	DefaultWorkspace      = "volume"
 	DefaultConcurrency    = 8
+	MinIdleTimeout        = 5 * time.Minute
 	DefaultCPU            = 1
 	DefaultMemory         = Size(2 << 30)
 	DefaultPids           = 512
@@ -482,6 +496,7 @@ func Default() *Config {
 			Workspace:      DefaultWorkspace,
 			Limits:         Limits{CPU: DefaultCPU, Memory: DefaultMemory, Pids: DefaultPids},
 			Concurrency:    DefaultConcurrency,
+			IdleAction:     IdleStop,
 		},
 	}
 }

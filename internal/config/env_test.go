@@ -28,6 +28,9 @@ func TestEnvVars(t *testing.T) {
 		"THON_SANDBOX_STARTUP_TIMEOUT", "THON_SANDBOX_WORKSPACE", "THON_SANDBOX_WORKSPACE_DIR",
 		"THON_SANDBOX_LIMITS_CPU", "THON_SANDBOX_LIMITS_MEMORY", "THON_SANDBOX_LIMITS_PIDS",
 		"THON_SANDBOX_CONCURRENCY",
+		"THON_SANDBOX_IDLE_TIMEOUT",
+		"THON_SANDBOX_IDLE_ACTION",
+		"THON_SANDBOX_MAX_LIFETIME",
 		"THON_SANDBOX_KUBERNETES_KUBECONFIG", "THON_SANDBOX_KUBERNETES_NAMESPACE", "THON_SANDBOX_KUBERNETES_STORAGE_CLASS",
 		"THON_SANDBOX_KUBERNETES_WORKSPACE_SIZE", "THON_SANDBOX_KUBERNETES_TOLERATIONS", "THON_SANDBOX_KUBERNETES_IMAGE_PULL_SECRETS",
 		"THON_SANDBOX_KUBERNETES_GATEWAY",
@@ -70,6 +73,9 @@ func TestApplyEnv(t *testing.T) {
 		"THON_SANDBOX_LIMITS_MEMORY":   "4Gi",
 		"THON_SANDBOX_LIMITS_PIDS":     "100",
 		"THON_SANDBOX_CONCURRENCY":     "16",
+		"THON_SANDBOX_IDLE_TIMEOUT":    "45m",
+		"THON_SANDBOX_IDLE_ACTION":     "pause",
+		"THON_SANDBOX_MAX_LIFETIME":    "12h",
 		"THON_SANDBOX_ENV":             "ignored: not a scalar setting",
 		"THON_GROUPS":                  "ignored",
 	}))
@@ -83,6 +89,7 @@ func TestApplyEnv(t *testing.T) {
 		Image: "thon/sandbox:dev", Port: 3000, HealthPath: "/ready",
 		StartupTimeout: Duration(45 * time.Second), Workspace: "ephemeral", WorkspaceDir: "/tmp",
 		Limits: Limits{CPU: 2.5, Memory: 4 << 30, Pids: 100}, Concurrency: 16,
+		IdleTimeout: Duration(45 * time.Minute), IdleAction: IdlePause, MaxLifetime: Duration(12 * time.Hour),
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("after ApplyEnv:\n%+v\nwant\n%+v", c, want)

@@ -87,8 +87,19 @@ sandbox:
     pids: 512
   # Extra environment variables for every sandbox, e.g. {TZ: Europe/Paris}.
   env: {}
-  # How many sandboxes are created or started at the same time (1..256).
+  # How many sandboxes are created or started at the same time (1..256);
+  # also how many sleeping sandboxes wake at once.
   concurrency: 8
+  # Put a sandbox to sleep when its participant has done nothing for this
+  # long (typing, clicking, a terminal: an open tab alone does not count);
+  # their next visit wakes it. 0 never; e.g. 45m.
+  idle_timeout: 0s
+  # How a sandbox sleeps: stop (frees its memory; waking takes seconds) or
+  # pause (keeps its memory; waking is instant).
+  idle_action: stop
+  # Stop a sandbox this long after it started unless an organizer renews
+  # it (thon instance renew USER --for 2h). 0 never; e.g. 12h.
+  max_lifetime: 0s
   # The cluster, when runtime is kubernetes.
   kubernetes:
     # A kubeconfig file; "" is in-cluster, then $KUBECONFIG, then ~/.kube/config.

@@ -40,10 +40,14 @@ const (
 // configuration first.
 func acmeEvent(t *testing.T, only string, pebble acmetest.Options, change func(*config.Config)) (*thontest.Harness, *acmetest.CA) {
 	t.Helper()
-	h := thontest.New(t, config.Group{Name: "alpha", Users: []string{"alice"}})
+	h := thontest.New(t, thontest.Groups(config.Group{Name: "alpha", Users: []string{"alice"}}))
 	h.Stop()
 	a := &h.Config.Access
-	a.HTTPPort = thontest.FreePort(t)
+	var first, last int
+	fmt.Sscanf(a.PortRange, "%d-%d", &first, &last)
+	for a.HTTPPort = thontest.FreePort(t); a.HTTPPort >= first && a.HTTPPort <= last; {
+		a.HTTPPort = thontest.FreePort(t) // the kernel picked one inside the participants' ports: pick again
+	}
 	a.Hostnames = []string{"thon.test"}
 	if only != tlsALPN01 {
 		pebble.HTTPPort = a.HTTPPort

@@ -48,7 +48,7 @@ var csrfMeta = regexp.MustCompile(`<meta name="csrf" content="([^"]+)">`)
 // The dashboard's defences, from an HTTP client: sign-in, security
 // headers, anti-forgery on every change, and rate-limited guessing.
 func TestDashboardSecurity(t *testing.T) {
-	h := thontest.New(t, config.Group{Name: "alpha", Users: []string{"alice"}})
+	h := thontest.New(t, thontest.Groups(config.Group{Name: "alpha", Users: []string{"alice"}}), thontest.FakeEngine())
 	h.Stop()
 	h.Config.Auth.AdminPassword = "a long admin password"
 	h.Start()

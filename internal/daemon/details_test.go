@@ -29,7 +29,7 @@ func TestGroupTitlesAndEmails(t *testing.T) {
 	mc := m.Config()
 	alpha := config.Group{Name: "alpha", Title: "Team Alpha", Users: []string{"alice", "bob"},
 		Emails: map[string]string{"alice": "alice@example.org", "bob": "Bob@Example.org"}}
-	h := thontest.New(t, alpha)
+	h := thontest.New(t, thontest.Groups(alpha))
 	h.Stop()
 	h.Config.Auth.AdminPassword = "a long admin password"
 	h.Config.Auth.Providers.OIDC = config.OIDCProvider{Issuer: mc.Issuer, ClientID: mc.ClientID, ClientSecret: mc.ClientSecret, Name: "Test SSO"}

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/thon-dev/thon/internal/config"
-	"github.com/thon-dev/thon/internal/doctor"
 	"github.com/thon-dev/thon/internal/testenv"
 	"github.com/thon-dev/thon/internal/thontest"
+	"github.com/thon-dev/thon/wire"
 )
 
 // The daemon's doctor, through the API, on a running event: THON's own
@@ -19,7 +19,7 @@ import (
 // that run.
 func TestDoctorOnARunningEvent(t *testing.T) {
 	img := testenv.LLMImage(t)
-	h := thontest.New(t, config.Group{Name: "alpha", Users: []string{"alice", "bob"}})
+	h := thontest.New(t, thontest.Groups(config.Group{Name: "alpha", Users: []string{"alice", "bob"}}))
 	h.Stop()
 	l := &h.Config.LLM
 	l.Backend, l.Image, l.GPU = config.BackendLlamacpp, img, "none"
@@ -43,7 +43,7 @@ func TestDoctorOnARunningEvent(t *testing.T) {
 	if !rep.Daemon || rep.Participants != 2 {
 		t.Errorf("report: daemon %v, %d participants", rep.Daemon, rep.Participants)
 	}
-	check := func(id string) doctor.Check {
+	check := func(id string) wire.DoctorCheck {
 		t.Helper()
 		c, ok := rep.Check(id)
 		if !ok {
@@ -51,19 +51,19 @@ func TestDoctorOnARunningEvent(t *testing.T) {
 		}
 		return c
 	}
-	if c := check("ports"); c.Status != doctor.OK {
+	if c := check("ports"); c.Status != wire.DoctorOK {
 		t.Errorf("ports (THON's own): %+v", c)
 	}
-	if c := check("certificate"); c.Status != doctor.OK || !strings.Contains(c.Detail, "127.0.0.1: THON's local CA") {
+	if c := check("certificate"); c.Status != wire.DoctorOK || !strings.Contains(c.Detail, "127.0.0.1: THON's local CA") {
 		t.Errorf("certificate: %+v", c)
 	}
-	if c := check("llm-image"); c.Status != doctor.OK || !strings.Contains(c.Detail, "llama-server") {
+	if c := check("llm-image"); c.Status != wire.DoctorOK || !strings.Contains(c.Detail, "llama-server") {
 		t.Errorf("llm-image: %+v", c)
 	}
-	if c := check("llm"); c.Status != doctor.OK || !strings.Contains(c.Detail, "thon-test loaded") || !strings.Contains(c.Detail, "2 parallel slots for 2 participants") {
+	if c := check("llm"); c.Status != wire.DoctorOK || !strings.Contains(c.Detail, "thon-test loaded") || !strings.Contains(c.Detail, "2 parallel slots for 2 participants") {
 		t.Errorf("llm: %+v", c)
 	}
-	if c := check("gateway"); c.Status != doctor.OK || !strings.Contains(c.Detail, "from alice's sandbox") || !strings.Contains(c.Detail, "answered 401") {
+	if c := check("gateway"); c.Status != wire.DoctorOK || !strings.Contains(c.Detail, "from alice's sandbox") || !strings.Contains(c.Detail, "answered 401") {
 		t.Errorf("gateway: %+v", c)
 	}
 	cp := rep.Capacity
@@ -81,7 +81,7 @@ func TestDoctorOnARunningEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := check("gateway"); c.Status != doctor.Fail || !strings.Contains(c.Fix, "must listen on more than 127.0.0.1") {
+	if c := check("gateway"); c.Status != wire.DoctorFail || !strings.Contains(c.Fix, "must listen on more than 127.0.0.1") {
 		t.Errorf("gateway on loopback: %+v", c)
 	}
 }

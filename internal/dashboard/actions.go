@@ -84,7 +84,7 @@ func (d *Dashboard) importUsers(w http.ResponseWriter, r *http.Request) {
 	text, err := formText(r, "data", "file")
 	if r.PostFormValue("stored") == "groups-yaml" {
 		var f store.ConfigFile
-		if f, err = d.o.Store.ConfigFile(r.Context(), "groups-yaml"); err == nil {
+		if f, err = d.o.Files.Get(r.Context(), "groups-yaml"); err == nil {
 			text = []byte(f.Content)
 		}
 	}

@@ -53,7 +53,7 @@ type ACMEName struct {
 // Options wires the dashboard to the daemon's services.
 type Options struct {
 	Orch      *orchestrator.Orchestrator
-	Store     *store.Store
+	Store     store.Records
 	Access    *access.Service
 	Addresses *frontdoor.Addresses
 	Keys      api.GatewayKeys // nil when the gateway is off

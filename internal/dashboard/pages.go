@@ -65,7 +65,7 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, status int, n
 }
 
 // States in the order the dashboard shows them.
-var states = []string{"running", "starting", "paused", "stopped", "failed", "created", "missing"}
+var states = []string{"running", "starting", "paused", "asleep", "stopped", "expired", "failed", "created", "missing"}
 
 // overviewData is the front page.
 type overviewData struct {
@@ -139,6 +139,8 @@ type instancesData struct {
 	Page, Pages, Size     int
 	Total, Shown, Matched int
 	States                []string
+	Sort                  string // "" by group and name; "idle": longest idle first
+	Lifetime              bool   // sandbox.max_lifetime is on: sandboxes can be renewed
 }
 
 type row struct {
@@ -149,7 +151,11 @@ type row struct {
 func (d *Dashboard) instances(r *http.Request) (string, string, any, error) {
 	ctx := r.Context()
 	q := r.URL.Query()
-	data := instancesData{Group: q.Get("group"), State: q.Get("state"), Query: strings.TrimSpace(q.Get("q")), States: states}
+	data := instancesData{Group: q.Get("group"), State: q.Get("state"), Query: strings.TrimSpace(q.Get("q")), States: states,
+		Lifetime: d.o.Orch.Settings().MaxLifetime > 0}
+	if q.Get("sort") == "idle" {
+		data.Sort = "idle"
+	}
 	data.Size = clamp(atoi(q.Get("size"), 50), 10, 500)
 	list, err := d.o.Orch.List(ctx, orchestrator.Filter{})
 	if err != nil {
@@ -167,6 +173,16 @@ func (d *Dashboard) instances(r *http.Request) (string, string, any, error) {
 			(data.Query == "" || strings.Contains(s.User, strings.ToLower(data.Query))) {
 			matched = append(matched, s)
 		}
+	}
+	if data.Sort == "idle" {
+		// Longest idle first; never active last (nothing known yet).
+		slices.SortStableFunc(matched, func(a, b orchestrator.Status) int {
+			switch {
+			case a.LastActive.IsZero() != b.LastActive.IsZero():
+				return cmp.Compare(boolInt(a.LastActive.IsZero()), boolInt(b.LastActive.IsZero()))
+			}
+			return a.LastActive.Compare(b.LastActive)
+		})
 	}
 	data.Matched = len(matched)
 	data.Pages = max(1, (len(matched)+data.Size-1)/data.Size)
@@ -208,7 +224,7 @@ func (d *Dashboard) groups(r *http.Request) (string, string, any, error) {
 		by[s.Group] = append(by[s.Group], s)
 	}
 	var data groupsData
-	if _, err := d.o.Store.ConfigFile(ctx, "groups-yaml"); err == nil {
+	if _, err := d.o.Files.Get(ctx, "groups-yaml"); err == nil {
 		data.StoredYAML = true
 	}
 	if data.Invites, err = d.o.Access.Invites(ctx); err != nil {
@@ -306,7 +322,7 @@ type settingsData struct {
 func (d *Dashboard) settings(r *http.Request) (string, string, any, error) {
 	data, err := d.settingsData(r, store.ConfigFile{})
 	if name := r.URL.Query().Get("file"); name != "" && err == nil {
-		data.Edit, err = d.o.Store.ConfigFile(r.Context(), name)
+		data.Edit, err = d.o.Files.Get(r.Context(), name)
 	}
 	return "settings", "Settings", data, err
 }
@@ -321,7 +337,7 @@ func (d *Dashboard) settingsData(r *http.Request, edit store.ConfigFile) (settin
 		data.TLS = d.o.TLS()
 	}
 	var err error
-	if data.Files, err = d.o.Store.ConfigFiles(ctx); err != nil {
+	if data.Files, err = d.o.Files.List(ctx); err != nil {
 		return data, err
 	}
 	if data.Tokens, err = d.o.Tokens.List(ctx); err != nil {
@@ -459,4 +475,11 @@ func bars(values []int64, label string) template.HTML {
 	}
 	fmt.Fprintf(&b, `<text x="0" y="%d">%s, max %s</text></svg>`, h+14, template.HTMLEscapeString(label), humanNumber(top))
 	return template.HTML(b.String())
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/llm"
 	"github.com/thon-dev/thon/internal/sandbox"
+	"github.com/thon-dev/thon/wire"
 )
 
 // Status is a check's outcome.
@@ -189,3 +190,19 @@ type doc struct {
 }
 
 func (d *doc) add(c Check) { d.checks = append(d.checks, c) }
+
+// Wire is the report as the REST API answers it (and thon doctor prints it).
+func (r Report) Wire() wire.DoctorReport {
+	w := wire.DoctorReport{Status: string(r.Status), Participants: r.Participants, Checks: []wire.DoctorCheck{}, Daemon: r.Daemon, Took: r.Took, Time: r.Time}
+	for _, c := range r.Checks {
+		w.Checks = append(w.Checks, wire.DoctorCheck{ID: c.ID, Name: c.Name, Status: string(c.Status), Detail: c.Detail, Fix: c.Fix})
+	}
+	c := r.Capacity
+	w.Capacity = wire.DoctorCapacity{Measured: c.Measured, Source: c.Source, Idle: c.Idle, IdleLimit: c.IdleLimit, AtLimits: c.AtLimits, AtLimitsLimit: c.AtLimitsLimit,
+		SandboxMemory: c.SandboxMemory, SandboxCPU: c.SandboxCPU, SandboxPids: c.SandboxPids, LLMMemory: c.LLMMemory, HostMemory: c.HostMemory, HostCPUs: c.HostCPUs,
+		Reserved: c.Reserved, Resources: []wire.DoctorResource{}, Notes: c.Notes}
+	for _, x := range c.Resources {
+		w.Capacity.Resources = append(w.Capacity.Resources, wire.DoctorResource(x))
+	}
+	return w
+}

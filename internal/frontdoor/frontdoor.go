@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/thon-dev/thon/internal/access"
+	"github.com/thon-dev/thon/internal/activity"
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/orchestrator"
@@ -39,6 +40,9 @@ type Options struct {
 	Dashboard http.Handler
 	Orch      *orchestrator.Orchestrator
 	Logger    *slog.Logger
+	// Activity records what each participant's browser does (nil: nothing
+	// is recorded).
+	Activity *activity.Tracker
 	// HTTPChallenge wraps the plain-HTTP port's redirect so ACME HTTP-01
 	// challenges are answered there (nil: the port only redirects).
 	HTTPChallenge func(next http.Handler) http.Handler

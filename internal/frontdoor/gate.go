@@ -7,7 +7,9 @@ import (
 	"strings"
 
 	"github.com/thon-dev/thon/internal/access"
+	"github.com/thon-dev/thon/internal/activity"
 	"github.com/thon-dev/thon/internal/auth"
+	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
 )
 
@@ -55,17 +57,43 @@ func (f *FrontDoor) serveSandbox(w http.ResponseWriter, r *http.Request, user, p
 		http.Error(w, "WebSocket refused: its Origin is not this IDE's origin", http.StatusForbidden)
 		return
 	}
+	switch rest {
+	case idlePath:
+		f.serveIdle(w, r, user, who)
+		return
+	case idleJSPath:
+		serveIdleJS(w, r)
+		return
+	}
 	live, err := f.o.Orch.Live(r.Context(), user)
 	if err != nil {
 		f.log.Error("look up sandbox", "user", user, "err", err)
 		http.Error(w, "THON cannot look up this IDE right now; try again in a moment", http.StatusServiceUnavailable)
 		return
 	}
+	if live.State == orchestrator.StateAsleep && who == user && wantsHTML(r) {
+		// The participant came back (a page load, not a tab reconnecting by
+		// itself): wake their sandbox, in line behind others waking.
+		live.Queue = f.o.Orch.Wake(r.Context(), user)
+		live.State = string(sandbox.StateStarting)
+	}
 	if live.State != string(sandbox.StateRunning) || live.Endpoint == "" {
-		f.waiting(w, r, user, live.State)
+		f.waiting(w, r, user, live.State, live.Queue)
 		return
 	}
-	f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, &target{user: user, endpoint: live.Endpoint, prefix: prefix})))
+	t := &target{user: user, endpoint: live.Endpoint, prefix: prefix}
+	// The participant's IDE page (the top window, not a webview's frame)
+	// gets the idle banner when something puts sandboxes to sleep.
+	t.idleScript = who == user && wantsHTML(r) && isTopDocument(r) && f.o.Orch.Watched()
+	if act := f.o.Activity; act != nil && who == user {
+		// The participant's own browser (not an organizer's token): what it
+		// asks for, and what it sends on a WebSocket that a person caused.
+		act.Touch(user)
+		if isUpgrade(r) {
+			w = &tapWriter{ResponseWriter: w, t: t, vscode: activity.IsVSCode(r.URL.RawQuery), touch: func() { act.Touch(user) }}
+		}
+	}
+	f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, t)))
 }
 
 // authorize says whether r may reach user's sandbox: 200 for the
@@ -120,6 +148,13 @@ func (f *FrontDoor) refuse(w http.ResponseWriter, r *http.Request, user, prefix,
 
 func isUpgrade(r *http.Request) bool {
 	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || r.Method == http.MethodConnect
+}
+
+// isTopDocument says whether a page load is for a top-level window (not a
+// frame), as far as the browser says.
+func isTopDocument(r *http.Request) bool {
+	d := r.Header.Get("Sec-Fetch-Dest")
+	return d == "" || d == "document"
 }
 
 func wantsHTML(r *http.Request) bool {

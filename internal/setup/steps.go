@@ -17,6 +17,7 @@ import (
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/imagebuild"
 	"github.com/thon-dev/thon/internal/llm"
+	"github.com/thon-dev/thon/wire"
 )
 
 // dockerProbes ping Docker and inspect its images, from the environment
@@ -320,9 +321,9 @@ func (s *Setup) models(ctx context.Context) Step {
 // (its LLM server then serves them at once), else here.
 func (s *Setup) pull(ctx context.Context, modelsDir string) error {
 	if c, ok := s.daemon(ctx); ok {
-		return c.LLMPull(ctx, "", func(model string, p llm.PullProgress) {
+		return c.LLMPull(ctx, "", func(model string, p wire.PullProgress) {
 			if s.o.Pull != nil {
-				s.o.Pull(model, p)
+				s.o.Pull(model, llm.PullProgress(p))
 			}
 		})
 	}

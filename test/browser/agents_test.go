@@ -45,7 +45,7 @@ func TestAgentsAnswer(t *testing.T) {
 			"THON_E2E_IMAGE=1 go test ./test/browser -run TestAgentsAnswer -v (as root, with Docker; the first run builds the images offline)")
 	}
 	image := csImage(t)
-	h := thontest.New(t, config.Group{Name: "alpha", Users: []string{"alice"}})
+	h := thontest.New(t, thontest.Groups(config.Group{Name: "alpha", Users: []string{"alice"}}))
 	h.Stop()
 	h.Config.Sandbox.Image = image
 	h.Config.Sandbox.Limits = config.Limits{CPU: 1, Memory: 2 << 30, Pids: 1024}

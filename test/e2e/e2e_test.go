@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/csv"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -32,6 +33,10 @@ import (
 var thonBin string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() { // the fast tier: every test here needs Docker and skips
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "thon-e2e-bin")
 	if err != nil {
 		panic(err)
