@@ -12,9 +12,13 @@ import (
 
 // Config is the whole of thon.yaml.
 type Config struct {
-	Server     Server     `yaml:"server" json:"server"`
-	Access     Access     `yaml:"access" json:"access"`
-	Sandbox    Sandbox    `yaml:"sandbox" json:"sandbox"`
+	Server  Server  `yaml:"server" json:"server"`
+	Access  Access  `yaml:"access" json:"access"`
+	Sandbox Sandbox `yaml:"sandbox" json:"sandbox"`
+	// Templates are named sandbox settings a group can use instead of
+	// sandbox:'s (groups.NAME.template); what a template leaves out is
+	// sandbox:'s.
+	Templates  Templates  `yaml:"templates,omitempty" json:"templates,omitempty"`
 	LLM        LLM        `yaml:"llm" json:"llm"`
 	Assistants Assistants `yaml:"assistants" json:"assistants"`
 	Gateway    Gateway    `yaml:"gateway" json:"gateway"`
@@ -395,6 +399,10 @@ type Limits struct {
 type Group struct {
 	Name  string   `json:"name"`
 	Users []string `json:"users"`
+	// Template is the template its sandboxes are made from ("": sandbox:).
+	Template string `json:"template,omitempty"`
+	// IdlePolicy overrides the template's (or sandbox:'s) idle policy.
+	IdlePolicy
 }
 
 // Groups keeps the order groups were declared in.

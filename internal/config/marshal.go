@@ -24,7 +24,8 @@ func (c *Config) YAML() ([]byte, error) {
 }
 
 // MarshalYAML writes groups as a mapping of group name to a flow list of
-// users, in order.
+// users, in order; a group with a template or an idle policy in the
+// mapping form ({template: node, users: [alice]}).
 func (gs Groups) MarshalYAML() (any, error) {
 	m := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 	for _, g := range gs {
@@ -32,7 +33,25 @@ func (gs Groups) MarshalYAML() (any, error) {
 		for _, u := range g.Users {
 			users.Content = append(users.Content, strNode(u))
 		}
-		m.Content = append(m.Content, strNode(g.Name), users)
+		if g.Template == "" && g.IdlePolicy.IsZero() {
+			m.Content = append(m.Content, strNode(g.Name), users)
+			continue
+		}
+		body := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+		if g.Template != "" {
+			body.Content = append(body.Content, strNode("template"), strNode(g.Template))
+		}
+		if p := g.IdleTimeout; p != nil {
+			body.Content = append(body.Content, strNode("idle_timeout"), strNode(p.String()))
+		}
+		if p := g.IdleAction; p != nil {
+			body.Content = append(body.Content, strNode("idle_action"), strNode(*p))
+		}
+		if p := g.MaxLifetime; p != nil {
+			body.Content = append(body.Content, strNode("max_lifetime"), strNode(p.String()))
+		}
+		body.Content = append(body.Content, strNode("users"), users)
+		m.Content = append(m.Content, strNode(g.Name), body)
 	}
 	return m, nil
 }
@@ -56,8 +75,10 @@ func (gs *Groups) UnmarshalYAML(n *yaml.Node) error {
 
 // groupJSON is a group on the wire; Users is never null.
 type groupJSON struct {
-	Name  string   `json:"name"`
-	Users []string `json:"users"`
+	Name     string   `json:"name"`
+	Users    []string `json:"users"`
+	Template string   `json:"template,omitempty"`
+	IdlePolicy
 }
 
 // MarshalJSON writes groups as an array of {"name", "users"} objects, in
@@ -65,7 +86,7 @@ type groupJSON struct {
 func (gs Groups) MarshalJSON() ([]byte, error) {
 	out := make([]groupJSON, len(gs))
 	for i, g := range gs {
-		out[i] = groupJSON{Name: g.Name, Users: g.Users}
+		out[i] = groupJSON{Name: g.Name, Users: g.Users, Template: g.Template, IdlePolicy: g.IdlePolicy}
 		if out[i].Users == nil {
 			out[i].Users = []string{}
 		}
@@ -85,7 +106,7 @@ func (gs *Groups) UnmarshalJSON(b []byte) error {
 	}
 	out := make(Groups, len(in))
 	for i, g := range in {
-		out[i] = Group(g)
+		out[i] = Group{Name: g.Name, Users: g.Users, Template: g.Template, IdlePolicy: g.IdlePolicy}
 	}
 	*gs = out
 	return nil

@@ -115,7 +115,7 @@ func TestJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n.Sandbox.Limits.Memory != 1<<30 || n.Sandbox.StartupTimeout.D() != 5*time.Second ||
-		!reflect.DeepEqual(n.Groups, Groups{{"a", []string{"x"}}}) {
+		!reflect.DeepEqual(n.Groups, Groups{{Name: "a", Users: []string{"x"}}}) {
 		t.Errorf("unmarshal %s = %+v", in, n)
 	}
 	if err := json.Unmarshal([]byte(`{"groups":{"a":["x"]}}`), &n); err == nil {
@@ -128,7 +128,7 @@ func TestGroupsUnmarshalYAML(t *testing.T) {
 	if err := unmarshalYAML("groups:\n  a: [x]\n  b: {users: [y]}\n", &c); err != nil {
 		t.Fatal(err)
 	}
-	if want := (Groups{{"a", []string{"x"}}, {"b", []string{"y"}}}); !reflect.DeepEqual(c.Groups, want) {
+	if want := (Groups{{Name: "a", Users: []string{"x"}}, {Name: "b", Users: []string{"y"}}}); !reflect.DeepEqual(c.Groups, want) {
 		t.Errorf("groups = %+v, want %+v", c.Groups, want)
 	}
 	if err := unmarshalYAML("groups:\n  a: {members: [x]}\n", &c); err == nil || !strings.Contains(err.Error(), `unknown key "members"`) {
@@ -138,7 +138,7 @@ func TestGroupsUnmarshalYAML(t *testing.T) {
 
 func TestUsers(t *testing.T) {
 	c := Default()
-	c.Groups = Groups{{"b", []string{"x", "y"}}, {"a", nil}, {"c", []string{"z"}}}
+	c.Groups = Groups{{Name: "b", Users: []string{"x", "y"}}, {Name: "a", Users: nil}, {Name: "c", Users: []string{"z"}}}
 	want := []UserEntry{{"x", "b"}, {"y", "b"}, {"z", "c"}}
 	if got := c.Users(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Users() = %v, want %v", got, want)
