@@ -66,8 +66,10 @@ type Event struct {
 
 // Status is a participant's sandbox.
 type Status struct {
-	User      string `json:"user"`
-	Group     string `json:"group"`
+	User  string `json:"user"`
+	Group string `json:"group"`
+	// Template is the template the sandbox is made from ("": sandbox:).
+	Template  string `json:"template,omitempty"`
 	State     string `json:"state"` // running, starting, paused, stopped, asleep, expired, failed, created, missing
 	Workspace string `json:"workspace"`
 	Endpoint  string `json:"endpoint,omitempty"`

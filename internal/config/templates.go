@@ -178,6 +178,62 @@ type Effective struct {
 	Sandbox
 	// Template is the template the group uses ("" for none).
 	Template string `json:"template,omitempty"`
+	group    string
+	own      IdlePolicy // what the group itself sets
+	tmpl     IdlePolicy // what its template sets
+}
+
+// Where names the setting key (idle_timeout, idle_action, max_lifetime)
+// took its value from, for messages: "groups.web.idle_timeout",
+// "templates.node.idle_timeout" or "sandbox.idle_timeout".
+func (e Effective) Where(key string) string {
+	switch {
+	case e.own.sets(key):
+		return "groups." + e.group + "." + key
+	case e.tmpl.sets(key):
+		return "templates." + e.Template + "." + key
+	}
+	return "sandbox." + key
+}
+
+// AnyIdlePolicy reports whether some sandboxes can sleep or end: an
+// idle_timeout or max_lifetime is on in sandbox:, a template or a group.
+func (s SandboxSet) AnyIdlePolicy() bool {
+	on := func(p IdlePolicy) bool {
+		return p.IdleTimeout != nil && *p.IdleTimeout > 0 || p.MaxLifetime != nil && *p.MaxLifetime > 0
+	}
+	if s.Base.IdleTimeout > 0 || s.Base.MaxLifetime > 0 {
+		return true
+	}
+	for _, t := range s.Templates {
+		if on(t.Idle()) {
+			return true
+		}
+	}
+	for _, g := range s.Groups {
+		if on(g.IdlePolicy) {
+			return true
+		}
+	}
+	return false
+}
+
+// AnyLifetime reports whether some group's sandboxes have a max_lifetime.
+func (s SandboxSet) AnyLifetime() bool {
+	if s.Base.MaxLifetime > 0 {
+		return true
+	}
+	for _, t := range s.Templates {
+		if t.MaxLifetime != nil && *t.MaxLifetime > 0 {
+			return true
+		}
+	}
+	for _, g := range s.Groups {
+		if g.MaxLifetime != nil && *g.MaxLifetime > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // For returns the settings of group's sandboxes: sandbox:, with the
@@ -186,9 +242,9 @@ type Effective struct {
 // code; Validate refuses it), gets sandbox: with its idle policy.
 func (s SandboxSet) For(group string) Effective {
 	g := s.Groups[group]
-	out := Effective{Sandbox: s.Base}
+	out := Effective{Sandbox: s.Base, group: group, own: g.IdlePolicy}
 	if t, ok := s.Templates.Get(g.Template); ok {
-		out.Sandbox, out.Template = t.Apply(s.Base), t.Name
+		out.Sandbox, out.Template, out.tmpl = t.Apply(s.Base), t.Name, t.Idle()
 	}
 	g.IdlePolicy.apply(&out.Sandbox)
 	return out

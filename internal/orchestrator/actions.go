@@ -279,7 +279,7 @@ func (o *Orchestrator) do(ctx context.Context, actor string, action Action, u st
 	}
 	switch res.Outcome {
 	case OutcomeCreated, OutcomeStarted, OutcomeResumed, OutcomeRecreated:
-		o.started(ctx, u.Name)
+		o.started(ctx, u.Name, u.Group)
 	}
 	if res.Outcome != OutcomeUnchanged {
 		if detail == "" {

@@ -22,7 +22,7 @@ func (o *Orchestrator) Import(ctx context.Context, actor string, cfg *config.Con
 			return store.ImportResult{}, err
 		}
 	}
-	if err := o.ApplySettings(ctx, actor, cfg.Sandbox); err != nil {
+	if err := o.ApplySettings(ctx, actor, cfg.SandboxSet()); err != nil {
 		return store.ImportResult{}, err
 	}
 	return o.ImportPeople(ctx, actor, cfg.Groups)
