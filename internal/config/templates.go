@@ -135,6 +135,26 @@ func (p IdlePolicy) sets(key string) bool {
 	return false
 }
 
+// Keys lists the settings the template gives itself, in file order
+// ("image", "limits.memory", "env.NODE_ENV", "idle_timeout").
+func (t Template) Keys() []string {
+	var out []string
+	for _, k := range []string{"image", "limits.cpu", "limits.memory", "limits.pids"} {
+		if t.sets(k) {
+			out = append(out, k)
+		}
+	}
+	for _, k := range sortedKeys(t.Env) {
+		out = append(out, "env."+k)
+	}
+	for _, k := range []string{"workspace", "workspace_dir", "idle_timeout", "idle_action", "max_lifetime"} {
+		if (k != "workspace_dir" || t.WorkspaceDir != nil) && t.sets(k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // Templates keeps the order templates were declared in.
 type Templates []Template
 
