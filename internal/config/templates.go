@@ -22,6 +22,9 @@ type Template struct {
 	Workspace   *string           `yaml:"workspace,omitempty" json:"workspace,omitempty"`
 	// WorkspaceDir is the host directory of bind workspaces.
 	WorkspaceDir *string `yaml:"workspace_dir,omitempty" json:"workspace_dir,omitempty"`
+	// Assistants are the assistants' base files, VS Code settings and
+	// extensions of its sandboxes, each over assistants:'s.
+	Assistants TemplateAssistants `yaml:"assistants,omitempty" json:"assistants,omitzero"`
 	// The idle policy of its sandboxes (see IdlePolicy).
 	IdleTimeout *Duration `yaml:"idle_timeout,omitempty" json:"idle_timeout,omitempty"`
 	IdleAction  *string   `yaml:"idle_action,omitempty" json:"idle_action,omitempty"`
@@ -31,6 +34,68 @@ type Template struct {
 // Idle is the template's idle policy.
 func (t Template) Idle() IdlePolicy {
 	return IdlePolicy{IdleTimeout: t.IdleTimeout, IdleAction: t.IdleAction, MaxLifetime: t.MaxLifetime}
+}
+
+// TemplateAssistants are the files a template gives its sandboxes' AI
+// assistants and IDE; nil is assistants:'s (or the dashboard's stored file).
+type TemplateAssistants struct {
+	Kilo               TemplateAssistant `yaml:"kilo,omitempty" json:"kilo,omitzero"`
+	Continue           TemplateAssistant `yaml:"continue,omitempty" json:"continue,omitzero"`
+	Cline              TemplateAssistant `yaml:"cline,omitempty" json:"cline,omitzero"`
+	OpenCode           TemplateAssistant `yaml:"opencode,omitempty" json:"opencode,omitzero"`
+	VSCodeSettingsFile *string           `yaml:"vscode_settings_file,omitempty" json:"vscode_settings_file,omitempty"`
+	ExtensionsFile     *string           `yaml:"extensions_file,omitempty" json:"extensions_file,omitempty"`
+}
+
+// TemplateAssistant is one assistant's base file in a template.
+type TemplateAssistant struct {
+	BaseFile *string `yaml:"base_file,omitempty" json:"base_file,omitempty"`
+}
+
+// files lists the template's assistant files: their setting below
+// assistants (as llm.StoredKinds names them), their kind, where they are.
+func (ta *TemplateAssistants) files() []struct {
+	Setting, Kind string
+	File          **string
+} {
+	return []struct {
+		Setting, Kind string
+		File          **string
+	}{
+		{"kilo.base_file", "json", &ta.Kilo.BaseFile},
+		{"continue.base_file", "yaml", &ta.Continue.BaseFile},
+		{"cline.base_file", "json", &ta.Cline.BaseFile},
+		{"opencode.base_file", "json", &ta.OpenCode.BaseFile},
+		{"vscode_settings_file", "json", &ta.VSCodeSettingsFile},
+		{"extensions_file", "lines", &ta.ExtensionsFile},
+	}
+}
+
+// Sets lists the assistant settings the template gives ("kilo.base_file").
+func (ta TemplateAssistants) Sets() []string {
+	var out []string
+	for _, f := range ta.files() {
+		if *f.File != nil {
+			out = append(out, f.Setting)
+		}
+	}
+	return out
+}
+
+// Apply returns a with the template's files put over it.
+func (ta TemplateAssistants) Apply(a Assistants) Assistants {
+	set := func(dst *string, src *string) {
+		if src != nil {
+			*dst = *src
+		}
+	}
+	set(&a.Kilo.BaseFile, ta.Kilo.BaseFile)
+	set(&a.Continue.BaseFile, ta.Continue.BaseFile)
+	set(&a.Cline.BaseFile, ta.Cline.BaseFile)
+	set(&a.OpenCode.BaseFile, ta.OpenCode.BaseFile)
+	set(&a.VSCodeSettingsFile, ta.VSCodeSettingsFile)
+	set(&a.ExtensionsFile, ta.ExtensionsFile)
+	return a
 }
 
 // TemplateLimits are a template's resource limits; nil is sandbox.limits'.
@@ -151,6 +216,9 @@ func (t Template) Keys() []string {
 		if (k != "workspace_dir" || t.WorkspaceDir != nil) && t.sets(k) {
 			out = append(out, k)
 		}
+	}
+	for _, k := range t.Assistants.Sets() {
+		out = append(out, "assistants."+k)
 	}
 	return out
 }
@@ -364,6 +432,13 @@ func (c *Config) checkTemplates(at locator, add func(paths []string, p Problem))
 			add([]string{"templates[" + t.Name + "]"}, Problem{Msg: fmt.Sprintf("template %q is declared twice", t.Name), Hint: "keep one"})
 		}
 		seen[t.Name] = true
+		for _, f := range t.Assistants.files() {
+			if *f.File != nil && **f.File != "" {
+				c.checkAssistantFile(tpath+".assistants."+f.Setting, **f.File, f.Kind, func(path, hint, format string, args ...any) {
+					add([]string{path}, Problem{Msg: path + ": " + fmt.Sprintf(format, args...), Hint: hint})
+				})
+			}
+		}
 		s := t.Apply(c.Sandbox)
 		checkSandbox(c.Sandbox.Runtime, s, tpath, func(paths []string, p Problem) {
 			if t.sets(strings.TrimPrefix(paths[0], tpath+".")) {
@@ -418,4 +493,18 @@ func (d *decoder) decodeGroupKey(k, v *yaml.Node, g *Group, gpath string) bool {
 	d.decodeValue(v, target, path)
 	d.pos[gpath+"."+k.Value] = d.pos[path]
 	return true
+}
+
+// resolveTemplateFiles makes the templates' file paths absolute (see resolveFiles).
+func (c *Config) resolveTemplateFiles() {
+	for i := range c.Templates {
+		for _, f := range c.Templates[i].Assistants.files() {
+			if *f.File == nil || **f.File == "" {
+				continue
+			}
+			if abs, err := c.path(**f.File); err == nil {
+				*f.File = &abs
+			}
+		}
+	}
 }

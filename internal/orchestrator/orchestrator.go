@@ -67,8 +67,9 @@ type Options struct {
 	// sandbox to its spec: the AI gateway's key and URL in the environment,
 	// the assistants' config files. It is part of the spec: a change marks
 	// the sandbox outdated. It must not keep spec.Env (shared by all specs)
-	// but replace it.
-	Personalize func(spec *sandbox.Spec)
+	// but replace it. template is the template of the participant's group
+	// ("" for none), whose assistant files it uses.
+	Personalize func(spec *sandbox.Spec, template string)
 	// OnImport, if set, applies the rest of a thon.yaml that `thon run`
 	// sends (LLM and assistant settings) before its sandbox settings; its
 	// error refuses the import.
@@ -89,7 +90,7 @@ type Options struct {
 // Orchestrator owns the sandboxes of one event.
 type Orchestrator struct {
 	usersChanged func(ctx context.Context)
-	personalize  func(spec *sandbox.Spec)
+	personalize  func(spec *sandbox.Spec, template string)
 	onImport     func(ctx context.Context, cfg *config.Config) error
 	rt           sandbox.Runtime
 	caps         sandbox.Capabilities
@@ -294,15 +295,15 @@ func (o *Orchestrator) event(ctx context.Context, actor, action, target, detail 
 // Spec builds the desired sandbox of a participant from the current
 // settings of their group.
 func (o *Orchestrator) Spec(user, group string) sandbox.Spec {
-	return o.specFrom(o.SettingsFor(group).Sandbox, user, group)
+	return o.specFrom(o.SettingsFor(group), user, group)
 }
 
 // specFrom adds what services give each sandbox (the AI gateway's key and
 // URL, assistant configs) to the settings' spec.
-func (o *Orchestrator) specFrom(s config.Sandbox, user, group string) sandbox.Spec {
-	spec := SpecFrom(s, user, group)
+func (o *Orchestrator) specFrom(s config.Effective, user, group string) sandbox.Spec {
+	spec := SpecFrom(s.Sandbox, user, group)
 	if o.personalize != nil {
-		o.personalize(&spec)
+		o.personalize(&spec, s.Template)
 	}
 	return spec
 }
@@ -325,7 +326,7 @@ func (o *Orchestrator) SpecsChanged() {
 // specHash is the hash of user's current spec, from a cache: building a
 // spec writes assistant files and derives a key, too slow to redo for 500
 // participants on every status read.
-func (o *Orchestrator) specHash(s config.Sandbox, user, group string) string {
+func (o *Orchestrator) specHash(s config.Effective, user, group string) string {
 	o.mu.Lock()
 	gen := o.specGen
 	c, ok := o.hashes[user]
@@ -460,7 +461,7 @@ func (o *Orchestrator) status(u store.User, boxes map[string]store.Sandbox, busy
 			st.Workspace = b.Workspace
 		}
 		if b.SpecHash != "" && b.State != string(sandbox.StateMissing) {
-			st.Outdated = b.SpecHash != o.specHash(s.Sandbox, u.Name, u.Group)
+			st.Outdated = b.SpecHash != o.specHash(s, u.Name, u.Group)
 		}
 	}
 	if t, ok := busy[u.Name]; ok {
