@@ -437,6 +437,8 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"ConfigGroup", config.Group{}, false, nil},
 		{"ConfigTemplate", config.Template{}, false, nil},
 		{"TemplateLimits", config.TemplateLimits{}, false, nil},
+		{"TemplateAssistants", config.TemplateAssistants{}, false, nil},
+		{"TemplateAssistant", config.TemplateAssistant{}, false, nil},
 		{"LLM", config.LLM{}, false, nil},
 		{"Auth", config.Auth{}, false, nil},
 		{"Kubernetes", config.Kubernetes{}, false, nil},

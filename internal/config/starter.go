@@ -121,8 +121,9 @@ sandbox:
     gateway: ""
 
 # Named sandbox settings groups can use instead of sandbox:'s: image,
-# limits, env (added over sandbox.env), workspace, workspace_dir and the
-# idle policy (idle_timeout, idle_action, max_lifetime). What a template
+# limits, env (added over sandbox.env), workspace, workspace_dir, the
+# assistants' files (assistants: {kilo: {base_file: …}, extensions_file: …})
+# and the idle policy (idle_timeout, idle_action, max_lifetime). What a template
 # leaves out is sandbox:'s. A group names one (see groups: below);
 # changing a template marks that group's sandboxes outdated, and
 # thon run --recreate applies it (workspaces are kept). For example:

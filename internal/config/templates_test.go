@@ -184,3 +184,21 @@ func TestTemplateWithoutPositions(t *testing.T) {
 		t.Fatalf("Validate = %v, want big's memory and ml's unknown template", err)
 	}
 }
+
+func TestTemplateAssistantFileProblems(t *testing.T) {
+	dir := t.TempDir()
+	yml := "templates:\n  node:\n    assistants:\n      kilo: {base_file: missing.json}\n      extensions_file: " + dir + "\n      colour: blue\n"
+	_, err := Parse([]byte(yml), "thon.yaml")
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Problems) != 3 {
+		t.Fatalf("err = %v, want 3 problems", err)
+	}
+	for i, w := range []struct {
+		line int
+		msg  string
+	}{{4, "templates.node.assistants.kilo.base_file: "}, {5, "templates.node.assistants.extensions_file: "}, {6, `templates.node.assistants: unknown key "colour"`}} {
+		if p := ve.Problems[i]; p.Line != w.line || !strings.HasPrefix(p.Msg, w.msg) {
+			t.Errorf("problem %d = %s, want line %d %q", i, p, w.line, w.msg)
+		}
+	}
+}
