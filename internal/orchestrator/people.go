@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/thon-dev/thon/internal/config"
@@ -105,6 +106,16 @@ func (o *Orchestrator) RenameGroup(ctx context.Context, actor, from, to string) 
 	}
 	if err := o.st.CreateGroup(ctx, to); err != nil {
 		return nil, err
+	}
+	// The group keeps its template and idle policy under its new name.
+	if set := o.Sandboxes(); set.Groups[from] != (config.GroupSandbox{}) {
+		groups := maps.Clone(set.Groups)
+		groups[to] = groups[from]
+		delete(groups, from)
+		set.Groups = groups
+		if err := o.ApplySettings(ctx, actor, set); err != nil {
+			return nil, err
+		}
 	}
 	var out []Result
 	for _, u := range g.Users {

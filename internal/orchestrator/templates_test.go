@@ -215,3 +215,27 @@ func mustParse(t *testing.T, yml string) *config.Config {
 	}
 	return c
 }
+
+// A renamed group keeps its template.
+func TestRenamedGroupKeepsItsTemplate(t *testing.T) {
+	ctx := context.Background()
+	rt := sandboxtest.NewFake(t, sandboxtest.FakeOptions{})
+	o, _, _, _ := templatesOrchestrator(t, rt, templatesConfig)
+	if r, err := o.Do(ctx, "admin", orchestrator.ActionStart, "alice", false); err != nil || r.Outcome == orchestrator.OutcomeFailed {
+		t.Fatalf("start: %+v %v", r, err)
+	}
+	if _, err := o.RenameGroup(ctx, "admin", "web", "frontend"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := o.Get(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := rt.Spec("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Group != "frontend" || st.Template != "node" || spec.Image != "thon-test/node:22" || spec.Group != "frontend" || st.Outdated {
+		t.Fatalf("after the rename: status %+v, image %s group %s; want frontend on node, current", st, spec.Image, spec.Group)
+	}
+}
