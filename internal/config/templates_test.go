@@ -202,3 +202,21 @@ func TestTemplateAssistantFileProblems(t *testing.T) {
 		}
 	}
 }
+
+func TestAnyIdlePolicy(t *testing.T) {
+	c := Default()
+	if s := c.SandboxSet(); s.AnyIdlePolicy() || s.AnyLifetime() {
+		t.Fatal("defaults: nothing sleeps or ends")
+	}
+	life := Duration(8 * time.Hour)
+	c.Templates = Templates{{Name: "node", MaxLifetime: &life}}
+	if s := c.SandboxSet(); !s.AnyIdlePolicy() || !s.AnyLifetime() {
+		t.Error("a template's max_lifetime: sandboxes can end")
+	}
+	c.Templates = nil
+	idle := Duration(20 * time.Minute)
+	c.Groups = Groups{{Name: "web", Users: []string{"a"}, IdlePolicy: IdlePolicy{IdleTimeout: &idle}}}
+	if s := c.SandboxSet(); !s.AnyIdlePolicy() || s.AnyLifetime() {
+		t.Error("a group's idle_timeout: sandboxes can sleep, none ends")
+	}
+}

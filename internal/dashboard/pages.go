@@ -152,7 +152,7 @@ func (d *Dashboard) instances(r *http.Request) (string, string, any, error) {
 	ctx := r.Context()
 	q := r.URL.Query()
 	data := instancesData{Group: q.Get("group"), State: q.Get("state"), Query: strings.TrimSpace(q.Get("q")), States: states,
-		Lifetime: d.o.Orch.Settings().MaxLifetime > 0}
+		Lifetime: d.o.Orch.Sandboxes().AnyLifetime()}
 	if q.Get("sort") == "idle" {
 		data.Sort = "idle"
 	}
