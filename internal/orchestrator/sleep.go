@@ -330,18 +330,17 @@ func (o *Orchestrator) Renew(ctx context.Context, actor, user string, d time.Dur
 // and, with sandbox.max_lifetime, when its life ends.
 type Idle struct {
 	State   string        // as Live.State
-	Timeout time.Duration // sandbox.idle_timeout (0: it never sleeps when idle)
-	Action  string        // sandbox.idle_action
+	Timeout time.Duration // its idle_timeout (0: it never sleeps when idle)
+	Action  string        // its idle_action
 	IdleFor time.Duration // since the participant's last activity (or the sandbox's start)
 	SleepIn time.Duration // until it goes to sleep, when Timeout is set (0: due now)
 	Expires time.Time     // the end of its lifetime (zero: none)
 }
 
 // Watched says whether anything puts sandboxes to sleep: an idle timeout
-// or a lifetime.
+// or a lifetime, in sandbox:, a template or a group.
 func (o *Orchestrator) Watched() bool {
-	s := o.Settings()
-	return s.IdleTimeout.D() > 0 || s.MaxLifetime.D() > 0
+	return o.Sandboxes().AnyIdlePolicy()
 }
 
 // IdleOf reports user's sandbox's idle time and when it sleeps or ends.
@@ -354,7 +353,11 @@ func (o *Orchestrator) IdleOf(ctx context.Context, user string) (Idle, error) {
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return Idle{}, err
 	}
-	s := o.Settings()
+	u, err := o.st.User(ctx, user)
+	if err != nil {
+		return Idle{}, err
+	}
+	s := o.SettingsFor(u.Group) // the group's idle policy
 	in := Idle{State: live.State, Timeout: s.IdleTimeout.D(), Action: s.IdleAction}
 	if s.MaxLifetime.D() > 0 {
 		in.Expires = b.Expires
