@@ -5,11 +5,12 @@
 //     streamed chats, straight to llama-server and through the gateway
 //     (auth, limits, usage), alternating request by request so both see the
 //     same machine; goal: the gateway adds < 1 ms to TTFT at p50;
+//
 //   - the cold start of the server THON runs: from the supervisor starting
 //     the container to the first token through it.
 //
-//	go run ./bench/llm                 # -n 300 -image thon/llm:latest
-//	go run ./bench/llm -cold 5
+//     go run ./bench/llm                 # -n 300 -image thon/llm:latest
+//     go run ./bench/llm -cold 5
 package main
 
 import (
