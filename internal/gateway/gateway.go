@@ -66,6 +66,13 @@ type Options struct {
 	// DefaultModelQueueTimeout); a request that waited longer gets 503
 	// model_queue_timeout.
 	ModelQueueTimeout time.Duration
+	// ShortMaxTokens: a request asking for at most this many tokens
+	// (max_tokens or max_completion_tokens), or for embeddings, is short;
+	// ShortShare of each model's slots (rounded, never all of them) are
+	// kept for short requests, so a quick question or an autocompletion
+	// does not wait for the agents' long generations. 0: no reservation.
+	ShortMaxTokens int
+	ShortShare     float64
 	// LlamaCppTimings: the upstream is llama.cpp's llama-server, which is
 	// asked for "timings_per_token" on streams so that a stream cut short
 	// is charged exactly what was generated.
@@ -180,6 +187,9 @@ func New(o Options) (*Gateway, error) {
 	if o.UpstreamSlots < 0 {
 		errs = append(errs, errors.New("upstream slots: must not be negative (0 means no limit)"))
 	}
+	if o.ShortMaxTokens < 0 || o.ShortShare < 0 || o.ShortShare > 0.5 {
+		errs = append(errs, errors.New("short requests: max tokens must not be negative, the share of slots kept for them is between 0 and 0.5"))
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("gateway options: %w", errors.Join(errs...))
 	}
@@ -266,6 +276,9 @@ func New(o Options) (*Gateway, error) {
 		mqt = DefaultModelQueueTimeout
 	}
 	g.slots = newSlotPool(g, o.UpstreamSlots, mqt)
+	if o.ShortMaxTokens > 0 && o.ShortShare > 0 {
+		g.slots.reserved = func(slots int) int { return reservedSlots(slots, o.ShortShare) }
+	}
 	if g.shared != nil {
 		g.slots.remote = newRedisSlots(g.slots, g.shared)
 		g.slots.remote.setUp(g.shared.up.Load())

@@ -87,7 +87,7 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request, ep endp
 		g.fail(w, ep, badRequest("invalid_json", "The request body must be a JSON object."), "bad_request")
 		return
 	}
-	fields := gjson.GetManyBytes(body, "model", "stream", "stream_options.include_usage")
+	fields := gjson.GetManyBytes(body, "model", "stream", "stream_options.include_usage", "max_tokens", "max_completion_tokens")
 	if fields[0].Type != gjson.String || fields[0].Str == "" {
 		g.fail(w, ep, badRequest("missing_model", "You must provide a model parameter (a string). GET /v1/models lists them."), "bad_request")
 		return
@@ -142,7 +142,7 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request, ep endp
 	}
 
 	// The model's slots: wait for one in its fair queue.
-	lease, waited, err := g.slots.acquire(r.Context(), model, key, false)
+	lease, waited, err := g.slots.acquire(r.Context(), model, key, g.short(ep, fields[3], fields[4]))
 	if err != nil {
 		g.release(&t, 0, true)
 		switch {
@@ -182,6 +182,22 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request, ep endp
 		g.metrics.addTokens(model, u)
 		g.record(key.ID, model, u, 1, 0)
 	})
+}
+
+// short reports whether a request is short: embeddings, or a completion
+// asking for at most ShortMaxTokens tokens.
+func (g *Gateway) short(ep endpoint, maxTokens, maxCompletion gjson.Result) bool {
+	if g.opts.ShortMaxTokens <= 0 {
+		return false
+	}
+	if ep == epEmbeddings {
+		return true
+	}
+	n := maxCompletion.Int()
+	if maxCompletion.Type != gjson.Number {
+		n = maxTokens.Int()
+	}
+	return n > 0 && n <= int64(g.opts.ShortMaxTokens)
 }
 
 var errClosing = apiError{http.StatusServiceUnavailable, typeServer, "gateway_closing",

@@ -147,6 +147,22 @@ func (g *Gateway) SetSlots(slots map[string]int) {
 	g.log.Debug("gateway: upstream slots", "slots", slots)
 }
 
+// SetUpstreamSlots changes Options.UpstreamSlots: the slots of every model
+// SetSlots does not name (0: no limit).
+func (g *Gateway) SetUpstreamSlots(n int) {
+	p := g.slots
+	p.mu.Lock()
+	p.def = max(n, 0)
+	qs := make([]*modelQueue, 0, len(p.queues))
+	for _, q := range p.queues {
+		qs = append(qs, q)
+	}
+	p.mu.Unlock()
+	for _, q := range qs {
+		q.setCap(p.capOf(q.name))
+	}
+}
+
 // Slots is how many slots the gateway gives model (0: no limit).
 func (g *Gateway) Slots(model string) int { return g.slots.capOf(model) }
 
@@ -445,6 +461,12 @@ func (q *modelQueue) forgetOld() {
 			delete(q.keys, k)
 		}
 	}
+}
+
+// reservedSlots is how many of a model's slots are kept for short
+// requests: share of them, rounded, and never all.
+func reservedSlots(slots int, share float64) int {
+	return max(0, min(slots-1, int(math.Round(float64(slots)*share))))
 }
 
 // addLog is log(e^l + e^x), with l == 0 standing for no use at all.

@@ -16,6 +16,8 @@ import (
 //	P{slots:M}:l  leases: a sorted set, member = lease id, score = deadline (ms);
 //	              renewed while the request runs, so a crashed replica's
 //	              slots come back after leaseTTL
+//	P{slots:M}:g  the leases of requests that are not short (the rest of the
+//	              slots is kept for short ones)
 //	P{slots:M}:c  candidates: a hash, one field per replica with waiters,
 //	              "inflight|use|arrival(ms)|deadline(ms)" of its best waiter
 //	P slots:free  a channel: the model whose slot was just released
@@ -35,18 +37,26 @@ const (
 
 // acquireSlotScript takes a slot for this replica's best waiter when its
 // turn has come, and publishes that waiter (or, once served, the next one)
-// as this replica's candidate.
+// as this replica's candidate. A request that is not short may only take
+// the slots not kept for short requests (slots - reserved).
 //
-// KEYS: leases, candidates
+// KEYS: leases, candidates, long leases (those of requests not short)
 // ARGV: slots, now(ms), lease deadline(ms), lease id, replica,
 // inflight, use, arrival (of the best waiter), candidate deadline(ms),
-// next (0/1), its inflight, use, arrival, key ttl(ms)
-// Returns {1, busy} when the slot was taken, {0, busy} otherwise.
+// next (0/1), its inflight, use, arrival, key ttl(ms), reserved, short (0/1)
+// Returns {1, busy} when the slot was taken, else {0, busy, free slots}
+// (free slots > 0 when only the reserved ones are free).
 var acquireSlotScript = redis.NewScript(`
 local now = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local busy = redis.call('ZCARD', KEYS[1])
-local free = tonumber(ARGV[1]) - busy
+local slots = tonumber(ARGV[1])
+local all = slots - busy
+local free = all
+if ARGV[16] ~= '1' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  free = math.min(free, slots - tonumber(ARGV[15]) - redis.call('ZCARD', KEYS[3]))
+end
 local me = ARGV[5]
 local inf, use, arr = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local better = 0
@@ -68,6 +78,10 @@ end
 if free > better then
   redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
   redis.call('PEXPIRE', KEYS[1], ARGV[14])
+  if ARGV[16] ~= '1' then
+    redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+    redis.call('PEXPIRE', KEYS[3], ARGV[14])
+  end
   if ARGV[10] == '1' then
     redis.call('HSET', KEYS[2], me, ARGV[11] .. '|' .. ARGV[12] .. '|' .. ARGV[13] .. '|' .. ARGV[9])
     redis.call('PEXPIRE', KEYS[2], ARGV[14])
@@ -78,13 +92,14 @@ if free > better then
 end
 redis.call('HSET', KEYS[2], me, ARGV[6] .. '|' .. ARGV[7] .. '|' .. ARGV[8] .. '|' .. ARGV[9])
 redis.call('PEXPIRE', KEYS[2], ARGV[14])
-return {0, busy}
+return {0, busy, all}
 `)
 
 // releaseSlotScript frees a lease and says so to every replica.
-// KEYS: leases; ARGV: lease id, channel, model
+// KEYS: leases, long leases; ARGV: lease id, channel, model
 var releaseSlotScript = redis.NewScript(`
 redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 `)
@@ -140,9 +155,9 @@ func (r *redisSlots) setUp(up bool) {
 	}
 }
 
-func (r *redisSlots) keys(model string) (leases, candidates string) {
+func (r *redisSlots) keys(model string) (leases, candidates, long string) {
 	base := r.c.prefix + "{slots:" + model + "}:"
-	return base + "l", base + "c"
+	return base + "l", base + "c", base + "g"
 }
 
 // listen wakes a model's pump when another replica freed one of its slots.
@@ -225,7 +240,10 @@ func (r *redisSlots) pump(q *modelQueue) {
 	tick := time.NewTicker(redisSlotPoll)
 	defer tick.Stop()
 	published := false
+	shortOnly := false // the free slots are kept for short requests
+	isShort := func(w *slotWaiter) bool { return w.short }
 	wait := func() bool {
+		shortOnly = false
 		select {
 		case <-q.kick:
 		case <-tick.C:
@@ -263,11 +281,22 @@ func (r *redisSlots) pump(q *modelQueue) {
 			continue
 		}
 		cap := q.cap
-		_, head := q.best(nil)
+		reserved := q.pool.reserved(cap)
+		var fits func(*slotWaiter) bool
+		if shortOnly {
+			fits = isShort
+		}
+		_, head := q.best(fits)
+		if head == nil {
+			q.mu.Unlock()
+			if !wait() {
+				return
+			}
+			continue
+		}
 		hc := q.candidateOf(head)
 		var next *candidate
-		if len(q.waiters) > 1 {
-			_, n := q.best(func(w *slotWaiter) bool { return w != head })
+		if _, n := q.best(func(w *slotWaiter) bool { return w != head }); n != nil {
 			nc := q.candidateOf(n)
 			nc.inflight += boolInt(n.key == head.key) // it will hold one more by then
 			next = &nc
@@ -276,7 +305,7 @@ func (r *redisSlots) pump(q *modelQueue) {
 
 		r.flushPending()
 		lease := r.me + ":" + strconv.FormatUint(r.c.seq.Add(1), 10)
-		got, err := r.acquire(q.name, cap, lease, hc, next)
+		got, free, err := r.acquire(q.name, cap, reserved, head.short, lease, hc, next)
 		if err != nil {
 			r.shared.failed(context.Background(), err)
 			published = false
@@ -284,18 +313,33 @@ func (r *redisSlots) pump(q *modelQueue) {
 		}
 		published = true
 		if !got {
+			if !head.short && free > 0 && !shortOnly {
+				shortOnly = true // offer the reserved slots to a short waiter
+				continue
+			}
 			if !wait() {
 				return
 			}
 			continue
 		}
-		leases, _ := r.keys(q.name)
+		shortOnly = false
+		leases, _, long := r.keys(q.name)
 		q.mu.Lock()
-		if i, w := q.best(nil); w != nil {
+		fits = nil
+		if !head.short {
+			fits = func(w *slotWaiter) bool { return !w.short } // took a slot for a long request
+		} else {
+			fits = isShort
+		}
+		if i, w := q.best(fits); w != nil {
 			q.grant(i, w, lease)
 			q.mu.Unlock()
+			lk := [2]string{leases, ""}
+			if !w.short {
+				lk[1] = long
+			}
 			r.c.mu.Lock()
-			r.c.leases[lease] = [2]string{leases, ""}
+			r.c.leases[lease] = lk
 			r.c.mu.Unlock()
 			continue
 		}
@@ -313,10 +357,10 @@ func boolInt(b bool) int {
 
 func fmtUse(u float64) string { return strconv.FormatFloat(u, 'f', 6, 64) }
 
-func (r *redisSlots) acquire(model string, slots int, lease string, head candidate, next *candidate) (bool, error) {
+func (r *redisSlots) acquire(model string, slots, reserved int, short bool, lease string, head candidate, next *candidate) (got bool, free int64, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), redisSlotsWait)
 	defer cancel()
-	leases, cands := r.keys(model)
+	leases, cands, long := r.keys(model)
 	now := r.c.now()
 	n := []any{"0", "0", "0", "0"}
 	if next != nil {
@@ -325,19 +369,22 @@ func (r *redisSlots) acquire(model string, slots int, lease string, head candida
 	args := []any{slots, now.UnixMilli(), now.Add(r.c.ttl).UnixMilli(), lease, r.me,
 		head.inflight, fmtUse(head.use), head.arrival, now.Add(candidateTTL).UnixMilli()}
 	args = append(args, n...)
-	args = append(args, (2 * r.c.ttl).Milliseconds())
-	res, err := acquireSlotScript.Run(ctx, r.c.rdb, []string{leases, cands}, args...).Int64Slice()
+	args = append(args, (2 * r.c.ttl).Milliseconds(), reserved, boolInt(short))
+	res, err := acquireSlotScript.Run(ctx, r.c.rdb, []string{leases, cands, long}, args...).Int64Slice()
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
-	return len(res) == 2 && res[0] == 1, nil
+	if len(res) == 3 {
+		free = res[2]
+	}
+	return len(res) >= 2 && res[0] == 1, free, nil
 }
 
 // withdraw removes this replica's candidate: it has nobody waiting.
 func (r *redisSlots) withdraw(model string) {
 	ctx, cancel := context.WithTimeout(context.Background(), redisSlotsWait)
 	defer cancel()
-	_, cands := r.keys(model)
+	_, cands, _ := r.keys(model)
 	if err := r.c.rdb.HDel(ctx, cands, r.me).Err(); err != nil {
 		r.shared.failed(context.Background(), err) // it expires by itself within candidateTTL
 	}
@@ -361,8 +408,8 @@ func (r *redisSlots) release(model, lease string) {
 func (r *redisSlots) releaseNow(model, lease string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), redisSlotsWait)
 	defer cancel()
-	leases, _ := r.keys(model)
-	err := releaseSlotScript.Run(ctx, r.c.rdb, []string{leases}, lease, r.ch, model).Err()
+	leases, _, long := r.keys(model)
+	err := releaseSlotScript.Run(ctx, r.c.rdb, []string{leases, long}, lease, r.ch, model).Err()
 	if err != nil {
 		r.shared.failed(context.Background(), err)
 	}

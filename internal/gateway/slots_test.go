@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -343,5 +344,80 @@ func TestSetSlotsWhileWaiting(t *testing.T) {
 	}
 	if err := e.up.WaitInFlight(waitCtx(t), 3); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A share of the slots is kept for short requests (few tokens, or
+// embeddings): long ones never take the last of them, so a quick question
+// does not wait for the agents.
+func TestSlotsKeptForShortRequests(t *testing.T) {
+	for _, withRedis := range []bool{false, true} {
+		t.Run("redis="+strconv.FormatBool(withRedis), func(t *testing.T) {
+			url := ""
+			if withRedis {
+				url = startRedis(t).url()
+			}
+			opts := func(o *Options) {
+				o.UpstreamSlots = 4
+				o.ShortMaxTokens = 64
+				o.ShortShare = 0.25 // 1 of 4
+				o.Redis = url
+			}
+			e := newEnv(t, upstreamtest.Options{}, opts)
+			gws := []*Gateway{e.gw}
+			urls := []string{e.url}
+			if withRedis {
+				g2, u2 := e.addGateway(opts)
+				gws, urls = append(gws, g2), append(urls, u2)
+			}
+			agent := e.keys.add(Key{ID: "user:agent", Group: "g"})
+			person := e.keys.add(Key{ID: "user:person", Group: "g"})
+			e.up.Hold()
+			defer e.up.Release(-1)
+			results := make(chan result, 8)
+			for i := range 4 {
+				go func() { results <- do(t, "POST", urls[i%len(urls)]+"/chat/completions", agent, ask("long", 1000)) }()
+			}
+			if err := e.up.WaitInFlight(waitCtx(t), 3); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the fourth long request to wait", func() bool {
+				n := 0
+				for _, g := range gws {
+					n += waiting(g, "m")
+				}
+				return n == 1
+			})
+			if n := e.up.InFlight(); n != 3 {
+				t.Fatalf("%d long requests at the upstream; 1 of 4 slots is kept for short ones", n)
+			}
+			// A short request (on the other replica, with Redis) takes the
+			// kept slot at once, however much its key asked for before.
+			go func() { results <- do(t, "POST", urls[len(urls)-1]+"/chat/completions", person, ask("short", 64)) }()
+			if err := e.up.WaitInFlight(waitCtx(t), 4); err != nil {
+				t.Fatal(err)
+			}
+			// Embeddings are short too, but every slot is busy now.
+			go func() {
+				results <- do(t, "POST", urls[0]+"/embeddings", person, map[string]any{"model": "m", "input": "x"})
+			}()
+			eventually(t, "the embeddings request to wait", func() bool {
+				n := 0
+				for _, g := range gws {
+					n += waiting(g, "m")
+				}
+				return n == 2
+			})
+			e.up.Release(-1)
+			for range 6 {
+				wantStatus(t, recv(t, results), 200, "")
+			}
+			if m := e.up.MaxInFlight(); m != 4 {
+				t.Errorf("at most %d at once, 4 slots", m)
+			}
+		})
+	}
+	if reservedSlots(4, 0.125) != 1 || reservedSlots(2, 0.125) != 0 || reservedSlots(64, 0.125) != 8 || reservedSlots(1, 0.5) != 0 || reservedSlots(8, 0) != 0 {
+		t.Errorf("reserved: 4→%d 2→%d 64→%d 1→%d", reservedSlots(4, 0.125), reservedSlots(2, 0.125), reservedSlots(64, 0.125), reservedSlots(1, 0.5))
 	}
 }
