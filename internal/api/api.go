@@ -20,6 +20,7 @@ import (
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/frontdoor"
+	"github.com/thon-dev/thon/internal/gateway"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
 	"github.com/thon-dev/thon/internal/store"
@@ -63,8 +64,11 @@ type Options struct {
 	// Metrics serves Prometheus metrics at /metrics (on server.listen only:
 	// the front door mounts /api/ alone).
 	Metrics http.Handler
-	Logger  *slog.Logger
-	Info    Info
+	// Queues is the gateway's slots and queue per model, for the stream's
+	// queue events (nil when the gateway is off).
+	Queues func() []gateway.QueueStat
+	Logger *slog.Logger
+	Info   Info
 	// Shutdown is called (once) by POST /api/v1/shutdown.
 	Shutdown func()
 }
@@ -79,6 +83,7 @@ type Server struct {
 	touched       map[string]time.Time // token → when its use was last recorded
 	access        Access
 	metrics       http.Handler
+	queues        func() []gateway.QueueStat
 	orch          *orchestrator.Orchestrator
 	st            *store.Store
 	log           *slog.Logger
@@ -94,7 +99,7 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{keys: o.Keys, onKeysChanged: o.OnKeysChanged, llm: o.LLM, admins: o.Admins, touched: map[string]time.Time{}, access: o.Access, metrics: o.Metrics, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, shutdown: o.Shutdown, mux: http.NewServeMux()}
+	s := &Server{keys: o.Keys, onKeysChanged: o.OnKeysChanged, llm: o.LLM, admins: o.Admins, touched: map[string]time.Time{}, access: o.Access, metrics: o.Metrics, queues: o.Queues, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, shutdown: o.Shutdown, mux: http.NewServeMux()}
 	s.routes()
 	return s
 }

@@ -265,6 +265,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	handler := api.New(api.Options{
 		Orchestrator: d.Orch, Store: d.Store, Logger: log, Access: d.FrontDoor, Admins: d.Admins,
 		Metrics: promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{}),
+		Queues:  d.queues(),
 		Keys:    keysOrNil(d.Keyring),
 		LLM:     d.LLM,
 		OnKeysChanged: func() {
@@ -407,6 +408,16 @@ func (d *Daemon) startGateway(cfg *config.Config, log *slog.Logger) error {
 	}()
 	log.Info("AI gateway listening", "addr", ln.Addr().String(), "upstream", opts.Upstream, "mode", g.Mode)
 	return nil
+}
+
+// queues is the gateway's slots and queues for live pages (nil when the
+// gateway is off).
+func (d *Daemon) queues() func() []gateway.QueueStat {
+	if d.Gateway == nil {
+		return nil
+	}
+	gw := d.Gateway
+	return gw.QueueStats
 }
 
 // setPlanSlots takes each model's slots from the LLM plan THON applied

@@ -35,7 +35,7 @@ func (d *Daemon) startDashboard(ctx context.Context, o Options, cfg *config.Conf
 		d.SSO = ps
 	}
 	dash, err := dashboard.New(dashboard.Options{
-		Orch: d.Orch, Store: d.Store, Sessions: d.Admins, Admins: cfg.Auth.Admins, SSO: d.SSO, Access: d.FrontDoor, Keys: keysOrNil(d.Keyring), LLM: llmSvc,
+		Orch: d.Orch, Store: d.Store, Sessions: d.Admins, Admins: cfg.Auth.Admins, SSO: d.SSO, Access: d.FrontDoor, Keys: keysOrNil(d.Keyring), LLM: llmSvc, Queues: d.queues(),
 		API: apiHandler, Logger: log, FilesChanged: d.personal.reapply,
 		TLS: func() dashboard.TLSInfo {
 			t := dashboard.TLSInfo{Own: cfg.Access.CertFile != "", Fingerprint: d.CA.CAFingerprint()}

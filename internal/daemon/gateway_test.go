@@ -170,19 +170,19 @@ func TestGatewayUpstreamSlotsFromConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := h.Daemon.Gateway.Slots("test-model"); n != 1 {
-		t.Fatalf("the gateway gives test-model %d slots, want 1", n)
+	if n := h.Daemon.Gateway.Slots("thon-test"); n != 1 {
+		t.Fatalf("the gateway gives thon-test %d slots, want 1", n)
 	}
 	up.Hold()
 	first := make(chan int, 1)
 	go func() {
-		code, _ := chat(t, h.Daemon.GatewayURL, alice)
+		code, _ := chatOnce(h.Daemon.GatewayURL, alice)
 		first <- code
 	}()
 	if err := up.WaitInFlight(waitCtx(t), 1); err != nil {
 		t.Fatal(err)
 	}
-	code, body := chat(t, h.Daemon.GatewayURL, carol)
+	code, body := chatOnce(h.Daemon.GatewayURL, carol)
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "model_queue_timeout") {
 		t.Fatalf("carol while alice holds the only slot: %d %s", code, body)
 	}
@@ -199,8 +199,8 @@ func TestGatewayUpstreamSlotsFromConfig(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{`thon_gateway_model_slots{model="test-model"} 1`, `thon_gateway_model_queue_length{group="beta",model="test-model"} 0`,
-		`thon_gateway_model_queue_wait_seconds_count{group="beta",model="test-model"} 1`, `thon_gateway_rejections_total{reason="model_queue_timeout"} 1`} {
+	for _, m := range []string{`thon_gateway_model_slots{model="thon-test"} 1`, `thon_gateway_model_queue_length{group="beta",model="thon-test"} 0`,
+		`thon_gateway_model_queue_wait_seconds_count{group="beta",model="thon-test"} 1`, `thon_gateway_rejections_total{reason="model_queue_timeout"} 1`} {
 		if !strings.Contains(string(metrics), m) {
 			t.Errorf("/metrics lacks %s", m)
 		}

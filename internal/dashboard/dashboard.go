@@ -19,6 +19,7 @@ import (
 
 	"github.com/thon-dev/thon/internal/api"
 	"github.com/thon-dev/thon/internal/auth"
+	"github.com/thon-dev/thon/internal/gateway"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/store"
 )
@@ -42,7 +43,10 @@ type Options struct {
 	Access api.Access
 	Keys   api.GatewayKeys // nil when the gateway is off
 	LLM    api.LLM         // nil when there is none
-	API    http.Handler    // the REST API, mounted at /api/ on the dashboard's origin too
+	// Queues is the gateway's slots and queue per model (nil when the
+	// gateway is off); the stream's queue events update them live.
+	Queues func() []gateway.QueueStat
+	API    http.Handler // the REST API, mounted at /api/ on the dashboard's origin too
 	TLS    func() TLSInfo
 	Info   func() Info
 	Logger *slog.Logger
