@@ -14,6 +14,7 @@ import (
 
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/gateway"
 	"github.com/thon-dev/thon/internal/llm"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
@@ -418,6 +419,9 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"PullProgress", llm.PullProgress{}, true, nil},
 		{"PullLine", PullLine{}, true, nil},
 		{"UsageTick", UsageTick{}, true, nil},
+		{"QueueStat", gateway.QueueStat{}, true, nil},
+		{"GroupQueueStat", gateway.GroupQueueStat{}, true, nil},
+		{"ShortRequests", config.ShortRequests{}, false, nil},
 		{"Principal", auth.Principal{}, true, nil},
 		{"Token", store.Token{}, true, nil},
 		{"TokenRequest", TokenRequest{}, false, nil},
