@@ -219,7 +219,7 @@ func TestDashboardShowsModelQueues(t *testing.T) {
 			continue
 		}
 		if queue && strings.HasPrefix(line, "data: ") {
-			if !strings.Contains(line, `"model":"thon-test","slots":1,"busy":1,"waiting":1`) || !strings.Contains(line, `"group":"beta","waiting":1`) {
+			if !strings.Contains(line, `"model":"thon-test","slots":1,"reserved":0,"busy":1,"waiting":1`) || !strings.Contains(line, `"group":"beta","waiting":1`) {
 				t.Fatalf("queue event: %s", line)
 			}
 			return

@@ -528,10 +528,14 @@ func errQueueTimeout(model string, slots int, waited time.Duration, h http.Heade
 // QueueStat is one model's slots and waiting line as this gateway sees
 // them (with Redis: its own requests; the slots are shared).
 type QueueStat struct {
-	Model   string `json:"model"`
-	Slots   int    `json:"slots"`
-	Busy    int    `json:"busy"`
-	Waiting int    `json:"waiting"`
+	Model string `json:"model"`
+	Slots int    `json:"slots"`
+	// Reserved of the slots are kept for short requests.
+	Reserved int `json:"reserved"`
+	Busy     int `json:"busy"`
+	Waiting  int `json:"waiting"`
+	// WaitingShort of the waiting requests are short.
+	WaitingShort int `json:"waiting_short"`
 	// Recent is the waits that ended in the last minute (served, timed
 	// out or left), their median and 95th percentile in seconds, and how
 	// many timed out.
@@ -599,10 +603,13 @@ func (g *Gateway) QueueStats() []QueueStat {
 	var out []QueueStat
 	for _, q := range qs {
 		q.mu.Lock()
-		st := QueueStat{Model: q.name, Slots: q.cap, Busy: q.busy, Waiting: len(q.waiters)}
+		st := QueueStat{Model: q.name, Slots: q.cap, Reserved: p.reserved(q.cap), Busy: q.busy, Waiting: len(q.waiters)}
 		waiting := map[string]int{}
 		for _, w := range q.waiters {
 			waiting[w.group]++
+			if w.short {
+				st.WaitingShort++
+			}
 		}
 		q.mu.Unlock()
 		st.Recent, st.WaitP50, st.WaitP95, st.TimedOut = fill(recent[[2]string{q.name, "\x00all"}])

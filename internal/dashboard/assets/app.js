@@ -87,7 +87,7 @@
         rows.push(tr);
       };
       for (const m of models) {
-        row("", [m.model, `${m.busy} of ${m.slots}`, String(m.waiting), secs(m.wait_p50_seconds), secs(m.wait_p95_seconds), String(m.timed_out)]);
+        row("", [m.model, `${m.busy} of ${m.slots}` + (m.reserved ? ` (${m.reserved} for short requests)` : ""), String(m.waiting), secs(m.wait_p50_seconds), secs(m.wait_p95_seconds), String(m.timed_out)]);
         for (const g of m.groups || []) row("sub", ["group " + g.group, "", String(g.waiting), secs(g.wait_p50_seconds), secs(g.wait_p95_seconds), String(g.timed_out)]);
       }
       if (rows.length === 0) continue; // keep the explanation
