@@ -79,6 +79,7 @@ type modelQueue struct {
 	keys    map[string]*keyUse
 	seq     uint64
 	pumping bool
+	pruned  bool // forgotten by the pool: acquire asks for the model's queue again
 	kick    chan struct{}
 	idle    time.Time // when the queue last emptied, for pruning
 }
@@ -204,10 +205,11 @@ func (p *slotPool) pruneLocked() {
 	for name, q := range p.queues {
 		q.mu.Lock()
 		idle := q.busy == 0 && len(q.waiters) == 0 && !q.pumping && time.Since(q.idle) > time.Minute
-		q.mu.Unlock()
 		if idle {
+			q.pruned = true
 			delete(p.queues, name)
 		}
+		q.mu.Unlock()
 	}
 }
 
@@ -236,13 +238,19 @@ func (q *modelQueue) wake() {
 // ctx's error when the client left (nothing is held then), errLimiterDown
 // when Redis is down and the gateway fails closed.
 func (p *slotPool) acquire(ctx context.Context, model string, k *Key, short bool) (*slotLease, time.Duration, error) {
-	q := p.queue(model)
-	if q == nil {
-		return nil, 0, nil
-	}
 	start := time.Now()
 	w := &slotWaiter{key: k.ID, group: k.Group, short: short, since: start, done: make(chan struct{})}
-	q.mu.Lock()
+	var q *modelQueue
+	for {
+		if q = p.queue(model); q == nil {
+			return nil, 0, nil
+		}
+		q.mu.Lock()
+		if !q.pruned {
+			break
+		}
+		q.mu.Unlock()
+	}
 	if q.cap <= 0 { // the limit was lifted
 		q.mu.Unlock()
 		return nil, 0, nil
@@ -603,6 +611,10 @@ func (g *Gateway) QueueStats() []QueueStat {
 	var out []QueueStat
 	for _, q := range qs {
 		q.mu.Lock()
+		if q.cap <= 0 && q.busy == 0 && len(q.waiters) == 0 {
+			q.mu.Unlock()
+			continue // no limit (any more)
+		}
 		st := QueueStat{Model: q.name, Slots: q.cap, Reserved: p.reserved(q.cap), Busy: q.busy, Waiting: len(q.waiters)}
 		waiting := map[string]int{}
 		for _, w := range q.waiters {
