@@ -252,6 +252,9 @@ func FuzzAPI(f *testing.F) {
 			t.Fatalf("%s %s: no answer (a panic breaks the connection): %v", method, path, err)
 		}
 		defer resp.Body.Close()
+		// The status is in; a streaming answer (a followed log, a bulk
+		// action's progress) is read no longer than a moment.
+		time.AfterFunc(2*time.Second, cancel)
 		var out []byte
 		if !isStream(resp) || resp.StatusCode != http.StatusOK {
 			out, _ = io.ReadAll(io.LimitReader(resp.Body, 1<<16))
@@ -354,6 +357,7 @@ func FuzzFrontDoor(f *testing.F) {
 			t.Fatalf("%s %s: no answer (a panic breaks the connection): %v", method, path, err)
 		}
 		defer resp.Body.Close()
+		time.AfterFunc(2*time.Second, cancel)
 		out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 		if resp.StatusCode >= 500 {
 			t.Fatalf("%s %s: %d: %s", method, path, resp.StatusCode, out)
