@@ -57,6 +57,14 @@ func (f *FrontDoor) serveSandbox(w http.ResponseWriter, r *http.Request, user, p
 		http.Error(w, "WebSocket refused: its Origin is not this IDE's origin", http.StatusForbidden)
 		return
 	}
+	switch rest {
+	case idlePath:
+		f.serveIdle(w, r, user, who)
+		return
+	case idleJSPath:
+		serveIdleJS(w, r)
+		return
+	}
 	live, err := f.o.Orch.Live(r.Context(), user)
 	if err != nil {
 		f.log.Error("look up sandbox", "user", user, "err", err)
@@ -74,6 +82,9 @@ func (f *FrontDoor) serveSandbox(w http.ResponseWriter, r *http.Request, user, p
 		return
 	}
 	t := &target{user: user, endpoint: live.Endpoint, prefix: prefix}
+	// The participant's IDE page (the top window, not a webview's frame)
+	// gets the idle banner when something puts sandboxes to sleep.
+	t.idleScript = who == user && wantsHTML(r) && isTopDocument(r) && f.o.Orch.Watched()
 	if act := f.o.Activity; act != nil && who == user {
 		// The participant's own browser (not an organizer's token): what it
 		// asks for, and what it sends on a WebSocket that a person caused.
@@ -137,6 +148,13 @@ func (f *FrontDoor) refuse(w http.ResponseWriter, r *http.Request, user, prefix,
 
 func isUpgrade(r *http.Request) bool {
 	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || r.Method == http.MethodConnect
+}
+
+// isTopDocument says whether a page load is for a top-level window (not a
+// frame), as far as the browser says.
+func isTopDocument(r *http.Request) bool {
+	d := r.Header.Get("Sec-Fetch-Dest")
+	return d == "" || d == "document"
 }
 
 func wantsHTML(r *http.Request) bool {
