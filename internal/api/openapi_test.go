@@ -14,6 +14,7 @@ import (
 
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/gateway"
 	"github.com/thon-dev/thon/wire"
 )
 
@@ -414,6 +415,8 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"PullProgress", wire.PullProgress{}, true, nil},
 		{"PullLine", wire.PullLine{}, true, nil},
 		{"UsageTick", wire.UsageTick{}, true, nil},
+		{"QueueStat", gateway.QueueStat{}, true, nil},
+		{"GroupQueueStat", gateway.GroupQueueStat{}, true, nil},
 		{"Principal", wire.Principal{}, true, nil},
 		{"Token", wire.Token{}, true, nil},
 		{"TokenRequest", wire.TokenRequest{}, false, nil},
@@ -455,6 +458,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"LLMModelSettings", config.LLMModel{}, false, nil},
 		{"Assistants", config.Assistants{}, false, nil},
 		{"Assistant", config.Assistant{}, false, nil},
+		{"ShortRequests", config.ShortRequests{}, false, nil},
 	} {
 		s := obj(schemas, c.schema)
 		if s == nil {

@@ -294,6 +294,20 @@ gateway:
   redis: ""
   # When Redis is unreachable: keep serving on local counters (true) or refuse (false).
   fail_open: true
+  # Requests the LLM server serves at once per model (its parallel slots);
+  # the gateway never sends more and queues the rest fairly between keys.
+  # 0: the LLM plan's slots when THON sizes the server, else no limit.
+  # Set it for an openai backend or a llama-server of yours (its -np).
+  upstream_slots: 0
+  # How long a request may wait for a free slot before a 503 (retry later).
+  queue_timeout: 2m
+  # Requests asking for few tokens (autocompletion, a quick question) get a
+  # share of each model's slots of their own, never waiting for agents.
+  short_requests:
+    # A request asking for at most this many tokens is short; 0: none is.
+    max_tokens: 256
+    # The share of each model's slots kept for them (0 to 0.5, rounded).
+    share: 0.125
 
 auth:
   # The dashboard's password (at least 8 characters); only its hash is

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net"
 	"net/mail"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -347,6 +349,18 @@ func (c *Config) check(at locator) []Problem {
 			if m.Concurrency < 0 || m.TokensPerMinute < 0 {
 				bad(p, "0 means no limit", "limits must not be negative")
 			}
+		}
+		if g.UpstreamSlots < 0 || g.UpstreamSlots > 65536 {
+			bad("gateway.upstream_slots", "the LLM server's parallel slots per model (llama-server's -np, vLLM's --max-num-seqs), or 0 for THON's plan or no limit", "%d is out of range", g.UpstreamSlots)
+		}
+		if qt := time.Duration(g.QueueTimeout); qt < time.Second || qt > time.Hour {
+			bad("gateway.queue_timeout", "how long a request may wait for a slot of its model, e.g. queue_timeout: 2m", "must be between 1s and 1h, got %s", g.QueueTimeout)
+		}
+		if sr := g.ShortRequests; sr.MaxTokens < 0 {
+			bad("gateway.short_requests.max_tokens", "0 means no request counts as short", "%d is negative", sr.MaxTokens)
+		}
+		if sr := g.ShortRequests; sr.Share < 0 || sr.Share > 0.5 || math.IsNaN(sr.Share) {
+			bad("gateway.short_requests.share", "the share of each model's slots kept for short requests, e.g. share: 0.125 (1 slot in 8), 0 for none", "%v is not between 0 and 0.5", sr.Share)
 		}
 		if g.Redis != "" && !strings.HasPrefix(g.Redis, "redis://") && !strings.HasPrefix(g.Redis, "rediss://") && !strings.HasPrefix(g.Redis, "unix://") {
 			bad("gateway.redis", "e.g. redis: redis://127.0.0.1:6379/0, or \"\" for counters in memory", "%q is not a Redis URL", g.Redis)

@@ -16,6 +16,7 @@ import (
 	"github.com/thon-dev/thon/internal/access"
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/configfiles"
+	"github.com/thon-dev/thon/internal/gateway"
 	"github.com/thon-dev/thon/internal/gateway/keyring"
 	"github.com/thon-dev/thon/internal/llm"
 	"github.com/thon-dev/thon/internal/orchestrator"
@@ -262,12 +263,24 @@ func (d *Dashboard) groups(r *http.Request) (string, string, any, error) {
 	return "groups", "Groups", data, nil
 }
 
+// llmData is the LLM page: the server's status, and the gateway's slots
+// and queue of each model.
+type llmData struct {
+	*llm.Status
+	Queues   []gateway.QueueStat
+	QueuesOn bool
+}
+
 func (d *Dashboard) llmPage(r *http.Request) (string, string, any, error) {
 	if d.o.LLM == nil {
 		return "llm", "LLM", nil, nil
 	}
 	st := d.o.LLM.Status(r.Context()) // fresh: this page is about it
-	return "llm", "LLM", &st, nil
+	data := &llmData{Status: &st, QueuesOn: d.o.Queues != nil}
+	if d.o.Queues != nil {
+		data.Queues = d.o.Queues()
+	}
+	return "llm", "LLM", data, nil
 }
 
 // usage is the gateway's traffic over the last minutes, as the key ring
@@ -285,6 +298,9 @@ type gatewayData struct {
 	Limits  string
 	Keys    []keyRow
 	Usage   keyring.UsageSummary
+	// Queues is each slot-limited model's slots and waiting line.
+	Queues   []gateway.QueueStat
+	QueuesOn bool
 }
 
 // keyRow is a key and its usage in the window.
@@ -296,9 +312,12 @@ type keyRow struct {
 
 func (d *Dashboard) gateway(r *http.Request) (string, string, any, error) {
 	ctx := r.Context()
-	data := gatewayData{Enabled: d.o.Keys != nil}
+	data := gatewayData{Enabled: d.o.Keys != nil, QueuesOn: d.o.Queues != nil}
 	if d.o.Info != nil {
 		data.Limits = d.o.Info().GatewayLimits
+	}
+	if d.o.Queues != nil {
+		data.Queues = d.o.Queues()
 	}
 	minutes := clamp(atoi(r.URL.Query().Get("minutes"), 60), 5, 24*60)
 	var err error
