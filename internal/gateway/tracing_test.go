@@ -39,7 +39,7 @@ type collector struct {
 	headers []client.Metadata
 }
 
-func startCollector(t *testing.T, block <-chan struct{}, entered *atomic.Int64) *collector {
+func startCollector(t testing.TB, block <-chan struct{}, entered *atomic.Int64) *collector {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
