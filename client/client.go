@@ -16,43 +16,47 @@ import (
 	"strings"
 	"time"
 
-	"github.com/thon-dev/thon/internal/api"
-	"github.com/thon-dev/thon/internal/config"
-	"github.com/thon-dev/thon/internal/frontdoor"
-	"github.com/thon-dev/thon/internal/gateway"
-	"github.com/thon-dev/thon/internal/orchestrator"
-	"github.com/thon-dev/thon/internal/sandbox"
-	"github.com/thon-dev/thon/internal/store"
+	"github.com/thon-dev/thon/wire"
 )
 
-// The API's types, named here for callers of this package.
+// The API's types (package wire), named here for callers of this package.
 type (
-	Info         = api.Info
-	SandboxList  = api.SandboxList
-	BulkRequest  = api.BulkRequest
-	Status       = orchestrator.Status
-	Result       = orchestrator.Result
-	Summary      = orchestrator.Summary
-	Progress     = orchestrator.Progress
-	Group        = store.Group
-	User         = store.User
-	Event        = store.Event
-	ImportResult = store.ImportResult
-	Instance     = sandbox.Instance
-	Link         = frontdoor.Link
-	LinkItem     = api.LinkItem
-	RevokeResult = api.RevokeResult
-	GatewayKey   = store.GatewayKey
-	RotatedKey   = api.RotatedKey
-	UsageRow     = store.UsageRow
+	Info            = wire.Info
+	InfoDetail      = wire.InfoDetail
+	TLSStatus       = wire.TLSStatus
+	TLSName         = wire.TLSName
+	Problem         = wire.Problem
+	SandboxList     = wire.SandboxList
+	BulkRequest     = wire.BulkRequest
+	Status          = wire.Status
+	Result          = wire.Result
+	Summary         = wire.Summary
+	Progress        = wire.Progress
+	ReconcileReport = wire.ReconcileReport
+	Group           = wire.Group
+	GroupMembers    = wire.GroupMembers
+	User            = wire.User
+	Event           = wire.Event
+	ImportResult    = wire.ImportResult
+	Instance        = wire.Instance
+	Renewed         = wire.Renewed
+	Link            = wire.Link
+	RevokeResult    = wire.RevokeResult
+	GatewayKey      = wire.GatewayKey
+	RotatedKey      = wire.RotatedKey
+	ReplicaKey      = wire.ReplicaKey
+	UsageRow        = wire.UsageRow
+	Usage           = wire.Usage
+	KeyUsage        = wire.KeyUsage
+	UsageSummary    = wire.UsageSummary
 )
 
 // Error is an error answered by the API.
 type Error struct {
 	StatusCode int
-	Message    string           `json:"error"`
-	Hint       string           `json:"hint,omitempty"`
-	Problems   []config.Problem `json:"problems,omitempty"`
+	Message    string    `json:"error"`
+	Hint       string    `json:"hint,omitempty"`
+	Problems   []Problem `json:"problems,omitempty"`
 	body       []byte
 }
 
@@ -181,28 +185,16 @@ func (c *Client) Info(ctx context.Context) (InfoDetail, error) {
 	return out, c.do(ctx, http.MethodGet, "/api/v1/info", nil, nil, &out)
 }
 
-// InfoDetail is the answer of GET /api/v1/info.
-type InfoDetail struct {
-	Info
-	// FrontDoor is the HTTPS front door's main URL (API, CA download at /ca).
-	FrontDoor string `json:"front_door"`
-	// Dashboard is where organizers sign in to the dashboard.
-	Dashboard string `json:"dashboard"`
-	Engine    struct {
-		Name  string `json:"name"`
-		OK    bool   `json:"ok"`
-		Error string `json:"error,omitempty"`
-	} `json:"engine"`
-	Sandbox config.Sandbox `json:"sandbox"`
-}
-
 // Shutdown asks the daemon to stop; sandboxes keep running.
 func (c *Client) Shutdown(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/api/v1/shutdown", nil, nil, nil)
 }
 
 // Import applies a thon.yaml: sandbox settings, groups and users (upsert).
-func (c *Client) Import(ctx context.Context, cfg *config.Config) (ImportResult, error) {
+// cfg is the configuration as JSON (the Config schema of the OpenAPI
+// document): a value that marshals to it, such as the thon command's parsed
+// thon.yaml, or a json.RawMessage.
+func (c *Client) Import(ctx context.Context, cfg any) (ImportResult, error) {
 	var out ImportResult
 	return out, c.do(ctx, http.MethodPost, "/api/v1/import", nil, cfg, &out)
 }
@@ -216,7 +208,7 @@ func (c *Client) Groups(ctx context.Context) ([]Group, error) {
 // CreateGroup adds an empty group.
 func (c *Client) CreateGroup(ctx context.Context, name string) (Group, error) {
 	var out Group
-	return out, c.do(ctx, http.MethodPost, "/api/v1/groups", nil, map[string]string{"name": name}, &out)
+	return out, c.do(ctx, http.MethodPost, "/api/v1/groups", nil, wire.GroupRequest{Name: name}, &out)
 }
 
 // DeleteGroup removes an empty group.
@@ -233,13 +225,13 @@ func (c *Client) Users(ctx context.Context, groups ...string) ([]User, error) {
 // CreateUser adds a participant to a group.
 func (c *Client) CreateUser(ctx context.Context, name, group string) (User, error) {
 	var out User
-	return out, c.do(ctx, http.MethodPost, "/api/v1/users", nil, map[string]string{"name": name, "group": group}, &out)
+	return out, c.do(ctx, http.MethodPost, "/api/v1/users", nil, wire.UserRequest{Name: name, Group: group}, &out)
 }
 
 // MoveUser puts a participant in another group; the sandbox and workspace follow.
 func (c *Client) MoveUser(ctx context.Context, name, group string) (Result, error) {
 	var out Result
-	return out, c.do(ctx, http.MethodPatch, "/api/v1/users/"+url.PathEscape(name), nil, map[string]string{"group": group}, &out)
+	return out, c.do(ctx, http.MethodPatch, "/api/v1/users/"+url.PathEscape(name), nil, wire.MoveRequest{Group: group}, &out)
 }
 
 // DeleteUser removes a participant and their sandbox; purge deletes the workspace too.
@@ -265,6 +257,13 @@ func (c *Client) Action(ctx context.Context, user, action string) (Result, error
 	var out Result
 	err := c.do(ctx, http.MethodPost, "/api/v1/sandboxes/"+url.PathEscape(user)+"/"+url.PathEscape(action), nil, nil, &out)
 	return out, resultErr(&out, err)
+}
+
+// Renew gives a sandbox more time: for from now ("" the configured
+// sandbox.max_lifetime); an expired sandbox starts again.
+func (c *Client) Renew(ctx context.Context, user, d string) (Renewed, error) {
+	var out Renewed
+	return out, c.do(ctx, http.MethodPost, "/api/v1/sandboxes/"+url.PathEscape(user)+"/renew", nil, wire.RenewRequest{For: d}, &out)
 }
 
 // RemoveSandbox deletes one sandbox; purge deletes its workspace too.
@@ -314,7 +313,7 @@ func (c *Client) Bulk(ctx context.Context, r BulkRequest, progress func(Progress
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for sc.Scan() {
-		var l api.BulkLine
+		var l wire.BulkLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			return Summary{}, fmt.Errorf("bulk %s: bad line from daemon: %w", r.Action, err)
 		}
@@ -358,9 +357,9 @@ func (c *Client) IssueLink(ctx context.Context, user string) (Link, error) {
 }
 
 // IssueLinks creates links for every selected participant (all when empty).
-func (c *Client) IssueLinks(ctx context.Context, groups, users []string) ([]LinkItem, error) {
-	var out []LinkItem
-	return out, c.do(ctx, http.MethodPost, "/api/v1/access", nil, api.LinksRequest{Groups: groups, Users: users}, &out)
+func (c *Client) IssueLinks(ctx context.Context, groups, users []string) ([]Link, error) {
+	var out []Link
+	return out, c.do(ctx, http.MethodPost, "/api/v1/access", nil, wire.LinksRequest{Groups: groups, Users: users}, &out)
 }
 
 // RevokeAccess ends every link and browser session of a participant.
@@ -375,7 +374,7 @@ func (c *Client) SetPassword(ctx context.Context, user, password string) error {
 	if password == "" {
 		return c.do(ctx, http.MethodDelete, path, nil, nil, nil)
 	}
-	return c.do(ctx, http.MethodPut, path, nil, map[string]string{"password": password}, nil)
+	return c.do(ctx, http.MethodPut, path, nil, wire.PasswordRequest{Password: password}, nil)
 }
 
 // GatewayKeys lists the AI gateway's key records (never the keys).
@@ -407,27 +406,31 @@ func (c *Client) GatewayUsage(ctx context.Context, users, groups []string, since
 	return out, c.do(ctx, http.MethodGet, "/api/v1/gateway/usage", q, nil, &out)
 }
 
-// GatewayBackend makes a daemon the key store and usage sink of a gateway
-// replica (thon gateway serve): keys are looked up, and usage stored, through
-// the API.
-type GatewayBackend struct{ C *Client }
-
-// KeyByHash implements gateway.KeyStore.
-func (b GatewayBackend) KeyByHash(ctx context.Context, hash string) (gateway.Key, error) {
-	var k api.ReplicaKey
-	err := b.C.do(ctx, http.MethodGet, "/api/v1/gateway/lookup", url.Values{"hash": {hash}}, nil, &k)
-	if IsNotFound(err) {
-		return gateway.Key{}, gateway.ErrUnknownKey
+// GatewayUsageSummary is the gateway's usage summed (in all, per key, per
+// key and model, per group), of some users' or groups' keys (all when both
+// are empty) since a duration ago ("" for all time); minutes > 0 adds
+// tokens per minute of the last minutes.
+func (c *Client) GatewayUsageSummary(ctx context.Context, users, groups []string, since string, minutes int) (UsageSummary, error) {
+	var out UsageSummary
+	q := url.Values{"user": users, "group": groups}
+	if since != "" {
+		q.Set("since", since)
 	}
-	if err != nil {
-		return gateway.Key{}, err
+	if minutes > 0 {
+		q.Set("minutes", strconv.Itoa(minutes))
 	}
-	return gateway.Key{ID: k.ID, Owner: k.Owner, Group: k.Group, Scale: k.Scale, Revoked: k.Revoked, BudgetUsed: k.BudgetUsed}, nil
+	return out, c.do(ctx, http.MethodGet, "/api/v1/gateway/usage/summary", q, nil, &out)
 }
 
-// Add implements gateway.UsageSink.
-func (b GatewayBackend) Add(ctx context.Context, u gateway.Usage) error {
-	rows := []UsageRow{{KeyID: u.KeyID, Model: u.Model, Minute: u.Minute, Requests: u.Requests,
-		PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, Rejections: u.Rejections}}
-	return b.C.do(ctx, http.MethodPost, "/api/v1/gateway/usage", nil, rows, nil)
+// GatewayLookup looks a gateway key up by its SHA-256 hash (hex), as a
+// gateway replica (thon gateway serve) does; a key THON does not know is a
+// 404 (IsNotFound).
+func (c *Client) GatewayLookup(ctx context.Context, hash string) (ReplicaKey, error) {
+	var out ReplicaKey
+	return out, c.do(ctx, http.MethodGet, "/api/v1/gateway/lookup", url.Values{"hash": {hash}}, nil, &out)
+}
+
+// AddGatewayUsage adds usage a gateway replica counted to the daemon's.
+func (c *Client) AddGatewayUsage(ctx context.Context, rows []UsageRow) error {
+	return c.do(ctx, http.MethodPost, "/api/v1/gateway/usage", nil, rows, nil)
 }

@@ -9,24 +9,29 @@ import (
 	"net/url"
 	"strconv"
 
-	"github.com/thon-dev/thon/internal/api"
-	"github.com/thon-dev/thon/internal/llm"
+	"github.com/thon-dev/thon/wire"
 )
 
 // The LLM's types, named here for callers of this package.
 type (
-	LLMStatus    = llm.Status
-	LLMModel     = llm.Model
-	ScalePlan    = llm.Plan
-	Applied      = llm.Applied
-	PullProgress = llm.PullProgress
+	LLMStatus       = wire.LLMStatus
+	LoadedModel     = wire.LoadedModel
+	SlotSummary     = wire.SlotSummary
+	LLMStats        = wire.LLMStats
+	ConfiguredModel = wire.ConfiguredModel
+	ScalePlan       = wire.ScalePlan
+	ModelPlan       = wire.ModelPlan
+	LLMServer       = wire.LLMServer
+	LLMModel        = wire.LLMModel
+	Applied         = wire.Applied
+	PullProgress    = wire.PullProgress
 )
 
 func modelBody(model string) any {
 	if model == "" {
 		return nil
 	}
-	return api.ModelRequest{Model: model}
+	return wire.ModelRequest{Model: model}
 }
 
 // LLMStatus is the LLM server's health, models, slots, speed and the scaling plan.
@@ -55,7 +60,7 @@ func (c *Client) LLMPull(ctx context.Context, model string, progress func(model 
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		var l api.PullLine
+		var l wire.PullLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			return fmt.Errorf("pull: bad line from daemon: %w", err)
 		}

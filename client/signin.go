@@ -5,21 +5,20 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/thon-dev/thon/internal/api"
-	"github.com/thon-dev/thon/internal/auth"
-	"github.com/thon-dev/thon/internal/config"
-	"github.com/thon-dev/thon/internal/store"
+	"github.com/thon-dev/thon/wire"
 )
 
 // Sign-in types, named here for callers of this package.
 type (
-	Principal     = auth.Principal
-	Token         = store.Token
-	TokenRequest  = api.TokenRequest
-	CreatedToken  = api.CreatedToken
-	Invite        = store.Invite
-	InviteRequest = api.InviteRequest
-	CreatedInvite = api.CreatedInvite
+	Principal     = wire.Principal
+	Token         = wire.Token
+	TokenRequest  = wire.TokenRequest
+	CreatedToken  = wire.CreatedToken
+	Invite        = wire.Invite
+	InviteRequest = wire.InviteRequest
+	CreatedInvite = wire.CreatedInvite
+	ConfigFile    = wire.ConfigFile
+	FileSaved     = wire.FileSaved
 )
 
 // Me says who the client's token is.
@@ -63,7 +62,32 @@ func (c *Client) RevokeInvite(ctx context.Context, id string) error {
 }
 
 // ImportUsers adds participants by group (nobody is deleted).
-func (c *Client) ImportUsers(ctx context.Context, groups config.Groups) (ImportResult, error) {
+func (c *Client) ImportUsers(ctx context.Context, groups []GroupMembers) (ImportResult, error) {
 	var out ImportResult
-	return out, c.do(ctx, http.MethodPost, "/api/v1/users/import", nil, api.ImportUsersRequest{Groups: groups}, &out)
+	return out, c.do(ctx, http.MethodPost, "/api/v1/users/import", nil, wire.ImportUsersRequest{Groups: groups}, &out)
+}
+
+// Files lists the configuration files kept in the database.
+func (c *Client) Files(ctx context.Context) ([]ConfigFile, error) {
+	var out []ConfigFile
+	return out, c.do(ctx, http.MethodGet, "/api/v1/files", nil, nil, &out)
+}
+
+// File reads one stored configuration file.
+func (c *Client) File(ctx context.Context, name string) (ConfigFile, error) {
+	var out ConfigFile
+	return out, c.do(ctx, http.MethodGet, "/api/v1/files/"+url.PathEscape(name), nil, nil, &out)
+}
+
+// PutFile stores a configuration file after the daemon checked it (an
+// invalid one comes back as an error with its problems, and nothing is kept).
+func (c *Client) PutFile(ctx context.Context, name string, content []byte) (FileSaved, error) {
+	var out FileSaved
+	return out, c.do(ctx, http.MethodPut, "/api/v1/files/"+url.PathEscape(name), nil, wire.FileRequest{Content: string(content)}, &out)
+}
+
+// DeleteFile removes a stored configuration file.
+func (c *Client) DeleteFile(ctx context.Context, name string) (FileSaved, error) {
+	var out FileSaved
+	return out, c.do(ctx, http.MethodDelete, "/api/v1/files/"+url.PathEscape(name), nil, nil, &out)
 }

@@ -2,9 +2,9 @@ package api
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/thon-dev/thon/internal/orchestrator"
+	"github.com/thon-dev/thon/wire"
 )
 
 // issueLink creates a personal access link for one participant.
@@ -13,33 +13,17 @@ func (s *Server) issueLink(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	l, err := s.access.IssueLink(r.Context(), n)
+	l, err := s.access.IssueLink(r.Context(), actor(r), n)
 	if err != nil {
 		return err
 	}
-	s.st.AddEvent(r.Context(), actor(r), "access.link", n, "expires "+l.Expires.Format("2006-01-02 15:04 MST"))
-	writeJSON(w, http.StatusCreated, l)
+	writeJSON(w, http.StatusCreated, toLink(l))
 	return nil
-}
-
-// LinksRequest selects participants for POST /api/v1/access.
-type LinksRequest struct {
-	Groups []string `json:"groups,omitempty"`
-	Users  []string `json:"users,omitempty"`
-}
-
-// LinkItem is one participant's link, with their group (for printed cards).
-type LinkItem struct {
-	User    string    `json:"user"`
-	Group   string    `json:"group"`
-	URL     string    `json:"url"`
-	Link    string    `json:"link"`
-	Expires time.Time `json:"expires"`
 }
 
 // issueLinks creates links for many participants: a group's access cards.
 func (s *Server) issueLinks(w http.ResponseWriter, r *http.Request) error {
-	var req LinksRequest
+	var req wire.LinksRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
@@ -47,27 +31,12 @@ func (s *Server) issueLinks(w http.ResponseWriter, r *http.Request) error {
 	if err := validFilter(f); err != nil {
 		return err
 	}
-	list, err := s.orch.List(r.Context(), f)
+	out, err := s.access.IssueLinks(r.Context(), actor(r), f)
 	if err != nil {
 		return err
 	}
-	out := make([]LinkItem, 0, len(list))
-	for _, st := range list {
-		l, err := s.access.IssueLink(r.Context(), st.User)
-		if err != nil {
-			return err
-		}
-		out = append(out, LinkItem{User: l.User, Group: st.Group, URL: l.URL, Link: l.Link, Expires: l.Expires})
-	}
-	s.st.AddEvent(r.Context(), actor(r), "access.links", f.String(), "")
-	writeJSON(w, http.StatusCreated, out)
+	writeJSON(w, http.StatusCreated, each(out, toLink))
 	return nil
-}
-
-// RevokeResult says what a revocation ended.
-type RevokeResult struct {
-	Tokens   int64 `json:"tokens"`
-	Sessions int64 `json:"sessions"`
 }
 
 func (s *Server) revokeAccess(w http.ResponseWriter, r *http.Request) error {
@@ -75,12 +44,11 @@ func (s *Server) revokeAccess(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	t, ss, err := s.access.Revoke(r.Context(), n)
+	t, ss, err := s.access.Revoke(r.Context(), actor(r), n)
 	if err != nil {
 		return err
 	}
-	s.st.AddEvent(r.Context(), actor(r), "access.revoke", n, "")
-	writeJSON(w, http.StatusOK, RevokeResult{Tokens: t, Sessions: ss})
+	writeJSON(w, http.StatusOK, wire.RevokeResult{Tokens: t, Sessions: ss})
 	return nil
 }
 
@@ -89,19 +57,16 @@ func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req struct {
-		Password string `json:"password"`
-	}
+	var req wire.PasswordRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	if l := len(req.Password); l < 8 || l > 72 {
-		return badRequestf("a password needs 8 to 72 characters, got %d", l)
+	if req.Password == "" {
+		return badRequestf("password is empty: send one, or DELETE the password to remove it")
 	}
-	if err := s.access.SetPassword(r.Context(), n, req.Password); err != nil {
+	if err := s.access.SetPassword(r.Context(), actor(r), n, req.Password); err != nil {
 		return err
 	}
-	s.st.AddEvent(r.Context(), actor(r), "access.password", n, "set")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -111,10 +76,9 @@ func (s *Server) deletePassword(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.access.SetPassword(r.Context(), n, ""); err != nil {
+	if err := s.access.SetPassword(r.Context(), actor(r), n, ""); err != nil {
 		return err
 	}
-	s.st.AddEvent(r.Context(), actor(r), "access.password", n, "removed")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

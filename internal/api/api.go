@@ -14,47 +14,41 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/thon-dev/thon/internal/access"
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/configfiles"
 	"github.com/thon-dev/thon/internal/frontdoor"
 	"github.com/thon-dev/thon/internal/gateway"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
 	"github.com/thon-dev/thon/internal/store"
+	"github.com/thon-dev/thon/wire"
 )
 
-// Info describes the running daemon.
-type Info struct {
-	Version    string    `json:"version"`
-	ConfigPath string    `json:"config_path"`
-	DataDir    string    `json:"data_dir"`
-	Runtime    string    `json:"runtime"`
-	PID        int       `json:"pid"`
-	Started    time.Time `json:"started"`
-}
-
-// Access is the front door as the API sees it: participants' URLs and links.
-type Access interface {
-	MainURL() string
-	URL(user string) string
-	IssueLink(ctx context.Context, user string) (frontdoor.Link, error)
-	Revoke(ctx context.Context, user string) (tokens, sessions int64, err error)
-	SetPassword(ctx context.Context, user, password string) error
-}
+// Info describes the running daemon; TLSStatus what the front door's
+// certificates are (both in GET /api/v1/info).
+type (
+	Info      = wire.Info
+	TLSStatus = wire.TLSStatus
+	TLSName   = wire.TLSName
+)
 
 // Options configures the API.
 type Options struct {
 	Orchestrator *orchestrator.Orchestrator
-	Store        *store.Store
-	Access       Access
-	// Keys is the AI gateway's key ring (nil when the gateway is off);
-	// OnKeysChanged runs after a rotation or revocation (the gateway
-	// forgets its cached keys).
-	Keys          GatewayKeys
-	OnKeysChanged func()
+	Store        store.Records
+	// Access issues links, passwords and invites; Addresses says where
+	// things are; Tokens checks and makes API tokens.
+	Access    *access.Service
+	Addresses *frontdoor.Addresses
+	Tokens    *auth.Tokens
+	// Files are the configuration files kept in the database.
+	Files *configfiles.Service
+	// Keys is the AI gateway's key ring (nil when the gateway is off).
+	Keys GatewayKeys
 	// Admins accepts the dashboard's session cookie besides bearer tokens
 	// (nil: tokens only).
 	Admins *auth.Admins
@@ -69,27 +63,30 @@ type Options struct {
 	Queues func() []gateway.QueueStat
 	Logger *slog.Logger
 	Info   Info
-	// Shutdown is called (once) by POST /api/v1/shutdown.
-	Shutdown func()
+	// TLS says which certificates the front door serves (nil: not known).
+	TLS func() TLSStatus
+	// Shutdown is called (once) by POST /api/v1/shutdown, with who asked.
+	Shutdown func(actor string)
 }
 
 // Server serves the REST API.
 type Server struct {
-	keys          GatewayKeys
-	onKeysChanged func()
-	llm           LLM
-	admins        *auth.Admins
-	touchMu       sync.Mutex
-	touched       map[string]time.Time // token → when its use was last recorded
-	access        Access
-	metrics       http.Handler
-	queues        func() []gateway.QueueStat
-	orch          *orchestrator.Orchestrator
-	st            *store.Store
-	log           *slog.Logger
-	info          Info
-	shutdown      func()
-	mux           *http.ServeMux
+	keys     GatewayKeys
+	llm      LLM
+	admins   *auth.Admins
+	tokens   *auth.Tokens
+	files    *configfiles.Service
+	access   *access.Service
+	addrs    *frontdoor.Addresses
+	metrics  http.Handler
+	queues   func() []gateway.QueueStat
+	orch     *orchestrator.Orchestrator
+	st       store.Records
+	log      *slog.Logger
+	info     Info
+	tls      func() TLSStatus
+	shutdown func(actor string)
+	mux      *http.ServeMux
 }
 
 type ctxKey struct{}
@@ -99,7 +96,8 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{keys: o.Keys, onKeysChanged: o.OnKeysChanged, llm: o.LLM, admins: o.Admins, touched: map[string]time.Time{}, access: o.Access, metrics: o.Metrics, queues: o.Queues, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, shutdown: o.Shutdown, mux: http.NewServeMux()}
+	s := &Server{keys: o.Keys, llm: o.LLM, admins: o.Admins, tokens: o.Tokens, files: o.Files, access: o.Access, addrs: o.Addresses,
+		metrics: o.Metrics, queues: o.Queues, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, tls: o.TLS, shutdown: o.Shutdown, mux: http.NewServeMux()}
 	s.routes()
 	return s
 }
@@ -142,6 +140,10 @@ func (s *Server) routeTable() []route {
 		{"GET", "/api/v1/info", sys, false, s.getInfo},
 		{"POST", "/api/v1/shutdown", sys, false, s.postShutdown},
 		{"POST", "/api/v1/import", sys, false, s.postImport},
+		{"GET", "/api/v1/files", sys, false, s.listFiles},
+		{"GET", "/api/v1/files/{name}", sys, false, s.getFile},
+		{"PUT", "/api/v1/files/{name}", sys, false, s.putFile},
+		{"DELETE", "/api/v1/files/{name}", sys, false, s.deleteFile},
 		{"GET", "/api/v1/tokens", sys, false, s.listTokens},
 		{"POST", "/api/v1/tokens", sys, false, s.createToken},
 		{"DELETE", "/api/v1/tokens/{name}", sys, false, s.revokeToken},
@@ -168,6 +170,7 @@ func (s *Server) routeTable() []route {
 		{"POST", "/api/v1/gateway/keys/{id}/rotate", gwW, false, s.rotateKey},
 		{"DELETE", "/api/v1/gateway/keys/{id}", gwW, false, s.revokeKey},
 		{"GET", "/api/v1/gateway/usage", gwR, true, s.usage},
+		{"GET", "/api/v1/gateway/usage/summary", gwR, true, s.usageSummary},
 		{"POST", "/api/v1/gateway/usage", gwW, false, s.addUsage},
 		{"GET", "/api/v1/gateway/lookup", gwR, false, s.lookupKey},
 		{"GET", "/api/v1/llm", llmR, false, s.needLLM(s.llmStatus)},
@@ -182,6 +185,7 @@ func (s *Server) routeTable() []route {
 		{"GET", "/api/v1/sandboxes/{user}", sbR, true, s.getSandbox},
 		{"DELETE", "/api/v1/sandboxes/{user}", sbW, false, s.deleteSandbox},
 		{"POST", "/api/v1/sandboxes/{user}/{action}", sbW, true, s.sandboxAction},
+		{"POST", "/api/v1/sandboxes/{user}/renew", sbW, false, s.renewSandbox},
 		{"GET", "/api/v1/sandboxes/{user}/logs", sbR, true, s.logs},
 		{"GET", "/api/v1/orphans", sbR, false, s.listOrphans},
 		{"DELETE", "/api/v1/orphans", sbW, false, s.deleteOrphans},
@@ -248,42 +252,18 @@ func (s *Server) principal(w http.ResponseWriter, r *http.Request) (auth.Princip
 		writeError(w, http.StatusUnauthorized, "missing bearer token", "send Authorization: Bearer <token> (the admin token is in the data directory, file admin.token)")
 		return auth.Principal{}, false
 	}
-	t, err := s.st.TokenRecord(r.Context(), auth.HashToken(strings.TrimSpace(tok)))
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.fail(w, r, fmt.Errorf("check token: %w", err))
-		return auth.Principal{}, false
-	}
-	reason := "invalid token"
-	if err == nil {
-		reason = t.Refusal(time.Now())
-	}
-	if reason != "" {
+	p, err := s.tokens.Authenticate(r.Context(), tok)
+	var refused *auth.TokenRefused
+	if errors.As(err, &refused) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="thon", error="invalid_token"`)
-		writeError(w, http.StatusUnauthorized, reason, "")
+		writeError(w, http.StatusUnauthorized, refused.Reason, "")
 		return auth.Principal{}, false
 	}
-	s.touch(r.Context(), t.Name)
-	role := t.Role
-	if role != auth.RoleParticipant {
-		role = auth.RoleAdmin
+	if err != nil {
+		s.fail(w, r, err)
+		return auth.Principal{}, false
 	}
-	return auth.Principal{Name: t.Name, Role: role, Scopes: t.Scopes, User: t.User, Via: "token"}, true
-}
-
-// touch records a token's use, at most once a minute per token.
-func (s *Server) touch(ctx context.Context, name string) {
-	s.touchMu.Lock()
-	last := s.touched[name]
-	now := time.Now()
-	if now.Sub(last) < time.Minute {
-		s.touchMu.Unlock()
-		return
-	}
-	s.touched[name] = now
-	s.touchMu.Unlock()
-	if err := s.st.TouchToken(context.WithoutCancel(ctx), name); err != nil {
-		s.log.Warn("record token use", "token", name, "err", err)
-	}
+	return p, true
 }
 
 // sessionPrincipal serves a request signed in by the dashboard's session
@@ -300,7 +280,7 @@ func (s *Server) sessionPrincipal(w http.ResponseWriter, r *http.Request, token 
 		return auth.Principal{}, false
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		if o := r.Header.Get("Origin"); o != "" && o != "https://"+r.Host {
+		if !auth.SameOrigin(r) {
 			writeError(w, http.StatusForbidden, "request from another site refused", "")
 			return auth.Principal{}, false
 		}
@@ -330,15 +310,8 @@ func principalOf(r *http.Request) auth.Principal {
 }
 
 func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, principalOf(r))
+	writeJSON(w, http.StatusOK, toPrincipal(principalOf(r)))
 	return nil
-}
-
-// errorBody is every error the API returns.
-type errorBody struct {
-	Error    string           `json:"error"`
-	Hint     string           `json:"hint,omitempty"`
-	Problems []config.Problem `json:"problems,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -350,7 +323,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, msg, hint string) {
-	writeJSON(w, status, errorBody{Error: msg, Hint: hint})
+	writeJSON(w, status, wire.Error{Error: msg, Hint: hint})
 }
 
 // fail maps an error to its HTTP status and a message that says what to do.
@@ -358,9 +331,18 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ve *config.ValidationError
 	var ue *sandbox.UserError
 	var be badRequest
+	var pr config.Problem
+	var je *access.JoinError
+	var fe *configfiles.InvalidError
 	switch {
+	case errors.As(err, &fe):
+		writeJSON(w, http.StatusUnprocessableEntity, fileProblems(fe))
+	case errors.As(err, &pr):
+		writeError(w, http.StatusBadRequest, pr.Msg, pr.Hint)
+	case errors.As(err, &je):
+		writeError(w, je.Status, je.Msg, "")
 	case errors.As(err, &ve):
-		writeJSON(w, http.StatusUnprocessableEntity, errorBody{Error: "invalid configuration", Problems: ve.Problems})
+		writeJSON(w, http.StatusUnprocessableEntity, wire.Error{Error: "invalid configuration", Problems: each(ve.Problems, toProblem)})
 	case errors.Is(err, errNoGateway), errors.Is(err, errNoLLM):
 		writeError(w, http.StatusConflict, err.Error(), "")
 	case llmError(w, err):
@@ -420,28 +402,22 @@ func boolQuery(r *http.Request, key string) (bool, error) {
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.info.Version})
+	writeJSON(w, http.StatusOK, wire.Health{Status: "ok", Version: s.info.Version})
 	return nil
 }
 
 func (s *Server) getInfo(w http.ResponseWriter, r *http.Request) error {
-	type engine struct {
-		Name  string `json:"name"`
-		OK    bool   `json:"ok"`
-		Error string `json:"error,omitempty"`
+	settings, err := json.Marshal(s.orch.Settings())
+	if err != nil {
+		return err
 	}
-	out := struct {
-		Info
-		FrontDoor string         `json:"front_door,omitempty"`
-		Dashboard string         `json:"dashboard,omitempty"`
-		Engine    engine         `json:"engine"`
-		Settings  config.Sandbox `json:"sandbox"`
-	}{Info: s.info, Settings: s.orch.Settings()}
-	if s.access != nil {
-		out.FrontDoor = s.access.MainURL()
-		if d, ok := s.access.(interface{ DashboardURL() string }); ok {
-			out.Dashboard = d.DashboardURL()
-		}
+	out := wire.InfoDetail{Info: s.info, Sandbox: settings}
+	if s.tls != nil {
+		t := s.tls()
+		out.TLS = &t
+	}
+	if s.addrs != nil {
+		out.FrontDoor, out.Dashboard = s.addrs.MainURL(), s.addrs.DashboardURL()
 	}
 	out.Engine.Name = s.orch.Runtime().Name()
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
@@ -456,10 +432,9 @@ func (s *Server) getInfo(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) postShutdown(w http.ResponseWriter, r *http.Request) error {
-	s.st.AddEvent(r.Context(), actor(r), "daemon.shutdown", "", "")
-	writeJSON(w, http.StatusAccepted, map[string]string{"status": "shutting down"})
+	writeJSON(w, http.StatusAccepted, wire.Shutdown{Status: "shutting down"})
 	if s.shutdown != nil {
-		go s.shutdown()
+		go s.shutdown(actor(r))
 	}
 	return nil
 }
@@ -473,6 +448,6 @@ func (s *Server) postImport(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, res)
+	writeJSON(w, http.StatusOK, toImportResult(res))
 	return nil
 }

@@ -5,51 +5,31 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/gateway"
+	"github.com/thon-dev/thon/internal/gateway/keyring"
 	"github.com/thon-dev/thon/internal/store"
+	"github.com/thon-dev/thon/wire"
 )
 
 // GatewayKeys is the AI gateway's key ring as the API sees it.
 type GatewayKeys interface {
 	gateway.KeyStore  // for gateway replicas (thon gateway serve)
 	gateway.UsageSink // their usage lands here
-	ID(user, group string) string
+	Resolve(ctx context.Context, name string) (string, error)
+	KeysOf(ctx context.Context, users, groups []string) ([]string, error)
 	List(ctx context.Context) ([]store.GatewayKey, error)
-	Rotate(ctx context.Context, id string) (string, error)
-	Revoke(ctx context.Context, id string) error
+	Rotate(ctx context.Context, actor, id string) (string, error)
+	Revoke(ctx context.Context, actor, id string) error
 	Usage(ctx context.Context, ids []string, since time.Time) ([]store.UsageRow, error)
+	Summary(ctx context.Context, q keyring.UsageQuery) (keyring.UsageSummary, error)
 }
 
 var errNoGateway = errors.New("the AI gateway is off: set gateway.enabled: true in thon.yaml and restart the daemon")
-
-// keyID reads {id} from the path: a key id ("user:alice", "group:alpha") or
-// a user name, which stands for the key that user's sandbox uses.
-func (s *Server) keyID(r *http.Request) (string, error) {
-	v := r.PathValue("id")
-	kind, owner, ok := strings.Cut(v, ":")
-	if !ok {
-		if err := config.ValidName("user", v); err != nil {
-			return "", badRequest{err}
-		}
-		u, err := s.st.User(r.Context(), v)
-		if err != nil {
-			return "", err
-		}
-		return s.keys.ID(u.Name, u.Group), nil
-	}
-	if kind != "user" && kind != "group" {
-		return "", badRequestf("key id %q: use user:NAME, group:NAME or a user name", v)
-	}
-	if err := config.ValidName(kind, owner); err != nil {
-		return "", badRequest{err}
-	}
-	return v, nil
-}
 
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
 	if s.keys == nil {
@@ -59,31 +39,23 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, nonNil(ks))
+	writeJSON(w, http.StatusOK, each(ks, toGatewayKey))
 	return nil
-}
-
-// RotatedKey is the answer of a rotation: the new key, shown this once.
-type RotatedKey struct {
-	ID  string `json:"id"`
-	Key string `json:"key"`
 }
 
 func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) error {
 	if s.keys == nil {
 		return errNoGateway
 	}
-	id, err := s.keyID(r)
+	id, err := s.keys.Resolve(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	key, err := s.keys.Rotate(r.Context(), id)
+	key, err := s.keys.Rotate(r.Context(), actor(r), id)
 	if err != nil {
 		return err
 	}
-	s.keysChanged()
-	s.st.AddEvent(r.Context(), actor(r), "gateway.key.rotate", id, "")
-	writeJSON(w, http.StatusOK, RotatedKey{ID: id, Key: key})
+	writeJSON(w, http.StatusOK, wire.RotatedKey{ID: id, Key: key})
 	return nil
 }
 
@@ -91,86 +63,96 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
 	if s.keys == nil {
 		return errNoGateway
 	}
-	id, err := s.keyID(r)
+	id, err := s.keys.Resolve(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	if err := s.keys.Revoke(r.Context(), id); err != nil {
+	if err := s.keys.Revoke(r.Context(), actor(r), id); err != nil {
 		return err
 	}
-	s.keysChanged()
-	s.st.AddEvent(r.Context(), actor(r), "gateway.key.revoke", id, "")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-func (s *Server) keysChanged() {
-	if s.onKeysChanged != nil {
-		s.onKeysChanged()
-	}
-}
-
-// usage answers per-minute usage rows, optionally of some users' or groups'
-// keys and since a time (?since=1h or an RFC 3339 time).
-func (s *Server) usage(w http.ResponseWriter, r *http.Request) error {
-	if s.keys == nil {
-		return errNoGateway
-	}
+// usageQuery reads ?user=&group=&since= (a duration such as 1h, or an
+// RFC 3339 time); a participant gets their own usage, whatever they ask.
+func usageQuery(r *http.Request) (users, groups []string, since time.Time, err error) {
 	q := r.URL.Query()
-	var since time.Time
 	if v := q.Get("since"); v != "" {
 		if d, err := time.ParseDuration(v); err == nil && d > 0 {
 			since = time.Now().Add(-d)
 		} else if t, err := time.Parse(time.RFC3339, v); err == nil {
 			since = t
 		} else {
-			return badRequestf("since=%q: use a duration such as 1h or a time such as 2026-05-01T09:00:00Z", v)
+			return nil, nil, since, badRequestf("since=%q: use a duration such as 1h or a time such as 2026-05-01T09:00:00Z", v)
 		}
 	}
 	if p := principalOf(r); p.Role == auth.RoleParticipant {
-		// A participant sees their own usage, whatever they ask for.
-		q["user"], q["group"] = []string{p.User}, nil
+		return []string{p.User}, nil, since, nil
+	}
+	for _, n := range q["user"] {
+		if err := config.ValidName("user", n); err != nil {
+			return nil, nil, since, err
+		}
+	}
+	for _, n := range q["group"] {
+		if err := config.ValidName("group", n); err != nil {
+			return nil, nil, since, err
+		}
+	}
+	return q["user"], q["group"], since, nil
+}
+
+// usage answers per-minute usage rows, optionally of some users' or groups'
+// keys and since a time.
+func (s *Server) usage(w http.ResponseWriter, r *http.Request) error {
+	if s.keys == nil {
+		return errNoGateway
+	}
+	users, groups, since, err := usageQuery(r)
+	if err != nil {
+		return err
 	}
 	var ids []string
-	seen := map[string]bool{}
-	add := func(id string) {
-		if !seen[id] {
-			seen[id] = true
-			ids = append(ids, id)
-		}
-	}
-	for _, name := range q["user"] {
-		if err := config.ValidName("user", name); err != nil {
-			return badRequest{err}
-		}
-		u, err := s.st.User(r.Context(), name)
-		if err != nil {
+	if len(users) > 0 || len(groups) > 0 {
+		if ids, err = s.keys.KeysOf(r.Context(), users, groups); err != nil {
 			return err
 		}
-		add(s.keys.ID(u.Name, u.Group))
-	}
-	for _, name := range q["group"] {
-		if err := config.ValidName("group", name); err != nil {
-			return badRequest{err}
+		if len(ids) == 0 {
+			writeJSON(w, http.StatusOK, []wire.UsageRow{})
+			return nil
 		}
-		g, err := s.st.Group(r.Context(), name)
-		if err != nil {
-			return err
-		}
-		for _, u := range g.Users {
-			add(s.keys.ID(u, g.Name))
-		}
-		add("group:" + g.Name) // per-group mode
-	}
-	if len(ids) == 0 && (len(q["user"]) > 0 || len(q["group"]) > 0) {
-		writeJSON(w, http.StatusOK, []store.UsageRow{})
-		return nil
 	}
 	rows, err := s.keys.Usage(r.Context(), ids, since)
 	if err != nil {
 		return fmt.Errorf("read usage: %w", err)
 	}
-	writeJSON(w, http.StatusOK, nonNil(rows))
+	writeJSON(w, http.StatusOK, each(rows, toUsageRow))
+	return nil
+}
+
+// usageSummary is the gateway's usage summed as the CLI and the dashboard
+// show it: in all, per key, per key and model, per group, and with
+// ?minutes=N per minute of the last N minutes.
+func (s *Server) usageSummary(w http.ResponseWriter, r *http.Request) error {
+	if s.keys == nil {
+		return errNoGateway
+	}
+	users, groups, since, err := usageQuery(r)
+	if err != nil {
+		return err
+	}
+	minutes := 0
+	if v := r.URL.Query().Get("minutes"); v != "" {
+		if minutes, err = strconv.Atoi(v); err != nil || minutes < 1 || minutes > 24*60 {
+			return badRequestf("minutes=%q: a window of 1 to 1440 minutes", v)
+		}
+	}
+	sum, err := s.keys.Summary(r.Context(), keyring.UsageQuery{Users: users, Groups: groups, Since: since, Minutes: minutes})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, toUsageSummary(sum))
 	return nil
 }
 
@@ -191,18 +173,8 @@ func (s *Server) lookupKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, ReplicaKey{ID: k.ID, Owner: k.Owner, Group: k.Group, Scale: k.Scale, Revoked: k.Revoked, BudgetUsed: k.BudgetUsed})
+	writeJSON(w, http.StatusOK, wire.ReplicaKey{ID: k.ID, Owner: k.Owner, Group: k.Group, Scale: k.Scale, Revoked: k.Revoked, BudgetUsed: k.BudgetUsed})
 	return nil
-}
-
-// ReplicaKey is what a gateway replica learns about a key.
-type ReplicaKey struct {
-	ID         string `json:"id"`
-	Owner      string `json:"owner"`
-	Group      string `json:"group"`
-	Scale      int    `json:"scale"`
-	Revoked    bool   `json:"revoked"`
-	BudgetUsed int64  `json:"budget_used"`
 }
 
 // addUsage stores usage a gateway replica counted.
@@ -210,7 +182,7 @@ func (s *Server) addUsage(w http.ResponseWriter, r *http.Request) error {
 	if s.keys == nil {
 		return errNoGateway
 	}
-	var rows []store.UsageRow
+	var rows []wire.UsageRow
 	if err := decode(r, &rows); err != nil {
 		return err
 	}

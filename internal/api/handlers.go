@@ -7,10 +7,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
+	"github.com/thon-dev/thon/wire"
 )
 
 func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) error {
@@ -18,14 +20,12 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, nonNil(gs))
+	writeJSON(w, http.StatusOK, each(gs, toGroup))
 	return nil
 }
 
 func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) error {
-	var req struct {
-		Name string `json:"name"`
-	}
+	var req wire.GroupRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
@@ -39,7 +39,7 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, g)
+	writeJSON(w, http.StatusCreated, toGroup(g))
 	return nil
 }
 
@@ -48,9 +48,7 @@ func (s *Server) renameGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req struct {
-		Name string `json:"name"`
-	}
+	var req wire.GroupRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
@@ -61,7 +59,7 @@ func (s *Server) renameGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, nonNil(res))
+	writeJSON(w, http.StatusOK, each(res, toResult))
 	return nil
 }
 
@@ -74,7 +72,7 @@ func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, g)
+	writeJSON(w, http.StatusOK, toGroup(g))
 	return nil
 }
 
@@ -101,15 +99,12 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, nonNil(us))
+	writeJSON(w, http.StatusOK, each(us, toUser))
 	return nil
 }
 
 func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
-	var req struct {
-		Name  string `json:"name"`
-		Group string `json:"group"`
-	}
+	var req wire.UserRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
@@ -125,7 +120,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, u)
+	writeJSON(w, http.StatusCreated, toUser(u))
 	return nil
 }
 
@@ -138,7 +133,7 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, u)
+	writeJSON(w, http.StatusOK, toUser(u))
 	return nil
 }
 
@@ -148,9 +143,7 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req struct {
-		Group string `json:"group"`
-	}
+	var req wire.MoveRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
@@ -181,12 +174,6 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// SandboxList is the answer of GET /api/v1/sandboxes.
-type SandboxList struct {
-	Items   []orchestrator.Status `json:"items"`
-	Orphans []sandbox.Instance    `json:"orphans"`
-}
-
 func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	f := orchestrator.Filter{Groups: q["group"], Users: q["user"]}
@@ -200,7 +187,7 @@ func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request) error {
 	for i := range list {
 		list[i].URL = s.url(list[i].User)
 	}
-	writeJSON(w, http.StatusOK, SandboxList{Items: list, Orphans: nonNil(s.orch.Orphans())})
+	writeJSON(w, http.StatusOK, wire.SandboxList{Items: each(list, toStatus), Orphans: each(s.orch.Orphans(), toInstance)})
 	return nil
 }
 
@@ -228,7 +215,7 @@ func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	st.URL = s.url(n)
-	writeJSON(w, http.StatusOK, st)
+	writeJSON(w, http.StatusOK, toStatus(st))
 	return nil
 }
 
@@ -242,6 +229,37 @@ func (s *Server) sandboxAction(w http.ResponseWriter, r *http.Request) error {
 		return badRequestf("unknown action %q: use start, stop, pause, resume or recreate (DELETE removes)", r.PathValue("action"))
 	}
 	return s.runOne(w, r, a, n, false)
+}
+
+// renewSandbox gives a sandbox more time (sandbox.max_lifetime); an
+// expired one starts again.
+func (s *Server) renewSandbox(w http.ResponseWriter, r *http.Request) error {
+	n, err := name(r, "user")
+	if err != nil {
+		return err
+	}
+	var req wire.RenewRequest
+	if r.ContentLength != 0 {
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+	}
+	var d time.Duration
+	if req.For != "" {
+		if d, err = time.ParseDuration(req.For); err != nil || d <= 0 {
+			return badRequestf("for=%q: a duration such as 2h or 90m, or leave it out for sandbox.max_lifetime", req.For)
+		}
+	}
+	exp, err := s.orch.Renew(detached(r), actor(r), n, d)
+	if err != nil {
+		return err
+	}
+	st, err := s.orch.Get(r.Context(), n)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, wire.Renewed{User: n, Expires: exp, State: st.State})
+	return nil
 }
 
 func (s *Server) deleteSandbox(w http.ResponseWriter, r *http.Request) error {
@@ -272,28 +290,15 @@ func writeResult(w http.ResponseWriter, res orchestrator.Result) {
 	if res.Outcome == orchestrator.OutcomeFailed {
 		status = http.StatusBadGateway
 	}
-	writeJSON(w, status, res)
+	writeJSON(w, status, toResult(res))
 }
 
-// BulkRequest is the body of POST /api/v1/sandboxes/bulk.
-type BulkRequest struct {
-	Action string   `json:"action"`
-	Groups []string `json:"groups,omitempty"`
-	Users  []string `json:"users,omitempty"`
-	Purge  bool     `json:"purge,omitempty"`
-}
-
-// BulkLine is one line of the NDJSON stream a bulk action answers with when
-// asked with Accept: application/x-ndjson: progress lines, then the summary.
-// Bad requests and engine problems are refused with an error status before
-// the stream starts.
-type BulkLine struct {
-	Progress *orchestrator.Progress `json:"progress,omitempty"`
-	Summary  *orchestrator.Summary  `json:"summary,omitempty"`
-}
-
+// bulk runs an action on many sandboxes. Asked with Accept:
+// application/x-ndjson it streams progress lines, then the summary; bad
+// requests and engine problems are refused with an error status before the
+// stream starts.
 func (s *Server) bulk(w http.ResponseWriter, r *http.Request) error {
-	var req BulkRequest
+	var req wire.BulkRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
@@ -311,7 +316,7 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request) error {
 	}
 	opts := orchestrator.BulkOptions{Purge: req.Purge}
 	if !strings.Contains(r.Header.Get("Accept"), "application/x-ndjson") {
-		writeJSON(w, http.StatusOK, plan.Run(detached(r), actor(r), opts))
+		writeJSON(w, http.StatusOK, toSummary(plan.Run(detached(r), actor(r), opts)))
 		return nil
 	}
 	// Streamed: progress lines as they happen, so a terminal can draw bars.
@@ -319,13 +324,16 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w)
-	send := func(l BulkLine) {
+	send := func(l wire.BulkLine) {
 		enc.Encode(l)
 		rc.Flush()
 	}
-	opts.Progress = func(p orchestrator.Progress) { send(BulkLine{Progress: &p}) }
-	sum := plan.Run(detached(r), actor(r), opts)
-	send(BulkLine{Summary: &sum})
+	opts.Progress = func(p orchestrator.Progress) {
+		wp := toProgress(p)
+		send(wire.BulkLine{Progress: &wp})
+	}
+	sum := toSummary(plan.Run(detached(r), actor(r), opts))
+	send(wire.BulkLine{Summary: &sum})
 	return nil
 }
 
@@ -372,7 +380,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listOrphans(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, nonNil(s.orch.Orphans()))
+	writeJSON(w, http.StatusOK, each(s.orch.Orphans(), toInstance))
 	return nil
 }
 
@@ -385,7 +393,7 @@ func (s *Server) deleteOrphans(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, nonNil(res))
+	writeJSON(w, http.StatusOK, each(res, toResult))
 	return nil
 }
 
@@ -394,7 +402,7 @@ func (s *Server) reconcile(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, rep)
+	writeJSON(w, http.StatusOK, toReconcileReport(rep))
 	return nil
 }
 
@@ -416,7 +424,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, evs)
+	writeJSON(w, http.StatusOK, each(evs, toEvent))
 	return nil
 }
 
@@ -434,8 +442,8 @@ func detached(r *http.Request) context.Context { return context.WithoutCancel(r.
 
 // url is a participant's IDE address through the front door ("" without one).
 func (s *Server) url(user string) string {
-	if s.access == nil {
+	if s.addrs == nil {
 		return ""
 	}
-	return s.access.URL(user)
+	return s.addrs.URL(user)
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/thon-dev/thon/internal/llm"
+	"github.com/thon-dev/thon/wire"
 )
 
 // LLM is the LLM service as the API sees it.
@@ -18,20 +19,6 @@ type LLM interface {
 	Unload(ctx context.Context, actor, model string) error
 	Plan(ctx context.Context) (llm.Plan, error)
 	Apply(ctx context.Context, actor string) ([]llm.Applied, error)
-}
-
-// ModelRequest names a model; "" means the models thon.yaml configures.
-type ModelRequest struct {
-	Model string `json:"model,omitempty"`
-}
-
-// PullLine is one line of a pull's NDJSON stream: progress of one model,
-// then a last line that is done or an error.
-type PullLine struct {
-	Model    string            `json:"model,omitempty"`
-	Progress *llm.PullProgress `json:"progress,omitempty"`
-	Done     bool              `json:"done,omitempty"`
-	Error    string            `json:"error,omitempty"`
 }
 
 var errNoLLM = errors.New("the LLM is off: set llm.enabled: true in thon.yaml and run thon run")
@@ -47,7 +34,7 @@ func (s *Server) needLLM(h handler) handler {
 }
 
 func (s *Server) llmStatus(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, s.llm.Status(r.Context()))
+	writeJSON(w, http.StatusOK, toLLMStatus(s.llm.Status(r.Context())))
 	return nil
 }
 
@@ -60,13 +47,13 @@ func (s *Server) llmModels(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, nonNil(ms))
+	writeJSON(w, http.StatusOK, each(ms, toLLMModel))
 	return nil
 }
 
 // modelRequest reads an optional {"model": …} body.
 func modelRequest(r *http.Request) (string, error) {
-	var req ModelRequest
+	var req wire.ModelRequest
 	if r.ContentLength == 0 {
 		return "", nil
 	}
@@ -89,18 +76,19 @@ func (s *Server) llmPull(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w)
-	send := func(l PullLine) {
+	send := func(l wire.PullLine) {
 		enc.Encode(l)
 		rc.Flush()
 	}
 	err = s.llm.Pull(r.Context(), actor(r), model, func(m string, p llm.PullProgress) {
-		send(PullLine{Model: m, Progress: &p})
+		wp := toPullProgress(p)
+		send(wire.PullLine{Model: m, Progress: &wp})
 	})
 	if err != nil {
-		send(PullLine{Error: err.Error()})
+		send(wire.PullLine{Error: err.Error()})
 		return nil
 	}
-	send(PullLine{Done: true})
+	send(wire.PullLine{Done: true})
 	return nil
 }
 
@@ -113,7 +101,7 @@ func (s *Server) llmLoad(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, nonNil(res))
+	writeJSON(w, http.StatusOK, each(res, toApplied))
 	return nil
 }
 
@@ -134,7 +122,7 @@ func (s *Server) llmPlan(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, p)
+	writeJSON(w, http.StatusOK, toScalePlan(p))
 	return nil
 }
 
@@ -143,7 +131,7 @@ func (s *Server) llmApply(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, nonNil(res))
+	writeJSON(w, http.StatusOK, each(res, toApplied))
 	return nil
 }
 

@@ -8,26 +8,20 @@ import (
 	"time"
 
 	"github.com/thon-dev/thon/internal/gateway"
+	"github.com/thon-dev/thon/internal/gateway/keyring"
+	"github.com/thon-dev/thon/wire"
+
 	"github.com/thon-dev/thon/internal/orchestrator"
-	"github.com/thon-dev/thon/internal/store"
 )
 
 // streamTick is how often the stream looks for new audit events and usage.
 const streamTick = time.Second
 
-// UsageTick is the gateway's traffic in the last full minute and the
-// current one, as the stream reports it every few seconds.
-type UsageTick struct {
-	Requests   int64 `json:"requests"`
-	Tokens     int64 `json:"tokens"`
-	Rejections int64 `json:"rejections"`
-}
-
 // stream is Server-Sent Events of what changes: `hello` first (the daemon's
 // start time: a new one means it restarted, so reload), `sandbox` with a
 // participant's status when it changes, `reload` when participants or
 // groups change (or changes were missed), `event` for each new audit log
-// entry, `usage` (the gateway's last two minutes) every 5 s, and `queue`
+// entry, `usage` (the gateway's traffic this minute) every 5 s, and `queue`
 // (the gateway's slots and queue per model) each second it changed, and
 // every 5 s.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
@@ -49,7 +43,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	changes, stop := s.orch.Watch()
 	defer stop()
-	if err := send("hello", map[string]any{"started": s.info.Started, "version": s.info.Version}); err != nil {
+	if err := send("hello", wire.Hello{Started: s.info.Started, Version: s.info.Version}); err != nil {
 		return nil
 	}
 	var lastEvent int64
@@ -71,7 +65,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 			if user == orchestrator.Overflow {
 				err = send("reload", struct{}{})
 			} else if st, gerr := s.orch.Get(ctx, user); gerr == nil {
-				err = send("sandbox", st)
+				err = send("sandbox", toStatus(st))
 			}
 			if err != nil {
 				return nil
@@ -81,7 +75,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 			evs, err := s.st.Events(ctx, lastEvent, 100)
 			if err == nil {
 				for _, e := range evs {
-					if send("event", e) != nil {
+					if send("event", toEvent(e)) != nil {
 						return nil
 					}
 					lastEvent = e.ID
@@ -112,13 +106,10 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 	}
 }
 
-func (s *Server) usageTick(r *http.Request) (UsageTick, error) {
-	var u UsageTick
-	rows, err := s.st.Usage(r.Context(), store.UsageFilter{Since: time.Now().Add(-time.Minute).Truncate(time.Minute)})
-	for _, row := range rows {
-		u.Requests += row.Requests
-		u.Tokens += row.PromptTokens + row.CompletionTokens
-		u.Rejections += row.Rejections
+func (s *Server) usageTick(r *http.Request) (wire.UsageTick, error) {
+	if s.keys == nil {
+		return wire.UsageTick{}, nil
 	}
-	return u, err
+	sum, err := s.keys.Summary(r.Context(), keyring.UsageQuery{Minutes: 1})
+	return wire.UsageTick{Requests: sum.Total.Requests, Tokens: sum.Total.Tokens(), Rejections: sum.Total.Rejections}, err
 }

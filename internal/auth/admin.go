@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/thon-dev/thon/internal/store"
 )
 
@@ -30,8 +28,7 @@ const (
 	// AdminSessionTTL is how long a dashboard session lasts.
 	AdminSessionTTL = 12 * time.Hour
 	// AdminActor is who dashboard actions are recorded as.
-	AdminActor  = "admin"
-	minPassword = 8
+	AdminActor = "admin"
 )
 
 // Admins signs organizers in to the dashboard with the admin password,
@@ -39,28 +36,25 @@ const (
 type Admins struct {
 	st      *store.Store
 	now     func() time.Time
-	lockout Lockout // by client address
+	guesses *Limiter // by client address
 }
 
 // NewAdmins signs admins in against st.
 func NewAdmins(st *store.Store) *Admins {
-	a := &Admins{st: st, now: time.Now}
-	a.lockout.Now = func() time.Time { return a.now() }
+	a := &Admins{st: st, now: time.Now, guesses: NewLimiter(PolicyAddress)}
+	a.guesses.Now = func() time.Time { return a.now() }
 	return a
 }
 
 // SetPassword makes password the admin password, unless it already is.
 // A change ends every dashboard session.
 func (a *Admins) SetPassword(ctx context.Context, password string) (changed bool, err error) {
-	if len(password) < minPassword {
-		return false, fmt.Errorf("the admin password must have at least %d characters", minPassword)
-	}
-	if old, err := a.st.Setting(ctx, passwordSetting); err == nil && bcrypt.CompareHashAndPassword([]byte(old), []byte(password)) == nil {
+	if old, err := a.st.Setting(ctx, passwordSetting); err == nil && PasswordHash(old).Check(password) {
 		return false, nil
 	}
-	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	h, err := HashPassword(password)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("the admin password: %w", err)
 	}
 	if err := a.st.PutSetting(ctx, passwordSetting, string(h)); err != nil {
 		return false, err
@@ -88,7 +82,17 @@ type AdminSession struct {
 // address lock it out for a while, longer each time (1 s, 2 s, … 5 min
 // after the fifth).
 func (a *Admins) Login(ctx context.Context, addr, password string) (AdminSession, error) {
-	if wait := a.lockout.Wait(addr); wait > 0 {
+	s, err := a.login(ctx, addr, password)
+	if err != nil {
+		a.audit(ctx, "dashboard", "admin.login.failed", addr, "")
+		return s, err
+	}
+	a.audit(ctx, s.Actor, "admin.login", addr, "")
+	return s, nil
+}
+
+func (a *Admins) login(ctx context.Context, addr, password string) (AdminSession, error) {
+	if wait := a.guesses.Wait(addr); wait > 0 {
 		return AdminSession{}, fmt.Errorf("%w: try again in %s", ErrLockedOut, wait.Round(time.Second))
 	}
 	hash, err := a.st.Setting(ctx, passwordSetting)
@@ -98,12 +102,53 @@ func (a *Admins) Login(ctx context.Context, addr, password string) (AdminSession
 	if err != nil {
 		return AdminSession{}, err
 	}
-	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
-		a.lockout.Fail(addr)
+	if !PasswordHash(hash).Check(password) {
+		a.guesses.Fail(addr)
 		return AdminSession{}, ErrWrongPassword
 	}
-	a.lockout.Clear(addr)
+	a.guesses.Clear(addr)
 	return a.Open(ctx, AdminActor, RoleAdmin, "")
+}
+
+// Signed-in kinds of ProviderSignIn.
+const (
+	SignedInOrganizer   = "organizer"
+	SignedInParticipant = "participant"
+)
+
+// ProviderSignIn is someone a sign-in provider vouched for: an organizer
+// (their identity is in organizers, auth.admins), or a participant who
+// joined with that identity before; both get a session on the
+// dashboard's origin. Anyone else is refused (ErrNotOrganizer), and the
+// audit log says so.
+func (a *Admins) ProviderSignIn(ctx context.Context, id Identity, organizers []string) (AdminSession, string, error) {
+	if IsAdmin(organizers, id) {
+		s, err := a.Open(ctx, id.Handle(), RoleAdmin, "")
+		if err != nil {
+			return AdminSession{}, "", err
+		}
+		a.audit(ctx, id.Handle(), "admin.login", id.Provider, id.Email)
+		return s, SignedInOrganizer, nil
+	}
+	if user, err := a.st.IdentityUser(ctx, id.Key()); err == nil {
+		s, err := a.Open(ctx, id.Handle(), RoleParticipant, user)
+		return s, SignedInParticipant, err
+	}
+	a.audit(ctx, id.Handle(), "signin.refused", id.Provider, "not an organizer")
+	return AdminSession{}, "", fmt.Errorf("%w: you are signed in as %s, which is not an organizer of this event. Organizers list their identity in auth.admins of thon.yaml; participants join with an invite link", ErrNotOrganizer, id.Handle())
+}
+
+// ErrNotOrganizer: a provider's identity that is neither an organizer nor
+// a participant who joined with it.
+var ErrNotOrganizer = errors.New("not an organizer")
+
+// ProviderFailed records a sign-in the provider did not complete.
+func (a *Admins) ProviderFailed(ctx context.Context, provider string, err error) {
+	a.audit(ctx, "dashboard", "signin.failed", provider, err.Error())
+}
+
+func (a *Admins) audit(ctx context.Context, actor, action, target, detail string) {
+	a.st.AddEvent(context.WithoutCancel(ctx), actor, action, target, detail)
 }
 
 // Open starts a session for someone signed in another way (a provider).
@@ -134,7 +179,15 @@ func (a *Admins) Session(ctx context.Context, token string) (AdminSession, error
 
 // Logout ends the session of a cookie's secret.
 func (a *Admins) Logout(ctx context.Context, token string) error {
-	return a.st.DeleteAdminSession(ctx, HashToken(token))
+	s, err := a.Session(ctx, token)
+	if err != nil {
+		return nil // no session: nothing to end
+	}
+	if err := a.st.DeleteAdminSession(ctx, HashToken(token)); err != nil {
+		return err
+	}
+	a.audit(ctx, s.Actor, "admin.logout", "", "")
+	return nil
 }
 
 // CheckCSRF compares a request's anti-forgery token with the session's in

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sort"
 	"text/tabwriter"
 	"time"
 
@@ -87,10 +86,11 @@ recreates every sandbox whose key changed, keeping workspaces).`,
 	usage := &cobra.Command{
 		Use:   "usage",
 		Short: "Requests and tokens per key and model",
-		Long: `Usage sums the gateway's per-minute records: requests, prompt and completion
-tokens and rejections (429s) per key and model, for everyone or some users or
-groups, over the whole event or since a while ago. -o json prints the
-per-minute rows.`,
+		Long: `Usage sums the gateway's records: requests, prompt and completion tokens and
+rejections (429s) per key and model, for everyone or some users or groups,
+over the whole event or since a while ago. -o json prints the daemon's whole
+summary (in all, per key, per key and model, per group), the one the
+dashboard shows too.`,
 		Example: `  thon gateway usage
   thon gateway usage --group alpha --since 1h
   thon gateway usage --user alice -o json`,
@@ -100,43 +100,21 @@ per-minute rows.`,
 			if err != nil {
 				return err
 			}
-			rows, err := c.GatewayUsage(cmd.Context(), users, groups, since)
+			sum, err := c.GatewayUsageSummary(cmd.Context(), users, groups, since, 0)
 			if err != nil {
 				return err
 			}
 			if output == "json" {
-				return writeJSON(e.stdout(), rows)
+				return writeJSON(e.stdout(), sum)
 			}
-			type sum struct{ requests, prompt, completion, rejections int64 }
-			type k struct{ key, model string }
-			sums := map[k]*sum{}
-			for _, r := range rows {
-				s := sums[k{r.KeyID, r.Model}]
-				if s == nil {
-					s = &sum{}
-					sums[k{r.KeyID, r.Model}] = s
-				}
-				s.requests += r.Requests
-				s.prompt += r.PromptTokens
-				s.completion += r.CompletionTokens
-				s.rejections += r.Rejections
-			}
-			order := make([]k, 0, len(sums))
-			for key := range sums {
-				order = append(order, key)
-			}
-			sort.Slice(order, func(i, j int) bool {
-				return order[i].key < order[j].key || order[i].key == order[j].key && order[i].model < order[j].model
-			})
 			bw := bufio.NewWriter(e.stdout())
 			defer bw.Flush()
 			tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', tabwriter.AlignRight)
 			fmt.Fprintln(tw, "KEY\tMODEL\tREQUESTS\tPROMPT\tCOMPLETION\tREJECTED\t")
-			for _, key := range order {
-				s := sums[key]
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t\n", key.key, key.model, s.requests, s.prompt, s.completion, s.rejections)
+			for _, u := range sum.ByModel {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t\n", u.Key, u.Model, u.Requests, u.PromptTokens, u.CompletionTokens, u.Rejections)
 			}
-			if len(order) == 0 {
+			if len(sum.ByModel) == 0 {
 				fmt.Fprintln(e.stderr(), "No usage yet.")
 			}
 			return tw.Flush()
@@ -172,7 +150,7 @@ without it, each replica keeps its own counters. SIGINT or SIGTERM stop it.`,
 				log.Warn("gateway.redis is not set: this replica's limits are its own, not shared with the daemon's gateway")
 			}
 			opts := daemon.GatewayOptions(cfg)
-			backend := client.GatewayBackend{C: c}
+			backend := replicaBackend{c}
 			opts.Keys, opts.Usage, opts.Logger = backend, backend, log
 			gw, err := gateway.New(opts)
 			if err != nil {
@@ -220,7 +198,11 @@ func followPlanSlots(ctx context.Context, c *client.Client, gw *gateway.Gateway,
 		cancel()
 		switch {
 		case err == nil:
-			gw.SetSlots(plan.Slots())
+			slots := make(map[string]int, len(plan.Models))
+			for _, mp := range plan.Models {
+				slots[mp.Model] = mp.Slots
+			}
+			gw.SetSlots(slots)
 		case !warned && ctx.Err() == nil:
 			log.Warn("cannot read the daemon's LLM plan: this replica does not limit requests per model to the server's slots (set gateway.upstream_slots, or give the token the llm:read scope)", "err", err)
 			warned = true
@@ -257,4 +239,27 @@ func listKeys(e *env, cmd *cobra.Command) error {
 		fmt.Fprintln(e.stderr(), "No keys yet: a participant's key is made when their sandbox is created.")
 	}
 	return tw.Flush()
+}
+
+// replicaBackend makes the daemon the key store and usage sink of a gateway
+// replica (thon gateway serve): keys are looked up, and usage stored,
+// through the API.
+type replicaBackend struct{ c *client.Client }
+
+// KeyByHash implements gateway.KeyStore.
+func (b replicaBackend) KeyByHash(ctx context.Context, hash string) (gateway.Key, error) {
+	k, err := b.c.GatewayLookup(ctx, hash)
+	if client.IsNotFound(err) {
+		return gateway.Key{}, gateway.ErrUnknownKey
+	}
+	if err != nil {
+		return gateway.Key{}, err
+	}
+	return gateway.Key{ID: k.ID, Owner: k.Owner, Group: k.Group, Scale: k.Scale, Revoked: k.Revoked, BudgetUsed: k.BudgetUsed}, nil
+}
+
+// Add implements gateway.UsageSink.
+func (b replicaBackend) Add(ctx context.Context, u gateway.Usage) error {
+	return b.c.AddGatewayUsage(ctx, []client.UsageRow{{KeyID: u.KeyID, Model: u.Model, Minute: u.Minute, Requests: u.Requests,
+		PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, Rejections: u.Rejections}})
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/thon-dev/thon/client"
-	"github.com/thon-dev/thon/internal/llm"
 )
 
 func newLLMCmd(e *env) *cobra.Command {
@@ -284,7 +283,7 @@ func gpuWord(g string) string {
 	return "the " + g + " GPU"
 }
 
-func printPlan(w io.Writer, p llm.Plan) {
+func printPlan(w io.Writer, p client.ScalePlan) {
 	bw := bufio.NewWriter(w)
 	defer bw.Flush()
 	fmt.Fprintf(bw, "Plan for %d participants\n", p.Participants)
@@ -301,7 +300,7 @@ func printPlan(w io.Writer, p llm.Plan) {
 	}
 }
 
-func printApplied(w io.Writer, res []llm.Applied) {
+func printApplied(w io.Writer, res []client.Applied) {
 	for _, a := range res {
 		line := a.Model + ": " + a.Action
 		if a.Reason != "" {

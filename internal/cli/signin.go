@@ -81,14 +81,7 @@ sandbox, key and usage only.`,
 			tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tROLE\tSCOPES\tEXPIRES\tLAST USED\tSTATE")
 			for _, t := range ts {
-				state := "active"
-				switch {
-				case t.Revoked:
-					state = "revoked"
-				case !t.Expires.IsZero() && time.Now().After(t.Expires):
-					state = "expired"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.Role+userOf(t.User), strings.Join(t.Scopes, ","), dateOr(t.Expires, "never"), dateOr(t.LastUsed, "never"), state)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.Role+userOf(t.User), strings.Join(t.Scopes, ","), dateOr(t.Expires, "never"), dateOr(t.LastUsed, "never"), t.State)
 			}
 			return tw.Flush()
 		},
@@ -183,16 +176,7 @@ A code works a number of times (--uses) until it expires (--expires).`,
 			tw := tabwriter.NewWriter(e.stdout(), 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tGROUP\tUSED\tEXPIRES\tSTATE")
 			for _, in := range ins {
-				state := "active"
-				switch {
-				case in.Revoked:
-					state = "withdrawn"
-				case time.Now().After(in.Expires):
-					state = "expired"
-				case in.Used >= in.MaxUses:
-					state = "used up"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%d of %d\t%s\t%s\n", in.ID, in.Group, in.Used, in.MaxUses, in.Expires.Local().Format(time.DateTime), state)
+				fmt.Fprintf(tw, "%s\t%s\t%d of %d\t%s\t%s\n", in.ID, in.Group, in.Used, in.MaxUses, in.Expires.Local().Format(time.DateTime), in.State)
 			}
 			return tw.Flush()
 		},
@@ -251,7 +235,11 @@ e-mail, as a CSV ready for a mail merge. "-" reads standard input.`,
 			if err != nil {
 				return err
 			}
-			res, err := c.ImportUsers(cmd.Context(), people.Groups(as))
+			var groups []client.GroupMembers
+			for _, g := range people.Groups(as) {
+				groups = append(groups, client.GroupMembers{Name: g.Name, Users: g.Users})
+			}
+			res, err := c.ImportUsers(cmd.Context(), groups)
 			if err != nil {
 				return err
 			}
@@ -264,7 +252,7 @@ e-mail, as a CSV ready for a mail merge. "-" reads standard input.`,
 			if err != nil {
 				return err
 			}
-			linkOf := map[string]client.LinkItem{}
+			linkOf := map[string]client.Link{}
 			for _, l := range links {
 				linkOf[l.User] = l
 			}

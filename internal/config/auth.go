@@ -5,11 +5,22 @@ import (
 	"strings"
 )
 
+// The password rule of every password THON keeps (auth.HashPassword
+// applies it; bcrypt reads at most 72 bytes).
+const (
+	MinPassword = 8
+	MaxPassword = 72
+)
+
 // checkAuth validates the auth section.
 func (c *Config) checkAuth(bad func(path, hint, format string, args ...any)) {
 	a := c.Auth
-	if pw := a.AdminPassword; pw != "" && len(pw) < 8 {
-		bad("auth.admin_password", "use at least 8 characters (a few words is fine)", "is too short (%d characters)", len(pw))
+	switch pw := a.AdminPassword; {
+	case pw == "":
+	case len(pw) < MinPassword:
+		bad("auth.admin_password", fmt.Sprintf("use at least %d characters (a few words is fine)", MinPassword), "is too short (%d characters)", len(pw))
+	case len(pw) > MaxPassword:
+		bad("auth.admin_password", fmt.Sprintf("use at most %d characters", MaxPassword), "is too long (%d characters)", len(pw))
 	}
 	for i, id := range a.Admins {
 		if strings.TrimSpace(id) == "" || strings.ContainsAny(id, " \t") {

@@ -90,12 +90,37 @@ type Access struct {
 	Domain     string   `yaml:"domain" json:"domain"` // subdomain mode
 	CertFile   string   `yaml:"cert_file" json:"cert_file"`
 	KeyFile    string   `yaml:"key_file" json:"key_file"`
-	TokenTTL   Duration `yaml:"token_ttl" json:"token_ttl"` // access-link lifetime
+	// ACME gets and renews certificates for Hostnames from Let's Encrypt
+	// (or another ACME CA); on when its email is set.
+	ACME     ACME     `yaml:"acme" json:"acme"`
+	TokenTTL Duration `yaml:"token_ttl" json:"token_ttl"` // access-link lifetime
 	// DashboardPort serves the organizers' dashboard; 0 means https_port,
 	// except in path mode, where participants share that origin: then
 	// https_port + 1.
 	DashboardPort int `yaml:"dashboard_port" json:"dashboard_port"`
 }
+
+// ACME is an ACME certificate authority (RFC 8555) the front door gets its
+// certificates for access.hostnames from, validating them with HTTP-01 on
+// http_port and TLS-ALPN-01 on https_port.
+type ACME struct {
+	// Email is the account's contact address; setting it turns ACME on.
+	Email string `yaml:"email" json:"email"`
+	// Directory is the CA's directory URL (Let's Encrypt's by default).
+	Directory string `yaml:"directory" json:"directory"`
+	// CARoot is a PEM file of the root the CA's own HTTPS certificate
+	// chains to, for a private ACME CA; "" trusts the system's roots.
+	CARoot string `yaml:"ca_root" json:"ca_root"`
+}
+
+// Enabled reports whether the front door gets certificates with ACME.
+func (a ACME) Enabled() bool { return a.Email != "" }
+
+// ACME directories.
+const (
+	LetsEncryptDirectory        = "https://acme-v02.api.letsencrypt.org/directory"
+	LetsEncryptStagingDirectory = "https://acme-staging-v02.api.letsencrypt.org/directory"
+)
 
 // Dashboard is the port the dashboard is served on.
 func (a Access) Dashboard() int {
@@ -144,8 +169,21 @@ type Sandbox struct {
 	Limits         Limits            `yaml:"limits" json:"limits"`
 	Env            map[string]string `yaml:"env" json:"env,omitempty"`
 	Concurrency    int               `yaml:"concurrency" json:"concurrency"`
-	Kubernetes     Kubernetes        `yaml:"kubernetes" json:"kubernetes"`
+	// IdleTimeout puts a sandbox to sleep (IdleAction) when its participant
+	// has done nothing for that long; 0 never. The next visit wakes it.
+	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout"`
+	IdleAction  string   `yaml:"idle_action" json:"idle_action"` // stop | pause
+	// MaxLifetime stops a sandbox that long after it started, unless an
+	// organizer renews it; 0 never.
+	MaxLifetime Duration   `yaml:"max_lifetime" json:"max_lifetime"`
+	Kubernetes  Kubernetes `yaml:"kubernetes" json:"kubernetes"`
 }
+
+// What an idle sandbox's sleep is (sandbox.idle_action).
+const (
+	IdleStop  = "stop"  // the container stops: its memory is freed, a wake takes seconds
+	IdlePause = "pause" // the container is frozen: memory kept, a wake is instant
+)
 
 // Sandbox engines.
 const (
@@ -413,6 +451,7 @@ const (
 	DefaultStartupTimeout = Duration(120 * time.Second)
 	DefaultWorkspace      = "volume"
 	DefaultConcurrency    = 8
+	MinIdleTimeout        = 5 * time.Minute
 	DefaultCPU            = 1
 	DefaultMemory         = Size(2 << 30)
 	DefaultPids           = 512
@@ -451,6 +490,7 @@ func Default() *Config {
 			HTTPPort:  DefaultHTTPPort,
 			Mode:      DefaultMode,
 			PortRange: DefaultPortRange,
+			ACME:      ACME{Directory: LetsEncryptDirectory},
 			TokenTTL:  DefaultTokenTTL,
 		},
 		LLM: LLM{
@@ -482,6 +522,7 @@ func Default() *Config {
 			Workspace:      DefaultWorkspace,
 			Limits:         Limits{CPU: DefaultCPU, Memory: DefaultMemory, Pids: DefaultPids},
 			Concurrency:    DefaultConcurrency,
+			IdleAction:     IdleStop,
 		},
 	}
 }

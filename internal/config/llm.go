@@ -241,13 +241,14 @@ func ParseExtensions(data []byte) ([]string, error) {
 	return out, nil
 }
 
-// resolveFiles makes the assistant file paths absolute, so the daemon
+// resolveFiles makes the assistant file paths (and access.acme.ca_root) absolute, so the daemon
 // reads the same files whatever its working directory.
 func (c *Config) resolveFiles() {
 	a := &c.Assistants
 	l := &c.LLM
 	paths := []*string{&a.Kilo.BaseFile, &a.Continue.BaseFile, &a.Cline.BaseFile, &a.OpenCode.BaseFile, &a.VSCodeSettingsFile, &a.ExtensionsFile,
-		&l.ChatModel.File, &l.ChatModel.MMProj, &l.EmbeddingModel.File, &l.SmallModel.File, &l.SmallModel.MMProj}
+		&l.ChatModel.File, &l.ChatModel.MMProj, &l.EmbeddingModel.File, &l.SmallModel.File, &l.SmallModel.MMProj,
+		&c.Access.ACME.CARoot}
 	for i := range l.ChatModels {
 		paths = append(paths, &l.ChatModels[i].File, &l.ChatModels[i].MMProj)
 	}

@@ -476,12 +476,13 @@ func (d *decoder) decodeStringList(n *yaml.Node, out *[]string, path string) {
 		return
 	}
 	var l []string
-	for _, item := range n.Content {
+	for i, item := range n.Content {
 		item = deref(item)
 		if item == nil || item.Kind != yaml.ScalarNode {
 			d.add(n, fmt.Sprintf("e.g. %s: [thon.example.org]", key), "%s must be a list of strings", path)
 			return
 		}
+		d.pos[fmt.Sprintf("%s.%d", path, i)] = d.at(item) // problems with one entry sit at it
 		l = append(l, item.Value)
 	}
 	*out = l

@@ -39,6 +39,9 @@ func custom(t *testing.T) *Config {
 		Limits:         Limits{CPU: 0.5, Memory: 1536 << 20, Pids: 0},
 		Env:            map[string]string{"TZ": "Europe/Paris", "N": "1", "YES": "yes", "EMPTY": "", "Q": "a: b # c"},
 		Concurrency:    32,
+		IdleTimeout:    Duration(45 * time.Minute),
+		IdleAction:     IdlePause,
+		MaxLifetime:    Duration(8 * time.Hour),
 	}
 	c.Groups = Groups{
 		{Name: "zeta", Users: []string{"alice", "123", "yes", "null", "true"}},

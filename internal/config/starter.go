@@ -25,7 +25,8 @@ access:
   hostnames: []
   # HTTPS port of the front door (dashboard, API, CA download, path mode).
   https_port: 443
-  # Plain HTTP port that only redirects to HTTPS; 0 turns it off.
+  # Plain HTTP port that redirects to HTTPS (and answers ACME's HTTP-01
+  # challenges); 0 turns it off.
   http_port: 80
   # How participants reach their IDE: port (their own HTTPS port: own origin,
   # strongest isolation), path (https://host/u/{user}/: one shared origin) or
@@ -39,6 +40,20 @@ access:
   cert_file: ""
   # ...and its private key (PEM).
   key_file: ""
+  # Certificates for hostnames from Let's Encrypt (or another ACME CA), got
+  # and renewed by THON. The names must resolve to this machine, and port 80
+  # (http_port) or 443 (https_port) must be reachable from the internet.
+  # Subdomain mode needs a wildcard certificate: get it with DNS-01 and use
+  # cert_file and key_file; ACME then covers the hostnames it does not.
+  acme:
+    # The CA's contact address for your account; setting it turns ACME on.
+    email: ""
+    # The CA's directory URL (staging, for trying things out:
+    # https://acme-staging-v02.api.letsencrypt.org/directory).
+    directory: https://acme-v02.api.letsencrypt.org/directory
+    # A private ACME CA's root certificate (PEM), which its HTTPS chains to;
+    # "" trusts the system's roots.
+    ca_root: ""
   # How long a personal access link works, e.g. 72h (7 days: 168h).
   token_ttl: 72h
   # Port of the organizers' dashboard; 0 means https_port (https_port + 1 in
@@ -72,8 +87,19 @@ sandbox:
     pids: 512
   # Extra environment variables for every sandbox, e.g. {TZ: Europe/Paris}.
   env: {}
-  # How many sandboxes are created or started at the same time (1..256).
+  # How many sandboxes are created or started at the same time (1..256);
+  # also how many sleeping sandboxes wake at once.
   concurrency: 8
+  # Put a sandbox to sleep when its participant has done nothing for this
+  # long (typing, clicking, a terminal: an open tab alone does not count);
+  # their next visit wakes it. 0 never; e.g. 45m.
+  idle_timeout: 0s
+  # How a sandbox sleeps: stop (frees its memory; waking takes seconds) or
+  # pause (keeps its memory; waking is instant).
+  idle_action: stop
+  # Stop a sandbox this long after it started unless an organizer renews
+  # it (thon instance renew USER --for 2h). 0 never; e.g. 12h.
+  max_lifetime: 0s
   # The cluster, when runtime is kubernetes.
   kubernetes:
     # A kubeconfig file; "" is in-cluster, then $KUBECONFIG, then ~/.kube/config.

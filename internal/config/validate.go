@@ -184,7 +184,11 @@ func (c *Config) check(at locator) []Problem {
 	}
 	for i, h := range a.Hostnames {
 		if !validHostname(h) {
-			bad(fmt.Sprintf("access.hostnames.%d", i), "a DNS name such as thon.example.org", "%q is not a host name", h)
+			hint := "a DNS name such as thon.example.org"
+			if ip, ok := ipHint(h); ok {
+				hint = ip
+			}
+			bad(fmt.Sprintf("access.hostnames.%d", i), hint, "%q is not a host name", h)
 		}
 	}
 	if a.HTTPSPort < 1 || a.HTTPSPort > 65535 {
@@ -230,6 +234,7 @@ func (c *Config) check(at locator) []Problem {
 			}
 		}
 	}
+	c.checkACME(add)
 	if dp := a.Dashboard(); dp < 1 || dp > 65535 {
 		bad("access.dashboard_port", "1..65535, or 0 for the https_port (https_port + 1 in path mode)", "%d is out of range", dp)
 	} else {
@@ -340,6 +345,21 @@ func (c *Config) check(at locator) []Problem {
 	if b.Concurrency < 1 || b.Concurrency > maxConcurrency {
 		bad("sandbox.concurrency", fmt.Sprintf("how many sandboxes start at once, 1..%d, e.g. %d", maxConcurrency, DefaultConcurrency),
 			"%d is out of range", b.Concurrency)
+	}
+	switch {
+	case b.IdleTimeout < 0:
+		bad("sandbox.idle_timeout", "e.g. idle_timeout: 45m, or 0 to never put sandboxes to sleep", "must not be negative, got %s", b.IdleTimeout)
+	case b.IdleTimeout > 0 && b.IdleTimeout < Duration(MinIdleTimeout):
+		bad("sandbox.idle_timeout", "a participant reading or thinking for a few minutes is not gone: use 5m or more, e.g. 45m", "%s is too short", b.IdleTimeout)
+	}
+	if !slices.Contains([]string{IdleStop, IdlePause}, b.IdleAction) {
+		bad("sandbox.idle_action", `use stop (frees the memory; waking takes seconds) or pause (keeps it; waking is instant)`, "%q is not an idle action", b.IdleAction)
+	}
+	switch {
+	case b.MaxLifetime < 0:
+		bad("sandbox.max_lifetime", "e.g. max_lifetime: 12h, or 0 for no limit", "must not be negative, got %s", b.MaxLifetime)
+	case b.MaxLifetime > 0 && b.MaxLifetime < Duration(MinIdleTimeout):
+		bad("sandbox.max_lifetime", "use 5m or more, e.g. 12h", "%s is too short", b.MaxLifetime)
 	}
 
 	// llm, assistants and gateway

@@ -37,6 +37,9 @@ sandbox:
   env:
     1BAD: x
   concurrency: 1000
+  idle_timeout: 1m
+  idle_action: sleep
+  max_lifetime: -1h
 groups:
   Alpha: [alice, bob, bob]
   beta: [alice, "carol-"]
@@ -52,6 +55,7 @@ groups:
 			Limits:      Limits{CPU: 2000, Memory: 512, Pids: -3},
 			Env:         map[string]string{"1BAD": "x"},
 			Concurrency: 1000,
+			IdleTimeout: Duration(time.Minute), IdleAction: "sleep", MaxLifetime: Duration(-time.Hour),
 		},
 		Groups: Groups{{"Alpha", []string{"alice", "bob", "bob"}}, {"beta", []string{"alice", "carol-"}}, {"beta", []string{}}},
 	}
@@ -61,8 +65,8 @@ groups:
 	if err := c.Validate(); !errors.As(err, &ve) {
 		t.Fatalf("Validate() = %v, want *ValidationError", err)
 	}
-	if len(parsed) != 17 {
-		t.Errorf("Parse found %d problems, want 17:\n%s", len(parsed), listProblems(parsed))
+	if len(parsed) != 20 {
+		t.Errorf("Parse found %d problems, want 20:\n%s", len(parsed), listProblems(parsed))
 	}
 	if len(ve.Problems) != len(parsed) {
 		t.Fatalf("Validate found %d problems, Parse %d:\n%s\nvs\n%s", len(ve.Problems), len(parsed), listProblems(ve.Problems), listProblems(parsed))

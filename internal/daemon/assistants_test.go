@@ -52,7 +52,7 @@ type kiloConfig struct {
 // the files are theirs and private; the LLM server's keys never reach a
 // sandbox; a model change in thon.yaml reaches a sandbox on recreate.
 func TestAssistantsGetTheParticipantsOwnKey(t *testing.T) {
-	h := thontest.New(t, alphaBeta...)
+	h := thontest.New(t, thontest.Groups(alphaBeta...), thontest.FakeEngine())
 	h.Stop()
 	h.Config.LLM.APIKey, h.Config.LLM.AdminAPIKey = "llm-regular-secret", "llm-admin-secret"
 	h.Start()
@@ -132,7 +132,7 @@ func TestAssistantsGetTheParticipantsOwnKey(t *testing.T) {
 // With the gateway off, assistants go straight to the LLM server with
 // llm.api_key, at an address a sandbox can reach.
 func TestAssistantsWithoutTheGateway(t *testing.T) {
-	h := thontest.New(t, config.Group{Name: "alpha", Users: []string{"alice"}})
+	h := thontest.New(t, thontest.Groups(config.Group{Name: "alpha", Users: []string{"alice"}}), thontest.FakeEngine())
 	h.Stop()
 	h.Config.Gateway.Enabled = false
 	h.Config.LLM.Backend, h.Config.LLM.URL, h.Config.LLM.APIKey = config.BackendOpenAI, "http://127.0.0.1:8080/v1", "llm-regular-secret"

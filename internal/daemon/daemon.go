@@ -22,9 +22,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/thon-dev/thon/internal/access"
+	"github.com/thon-dev/thon/internal/activity"
 	"github.com/thon-dev/thon/internal/api"
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/configfiles"
 	"github.com/thon-dev/thon/internal/frontdoor"
 	"github.com/thon-dev/thon/internal/gateway"
 	"github.com/thon-dev/thon/internal/gateway/keyring"
@@ -58,6 +61,10 @@ type Options struct {
 	Listener net.Listener
 	// ResyncInterval overrides how often the engine is re-read.
 	ResyncInterval time.Duration
+	// SleepInterval overrides how often idle sandboxes are looked for
+	// (default 30s); Now the clock of idle times and lifetimes.
+	SleepInterval time.Duration
+	Now           func() time.Time
 	// LLMQuiet overrides how long participant changes settle before the
 	// LLM is rescaled (default 30s).
 	LLMQuiet time.Duration
@@ -71,11 +78,16 @@ type Options struct {
 
 // Daemon is a running THON daemon.
 type Daemon struct {
-	URL       string // base URL of the REST API
-	Token     string // the admin token
-	Orch      *orchestrator.Orchestrator
-	Store     *store.Store
+	URL   string // base URL of the REST API
+	Token string // the admin token
+	Orch  *orchestrator.Orchestrator
+	Store *store.Store
+	// Activity is what participants' browsers do, seen by the front door.
+	Activity  *activity.Tracker
 	FrontDoor *frontdoor.FrontDoor
+	Access    *access.Service // links, sessions, passwords, invites, joining
+	Tokens    *auth.Tokens    // API tokens
+	Files     *configfiles.Service
 	CA        *pki.Authority
 	Gateway   *gateway.Gateway // nil when gateway.enabled is false
 	Keyring   *keyring.Keyring
@@ -90,6 +102,7 @@ type Daemon struct {
 	log      *slog.Logger
 	personal *personalizer
 	managed  *llm.Managed // THON's own LLM server; nil when the engine cannot run one
+	addrs    *frontdoor.Addresses
 	srv      *http.Server
 	gwSrv    *http.Server
 	lock     *os.File
@@ -156,6 +169,12 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		if d.Keyring, err = keyring.Open(dir, d.Store, cfg.Gateway.Mode, cfg.Gateway.Limits.TokenKind); err != nil {
 			return nil, err
 		}
+		d.Keyring.OnChange = func() {
+			if d.Gateway != nil {
+				d.Gateway.ForgetKeys()
+			}
+			d.Orch.SpecsChanged() // a sandbox with the old key is outdated
+		}
 	}
 	if d.personal, err = newPersonalizer(d, cfg, log); err != nil {
 		return nil, err
@@ -201,14 +220,18 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		ModelsDir: filepath.Join(dir, "models"),
 		Slots:     d.setPlanSlots,
 	})
+	d.Activity = activity.New(o.Now)
 	d.Orch = orchestrator.New(orchestrator.Options{
 		Runtime: rt, Store: d.Store, Settings: cfg.Sandbox, Logger: log, ResyncInterval: o.ResyncInterval,
+		Activity: d.Activity, SleepInterval: o.SleepInterval, Now: o.Now,
 		// Port mode: a new participant gets their HTTPS port at once; a
 		// removed one's gateway key stops working.
 		OnUsersChanged: func(ctx context.Context) {
 			d.LLM.ParticipantsChanged()
-			if err := d.FrontDoor.Sync(ctx); err != nil {
-				log.Error("open participants' ports", "err", err)
+			if d.FrontDoor != nil { // nil until the daemon has started
+				if err := d.FrontDoor.Sync(ctx); err != nil {
+					log.Error("open participants' ports", "err", err)
+				}
 			}
 			if d.Keyring != nil {
 				if err := d.Keyring.Prune(ctx); err != nil {
@@ -229,6 +252,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 			return nil
 		},
 	})
+	d.Metrics.MustRegister(newSandboxCollector(d.Orch))
 	if err := d.Orch.ApplySettings(ctx, "daemon", cfg.Sandbox); err != nil {
 		return nil, err
 	}
@@ -247,9 +271,12 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.ctx, d.cancel = runCtx, cancel
-	if err := d.startFrontDoor(ctx, cfg, dir, log); err != nil {
+	if err := d.openAddresses(cfg, dir, log); err != nil {
 		return nil, err
 	}
+	d.Access = access.New(access.Options{Store: d.Store, URLs: d.addrs, Orch: d.Orch, TokenTTL: cfg.Access.TokenTTL.D(), Logger: log})
+	d.Tokens = auth.NewTokens(d.Store, log)
+	d.Files = configfiles.New(d.Store, d.personal.reapply, log)
 	if err := d.startGateway(cfg, log); err != nil {
 		return nil, err
 	}
@@ -263,23 +290,42 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	d.URL = "http://" + ln.Addr().String()
 	info := api.Info{Version: o.Version, ConfigPath: cfg.Path, DataDir: dir, Runtime: rt.Name(), PID: os.Getpid(), Started: time.Now().UTC()}
 	handler := api.New(api.Options{
-		Orchestrator: d.Orch, Store: d.Store, Logger: log, Access: d.FrontDoor, Admins: d.Admins,
+		Orchestrator: d.Orch, Store: d.Store, Logger: log, Access: d.Access, Addresses: d.addrs, Tokens: d.Tokens, Files: d.Files, Admins: d.Admins,
 		Metrics: promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{}),
 		Queues:  d.queues(),
 		Keys:    keysOrNil(d.Keyring),
 		LLM:     d.LLM,
-		OnKeysChanged: func() {
-			if d.Gateway != nil {
-				d.Gateway.ForgetKeys()
-			}
-			d.Orch.SpecsChanged() // a sandbox with the old key is outdated
+		Info:    info,
+		TLS:     d.tlsStatus,
+		Shutdown: func(actor string) {
+			d.Store.AddEvent(context.Background(), actor, "daemon.shutdown", "", "")
+			d.Shutdown(context.Background())
 		},
-		Info:     info,
-		Shutdown: func() { d.Shutdown(context.Background()) },
 	})
-	d.FrontDoor.SetAPI(handler) // remote admins use the API over HTTPS too
-	if err := d.startDashboard(ctx, o, cfg, handler, info, log); err != nil {
+	dash, err := d.newDashboard(ctx, o, cfg, handler, info, log)
+	if err != nil {
 		return nil, err
+	}
+	// The front door last, from finished handlers: remote admins use the
+	// API over HTTPS too, organizers the dashboard.
+	fo := frontdoor.Options{
+		Addresses: d.addrs, Access: d.Access, Tokens: d.Tokens, TLS: d.CA.TLSConfig(), CA: d.CA.Handler(),
+		API: handler, Dashboard: dash, Orch: d.Orch, Logger: log, Activity: d.Activity,
+	}
+	acme := len(d.CA.Status().ACME) > 0
+	if acme {
+		fo.HTTPChallenge = d.CA.HTTPChallenge
+	}
+	d.FrontDoor = frontdoor.New(fo)
+	if err := d.FrontDoor.Start(ctx); err != nil {
+		return nil, err
+	}
+	if acme {
+		// The CA connects to the ports just opened: start only now. The
+		// event goes on meanwhile with the local CA's certificate.
+		if err := d.CA.StartACME(runCtx, cfg.Access.HTTPPort != 0 && d.FrontDoor.HTTPOpen()); err != nil {
+			log.Error("ACME: certificates cannot be managed; serving the local CA's certificate", "err", err)
+		}
 	}
 	d.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return runCtx }}
 	go d.Orch.Run(runCtx)
@@ -322,9 +368,10 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// startFrontDoor opens the local CA (or the organizer's certificate) and the
-// HTTPS listeners participants use.
-func (d *Daemon) startFrontDoor(ctx context.Context, cfg *config.Config, dir string, log *slog.Logger) error {
+// openAddresses opens the local CA (or the organizer's certificate), with
+// ACME beside it, and works out where the front door is reached, following
+// the machine's address when it is detected.
+func (d *Daemon) openAddresses(cfg *config.Config, dir string, log *slog.Logger) error {
 	access := cfg.Access
 	detect := access.ExternalIP == ""
 	if detect {
@@ -337,17 +384,15 @@ func (d *Daemon) startFrontDoor(ctx context.Context, cfg *config.Config, dir str
 		}
 		return h
 	}
-	ca, err := pki.Open(pki.Options{Dir: filepath.Join(dir, "ca"), Hosts: hosts(access.ExternalIP), CertFile: access.CertFile, KeyFile: access.KeyFile, Logger: log})
+	ca, err := pki.Open(pki.Options{
+		Dir: filepath.Join(dir, "ca"), Hosts: hosts(access.ExternalIP), CertFile: access.CertFile, KeyFile: access.KeyFile,
+		ACME: d.acmeOptions(access, dir, log), Logger: log,
+	})
 	if err != nil {
 		return err
 	}
 	d.CA = ca
-	d.FrontDoor = frontdoor.New(frontdoor.Options{
-		Access: access, TLS: ca.TLSConfig(), CA: ca.Handler(), Store: d.Store, Orch: d.Orch, Logger: log,
-	})
-	if err := d.FrontDoor.Start(ctx); err != nil {
-		return err
-	}
+	d.addrs = frontdoor.NewAddresses(access, d.Store)
 	if detect {
 		// The machine may move (DHCP, another network): follow its address;
 		// the certificate is reissued at the next handshake, no restart.
@@ -364,13 +409,58 @@ func (d *Daemon) startFrontDoor(ctx context.Context, cfg *config.Config, dir str
 				if ip := detectIP(log); ip != last {
 					log.Info("external IP changed; reissuing the certificate", "from", last, "to", ip)
 					ca.SetHosts(hosts(ip))
-					d.FrontDoor.SetExternalIP(ip)
+					d.addrs.SetExternalIP(ip)
 					last = ip
 				}
 			}
 		}()
 	}
 	return nil
+}
+
+// tlsStatus is the front door's certificates as the API shows them.
+func (d *Daemon) tlsStatus() api.TLSStatus {
+	st := d.CA.Status()
+	out := api.TLSStatus{Source: st.Source, Warning: st.Warning}
+	for _, n := range st.ACME {
+		out.ACME = append(out.ACME, api.TLSName{Name: n.Name, NotAfter: n.NotAfter, Error: n.Error})
+	}
+	return out
+}
+
+// acmeOptions turns access.acme into the front door's ACME settings (nil
+// when it is off): certificates for access.hostnames, kept in
+// DATA_DIR/acme, each one obtained, renewed or failing written to the
+// audit log.
+func (d *Daemon) acmeOptions(access config.Access, dir string, log *slog.Logger) *pki.ACME {
+	a := access.ACME
+	if !a.Enabled() {
+		return nil
+	}
+	if access.HTTPPort != 80 && access.HTTPSPort != 443 {
+		log.Warn("ACME: a public CA validates on ports 80 (HTTP-01) and 443 (TLS-ALPN-01) only, and THON listens on neither: forward one of them to THON (e.g. a NAT rule to https_port), or no certificate can be had",
+			"http_port", access.HTTPPort, "https_port", access.HTTPSPort)
+	}
+	fallback := "the local CA's"
+	if access.CertFile != "" {
+		fallback = "access.cert_file's"
+	}
+	return &pki.ACME{
+		Email: a.Email, Directory: a.Directory, CARoot: a.CARoot, Dir: filepath.Join(dir, "acme"),
+		Names: access.Hostnames, HTTPPort: access.HTTPPort, TLSPort: access.HTTPSPort,
+		OnEvent: func(e pki.ACMEEvent) {
+			action, detail := "tls.certificate.obtained", "from "+a.Directory
+			switch {
+			case e.Err != nil && e.Renewal:
+				action, detail = "tls.certificate.renewal_failed", e.Err.Error()+"; the current certificate is served until it expires; retrying"
+			case e.Err != nil:
+				action, detail = "tls.certificate.failed", e.Err.Error()+"; "+fallback+" certificate is served for it meanwhile; retrying"
+			case e.Renewal:
+				action = "tls.certificate.renewed"
+			}
+			d.Store.AddEvent(context.WithoutCancel(d.ctx), "system", action, e.Name, detail)
+		},
+	}
 }
 
 // startGateway serves the AI gateway on gateway.listen, with keys and usage
@@ -542,6 +632,9 @@ func (d *Daemon) release() {
 	if d.FrontDoor != nil {
 		d.FrontDoor.Shutdown(context.Background())
 		d.FrontDoor = nil
+	}
+	if d.CA != nil {
+		d.CA.Close() // ACME's renewals and retries
 	}
 	if d.Store != nil {
 		d.Store.Close()

@@ -21,7 +21,7 @@ import (
 var alphaBeta = []config.Group{{Name: "alpha", Users: []string{"alice", "bob"}}, {Name: "beta", Users: []string{"carol"}}}
 
 func TestAPIRequiresTheAdminToken(t *testing.T) {
-	h := thontest.New(t)
+	h := thontest.New(t, thontest.FakeEngine())
 	ctx := context.Background()
 
 	// Only the token's hash is in the data directory's database; the token
@@ -54,7 +54,7 @@ func TestAPIRequiresTheAdminToken(t *testing.T) {
 }
 
 func TestNamesAreValidatedAtTheEdge(t *testing.T) {
-	h := thontest.New(t, alphaBeta...)
+	h := thontest.New(t, thontest.Groups(alphaBeta...), thontest.FakeEngine())
 	ctx := context.Background()
 	for _, bad := range []string{"Alice", "al_ice", "-x", strings.Repeat("a", 64), "a/b"} {
 		_, err := h.Client.CreateUser(ctx, bad, "alpha")
@@ -84,7 +84,7 @@ func TestNamesAreValidatedAtTheEdge(t *testing.T) {
 }
 
 func TestBulkStartStreamsProgressAndIsIdempotent(t *testing.T) {
-	h := thontest.New(t, alphaBeta...)
+	h := thontest.New(t, thontest.Groups(alphaBeta...), thontest.FakeEngine())
 	ctx := context.Background()
 	var done []string
 	phases := map[string]bool{}
@@ -141,7 +141,7 @@ func TestBulkStartStreamsProgressAndIsIdempotent(t *testing.T) {
 }
 
 func TestRestartAdoptsRunningSandboxesAndReportsOrphans(t *testing.T) {
-	h := thontest.New(t, alphaBeta...)
+	h := thontest.New(t, thontest.Groups(alphaBeta...), thontest.FakeEngine())
 	ctx := context.Background()
 	if _, err := h.Client.Bulk(ctx, client.BulkRequest{Action: "start"}, nil); err != nil {
 		t.Fatal(err)
@@ -200,7 +200,7 @@ func TestRestartAdoptsRunningSandboxesAndReportsOrphans(t *testing.T) {
 }
 
 func TestActionsAuditAndLogs(t *testing.T) {
-	h := thontest.New(t, alphaBeta...)
+	h := thontest.New(t, thontest.Groups(alphaBeta...), thontest.FakeEngine())
 	ctx := context.Background()
 	if _, err := h.Client.Action(ctx, "alice", "start"); err != nil {
 		t.Fatal(err)
@@ -256,7 +256,7 @@ func TestActionsAuditAndLogs(t *testing.T) {
 }
 
 func TestFailureIsKeptUntilTheSandboxRuns(t *testing.T) {
-	h := thontest.New(t, alphaBeta...)
+	h := thontest.New(t, thontest.Groups(alphaBeta...), thontest.FakeEngine())
 	ctx := context.Background()
 	h.Config.Sandbox.Env = map[string]string{"FAIL_USERS": "bob"}
 	if _, err := h.Client.Import(ctx, h.Config); err != nil {
@@ -292,7 +292,7 @@ func TestFailureIsKeptUntilTheSandboxRuns(t *testing.T) {
 // daemon on another data directory sees the same participants and events.
 func TestDaemonOnPostgres(t *testing.T) {
 	dsn := testenv.Postgres(t)
-	h := thontest.New(t)
+	h := thontest.New(t, thontest.FakeEngine())
 	h.Stop()
 	h.Config.Server.Database = dsn
 	h.Config.Groups = alphaBeta

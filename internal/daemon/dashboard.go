@@ -13,11 +13,11 @@ import (
 	"github.com/thon-dev/thon/internal/dashboard"
 )
 
-// startDashboard mounts the organizers' dashboard on the front door, with
-// the REST API on the same origin for its actions.
-func (d *Daemon) startDashboard(ctx context.Context, o Options, cfg *config.Config, apiHandler http.Handler, info api.Info, log *slog.Logger) error {
+// newDashboard builds the organizers' dashboard, with the REST API on the
+// same origin for its actions.
+func (d *Daemon) newDashboard(ctx context.Context, o Options, cfg *config.Config, apiHandler http.Handler, info api.Info, log *slog.Logger) (*dashboard.Dashboard, error) {
 	if err := d.setAdminPassword(ctx, cfg); err != nil {
-		return err
+		return nil, err
 	}
 	g := cfg.Gateway.Limits
 	limits := fmt.Sprintf("%d requests/min, %d at once, %d %s tokens/min", g.RequestsPerMinute, g.Concurrency, g.TokensPerMinute, g.TokenKind)
@@ -35,10 +35,14 @@ func (d *Daemon) startDashboard(ctx context.Context, o Options, cfg *config.Conf
 		d.SSO = ps
 	}
 	dash, err := dashboard.New(dashboard.Options{
-		Orch: d.Orch, Store: d.Store, Sessions: d.Admins, Admins: cfg.Auth.Admins, SSO: d.SSO, Access: d.FrontDoor, Keys: keysOrNil(d.Keyring), LLM: llmSvc, Queues: d.queues(),
-		API: apiHandler, Logger: log, FilesChanged: d.personal.reapply,
+		Orch: d.Orch, Store: d.Store, Sessions: d.Admins, Admins: cfg.Auth.Admins, SSO: d.SSO, Access: d.Access, Addresses: d.addrs, Keys: keysOrNil(d.Keyring), LLM: llmSvc, Queues: d.queues(),
+		API: apiHandler, Logger: log, Files: d.Files, Tokens: d.Tokens,
 		TLS: func() dashboard.TLSInfo {
-			t := dashboard.TLSInfo{Own: cfg.Access.CertFile != "", Fingerprint: d.CA.CAFingerprint()}
+			st := d.CA.Status()
+			t := dashboard.TLSInfo{Own: cfg.Access.CertFile != "", Fingerprint: d.CA.CAFingerprint(), Warning: st.Warning}
+			for _, n := range st.ACME {
+				t.ACME = append(t.ACME, dashboard.ACMEName{Name: n.Name, NotAfter: n.NotAfter, Error: n.Error})
+			}
 			if leaf, err := d.CA.Leaf(); err == nil {
 				t.Subject, t.Names, t.NotAfter = leaf.Subject.String(), leaf.DNSNames, leaf.NotAfter
 				for _, ip := range leaf.IPAddresses {
@@ -48,7 +52,7 @@ func (d *Daemon) startDashboard(ctx context.Context, o Options, cfg *config.Conf
 			return t
 		},
 		Info: func() dashboard.Info {
-			host := strings.TrimPrefix(strings.TrimSuffix(d.FrontDoor.MainURL(), "/"), "https://")
+			host := strings.TrimPrefix(strings.TrimSuffix(d.addrs.MainURL(), "/"), "https://")
 			return dashboard.Info{
 				Version: info.Version, ConfigPath: info.ConfigPath, DataDir: info.DataDir, ExternalIP: host,
 				Hostnames: cfg.Access.Hostnames, Mode: cfg.Access.Mode, GatewayLimits: limits,
@@ -56,11 +60,10 @@ func (d *Daemon) startDashboard(ctx context.Context, o Options, cfg *config.Conf
 		},
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	d.FrontDoor.SetDashboard(dash)
-	log.Info("dashboard", "url", d.FrontDoor.DashboardURL(), "password_set", d.Admins.HasPassword(ctx))
-	return nil
+	log.Info("dashboard", "url", d.addrs.DashboardURL(), "password_set", d.Admins.HasPassword(ctx))
+	return dash, nil
 }
 
 // setAdminPassword stores the hash of auth.admin_password when it is set

@@ -50,7 +50,7 @@ var csrfMeta = regexp.MustCompile(`<meta name="csrf" content="([^"]+)">`)
 // The dashboard's defences, from an HTTP client: sign-in, security
 // headers, anti-forgery on every change, and rate-limited guessing.
 func TestDashboardSecurity(t *testing.T) {
-	h := thontest.New(t, config.Group{Name: "alpha", Users: []string{"alice"}})
+	h := thontest.New(t, thontest.Groups(config.Group{Name: "alpha", Users: []string{"alice"}}), thontest.FakeEngine())
 	h.Stop()
 	h.Config.Auth.AdminPassword = "a long admin password"
 	h.Start()
@@ -167,7 +167,7 @@ func TestDashboardSecurity(t *testing.T) {
 func TestDashboardShowsModelQueues(t *testing.T) {
 	up := upstreamtest.New(upstreamtest.Options{})
 	defer up.Close()
-	h := thontest.New(t, alphaBeta...)
+	h := thontest.New(t, thontest.Groups(alphaBeta...), thontest.FakeEngine())
 	h.Stop()
 	h.Config.Auth.AdminPassword = "a long admin password"
 	h.Config.LLM.Backend, h.Config.LLM.URL = config.BackendOpenAI, up.URL

@@ -51,7 +51,7 @@ func chat(t *testing.T, url, key string) (int, string) {
 func TestEverySandboxGetsItsOwnGatewayKey(t *testing.T) {
 	up := upstreamtest.New(upstreamtest.Options{Key: "upstream-secret"})
 	defer up.Close()
-	h := thontest.New(t, alphaBeta...)
+	h := thontest.New(t, thontest.Groups(alphaBeta...))
 	h.Stop()
 	h.Config.LLM.Backend, h.Config.LLM.URL, h.Config.LLM.APIKey = config.BackendOpenAI, up.URL, "upstream-secret"
 	h.Start()
@@ -70,7 +70,7 @@ func TestEverySandboxGetsItsOwnGatewayKey(t *testing.T) {
 	}
 	// The sandbox reaches the gateway through the host.
 	hostPort := strings.TrimSuffix(strings.TrimPrefix(base, "http://"), "/v1")
-	if out, code, err := h.Runtime.Exec(ctx, "alice", []string{"/sandboxd", "dial", hostPort}); err != nil || code != 0 {
+	if out, code, err := h.Docker.Exec(ctx, "alice", []string{"/sandboxd", "dial", hostPort}); err != nil || code != 0 {
 		t.Fatalf("alice's sandbox cannot reach the gateway at %s: %s %v", hostPort, out, err)
 	}
 	// One record per participant's key.
@@ -155,7 +155,7 @@ func TestEverySandboxGetsItsOwnGatewayKey(t *testing.T) {
 func TestGatewayUpstreamSlotsFromConfig(t *testing.T) {
 	up := upstreamtest.New(upstreamtest.Options{})
 	defer up.Close()
-	h := thontest.New(t, alphaBeta...)
+	h := thontest.New(t, thontest.Groups(alphaBeta...), thontest.FakeEngine())
 	h.Stop()
 	h.Config.LLM.Backend, h.Config.LLM.URL = config.BackendOpenAI, up.URL
 	h.Config.Gateway.UpstreamSlots = 1

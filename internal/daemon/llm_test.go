@@ -31,7 +31,7 @@ func waitUntil(t *testing.T, what string, ok func() bool) {
 func TestDaemonManagesLemonade(t *testing.T) {
 	srv := lemonadetest.New(lemonadetest.Options{Key: "regular-key", AdminKey: "admin-key"})
 	defer srv.Close()
-	h := thontest.New(t, alphaBeta...)
+	h := thontest.New(t, thontest.Groups(alphaBeta...), thontest.FakeEngine())
 	h.Stop()
 	l := &h.Config.LLM
 	l.URL, l.APIKey, l.AdminAPIKey = srv.URL, "regular-key", "admin-key"
@@ -108,7 +108,7 @@ func TestDaemonManagesLemonade(t *testing.T) {
 // An LLM server that is not there blocks nothing: sandboxes start, status
 // says why, management answers 502 with the address.
 func TestDaemonWithoutItsLLMServer(t *testing.T) {
-	h := thontest.New(t, alphaBeta...)
+	h := thontest.New(t, thontest.Groups(alphaBeta...), thontest.FakeEngine())
 	h.Stop()
 	h.Config.LLM.URL = "http://127.0.0.1:1"
 	h.Start()

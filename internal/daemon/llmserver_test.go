@@ -38,7 +38,7 @@ func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
 // and restarted when it dies.
 func TestDaemonRunsLlamaServer(t *testing.T) {
 	img := testenv.LLMImage(t)
-	h := thontest.New(t, config.Group{Name: "alpha", Users: []string{"alice", "bob"}})
+	h := thontest.New(t, thontest.Groups(config.Group{Name: "alpha", Users: []string{"alice", "bob"}}))
 	h.Stop()
 	l := &h.Config.LLM
 	l.Backend, l.Image, l.GPU = config.BackendLlamacpp, img, "none"
@@ -78,7 +78,7 @@ func TestDaemonRunsLlamaServer(t *testing.T) {
 			cmd = append(cmd, "-H", hd)
 		}
 		cmd = append(cmd, "-d", chat, "$OPENAI_BASE_URL/chat/completions")
-		out, code, err := h.Runtime.Exec(ctx, user, cmd)
+		out, code, err := h.Docker.Exec(ctx, user, cmd)
 		if err != nil || code != 0 {
 			t.Fatalf("fetch in %s's sandbox: %q %d %v", user, out, code, err)
 		}
@@ -101,7 +101,7 @@ func TestDaemonRunsLlamaServer(t *testing.T) {
 	if code, body := fetch("alice"); code != 401 || !strings.Contains(body, "missing_api_key") {
 		t.Fatalf("no key: %d %s", code, body)
 	}
-	if out, _, _ := h.Runtime.Exec(ctx, "alice", []string{"/sandboxd", "dial", st.Server.Endpoint}); strings.TrimSpace(out) == "ok" {
+	if out, _, _ := h.Docker.Exec(ctx, "alice", []string{"/sandboxd", "dial", st.Server.Endpoint}); strings.TrimSpace(out) == "ok" {
 		t.Fatalf("alice's sandbox reaches the LLM server at %s directly", st.Server.Endpoint)
 	}
 	rows, err := h.Client.GatewayUsage(ctx, []string{"alice"}, nil, "")

@@ -46,7 +46,7 @@ func TestSignInAndJoin(t *testing.T) {
 	}
 	defer m.Shutdown()
 	mc := m.Config()
-	h := thontest.New(t, config.Group{Name: "alpha", Users: []string{"alice"}})
+	h := thontest.New(t, thontest.Groups(config.Group{Name: "alpha", Users: []string{"alice"}}), thontest.FakeEngine())
 	h.Stop()
 	h.Config.Auth.Admins = []string{"ada@example.org"}
 	h.Config.Auth.Providers.OIDC = config.OIDCProvider{Issuer: mc.Issuer, ClientID: mc.ClientID, ClientSecret: mc.ClientSecret, Name: "Test SSO"}
@@ -142,7 +142,7 @@ func TestSignInAndJoin(t *testing.T) {
 // Fifty people join at once with a 30-use invite (name and password): 30 get
 // in, 20 are told it is used up; nobody is let in twice.
 func TestConcurrentJoinsHoldTheInviteLimit(t *testing.T) {
-	h := thontest.New(t, config.Group{Name: "alpha", Users: []string{"alice"}})
+	h := thontest.New(t, thontest.Groups(config.Group{Name: "alpha", Users: []string{"alice"}}), thontest.FakeEngine())
 	ctx := context.Background()
 	inv, err := h.Client.CreateInvite(ctx, client.InviteRequest{Group: "alpha", Uses: 30, ExpiresIn: "1h"})
 	if err != nil {

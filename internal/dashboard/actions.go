@@ -2,7 +2,6 @@ package dashboard
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -10,16 +9,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
-	"slices"
-	"strconv"
 	"strings"
 
 	qrcode "github.com/skip2/go-qrcode"
-	"go.yaml.in/yaml/v3"
 
-	"github.com/thon-dev/thon/internal/config"
-	"github.com/thon-dev/thon/internal/jsonc"
+	"github.com/thon-dev/thon/internal/configfiles"
+	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/people"
 	"github.com/thon-dev/thon/internal/store"
 )
@@ -37,27 +32,25 @@ type card struct {
 func (d *Dashboard) cards(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	group := r.PostFormValue("group")
-	g, err := d.o.Store.Group(ctx, group)
-	if err != nil {
+	if _, err := d.o.Store.Group(ctx, group); err != nil {
 		http.Error(w, "no such group: "+group, http.StatusNotFound)
 		return
 	}
+	links, err := d.o.Access.IssueLinks(ctx, sessionOf(r).Actor, orchestrator.Filter{Groups: []string{group}})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
 	var cs []card
-	for _, u := range g.Users {
-		l, err := d.o.Access.IssueLink(ctx, u)
-		if err != nil {
-			http.Error(w, fmt.Sprintf("access link for %s: %v", u, err), http.StatusInternalServerError)
-			return
-		}
+	for _, l := range links {
 		png, err := qrcode.Encode(l.Link, qrcode.Medium, 256)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		cs = append(cs, card{User: u, Group: group, URL: l.URL, Link: l.Link, Expires: l.Expires.Local().Format("Mon 2 Jan 15:04"),
+		cs = append(cs, card{User: l.User, Group: l.Group, URL: l.URL, Link: l.Link, Expires: l.Expires.Local().Format("Mon 2 Jan 15:04"),
 			QR: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))})
 	}
-	d.o.Store.AddEvent(context.WithoutCancel(ctx), sessionOf(r).Actor, "access.cards", group, strconv.Itoa(len(cs))+" links issued")
 	d.render(w, r, http.StatusOK, "cards", pageData{Title: "Access cards: " + group, CSRF: sessionOf(r).CSRF, Data: cs})
 }
 
@@ -85,7 +78,7 @@ func (d *Dashboard) importUsers(w http.ResponseWriter, r *http.Request) {
 	text, err := formText(r, "data", "file")
 	if r.PostFormValue("stored") == "groups-yaml" {
 		var f store.ConfigFile
-		if f, err = d.o.Store.ConfigFile(r.Context(), "groups-yaml"); err == nil {
+		if f, err = d.o.Files.Get(r.Context(), "groups-yaml"); err == nil {
 			text = []byte(f.Content)
 		}
 	}
@@ -136,118 +129,38 @@ func redirectFlash(w http.ResponseWriter, r *http.Request, path, msg string) {
 	http.Redirect(w, r, path+"?flash="+url.QueryEscape(msg), http.StatusSeeOther)
 }
 
-// FileKinds are the configuration files the dashboard keeps.
-var FileKinds = []string{"groups-yaml", "kilo-base", "continue-base", "cline-base", "vscode-settings", "extensions"}
-
-// fileError is a problem in a stored file, at its line (0: the whole file).
-type fileError struct {
-	Line int
-	Msg  string
-}
-
-var (
-	lineRE = regexp.MustCompile(`line (\d+)`)
-)
-
-// CheckFile validates a configuration file of a kind, and says where each
-// problem is.
-func CheckFile(kind string, content []byte) []fileError {
-	var errs []fileError
-	add := func(err error) {
-		if err == nil {
-			return
-		}
-		var ve *config.ValidationError
-		if errors.As(err, &ve) {
-			for _, p := range ve.Problems {
-				errs = append(errs, fileError{Line: p.Line, Msg: p.Msg + hintOf(p.Hint)})
-			}
-			return
-		}
-		line := 0
-		if m := lineRE.FindStringSubmatch(err.Error()); m != nil {
-			line, _ = strconv.Atoi(m[1])
-		}
-		errs = append(errs, fileError{Line: line, Msg: err.Error()})
-	}
-	switch kind {
-	case "groups-yaml":
-		_, err := people.ParseGroupsYAML(string(content))
-		add(err)
-	case "kilo-base", "cline-base", "vscode-settings":
-		_, err := jsonc.Object(content)
-		add(err)
-	case "continue-base":
-		var m map[string]any
-		add(yaml.Unmarshal(content, &m))
-	case "extensions":
-		_, err := config.ParseExtensions(content)
-		add(err)
-	default:
-		errs = append(errs, fileError{Msg: fmt.Sprintf("unknown kind %q: use one of %s", kind, strings.Join(FileKinds, ", "))})
-	}
-	return errs
-}
-
-func hintOf(h string) string {
-	if h == "" {
-		return ""
-	}
-	return " (" + h + ")"
-}
-
 // saveFile stores a configuration file after checking it; problems are
 // shown at their line in the editor, and nothing is stored.
 func (d *Dashboard) saveFile(w http.ResponseWriter, r *http.Request) {
 	content, err := formText(r, "content", "upload")
 	kind := r.PostFormValue("kind")
-	f := store.ConfigFile{Name: kind, Kind: kind, UpdatedBy: sessionOf(r).Actor}
+	var effect string
 	if err == nil {
-		f.Content = string(content)
+		effect, err = d.o.Files.Put(r.Context(), sessionOf(r).Actor, kind, content)
 	}
-	errs := CheckFile(kind, content)
-	if err != nil {
-		errs = append(errs, fileError{Msg: err.Error()})
-	}
-	if len(errs) > 0 || !slices.Contains(FileKinds, kind) {
-		data, derr := d.settingsData(r, f)
+	var invalid *configfiles.InvalidError
+	switch {
+	case errors.As(err, &invalid):
+		data, derr := d.settingsData(r, store.ConfigFile{Name: kind, Kind: kind, Content: string(content)})
 		if derr != nil {
 			d.o.Logger.Error("settings page", "err", derr)
 		}
-		data.Errors = errs
+		data.Errors = invalid.Problems
 		d.render(w, r, http.StatusUnprocessableEntity, "settings", pageData{Title: "Settings", Nav: "/settings", CSRF: sessionOf(r).CSRF, Data: data,
-			Error: fmt.Sprintf("%s was not saved: %d problem(s), shown below at their lines.", kind, len(errs))})
-		return
-	}
-	if err := d.o.Store.PutConfigFile(r.Context(), f); err != nil {
+			Error: fmt.Sprintf("%s was not saved: %d problem(s), shown below at their lines.", kind, len(invalid.Problems))})
+	case err != nil:
 		redirectFlash(w, r, "/settings", "save: "+err.Error())
-		return
+	default:
+		redirectFlash(w, r, "/settings", strings.TrimSpace(kind+" saved. "+effect))
 	}
-	d.o.Store.AddEvent(context.WithoutCancel(r.Context()), f.UpdatedBy, "config.file.save", f.Name, strconv.Itoa(len(f.Content))+" bytes")
-	redirectFlash(w, r, "/settings", kind+" saved."+d.filesChanged(kind))
-}
-
-// filesChanged applies stored files again and says what that means.
-func (d *Dashboard) filesChanged(kind string) string {
-	if kind == "groups-yaml" {
-		return " Import it from the Groups page (\"Import the stored groups-yaml\") when you are ready."
-	}
-	if d.o.FilesChanged == nil {
-		return ""
-	}
-	if err := d.o.FilesChanged(); err != nil {
-		d.o.Logger.Error("apply stored files", "err", err)
-		return " It could not be applied: " + err.Error()
-	}
-	return " New sandboxes get it; running ones show as outdated until recreated."
 }
 
 func (d *Dashboard) deleteFile(w http.ResponseWriter, r *http.Request) {
 	name := r.PostFormValue("name")
-	if err := d.o.Store.DeleteConfigFile(r.Context(), name); err != nil {
+	effect, err := d.o.Files.Delete(r.Context(), sessionOf(r).Actor, name)
+	if err != nil {
 		redirectFlash(w, r, "/settings", "delete: "+err.Error())
 		return
 	}
-	d.o.Store.AddEvent(context.WithoutCancel(r.Context()), sessionOf(r).Actor, "config.file.delete", name, "")
-	redirectFlash(w, r, "/settings", name+" deleted."+d.filesChanged(name))
+	redirectFlash(w, r, "/settings", strings.TrimSpace(name+" deleted. "+effect))
 }

@@ -17,8 +17,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/thon-dev/thon/internal/access"
 	"github.com/thon-dev/thon/internal/api"
 	"github.com/thon-dev/thon/internal/auth"
+	"github.com/thon-dev/thon/internal/configfiles"
+	"github.com/thon-dev/thon/internal/frontdoor"
 	"github.com/thon-dev/thon/internal/gateway"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/store"
@@ -34,15 +37,28 @@ type TLSInfo struct {
 	Names       []string
 	NotAfter    time.Time
 	Fingerprint string // of the CA (local CA only)
+	// ACME lists the names certificates are got for from an ACME CA
+	// (access.acme), and Warning what is not served as configured.
+	ACME    []ACMEName
+	Warning string
+}
+
+// ACMEName is one name's certificate from the ACME CA: NotAfter is zero
+// while it has none, Error the last attempt's failure.
+type ACMEName struct {
+	Name     string
+	NotAfter time.Time
+	Error    string
 }
 
 // Options wires the dashboard to the daemon's services.
 type Options struct {
-	Orch   *orchestrator.Orchestrator
-	Store  *store.Store
-	Access api.Access
-	Keys   api.GatewayKeys // nil when the gateway is off
-	LLM    api.LLM         // nil when there is none
+	Orch      *orchestrator.Orchestrator
+	Store     store.Records
+	Access    *access.Service
+	Addresses *frontdoor.Addresses
+	Keys      api.GatewayKeys // nil when the gateway is off
+	LLM       api.LLM         // nil when there is none
 	// Queues is the gateway's slots and queue per model (nil when the
 	// gateway is off); the stream's queue events update them live.
 	Queues func() []gateway.QueueStat
@@ -56,9 +72,10 @@ type Options struct {
 	SSO      *auth.SSO
 	Admins   []string
 	Sessions *auth.Admins
-	// FilesChanged runs after a configuration file was saved or deleted
-	// (the assistants' files take effect for new sandboxes).
-	FilesChanged func() error
+	// Files are the configuration files kept in the database.
+	Files *configfiles.Service
+	// Tokens are the API tokens (made and revoked through the API).
+	Tokens *auth.Tokens
 }
 
 // Info is what the settings page shows about the daemon.
@@ -72,7 +89,6 @@ type Info struct {
 // Dashboard serves the pages.
 type Dashboard struct {
 	o     Options
-	joins auth.Lockout // name-and-password joins
 	pages map[string]*template.Template
 	mux   *http.ServeMux
 }
@@ -178,26 +194,13 @@ func (d *Dashboard) signedIn(next http.HandlerFunc) http.HandlerFunc {
 			if tok == "" {
 				tok = r.PostFormValue("csrf")
 			}
-			if !sameOrigin(r) || !auth.CheckCSRF(s, tok) {
+			if !auth.SameOrigin(r) || !auth.CheckCSRF(s, tok) {
 				http.Error(w, "this form is out of date or came from another site: reload the page", http.StatusForbidden)
 				return
 			}
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)))
 	}
-}
-
-// sameOrigin refuses a request whose Origin (or, without one, Referer)
-// names another site.
-func sameOrigin(r *http.Request) bool {
-	want := "https://" + r.Host
-	if o := r.Header.Get("Origin"); o != "" {
-		return o == want
-	}
-	if ref := r.Header.Get("Referer"); ref != "" {
-		return ref == want || strings.HasPrefix(ref, want+"/")
-	}
-	return true
 }
 
 // safeNext keeps a post-login redirect on this site.
@@ -225,7 +228,7 @@ func (d *Dashboard) loginPage(w http.ResponseWriter, r *http.Request) {
 
 func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 	next := safeNext(r.PostFormValue("next"))
-	if !sameOrigin(r) {
+	if !auth.SameOrigin(r) {
 		http.Error(w, "sign-in from another site refused", http.StatusForbidden)
 		return
 	}
@@ -240,11 +243,9 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 			d.o.Logger.Error("dashboard sign-in", "err", err)
 			err = errors.New("sign-in failed; see the daemon's log")
 		}
-		d.o.Store.AddEvent(context.WithoutCancel(r.Context()), "dashboard", "admin.login.failed", addr, "")
 		d.render(w, r, status, "login", pageData{Title: "Sign in", Next: next, Error: err.Error()})
 		return
 	}
-	d.o.Store.AddEvent(context.WithoutCancel(r.Context()), s.Actor, "admin.login", addr, "")
 	setSession(w, s.Token)
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
@@ -253,7 +254,6 @@ func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(auth.AdminCookie); err == nil {
 		d.o.Sessions.Logout(r.Context(), c.Value)
 	}
-	d.o.Store.AddEvent(context.WithoutCancel(r.Context()), sessionOf(r).Actor, "admin.logout", "", "")
 	http.SetCookie(w, &http.Cookie{Name: auth.AdminCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }

@@ -13,8 +13,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/thon-dev/thon/internal/access"
 	"github.com/thon-dev/thon/internal/auth"
+	"github.com/thon-dev/thon/internal/configfiles"
 	"github.com/thon-dev/thon/internal/gateway"
+	"github.com/thon-dev/thon/internal/gateway/keyring"
 	"github.com/thon-dev/thon/internal/llm"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
@@ -63,14 +66,14 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, status int, n
 }
 
 // States in the order the dashboard shows them.
-var states = []string{"running", "starting", "paused", "stopped", "failed", "created", "missing"}
+var states = []string{"running", "starting", "paused", "asleep", "stopped", "expired", "failed", "created", "missing"}
 
 // overviewData is the front page.
 type overviewData struct {
 	Participants, Groups, Outdated int
 	ByState                        []stateCount
 	LLM                            *llm.Status
-	Usage                          usageSummary
+	Usage                          keyring.UsageSummary
 	Events                         []store.Event
 }
 
@@ -137,6 +140,8 @@ type instancesData struct {
 	Page, Pages, Size     int
 	Total, Shown, Matched int
 	States                []string
+	Sort                  string // "" by group and name; "idle": longest idle first
+	Lifetime              bool   // sandbox.max_lifetime is on: sandboxes can be renewed
 }
 
 type row struct {
@@ -147,7 +152,11 @@ type row struct {
 func (d *Dashboard) instances(r *http.Request) (string, string, any, error) {
 	ctx := r.Context()
 	q := r.URL.Query()
-	data := instancesData{Group: q.Get("group"), State: q.Get("state"), Query: strings.TrimSpace(q.Get("q")), States: states}
+	data := instancesData{Group: q.Get("group"), State: q.Get("state"), Query: strings.TrimSpace(q.Get("q")), States: states,
+		Lifetime: d.o.Orch.Settings().MaxLifetime > 0}
+	if q.Get("sort") == "idle" {
+		data.Sort = "idle"
+	}
 	data.Size = clamp(atoi(q.Get("size"), 50), 10, 500)
 	list, err := d.o.Orch.List(ctx, orchestrator.Filter{})
 	if err != nil {
@@ -166,12 +175,22 @@ func (d *Dashboard) instances(r *http.Request) (string, string, any, error) {
 			matched = append(matched, s)
 		}
 	}
+	if data.Sort == "idle" {
+		// Longest idle first; never active last (nothing known yet).
+		slices.SortStableFunc(matched, func(a, b orchestrator.Status) int {
+			switch {
+			case a.LastActive.IsZero() != b.LastActive.IsZero():
+				return cmp.Compare(boolInt(a.LastActive.IsZero()), boolInt(b.LastActive.IsZero()))
+			}
+			return a.LastActive.Compare(b.LastActive)
+		})
+	}
 	data.Matched = len(matched)
 	data.Pages = max(1, (len(matched)+data.Size-1)/data.Size)
 	data.Page = clamp(atoi(q.Get("page"), 1), 1, data.Pages)
 	from := (data.Page - 1) * data.Size
 	for _, s := range matched[min(from, len(matched)):min(from+data.Size, len(matched))] {
-		data.Rows = append(data.Rows, row{Status: s, URL: d.o.Access.URL(s.User)})
+		data.Rows = append(data.Rows, row{Status: s, URL: d.o.Addresses.URL(s.User)})
 	}
 	data.Shown = len(data.Rows)
 	return "instances", "Instances", data, nil
@@ -181,7 +200,7 @@ func (d *Dashboard) instances(r *http.Request) (string, string, any, error) {
 type groupsData struct {
 	Groups     []groupRow
 	StoredYAML bool // a groups-yaml is kept in the database
-	Invites    []store.Invite
+	Invites    []access.Invite
 }
 
 type groupRow struct {
@@ -205,10 +224,10 @@ func (d *Dashboard) groups(r *http.Request) (string, string, any, error) {
 		by[s.Group] = append(by[s.Group], s)
 	}
 	var data groupsData
-	if _, err := d.o.Store.ConfigFile(ctx, "groups-yaml"); err == nil {
+	if _, err := d.o.Files.Get(ctx, "groups-yaml"); err == nil {
 		data.StoredYAML = true
 	}
-	if data.Invites, err = d.o.Store.Invites(ctx); err != nil {
+	if data.Invites, err = d.o.Access.Invites(ctx); err != nil {
 		return "groups", "Groups", nil, err
 	}
 	for _, g := range gs {
@@ -243,112 +262,31 @@ func (d *Dashboard) llmPage(r *http.Request) (string, string, any, error) {
 	return "llm", "LLM", data, nil
 }
 
-// usageSummary is the gateway's traffic over a window, per minute and per key.
-type usageSummary struct {
-	Minutes          int
-	Requests, Tokens int64
-	Rejections       int64
-	PerMinute        []int64 // tokens, oldest first, one per minute of the window
-	LastMinute       minuteTotals
-	Keys             []keyUsage
-	Groups           []keyUsage
-}
-
-type minuteTotals struct{ Requests, Tokens, Rejections int64 }
-
-type keyUsage struct {
-	ID                   string
-	Requests, Tokens     int64
-	Rejections           int64
-	PerMinute            []int64
-	Generation           int
-	Revoked, HasRecord   bool
-	Kind, Owner, Rotated string
-}
-
-// usage sums the gateway's per-minute counters of the last minutes.
-func (d *Dashboard) usage(ctx context.Context, minutes int) (usageSummary, error) {
-	u := usageSummary{Minutes: minutes, PerMinute: make([]int64, minutes)}
-	now := time.Now().UTC().Truncate(time.Minute)
-	start := now.Add(-time.Duration(minutes-1) * time.Minute)
-	rows, err := d.o.Store.Usage(ctx, store.UsageFilter{Since: start})
-	if err != nil {
-		return u, err
+// usage is the gateway's traffic over the last minutes, as the key ring
+// sums it for everyone (empty when the gateway is off).
+func (d *Dashboard) usage(ctx context.Context, minutes int) (keyring.UsageSummary, error) {
+	if d.o.Keys == nil {
+		return keyring.UsageSummary{Minutes: minutes, Total: keyring.Usage{PerMinute: make([]int64, minutes)}}, nil
 	}
-	users, _ := d.o.Store.Users(ctx)
-	groupOf := map[string]string{}
-	for _, us := range users {
-		groupOf[us.Name] = us.Group
-	}
-	keys := map[string]*keyUsage{}
-	groups := map[string]*keyUsage{}
-	get := func(m map[string]*keyUsage, id string) *keyUsage {
-		k := m[id]
-		if k == nil {
-			k = &keyUsage{ID: id, PerMinute: make([]int64, minutes)}
-			m[id] = k
-		}
-		return k
-	}
-	for _, row := range rows {
-		i := int(row.Minute.Sub(start) / time.Minute)
-		if i < 0 || i >= minutes {
-			continue
-		}
-		tokens := row.PromptTokens + row.CompletionTokens
-		u.Requests += row.Requests
-		u.Tokens += tokens
-		u.Rejections += row.Rejections
-		u.PerMinute[i] += tokens
-		if i == minutes-1 {
-			u.LastMinute.Requests += row.Requests
-			u.LastMinute.Tokens += tokens
-			u.LastMinute.Rejections += row.Rejections
-		}
-		for _, k := range []*keyUsage{get(keys, row.KeyID), groupUsage(groups, get, row.KeyID, groupOf)} {
-			if k == nil {
-				continue
-			}
-			k.Requests += row.Requests
-			k.Tokens += tokens
-			k.Rejections += row.Rejections
-			k.PerMinute[i] += tokens
-		}
-	}
-	sorted := func(m map[string]*keyUsage) []keyUsage {
-		var list []keyUsage
-		for _, k := range m {
-			list = append(list, *k)
-		}
-		slices.SortFunc(list, func(a, b keyUsage) int { return cmp.Or(cmp.Compare(b.Tokens, a.Tokens), cmp.Compare(a.ID, b.ID)) })
-		return list
-	}
-	u.Keys, u.Groups = sorted(keys), sorted(groups)
-	return u, nil
-}
-
-// groupUsage is the group a key's usage counts for: its own (group keys)
-// or its participant's.
-func groupUsage(groups map[string]*keyUsage, get func(map[string]*keyUsage, string) *keyUsage, keyID string, groupOf map[string]string) *keyUsage {
-	kind, owner, _ := strings.Cut(keyID, ":")
-	switch {
-	case kind == "group":
-		return get(groups, owner)
-	case groupOf[owner] != "":
-		return get(groups, groupOf[owner])
-	}
-	return nil
+	return d.o.Keys.Summary(ctx, keyring.UsageQuery{Minutes: minutes})
 }
 
 // gatewayData is the gateway page.
 type gatewayData struct {
 	Enabled bool
 	Limits  string
-	Keys    []keyUsage
-	Usage   usageSummary
+	Keys    []keyRow
+	Usage   keyring.UsageSummary
 	// Queues is each slot-limited model's slots and waiting line.
 	Queues   []gateway.QueueStat
 	QueuesOn bool
+}
+
+// keyRow is a key and its usage in the window.
+type keyRow struct {
+	store.GatewayKey
+	keyring.Usage
+	Rotated string
 }
 
 func (d *Dashboard) gateway(r *http.Request) (string, string, any, error) {
@@ -362,36 +300,31 @@ func (d *Dashboard) gateway(r *http.Request) (string, string, any, error) {
 	}
 	minutes := clamp(atoi(r.URL.Query().Get("minutes"), 60), 5, 24*60)
 	var err error
-	if data.Usage, err = d.usage(ctx, minutes); err != nil {
+	if data.Usage, err = d.usage(ctx, minutes); err != nil || d.o.Keys == nil {
 		return "gateway", "Gateway", data, err
-	}
-	if d.o.Keys == nil {
-		return "gateway", "Gateway", data, nil
 	}
 	ks, err := d.o.Keys.List(ctx)
 	if err != nil {
 		return "gateway", "Gateway", data, err
 	}
-	used := map[string]keyUsage{}
+	used := map[string]keyring.Usage{}
 	for _, k := range data.Usage.Keys {
-		used[k.ID] = k
+		used[k.Key] = k.Usage
 	}
 	for _, k := range ks {
-		u := used[k.ID]
-		u.ID, u.Kind, u.Owner, u.Generation, u.Revoked, u.HasRecord = k.ID, k.Kind, k.Owner, k.Generation, k.Revoked, true
-		u.Rotated = k.RotatedAt.Local().Format(time.DateTime)
-		if u.PerMinute == nil {
+		u, ok := used[k.ID]
+		if !ok {
 			u.PerMinute = make([]int64, minutes)
 		}
-		data.Keys = append(data.Keys, u)
+		data.Keys = append(data.Keys, keyRow{GatewayKey: k, Usage: u, Rotated: k.RotatedAt.Local().Format(time.DateTime)})
 	}
-	slices.SortFunc(data.Keys, func(a, b keyUsage) int { return cmp.Or(cmp.Compare(b.Tokens, a.Tokens), cmp.Compare(a.ID, b.ID)) })
+	slices.SortFunc(data.Keys, func(a, b keyRow) int { return cmp.Or(cmp.Compare(b.Tokens(), a.Tokens()), cmp.Compare(a.ID, b.ID)) })
 	return "gateway", "Gateway", data, nil
 }
 
 // settingsData is the settings page.
 type settingsData struct {
-	Tokens []store.Token
+	Tokens []auth.TokenInfo
 	Scopes []string
 	Info   Info
 	TLS    TLSInfo
@@ -401,20 +334,20 @@ type settingsData struct {
 	Kinds  []string
 	Events []store.Event
 	Before int64 // the audit log's next page
-	Errors []fileError
+	Errors []configfiles.Problem
 }
 
 func (d *Dashboard) settings(r *http.Request) (string, string, any, error) {
 	data, err := d.settingsData(r, store.ConfigFile{})
 	if name := r.URL.Query().Get("file"); name != "" && err == nil {
-		data.Edit, err = d.o.Store.ConfigFile(r.Context(), name)
+		data.Edit, err = d.o.Files.Get(r.Context(), name)
 	}
 	return "settings", "Settings", data, err
 }
 
 func (d *Dashboard) settingsData(r *http.Request, edit store.ConfigFile) (settingsData, error) {
 	ctx := r.Context()
-	data := settingsData{Edit: edit, Kinds: FileKinds, CAURL: d.o.Access.MainURL() + "ca"}
+	data := settingsData{Edit: edit, Kinds: configfiles.Kinds, CAURL: d.o.Addresses.MainURL() + "ca"}
 	if d.o.Info != nil {
 		data.Info = d.o.Info()
 	}
@@ -422,10 +355,10 @@ func (d *Dashboard) settingsData(r *http.Request, edit store.ConfigFile) (settin
 		data.TLS = d.o.TLS()
 	}
 	var err error
-	if data.Files, err = d.o.Store.ConfigFiles(ctx); err != nil {
+	if data.Files, err = d.o.Files.List(ctx); err != nil {
 		return data, err
 	}
-	if data.Tokens, err = d.o.Store.Tokens(ctx); err != nil {
+	if data.Tokens, err = d.o.Tokens.List(ctx); err != nil {
 		return data, err
 	}
 	data.Scopes = auth.AllScopes
@@ -487,7 +420,6 @@ var funcs = template.FuncMap{
 	"tps":         func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) },
 	"join":        strings.Join,
 	"bulkActions": func() []string { return []string{"start", "stop", "pause", "resume", "recreate", "remove"} },
-	"expired":     func(t time.Time) bool { return !t.IsZero() && time.Now().After(t) },
 	"days": func(t time.Time) int {
 		return int(time.Until(t).Hours() / 24)
 	},
@@ -561,4 +493,11 @@ func bars(values []int64, label string) template.HTML {
 	}
 	fmt.Fprintf(&b, `<text x="0" y="%d">%s, max %s</text></svg>`, h+14, template.HTMLEscapeString(label), humanNumber(top))
 	return template.HTML(b.String())
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

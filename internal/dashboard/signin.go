@@ -1,21 +1,13 @@
 package dashboard
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"strings"
-	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
+	"github.com/thon-dev/thon/internal/access"
 	"github.com/thon-dev/thon/internal/auth"
-	"github.com/thon-dev/thon/internal/config"
-	"github.com/thon-dev/thon/internal/orchestrator"
-	"github.com/thon-dev/thon/internal/people"
-	"github.com/thon-dev/thon/internal/store"
 )
 
 // flowCookie binds a sign-in at a provider to the browser that started it.
@@ -79,7 +71,7 @@ func (d *Dashboard) authCallback(w http.ResponseWriter, r *http.Request) {
 	id, flow, err := d.o.SSO.Finish(r.Context(), p, d.callback(r, p), q.Get("code"), q.Get("state"), binding)
 	if err != nil {
 		d.o.Logger.Warn("sign-in refused", "provider", p, "err", err)
-		d.o.Store.AddEvent(context.WithoutCancel(r.Context()), "dashboard", "signin.failed", p, err.Error())
+		d.o.Sessions.ProviderFailed(r.Context(), p, err)
 		d.message(w, r, http.StatusUnauthorized, "Sign-in", err.Error())
 		return
 	}
@@ -87,34 +79,37 @@ func (d *Dashboard) authCallback(w http.ResponseWriter, r *http.Request) {
 		d.join(w, r, code, id)
 		return
 	}
-	if auth.IsAdmin(d.o.Admins, id) {
-		s, err := d.o.Sessions.Open(r.Context(), id.Handle(), auth.RoleAdmin, "")
-		if err != nil {
-			d.message(w, r, http.StatusInternalServerError, "Sign-in", err.Error())
-			return
-		}
-		d.o.Store.AddEvent(context.WithoutCancel(r.Context()), id.Handle(), "admin.login", p, id.Email)
-		setSession(w, s.Token)
-		next := flow.Next
-		if next == "" {
-			next = "/"
-		}
-		d.continueTo(w, r, next)
+	s, kind, err := d.o.Sessions.ProviderSignIn(r.Context(), id, d.o.Admins)
+	switch {
+	case errors.Is(err, auth.ErrNotOrganizer):
+		d.message(w, r, http.StatusForbidden, "Not an organizer", sentence(err))
+		return
+	case err != nil:
+		d.message(w, r, http.StatusInternalServerError, "Sign-in", err.Error())
 		return
 	}
-	// A participant who joined with this identity: a participant's session
-	// here (their own sandbox, key and usage through the API), and back to
-	// their IDE.
-	if user, err := d.o.Store.IdentityUser(r.Context(), id.Key()); err == nil {
-		if s, err := d.o.Sessions.Open(r.Context(), id.Handle(), auth.RoleParticipant, user); err == nil {
-			setSession(w, s.Token)
-		}
-		d.toIDE(w, r, user, id.Handle())
+	setSession(w, s.Token)
+	if kind == auth.SignedInParticipant {
+		// A participant who joined with this identity: their session here
+		// (their own sandbox, key and usage through the API), and back to
+		// their IDE.
+		d.toIDE(w, r, s.User, id.Handle())
 		return
 	}
-	d.o.Store.AddEvent(context.WithoutCancel(r.Context()), id.Handle(), "signin.refused", p, "not an organizer")
-	d.message(w, r, http.StatusForbidden, "Not an organizer",
-		fmt.Sprintf("You are signed in as %s, which is not an organizer of this event. Organizers list their identity in auth.admins of thon.yaml; participants join with an invite link.", id.Handle()))
+	next := flow.Next
+	if next == "" {
+		next = "/"
+	}
+	d.continueTo(w, r, next)
+}
+
+// sentence is an error as a sentence for a page.
+func sentence(err error) string {
+	msg := err.Error()
+	if _, rest, ok := strings.Cut(msg, ": "); ok && strings.HasPrefix(msg, auth.ErrNotOrganizer.Error()) {
+		msg = rest
+	}
+	return strings.ToUpper(msg[:1]) + msg[1:] + "."
 }
 
 func setSession(w http.ResponseWriter, token string) {
@@ -130,30 +125,14 @@ func (d *Dashboard) continueTo(w http.ResponseWriter, r *http.Request, to string
 }
 
 // toIDE issues a fresh access link for user and sends the browser into
-// their IDE (starting their sandbox if it is not running).
+// their IDE (the access service starts their sandbox if it is not running).
 func (d *Dashboard) toIDE(w http.ResponseWriter, r *http.Request, user, actor string) {
-	d.ensureRunning(user, actor)
-	l, err := d.o.Access.IssueLink(r.Context(), user)
+	l, err := d.o.Access.Enter(r.Context(), actor, user)
 	if err != nil {
 		d.message(w, r, http.StatusInternalServerError, "Your IDE", err.Error())
 		return
 	}
 	d.continueTo(w, r, l.Link)
-}
-
-// ensureRunning starts user's sandbox in the background: the access link's
-// waiting page shows progress and opens the IDE when it is up.
-func (d *Dashboard) ensureRunning(user, actor string) {
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		if st, err := d.o.Orch.Get(ctx, user); err == nil && st.State == "running" {
-			return
-		}
-		if _, err := d.o.Orch.Do(ctx, actor, orchestrator.ActionStart, user, false); err != nil {
-			d.o.Logger.Warn("start a joined participant's sandbox", "user", user, "err", err)
-		}
-	}()
 }
 
 // joinPage shows an invite: sign in with a provider, or pick a name and
@@ -173,58 +152,19 @@ func (d *Dashboard) joinPage(w http.ResponseWriter, r *http.Request) {
 
 // invite checks an invite code, answering the page itself when it is of
 // no use.
-func (d *Dashboard) invite(w http.ResponseWriter, r *http.Request, code string) (store.Invite, bool) {
-	in, err := d.o.Store.InviteByHash(r.Context(), auth.HashToken(code))
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		d.message(w, r, http.StatusNotFound, "Invite", "This invite link is not known here. Check that you typed it completely, or ask an organizer for a new one.")
-	case err != nil:
-		d.message(w, r, http.StatusInternalServerError, "Invite", err.Error())
-	case in.Revoked || time.Now().After(in.Expires):
-		d.message(w, r, http.StatusGone, "Invite", "This invite link has expired or was withdrawn. Ask an organizer for a new one; if you joined before, use your personal link.")
-	default:
-		return in, true
+func (d *Dashboard) invite(w http.ResponseWriter, r *http.Request, code string) (access.Invite, bool) {
+	in, err := d.o.Access.Invite(r.Context(), code)
+	if d.joinFailed(w, r, err) {
+		return access.Invite{}, false
 	}
-	return in, false
+	return in, true
 }
 
 // join signs up (or signs back in) the person an identity is.
 func (d *Dashboard) join(w http.ResponseWriter, r *http.Request, code string, id auth.Identity) {
-	if _, ok := d.invite(w, r, code); !ok {
-		return
-	}
-	hash := auth.HashToken(code)
-	var candidates []string
-	for _, s := range []string{id.Username, id.Email, id.Name} {
-		if n := people.NameFrom(s); n != "" && config.ValidName("user", n) == nil {
-			candidates = append(candidates, n)
-		}
-	}
-	candidates = append(candidates, "user-"+strings.ToLower(auth.HashToken(id.Key())[:6]))
-	var member string
-	var created bool
-	var err error
-	for _, base := range candidates {
-		for i := 1; i <= 9; i++ {
-			name := base
-			if i > 1 {
-				name = fmt.Sprintf("%s-%d", strings.TrimSuffix(base[:min(len(base), 60)], "-"), i)
-			}
-			member, created, err = d.o.Store.JoinWithInvite(r.Context(), hash, name, id.Key(), id.Handle(), id.Email)
-			if !errors.Is(err, store.ErrConflict) {
-				break
-			}
-		}
-		if !errors.Is(err, store.ErrConflict) {
-			break
-		}
-	}
+	member, err := d.o.Access.JoinWithIdentity(r.Context(), code, id)
 	if d.joinFailed(w, r, err) {
 		return
-	}
-	if created {
-		u, _ := d.o.Store.User(r.Context(), member)
-		d.o.Orch.Joined(r.Context(), id.Handle(), member, u.Group)
 	}
 	if s, err := d.o.Sessions.Open(r.Context(), id.Handle(), auth.RoleParticipant, member); err == nil {
 		setSession(w, s.Token)
@@ -233,13 +173,12 @@ func (d *Dashboard) join(w http.ResponseWriter, r *http.Request, code string, id
 }
 
 func (d *Dashboard) joinFailed(w http.ResponseWriter, r *http.Request, err error) bool {
+	var je *access.JoinError
 	switch {
 	case err == nil:
 		return false
-	case errors.Is(err, store.ErrInviteUsedUp):
-		d.message(w, r, http.StatusGone, "Invite", "This invite link has been used as often as it may. Ask an organizer for a new one; if you joined before, use your personal link.")
-	case errors.Is(err, store.ErrInviteExpired):
-		d.message(w, r, http.StatusGone, "Invite", "This invite link has expired or was withdrawn.")
+	case errors.As(err, &je):
+		d.message(w, r, je.Status, "Invite", je.Msg)
 	default:
 		d.o.Logger.Error("join", "err", err)
 		d.message(w, r, http.StatusInternalServerError, "Invite", err.Error())
@@ -255,53 +194,21 @@ func (d *Dashboard) joinWithPassword(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !sameOrigin(r) {
+	if !auth.SameOrigin(r) {
 		http.Error(w, "a join from another site is refused", http.StatusForbidden)
 		return
 	}
 	addr, _, _ := net.SplitHostPort(r.RemoteAddr)
-	again := func(msg string) {
-		d.render(w, r, http.StatusUnprocessableEntity, "join", pageData{Title: "Join " + in.Group, Error: msg,
+	member, err := d.o.Access.JoinWithPassword(r.Context(), code, r.PostFormValue("name"), r.PostFormValue("password"), addr)
+	var je *access.JoinError
+	if errors.As(err, &je) && je.Status != http.StatusNotFound && je.Status != http.StatusGone {
+		d.render(w, r, http.StatusUnprocessableEntity, "join", pageData{Title: "Join " + in.Group, Error: je.Msg,
 			Data: signinData{Code: code, Group: in.Group, Name: r.PostFormValue("name")}})
-	}
-	if wait := d.joins.Wait(addr); wait > 0 {
-		again(fmt.Sprintf("Too many tries from your address: wait %s.", wait.Round(time.Second)))
-		return
-	}
-	name := people.NameFrom(r.PostFormValue("name"))
-	pw := r.PostFormValue("password")
-	if err := config.ValidName("user", name); err != nil {
-		again("Choose a name of letters and digits (it becomes your user name).")
-		return
-	}
-	if len(pw) < 8 || len(pw) > 72 {
-		again("Choose a password of 8 to 72 characters: it brings you back to your IDE later.")
-		return
-	}
-	// Back again: the same name with the right password.
-	if u, err := d.o.Store.User(r.Context(), name); err == nil {
-		h, herr := d.o.Store.PasswordHash(r.Context(), name)
-		if herr != nil || u.Group != in.Group || bcrypt.CompareHashAndPassword([]byte(h), []byte(pw)) != nil {
-			d.joins.Fail(addr)
-			again(fmt.Sprintf("The name %q is taken. If it is yours, enter your password; otherwise choose another name.", name))
-			return
-		}
-		d.toIDE(w, r, name, name)
-		return
-	}
-	member, _, err := d.o.Store.JoinWithInvite(r.Context(), auth.HashToken(code), name, "", "", "")
-	if errors.Is(err, store.ErrConflict) {
-		again(fmt.Sprintf("The name %q was just taken: choose another.", name))
 		return
 	}
 	if d.joinFailed(w, r, err) {
 		return
 	}
-	if err := d.o.Access.SetPassword(r.Context(), member, pw); err != nil {
-		d.message(w, r, http.StatusInternalServerError, "Invite", err.Error())
-		return
-	}
-	d.o.Orch.Joined(r.Context(), member, member, in.Group)
 	d.toIDE(w, r, member, member)
 }
 

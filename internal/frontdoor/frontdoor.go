@@ -19,35 +19,39 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/thon-dev/thon/internal/access"
+	"github.com/thon-dev/thon/internal/activity"
+	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/orchestrator"
-	"github.com/thon-dev/thon/internal/store"
 )
 
-// DefaultSessionTTL is how long a browser stays signed in to a sandbox.
-const DefaultSessionTTL = 7 * 24 * time.Hour
-
-// Options configures the front door.
+// Options configures the front door. It is built last, from finished
+// handlers: nothing of it changes once it serves.
 type Options struct {
-	Access config.Access // external_ip already resolved
-	TLS    *tls.Config   // certificates chosen per handshake
-	CA     http.Handler  // serves /ca, /ca.crt, /ca.der
-	API    http.Handler  // serves /api/
+	Addresses *Addresses      // where everything is reached
+	Access    *access.Service // links, sessions, passwords
+	Tokens    *auth.Tokens    // organizers' API tokens reach sandboxes too
+	TLS       *tls.Config     // certificates chosen per handshake
+	CA        http.Handler    // serves /ca, /ca.crt, /ca.der
+	API       http.Handler    // serves /api/
 	// Dashboard serves the organizers' pages (it mounts /api/ itself) on
 	// access.Dashboard(): the main port, or a port of its own in path mode.
 	Dashboard http.Handler
-	Store     *store.Store
 	Orch      *orchestrator.Orchestrator
 	Logger    *slog.Logger
-	// SessionTTL is how long a browser session lasts (DefaultSessionTTL when 0).
-	SessionTTL time.Duration
-	// Now is the clock (time.Now when nil).
-	Now func() time.Time
+	// Activity records what each participant's browser does (nil: nothing
+	// is recorded).
+	Activity *activity.Tracker
+	// HTTPChallenge wraps the plain-HTTP port's redirect so ACME HTTP-01
+	// challenges are answered there (nil: the port only redirects).
+	HTTPChallenge func(next http.Handler) http.Handler
 }
 
 // FrontDoor serves participants and organizers over HTTPS.
 type FrontDoor struct {
 	o       Options
+	a       config.Access
 	log     *slog.Logger
 	proxy   *httputil.ReverseProxy
 	main    *http.Server
@@ -56,11 +60,8 @@ type FrontDoor struct {
 	baseCtx context.Context
 	cancel  context.CancelFunc
 
-	mu       sync.Mutex
-	host     string                 // the host part of every URL handed out
-	ports    map[string]*portServer // port mode: user → their HTTPS server
-	sessions sessionCache
-	logins   loginLimiter
+	mu    sync.Mutex
+	ports map[string]*portServer // port mode: user → their HTTPS server
 }
 
 type portServer struct {
@@ -73,56 +74,22 @@ func New(o Options) *FrontDoor {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.SessionTTL == 0 {
-		o.SessionTTL = DefaultSessionTTL
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	f := &FrontDoor{o: o, log: o.Logger, ports: map[string]*portServer{}}
-	f.SetExternalIP(o.Access.ExternalIP)
-	f.sessions.entries = map[string]cachedSession{}
-	f.logins.failures = map[string]*loginFailures{}
+	f := &FrontDoor{o: o, a: o.Addresses.Access(), log: o.Logger, ports: map[string]*portServer{}}
 	f.proxy = newProxy(f)
 	return f
 }
 
-// SetExternalIP changes the address in the URLs handed out from now on
-// (unless a host name is configured: names win over addresses).
-func (f *FrontDoor) SetExternalIP(ip string) {
-	host := ip
-	for _, h := range f.o.Access.Hostnames {
-		if !strings.HasPrefix(h, "*.") {
-			host = h
-			break
-		}
-	}
-	if strings.Contains(host, ":") { // an IPv6 address
-		host = "[" + host + "]"
-	}
-	f.mu.Lock()
-	f.host = host
-	f.mu.Unlock()
-}
+// SetExternalIP changes the address in the URLs handed out from now on.
+func (f *FrontDoor) SetExternalIP(ip string) { f.o.Addresses.SetExternalIP(ip) }
 
-func (f *FrontDoor) currentHost() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.host
-}
-
-// SetAPI mounts the REST API on the main port (the API needs the front door
-// to issue links, so it is built after it).
-func (f *FrontDoor) SetAPI(h http.Handler) { f.o.API = h }
-
-// SetDashboard mounts the organizers' dashboard (built after the front
-// door, like the API).
-func (f *FrontDoor) SetDashboard(h http.Handler) { f.o.Dashboard = h }
+// MainURL is the front door's main address: API, CA download, path mode.
+func (f *FrontDoor) MainURL() string { return f.o.Addresses.MainURL() }
 
 // DashboardURL is where organizers open the dashboard.
-func (f *FrontDoor) DashboardURL() string {
-	return "https://" + hostPort(f.currentHost(), f.o.Access.Dashboard()) + "/"
-}
+func (f *FrontDoor) DashboardURL() string { return f.o.Addresses.DashboardURL() }
+
+// URL is where a participant's IDE is ("" when port mode has no port for them yet).
+func (f *FrontDoor) URL(user string) string { return f.o.Addresses.URL(user) }
 
 // serveDashboard is the dashboard's own port (path mode): the dashboard,
 // its API, and the CA page.
@@ -138,11 +105,11 @@ func (f *FrontDoor) serveDashboard(w http.ResponseWriter, r *http.Request) {
 }
 
 // Start listens on the main HTTPS port (an error if it cannot), the HTTP
-// redirect port (a warning if it cannot) and, in port mode, every
-// participant's port.
+// port that redirects and answers ACME HTTP-01 (a warning if it cannot)
+// and, in port mode, every participant's port.
 func (f *FrontDoor) Start(ctx context.Context) error {
 	f.baseCtx, f.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	a := f.o.Access
+	a := f.a
 	addr := net.JoinHostPort("", strconv.Itoa(a.HTTPSPort))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -152,9 +119,17 @@ func (f *FrontDoor) Start(ctx context.Context) error {
 	go f.serve(f.main, tls.NewListener(ln, f.o.TLS), "main")
 	if a.HTTPPort != 0 {
 		if rln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(a.HTTPPort))); err != nil {
-			f.log.Warn("no HTTP→HTTPS redirect: the port is taken", "port", a.HTTPPort, "err", err)
+			msg := "no HTTP→HTTPS redirect: the port is taken"
+			if f.o.HTTPChallenge != nil {
+				msg += "; ACME's HTTP-01 cannot be answered either"
+			}
+			f.log.Warn(msg, "port", a.HTTPPort, "err", err)
 		} else {
-			f.redir = &http.Server{Handler: http.HandlerFunc(f.redirect), ReadHeaderTimeout: 10 * time.Second}
+			var h http.Handler = http.HandlerFunc(f.redirect)
+			if f.o.HTTPChallenge != nil {
+				h = f.o.HTTPChallenge(h)
+			}
+			f.redir = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 			go f.serve(f.redir, rln, "redirect")
 		}
 	}
@@ -172,12 +147,16 @@ func (f *FrontDoor) Start(ctx context.Context) error {
 	return f.Sync(ctx)
 }
 
+// HTTPOpen reports whether the plain-HTTP port (redirects, ACME HTTP-01)
+// is listening.
+func (f *FrontDoor) HTTPOpen() bool { return f.redir != nil }
+
 // sweep deletes expired links and sessions every hour.
 func (f *FrontDoor) sweep() {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		if err := f.o.Store.DeleteExpired(f.baseCtx); err != nil && f.baseCtx.Err() == nil {
+		if err := f.o.Access.Sweep(f.baseCtx); err != nil && f.baseCtx.Err() == nil {
 			f.log.Warn("delete expired sessions", "err", err)
 		}
 		select {
@@ -240,49 +219,16 @@ func (f *FrontDoor) redirect(w http.ResponseWriter, r *http.Request) {
 		host = r.Host
 	}
 	if host == "" {
-		host = f.currentHost()
+		host = f.o.Addresses.currentHost()
 	}
-	target := "https://" + hostPort(host, f.o.Access.HTTPSPort) + r.URL.RequestURI()
+	target := "https://" + hostPort(host, f.a.HTTPSPort) + r.URL.RequestURI()
 	http.Redirect(w, r, target, http.StatusMovedPermanently)
-}
-
-func hostPort(host string, port int) string {
-	if port == 443 {
-		return host
-	}
-	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
-		host = "[" + host + "]"
-	}
-	return host + ":" + strconv.Itoa(port)
-}
-
-// MainURL is the front door's main address: API, CA download, path mode.
-func (f *FrontDoor) MainURL() string {
-	return "https://" + hostPort(f.currentHost(), f.o.Access.HTTPSPort) + "/"
-}
-
-// URL is where a participant's IDE is ("" when port mode has no port for them yet).
-func (f *FrontDoor) URL(user string) string {
-	a := f.o.Access
-	switch a.Mode {
-	case config.ModePath:
-		return f.MainURL() + "u/" + user + "/"
-	case config.ModeSubdomain:
-		return "https://" + hostPort(user+"."+a.Domain, a.HTTPSPort) + "/"
-	}
-	f.mu.Lock()
-	ps, host := f.ports[user], f.host
-	f.mu.Unlock()
-	if ps == nil {
-		return ""
-	}
-	return "https://" + hostPort(host, ps.port) + "/"
 }
 
 // serveMain is the main HTTPS port: the API, the CA, a landing page, and the
 // sandboxes in path and subdomain mode.
 func (f *FrontDoor) serveMain(w http.ResponseWriter, r *http.Request) {
-	a := f.o.Access
+	a := f.a
 	if a.Mode == config.ModeSubdomain {
 		host, _, err := net.SplitHostPort(r.Host)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +27,7 @@ var alphaBeta = []config.Group{{Name: "alpha", Users: []string{"alice"}}, {Name:
 // event starts a daemon (in mode) with alice's and bob's sandboxes running.
 func event(t *testing.T, mode string) *thontest.Harness {
 	t.Helper()
-	h := thontest.New(t, alphaBeta...)
+	h := thontest.New(t, thontest.Groups(alphaBeta...), thontest.FakeEngine())
 	// The test IDE, unlike code-server, then takes WebSockets from any
 	// Origin: the front door's own check is what keeps them out.
 	h.Config.Sandbox.Env = map[string]string{"WS_ANY_ORIGIN": "1"}
@@ -437,7 +438,7 @@ func mustReq(u string, hdr ...string) *http.Request {
 }
 
 func TestSubdomainMode(t *testing.T) {
-	h := thontest.New(t, alphaBeta...)
+	h := thontest.New(t, thontest.Groups(alphaBeta...), thontest.FakeEngine())
 	h.Stop()
 	h.Config.Access.Mode = config.ModeSubdomain
 	h.Config.Access.Domain = "thon.test"
@@ -468,4 +469,208 @@ func TestSubdomainMode(t *testing.T) {
 	if err := echo(ctx, c, ide, origin(ide)); err != nil {
 		t.Fatalf("WebSocket on a subdomain: %v", err)
 	}
+}
+
+// What a participant's browser does is their activity; an organizer's
+// token is not. An idle sandbox sleeps; the participant's next page load
+// wakes it (not an organizer's visit, not a script or a reconnecting tab),
+// and the waiting page says it is waking.
+func TestActivitySleepAndWake(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	h := thontest.New(t, thontest.Groups(alphaBeta...), thontest.FakeEngine(), thontest.Clock(clock))
+	h.Config.Sandbox.IdleTimeout = config.Duration(30 * time.Minute)
+	h.Config.Sandbox.Env = map[string]string{"WS_ANY_ORIGIN": "1"}
+	if _, err := h.Client.Import(ctx, h.Config); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Client.Bulk(ctx, client.BulkRequest{Action: "start"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	act := h.Daemon.Activity
+	c := browser(t, h)
+	ide := signIn(t, h, c, "alice")
+	if act.Last("alice").IsZero() {
+		t.Fatal("alice's page load is not her activity")
+	}
+
+	// An organizer's token through the front door is not alice's activity.
+	advance(time.Minute)
+	before := act.Last("alice")
+	if code, _ := get(t, browser(t, h), ide+"whoami", "Authorization", "Bearer "+h.Daemon.Token); code != 200 {
+		t.Fatalf("organizer's token: %d", code)
+	}
+	if !act.Last("alice").Equal(before) {
+		t.Fatal("an organizer's request counted as alice's activity")
+	}
+	// A message she sends on a WebSocket is.
+	if err := echo(ctx, c, ide, origin(ide)); err != nil {
+		t.Fatal(err)
+	}
+	if !act.Last("alice").After(before) {
+		t.Fatal("alice's WebSocket message is not her activity")
+	}
+	if !act.Last("bob").IsZero() {
+		t.Fatal("bob did nothing, yet has activity")
+	}
+
+	// 40 minutes later.
+	advance(40 * time.Minute)
+	if err := h.Daemon.Orch.SleepIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := h.Client.Sandbox(ctx, "alice")
+	if st.State != "asleep" {
+		t.Fatalf("alice after 40 idle minutes: %s", st.State)
+	}
+
+	// Neither an organizer, nor a script, nor her reconnecting tab wakes it.
+	if code, body := get(t, browser(t, h), ide, "Accept", "text/html", "Authorization", "Bearer "+h.Daemon.Token); code != 503 || !strings.Contains(body, "asleep") {
+		t.Fatalf("organizer visits a sleeping sandbox: %d %s", code, body)
+	}
+	if code, body := get(t, c, ide+"whoami"); code != 503 || !strings.Contains(body, "open it in the browser") {
+		t.Fatalf("a script: %d %s", code, body)
+	}
+	if err := echo(ctx, c, ide, origin(ide)); err == nil {
+		t.Fatal("a WebSocket reached a sleeping sandbox")
+	}
+	if st, _ := h.Client.Sandbox(ctx, "alice"); st.State != "asleep" {
+		t.Fatalf("after those: %s, want asleep still", st.State)
+	}
+
+	// Her page load wakes it: the waiting page says so, then her IDE.
+	code, body := get(t, c, ide, "Accept", "text/html")
+	if code != 503 || !strings.Contains(body, "waking") || !strings.Contains(body, `http-equiv="refresh"`) {
+		t.Fatalf("alice comes back: %d %s", code, body)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if code, body := get(t, c, ide+"whoami"); code == 200 && strings.Contains(body, "alice") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("alice's sandbox did not wake")
+		}
+	}
+	evs, _ := h.Client.Events(ctx, 0, 100)
+	var slept, woke bool
+	for _, e := range evs {
+		slept = slept || e.Action == "sandbox.sleep" && e.Actor == "system" && e.Target == "alice"
+		woke = woke || e.Action == "sandbox.wake" && e.Actor == "alice"
+	}
+	if !slept || !woke {
+		t.Fatalf("audit log: sleep by system %v, wake by alice %v: %+v", slept, woke, evs)
+	}
+}
+
+// TestIdleBanner: with sandbox.idle_timeout, the participant's IDE page
+// (top window only) gets the banner's script; /_thon/idle tells it how long
+// until the sandbox sleeps without counting as activity, and a POST from
+// the IDE's own origin keeps it awake. Nobody else's session reads it.
+func TestIdleBanner(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	h := thontest.New(t, thontest.Groups(alphaBeta...), thontest.FakeEngine(), thontest.Clock(clock))
+	h.Stop()
+	h.Config.Access.Mode = config.ModePath
+	h.Config.Access.DashboardPort = thontest.FreePort(t)
+	h.Config.Sandbox.IdleTimeout = config.Duration(30 * time.Minute)
+	h.Start()
+	if _, err := h.Client.Bulk(ctx, client.BulkRequest{Action: "start"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	act := h.Daemon.Activity
+	c := browser(t, h)
+	ide := signIn(t, h, c, "alice") // https://…/u/alice/
+	prefix := strings.TrimSuffix(mustParse(t, ide).Path, "/")
+	script := `<script src="` + prefix + `/_thon/idle.js" defer></script></head>`
+
+	// Her IDE page has the script, once, before </head>; a frame's page,
+	// an organizer's view and other answers do not.
+	if code, body := get(t, c, ide, "Accept", "text/html", "Sec-Fetch-Dest", "document"); code != 200 || strings.Count(body, "idle.js") != 1 || !strings.Contains(body, script) {
+		t.Fatalf("alice's IDE page: %d\n%s", code, body)
+	}
+	if _, body := get(t, c, ide, "Accept", "text/html", "Sec-Fetch-Dest", "iframe"); strings.Contains(body, "idle.js") {
+		t.Fatal("a webview's frame got the banner's script")
+	}
+	if _, body := get(t, browser(t, h), ide, "Accept", "text/html", "Authorization", "Bearer "+h.Daemon.Token); strings.Contains(body, "idle.js") {
+		t.Fatal("an organizer's view of the IDE got the banner's script")
+	}
+	if code, body := get(t, c, ide+"_thon/idle.js"); code != 200 || !strings.Contains(body, "thon-idle-banner") {
+		t.Fatalf("the script: %d %.200s", code, body)
+	}
+
+	idle := func(c *http.Client, method string, hdr ...string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, ide+"_thon/idle", nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+
+	// 26 idle minutes: the banner is due (4 minutes left); asking is not activity.
+	advance(26 * time.Minute)
+	before := act.Last("alice")
+	code, st := idle(c, http.MethodGet)
+	if code != 200 || st["state"] != "running" || st["sleep_in_seconds"] != float64(4*60) || st["timeout_seconds"] != float64(30*60) || st["action"] != "stop" {
+		t.Fatalf("idle status after 26 minutes: %d %v", code, st)
+	}
+	if !act.Last("alice").Equal(before) {
+		t.Fatal("asking for the idle time counted as activity")
+	}
+	// "I'm still here" from another site is refused and changes nothing;
+	// from the IDE's page it keeps the sandbox awake.
+	if code, _ := idle(c, http.MethodPost, "Origin", "https://evil.example"); code != http.StatusForbidden || !act.Last("alice").Equal(before) {
+		t.Fatalf("a cross-site keep-alive: %d", code)
+	}
+	if code, st := idle(c, http.MethodPost, "Origin", origin(ide)); code != 200 || st["sleep_in_seconds"] != float64(30*60) {
+		t.Fatalf("keep-alive: %d %v", code, st)
+	}
+	// Bob's session does not read alice's idle time.
+	bob := browser(t, h)
+	signIn(t, h, bob, "bob")
+	if code, st := idle(bob, http.MethodGet); code != http.StatusUnauthorized && code != http.StatusForbidden {
+		t.Fatalf("bob reads alice's idle time: %d %v", code, st)
+	}
+
+	// Asleep, the status says so (the banner offers to wake it).
+	advance(31 * time.Minute)
+	if err := h.Daemon.Orch.SleepIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if code, st := idle(c, http.MethodGet); code != 200 || st["state"] != "asleep" {
+		t.Fatalf("idle status asleep: %d %v", code, st)
+	}
+
+	// Without an idle timeout or a lifetime, nothing is added.
+	s := h.Daemon.Orch.Settings()
+	s.IdleTimeout = 0
+	if err := h.Daemon.Orch.ApplySettings(ctx, "test", s); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, c, ide, "Accept", "text/html"); code == 200 && strings.Contains(body, "idle.js") {
+		t.Fatal("the banner's script without an idle timeout")
+	}
+}
+
+func mustParse(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

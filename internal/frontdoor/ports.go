@@ -17,7 +17,7 @@ import (
 // every participant gets a port (kept across restarts) with its own HTTPS
 // server; removed participants' ports close. Other modes need nothing.
 func (f *FrontDoor) Sync(ctx context.Context) error {
-	a := f.o.Access
+	a := f.a
 	if a.Mode != config.ModePort {
 		return nil
 	}
@@ -25,17 +25,12 @@ func (f *FrontDoor) Sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	avoid := map[int]bool{a.HTTPSPort: true, a.HTTPPort: true}
-	full, err := f.o.Store.AssignPorts(ctx, first, last, avoid)
+	ports, full, err := f.o.Addresses.Assign(ctx)
 	if err != nil {
-		return fmt.Errorf("assign ports: %w", err)
+		return err
 	}
 	if len(full) > 0 {
 		f.log.Error("access.port_range has no free port left: widen it", "range", a.PortRange, "without_port", full)
-	}
-	ports, err := f.o.Store.Ports(ctx)
-	if err != nil {
-		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -68,7 +63,7 @@ func (f *FrontDoor) listenPort(ctx context.Context, user string, port, first, la
 	if err == nil || !errors.Is(err, syscall.EADDRINUSE) {
 		return ln, port, err
 	}
-	used := map[int]bool{f.o.Access.HTTPSPort: true, f.o.Access.HTTPPort: true}
+	used := map[int]bool{f.a.HTTPSPort: true, f.a.HTTPPort: true, f.a.Dashboard(): true}
 	for _, p := range taken {
 		used[p] = true
 	}
@@ -77,7 +72,7 @@ func (f *FrontDoor) listenPort(ctx context.Context, user string, port, first, la
 			continue
 		}
 		if ln, err2 := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(p))); err2 == nil {
-			if err := f.o.Store.MovePort(ctx, user, p); err != nil {
+			if err := f.o.Addresses.moved(ctx, user, p); err != nil {
 				ln.Close()
 				return nil, 0, err
 			}
@@ -86,7 +81,7 @@ func (f *FrontDoor) listenPort(ctx context.Context, user string, port, first, la
 			return ln, p, nil
 		}
 	}
-	return nil, 0, fmt.Errorf("port %d is taken and access.port_range %s has no free port left: %w", port, f.o.Access.PortRange, err)
+	return nil, 0, fmt.Errorf("port %d is taken and access.port_range %s has no free port left: %w", port, f.a.PortRange, err)
 }
 
 // sandboxHandler serves one participant's port: their IDE at the root.

@@ -1,6 +1,7 @@
 package frontdoor
 
 import (
+	"bufio"
 	"errors"
 	"net"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/thon-dev/thon/internal/activity"
 )
 
 type targetKey struct{}
@@ -18,6 +21,10 @@ type target struct {
 	user     string
 	endpoint string // host:port of the IDE
 	prefix   string // path-mode prefix to strip, "/u/{user}"
+	// extensions are a WebSocket's, as the IDE's 101 agreed them.
+	extensions string
+	// idleScript adds the idle banner's script to this IDE page.
+	idleScript bool
 }
 
 // newProxy is the one reverse proxy of every sandbox: it streams (no
@@ -56,6 +63,19 @@ func newProxy(f *FrontDoor) *httputil.ReverseProxy {
 			pr.Out.Host = pr.In.Host
 			pr.Out.Header.Del("Authorization")
 			stripThonCookies(pr.Out.Header)
+			if t.idleScript {
+				pr.Out.Header.Del("Accept-Encoding") // a page to add the script to, uncompressed
+			}
+		},
+		ModifyResponse: func(res *http.Response) error {
+			t := res.Request.Context().Value(targetKey{}).(*target)
+			if res.StatusCode == http.StatusSwitchingProtocols {
+				t.extensions = res.Header.Get("Sec-WebSocket-Extensions")
+			}
+			if t.idleScript {
+				return addIdleScript(res, t.prefix)
+			}
+			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			t := r.Context().Value(targetKey{}).(*target)
@@ -63,7 +83,7 @@ func newProxy(f *FrontDoor) *httputil.ReverseProxy {
 			if errors.As(err, &op) && op.Op == "dial" {
 				// Nothing listens yet (the IDE is still starting, or restarting).
 				f.log.Debug("sandbox did not answer", "user", t.user, "err", err)
-				f.waiting(w, r, t.user, "starting")
+				f.waiting(w, r, t.user, "starting", -1)
 				return
 			}
 			if r.Context().Err() != nil {
@@ -103,3 +123,23 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 
 func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
+
+// tapWriter hands the proxy the browser's side of a WebSocket read through
+// activity.Tap, so the participant's activity is seen in what they send.
+type tapWriter struct {
+	http.ResponseWriter
+	t      *target
+	vscode bool
+	touch  func()
+}
+
+func (w *tapWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	deflate, nct := activity.ParseExtensions(w.t.extensions)
+	return activity.Tap(c, activity.Options{VSCode: w.vscode, Deflate: deflate, NoContextTakeover: nct}, w.touch), brw, nil
+}
+
+func (w *tapWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -10,16 +10,15 @@ import (
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
-	"github.com/thon-dev/thon/internal/sandbox/docker"
+	"github.com/thon-dev/thon/internal/sandbox/sandboxtest"
 	"github.com/thon-dev/thon/internal/store"
-	"github.com/thon-dev/thon/internal/testenv"
 )
 
-// slowList is the real Docker runtime whose List takes a while after it has
-// read the engine, as it does on a busy engine with hundreds of sandboxes:
-// plenty of time for an operation to change a sandbox in between.
+// slowList is a runtime whose List takes a while after it has read the
+// engine, as it does on a busy engine with hundreds of sandboxes: plenty of
+// time for an operation to change a sandbox in between.
 type slowList struct {
-	*docker.Runtime
+	sandbox.Runtime
 	delay  time.Duration
 	listed atomic.Int32
 }
@@ -31,38 +30,32 @@ func (s *slowList) List(ctx context.Context) ([]sandbox.Instance, error) {
 	return insts, err
 }
 
-func newOrchestrator(t *testing.T, users ...string) (*orchestrator.Orchestrator, *slowList) {
+// newOrchestrator runs on the fake engine (the orchestrator's logic is
+// what these tests are about), with the store in a SQLite file.
+func newOrchestrator(t *testing.T, rt sandbox.Runtime, users ...string) *orchestrator.Orchestrator {
 	t.Helper()
-	testenv.Docker(t)
-	prefix := testenv.Prefix(t)
-	t.Cleanup(func() { testenv.Cleanup(t, prefix) })
-	rt, err := docker.New(docker.Options{NamePrefix: prefix, Network: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rt.Close() })
 	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "thon.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
 	cfg := config.Default()
-	cfg.Sandbox.Image = testenv.SandboxImage(t)
+	cfg.Sandbox.Image = "thon-test/fake:latest"
 	cfg.Sandbox.Limits = config.Limits{CPU: 0.5, Memory: 64 << 20, Pids: 64}
 	cfg.Groups = config.Groups{{Name: "alpha", Users: users}}
-	slow := &slowList{Runtime: rt, delay: 300 * time.Millisecond}
-	o := orchestrator.New(orchestrator.Options{Runtime: slow, Store: st, Settings: cfg.Sandbox})
+	o := orchestrator.New(orchestrator.Options{Runtime: rt, Store: st, Settings: cfg.Sandbox})
 	if _, err := o.Import(context.Background(), "test", cfg); err != nil {
 		t.Fatal(err)
 	}
-	return o, slow
+	return o
 }
 
 // A resync that read the engine before an operation changed a sandbox must
 // not write its stale view over what the operation recorded.
 func TestResyncNeverOverwritesANewerOperation(t *testing.T) {
 	ctx := context.Background()
-	o, slow := newOrchestrator(t, "alice")
+	slow := &slowList{Runtime: sandboxtest.NewFake(t, sandboxtest.FakeOptions{}), delay: 300 * time.Millisecond}
+	o := newOrchestrator(t, slow, "alice")
 	if r, err := o.Do(ctx, "test", orchestrator.ActionStart, "alice", false); err != nil || r.State != "running" {
 		t.Fatalf("start: %+v %v", r, err)
 	}
@@ -124,4 +117,41 @@ func TestWatchersHearChangesAndOverflow(t *testing.T) {
 		t.Fatal("channel not closed")
 	}
 	orchestrator.Notify(o, "carol") // no watchers: nothing happens
+}
+
+// farAway is an engine whose endpoints this process cannot reach, like
+// Kubernetes' ClusterIPs seen from outside the cluster.
+type farAway struct{ sandbox.Runtime }
+
+func (f farAway) Inspect(ctx context.Context, user string) (sandbox.Instance, error) {
+	inst, err := f.Runtime.Inspect(ctx, user)
+	if inst.Endpoint != "" {
+		inst.Endpoint = "192.0.2.1:8080" // TEST-NET-1: never answers
+	}
+	return inst, err
+}
+
+// On an engine with Kubernetes' capabilities the orchestrator stops for a
+// pause and starts for a resume, and trusts "running" to mean healthy: it
+// never probes an endpoint it may not reach.
+func TestCapabilitiesAreHonoured(t *testing.T) {
+	ctx := context.Background()
+	caps := sandboxtest.KubernetesCapabilities
+	o := newOrchestrator(t, farAway{sandboxtest.NewFake(t, sandboxtest.FakeOptions{Capabilities: &caps})}, "alice")
+	for _, step := range []struct {
+		action         orchestrator.Action
+		outcome, state string
+	}{
+		{orchestrator.ActionStart, orchestrator.OutcomeCreated, "running"},
+		{orchestrator.ActionStart, orchestrator.OutcomeUnchanged, "running"}, // ReadyIsHealthy: not probed
+		{orchestrator.ActionPause, orchestrator.OutcomeStopped, "stopped"},   // PauseIsStop
+		{orchestrator.ActionPause, orchestrator.OutcomeUnchanged, "stopped"},
+		{orchestrator.ActionResume, orchestrator.OutcomeStarted, "running"},
+		{orchestrator.ActionRecreate, orchestrator.OutcomeRecreated, "running"}, // CreateStarts
+	} {
+		r, err := o.Do(ctx, "test", step.action, "alice", false)
+		if err != nil || r.Outcome != step.outcome || r.State != step.state {
+			t.Fatalf("%s: %+v %v, want %s and %s", step.action, r, err, step.outcome, step.state)
+		}
+	}
 }

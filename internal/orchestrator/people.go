@@ -85,10 +85,9 @@ func (o *Orchestrator) DeleteGroup(ctx context.Context, actor, name string) erro
 }
 
 // Joined tells the orchestrator that user joined group by themselves (an
-// invite code): the front door opens their port, watchers reload, the
-// audit log says who.
+// invite code; the access service records it): the front door opens their
+// port, watchers reload.
 func (o *Orchestrator) Joined(ctx context.Context, actor, user, group string) {
-	o.event(ctx, actor, "invite.join", user, "group="+group)
 	o.changed(Overflow)
 	o.usersChanged(ctx)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -128,13 +129,14 @@ func (o *ownCert) get(now time.Time) *tls.Certificate {
 }
 
 // warnUncovered logs the hosts the organizer's certificate does not cover
-// (loopback names excepted: organizers' certificates rarely hold them).
-func (o *ownCert) warnUncovered(hosts hostSet) {
+// (loopback names excepted: organizers' certificates rarely hold them, and
+// so are names ACME gets certificates for).
+func (o *ownCert) warnUncovered(hosts hostSet, acme []string) {
 	l := o.cur.Load().Leaf
 	var missing []string
 	for _, h := range hosts.strings() {
-		switch h {
-		case "localhost", "127.0.0.1", "::1":
+		switch {
+		case h == "localhost" || h == "127.0.0.1" || h == "::1", slices.Contains(acme, h):
 			continue
 		}
 		probe := h

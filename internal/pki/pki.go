@@ -2,24 +2,32 @@
 // authority (mkcert-style, created once in the data directory and reused so
 // participants trust it once) issuing short-lived server certificates that are
 // reissued in memory when the names change or expiry nears, or the
-// organizer's own certificate, reloaded when its files change.
+// organizer's own certificate, reloaded when its files change; and, beside
+// either, certificates for DNS names from an ACME CA such as Let's Encrypt
+// (certmagic: HTTP-01 and TLS-ALPN-01, renewed in the background), with the
+// local CA's or the organizer's certificate served for a name until it has
+// one.
 //
 // Certificates are chosen per handshake (GetCertificate), so none of this
 // needs a restart.
 package pki
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mholt/acmez/v3"
 )
 
 // File names inside Options.Dir.
@@ -52,6 +60,11 @@ type Options struct {
 	// CertFile and KeyFile name the organizer's own certificate and key
 	// (PEM), used instead of the local CA. Both or neither.
 	CertFile, KeyFile string
+	// ACME, when set, gets certificates for its names from an ACME CA;
+	// the local CA (or the organizer's certificate) serves everything else,
+	// and those names until they have one. Call StartACME once the front
+	// door listens.
+	ACME *ACME
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives warnings and rotation notices; nil discards them.
@@ -74,6 +87,9 @@ type Authority struct {
 
 	// Organizer's own certificate mode (own != nil).
 	own *ownCert
+
+	// Certificates from an ACME CA for some names (beside either mode).
+	acme *acmeManager
 }
 
 // leaf is one issued server certificate with the facts the hot path needs.
@@ -109,7 +125,10 @@ func Open(o Options) (*Authority, error) {
 		}
 		a.own = own
 		a.hosts = hosts
-		own.warnUncovered(hosts)
+		if err := a.openACME(o.ACME); err != nil {
+			return nil, err
+		}
+		own.warnUncovered(hosts, a.acmeNames())
 		return a, nil
 	}
 
@@ -125,7 +144,78 @@ func Open(o Options) (*Authority, error) {
 	if _, err := a.renew(a.now()); err != nil {
 		return nil, err
 	}
+	if err := a.openACME(o.ACME); err != nil {
+		return nil, err
+	}
 	return a, nil
+}
+
+// openACME prepares the ACME side when o is set.
+func (a *Authority) openACME(o *ACME) error {
+	if o == nil {
+		return nil
+	}
+	fallback, covered := "the local CA's", func(string) bool { return false }
+	if a.own != nil {
+		fallback = "the organizer's (access.cert_file)"
+		covered = func(name string) bool { return a.own.cur.Load().Leaf.VerifyHostname(name) == nil }
+	}
+	m, err := openACME(*o, a.log, fallback, covered)
+	if err != nil {
+		return err
+	}
+	a.acme = m
+	return nil
+}
+
+// acmeNames are the names ACME gets certificates for (nil: none).
+func (a *Authority) acmeNames() []string {
+	if a.acme == nil {
+		return nil
+	}
+	return a.acme.names
+}
+
+// StartACME begins getting and renewing the ACME names' certificates in
+// the background, loading those already in ACME.Dir first; call it once
+// the front door listens on ACME.HTTPPort and TLSPort, since the CA
+// connects to them. http01 says whether the HTTP port is open (HTTP-01 is
+// not tried when it is not). Without ACME it does nothing. ctx ends the
+// management (Close does too).
+func (a *Authority) StartACME(ctx context.Context, http01 bool) error {
+	if a.acme == nil {
+		return nil
+	}
+	return a.acme.start(ctx, http01)
+}
+
+// HTTPChallenge wraps the plain-HTTP port's handler so ACME HTTP-01
+// challenges are answered there; without ACME it returns next.
+func (a *Authority) HTTPChallenge(next http.Handler) http.Handler {
+	if a.acme == nil {
+		return next
+	}
+	return a.acme.httpHandler(next)
+}
+
+// Close stops ACME's background work (renewals, retries); certificates
+// already had are still served. Safe to call more than once.
+func (a *Authority) Close() {
+	if a.acme != nil {
+		a.acme.stop()
+	}
+}
+
+// Status says which certificates are served and what is wrong, if anything.
+func (a *Authority) Status() Status {
+	s := Status{Source: "local CA"}
+	if a.own != nil {
+		s.Source = "own certificate"
+	}
+	if a.acme != nil {
+		s.ACME, s.Warning = a.acme.status(a.now())
+	}
+	return s
 }
 
 // SetHosts replaces the names the server certificate must hold. When the set
@@ -144,7 +234,7 @@ func (a *Authority) SetHosts(hosts []string) {
 	}
 	a.hosts = set
 	if a.own != nil {
-		a.own.warnUncovered(set)
+		a.own.warnUncovered(set, a.acmeNames())
 		return
 	}
 	a.gen.Add(1)
@@ -154,10 +244,16 @@ func (a *Authority) SetHosts(hosts []string) {
 // GetCertificate returns the certificate for a handshake; it is meant for
 // tls.Config.GetCertificate. The same certificate is returned (without
 // allocating) until the names change or a third of its lifetime remains.
-// The hello is not consulted: every name the front door answers for is in
-// the one certificate.
-func (a *Authority) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+// Every name the front door answers for is in that one certificate; with
+// ACME, a name the ACME CA has issued a certificate for gets that one
+// instead, and a TLS-ALPN-01 challenge its answer.
+func (a *Authority) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	now := a.now()
+	if a.acme != nil && hello != nil {
+		if c, ok, err := a.acme.get(hello, now); ok {
+			return c, err
+		}
+	}
 	if a.own != nil {
 		return a.own.get(now), nil
 	}
@@ -210,9 +306,18 @@ func (a *Authority) TLSConfig() *tls.Config {
 			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
 			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 		},
-		NextProtos:     []string{"h2", "http/1.1"},
+		NextProtos:     a.nextProtos(),
 		GetCertificate: a.GetCertificate,
 	}
+}
+
+// nextProtos are the ALPN protocols offered: with ACME, acme-tls/1 too,
+// which only a CA validating TLS-ALPN-01 asks for (alone).
+func (a *Authority) nextProtos() []string {
+	if a.acme != nil {
+		return []string{"h2", "http/1.1", acmez.ACMETLS1Protocol}
+	}
+	return []string{"h2", "http/1.1"}
 }
 
 // CACertPEM returns the local CA certificate in PEM form, or nil when the
@@ -256,7 +361,8 @@ func (a *Authority) CAPool() *x509.CertPool {
 }
 
 // Leaf returns the server certificate currently served (reissuing it first
-// if it is due, as a handshake would).
+// if it is due, as a handshake would): the local CA's or the organizer's;
+// Status describes the ACME names' certificates.
 func (a *Authority) Leaf() (*x509.Certificate, error) {
 	c, err := a.GetCertificate(nil)
 	if err != nil {

@@ -1,9 +1,54 @@
 // Package sandbox defines what THON needs from a container engine: one isolated
 // IDE per participant, found again by its labels after any restart.
 //
-// Engines (Docker today, Kubernetes later) live in subpackages and implement
-// Runtime. Nothing engine-specific leaks out of this package: the orchestrator
-// speaks only in Specs and Instances.
+// Engines live in subpackages (docker, kubernetes) and implement Runtime;
+// sandboxtest holds the conformance suite every engine passes and an
+// in-memory engine for tests above the engines. Nothing engine-specific leaks
+// out of this package: the orchestrator speaks only in Specs and Instances.
+//
+// # The contract
+//
+// Sandboxes are addressed by user name: a user has at most one sandbox per
+// instance of THON (the instance is the engine's name prefix or namespace), and
+// a Runtime never sees another instance's sandboxes.
+//
+//   - Create checks the Spec (Spec.Check, a *UserError before anything is
+//     made), makes the workspace unless it is kept from before, writes
+//     Spec.Files and makes the sandbox, labelled with user, group and the
+//     Spec's Hash. ErrExists when the user has a sandbox, even when several
+//     Creates race. The sandbox is created, not started, unless
+//     Capabilities.CreateStarts.
+//   - Start returns the sandbox starting or running; it becomes running, with
+//     an Endpoint, by itself. On a running sandbox it only returns it.
+//   - Stop (grace, then killed) leaves the sandbox stopped with no Endpoint;
+//     on a stopped one it does nothing. Pause freezes a running sandbox
+//     (paused, no Endpoint) and Resume thaws it; both are idempotent. With
+//     Capabilities.PauseIsStop they are Stop and Start. Running says nothing
+//     of the IDE's health unless Capabilities.ReadyIsHealthy.
+//   - Remove deletes the sandbox and keeps its workspace; with purge it
+//     deletes the workspace too (even when there was no sandbox: then it still
+//     returns ErrNotFound). PurgeWorkspace deletes a kept workspace and refuses
+//     (a *UserError wrapping ErrExists) while the user has a sandbox.
+//   - Start, Stop, Pause, Resume, Remove, Inspect and Logs return an error
+//     wrapping ErrNotFound when the user has no sandbox.
+//   - Inspect and List (sorted by user) report what the engine holds: a new
+//     Runtime on the same engine and instance (a restarted daemon) finds every
+//     sandbox again with its ID, user, group, image, spec hash and state. The
+//     ID stays across Stop and Start and changes on a new Create.
+//   - An IDE that exits is reported stopped with its exit code and a reason,
+//     or starting with a reason while the engine restarts it.
+//   - The workspace (volume mode) survives Remove without purge and a new
+//     Create, also in another group, where it appears at the new
+//     WorkspacePath.
+//   - Logs streams the output (stdout and stderr merged) of a running
+//     sandbox; of a stopped one, its last run's output when
+//     Capabilities.StoppedLogs, else a *UserError saying none is kept.
+//   - Every method is safe for concurrent use.
+//   - Close releases what the Runtime holds (connections, watches); the
+//     sandboxes keep running.
+//
+// Capabilities say where an engine departs from Docker's model; the
+// orchestrator honours each of them.
 package sandbox
 
 import (
@@ -14,7 +59,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"path"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -138,14 +187,18 @@ type Instance struct {
 	Reason   string `json:"reason,omitempty"`
 }
 
-// Runtime is a container engine. Every method is safe for concurrent use.
-// Sandboxes are addressed by their user name: a user has at most one sandbox.
+// Runtime is a container engine; the package documentation states its
+// contract, and sandboxtest.Conformance checks it. Every method is safe for
+// concurrent use. Sandboxes are addressed by their user name: a user has at
+// most one sandbox.
 //
 // Like a Nomad task driver, a Runtime can List (recover) every sandbox it
 // manages, so a restarted daemon adopts what is running instead of recreating it.
 type Runtime interface {
 	// Name is the engine's name, for messages ("docker").
 	Name() string
+	// Capabilities says how the engine departs from Docker's model.
+	Capabilities() Capabilities
 	// Ping checks that the engine answers; its error says how to start it.
 	Ping(ctx context.Context) error
 	// Prepare readies shared resources (network, image check) for spec.
@@ -166,6 +219,9 @@ type Runtime interface {
 	Logs(ctx context.Context, user string, opts LogOptions) (io.ReadCloser, error)
 	// PurgeWorkspace deletes a user's kept workspace when no sandbox uses it.
 	PurgeWorkspace(ctx context.Context, spec Spec) error
+	// Close releases the Runtime's connections and watches; sandboxes keep
+	// running. Closing twice is fine; nothing else is called after Close.
+	Close() error
 }
 
 // LogOptions selects which log lines to stream.
@@ -212,7 +268,9 @@ func (s Spec) Hash() string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// Capabilities is how an engine differs from Docker's model.
+// Capabilities is how an engine departs from Docker's model, which is the
+// reference: Docker's are StoppedLogs and every workspace mode, nothing
+// else. Every engine states its own; the orchestrator honours them.
 type Capabilities struct {
 	// ReadyIsHealthy: running means the IDE answered its health path (the
 	// engine probes it itself, like Kubernetes' readiness probe), so THON
@@ -221,13 +279,115 @@ type Capabilities struct {
 	// PauseIsStop: the engine cannot freeze a sandbox; pause stops it (the
 	// workspace is kept) and resume starts it again.
 	PauseIsStop bool
+	// CreateStarts: Create starts the sandbox too (a Kubernetes Pod runs
+	// once it exists); a Start after it only returns the sandbox.
+	CreateStarts bool
+	// StoppedLogs: Logs of a stopped sandbox gives its last run's output.
+	// Without it, Logs of a stopped sandbox is a *UserError saying the
+	// engine keeps none (Kubernetes deletes a stopped sandbox's Pod).
+	StoppedLogs bool
+	// Workspaces are the workspace modes the engine supports; Spec.Check
+	// refuses the others with a *UserError.
+	Workspaces []WorkspaceMode
 }
 
-// CapabilitiesOf asks an engine how it differs; engines that say nothing
-// behave like Docker.
-func CapabilitiesOf(rt Runtime) Capabilities {
-	if c, ok := rt.(interface{ Capabilities() Capabilities }); ok {
-		return c.Capabilities()
+// Supports reports whether the engine supports workspace mode m ("" is
+// volume).
+func (c Capabilities) Supports(m WorkspaceMode) bool {
+	if m == "" {
+		m = WorkspaceVolume
 	}
-	return Capabilities{}
+	return slices.Contains(c.Workspaces, m)
+}
+
+// WorkspaceModes are all the workspace modes, in the order they are offered.
+var WorkspaceModes = []WorkspaceMode{WorkspaceVolume, WorkspaceBind, WorkspaceEphemeral}
+
+var (
+	nameRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// ValidName reports whether s is a valid user or group name: a DNS label
+// (lowercase letters, digits and '-', at most 63, not starting or ending
+// with '-').
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// Validate reports what is wrong with the spec, whatever the engine, as a
+// *UserError: user and group names, image, port, environment, files and
+// workspace mode.
+func (s Spec) Validate() error {
+	const hint = "names use lowercase letters, digits and '-' (at most 63)"
+	if !ValidName(s.User) {
+		return Hintf(nil, hint, "invalid user name %q", s.User)
+	}
+	if !ValidName(s.Group) {
+		return Hintf(nil, hint, "invalid group name %q", s.Group)
+	}
+	if s.Image == "" {
+		return Hintf(nil, "set the sandbox image", "no sandbox image for %s", s.User)
+	}
+	if s.Port <= 0 || s.Port > 65535 {
+		return Hintf(nil, "use a port between 1 and 65535", "invalid sandbox port %d", s.Port)
+	}
+	for k := range s.Env {
+		if !envKeyRE.MatchString(k) {
+			return Hintf(nil, "names use letters, digits and _, and do not start with a digit, e.g. TZ or MY_VAR", "invalid environment variable name %q", k)
+		}
+	}
+	if err := CheckFiles(s.Files); err != nil {
+		return Hintf(err, "this is a bug in THON: please report it", "%v", err)
+	}
+	switch s.Workspace {
+	case "", WorkspaceVolume, WorkspaceEphemeral:
+	case WorkspaceBind:
+		if s.WorkspaceDir == "" {
+			return Hintf(nil, "set the workspace directory", "workspace mode bind needs a host directory")
+		}
+	default:
+		return Hintf(nil, "use volume, bind or ephemeral", "unknown workspace mode %q", s.Workspace)
+	}
+	return nil
+}
+
+// Check is Validate, then whether an engine with capabilities c (named
+// engine in messages, "Kubernetes") can run the spec's workspace mode.
+func (s Spec) Check(c Capabilities, engine string) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	if !c.Supports(s.Workspace) {
+		var ok []string
+		for _, m := range WorkspaceModes {
+			if c.Supports(m) {
+				ok = append(ok, string(m))
+			}
+		}
+		what := map[WorkspaceMode]string{WorkspaceVolume: " (a volume per participant)", WorkspaceBind: " (a host directory)", WorkspaceEphemeral: ""}[s.Workspace]
+		return Hintf(nil, "use workspace mode "+strings.Join(ok, " or "),
+			"workspace mode %s%s is not supported on %s", s.Workspace, what, engine)
+	}
+	return nil
+}
+
+// EnvVar is one variable of a sandbox's environment.
+type EnvVar struct{ Name, Value string }
+
+// Environ is the sandbox's environment, sorted by name: the spec's Env, then
+// THON_USER, THON_GROUP, THON_WORKSPACE (WorkspacePath) and PORT, which win
+// over an Env entry of the same name.
+func (s Spec) Environ() []EnvVar {
+	env := maps.Clone(s.Env)
+	if env == nil {
+		env = map[string]string{}
+	}
+	env["THON_USER"] = s.User
+	env["THON_GROUP"] = s.Group
+	env["THON_WORKSPACE"] = s.WorkspacePath()
+	env["PORT"] = strconv.Itoa(s.Port)
+	out := make([]EnvVar, 0, len(env))
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		out = append(out, EnvVar{k, env[k]})
+	}
+	return out
 }

@@ -1,7 +1,9 @@
 package sandbox
 
 import (
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -36,5 +38,58 @@ func TestOwnedDirsAndCheckFiles(t *testing.T) {
 	}
 	if err := CheckFiles([]File{{Path: "/home/coder/.continue/config.yaml", Mode: 0o600, UID: 1000, GID: 1000}}); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestSpecValidateAndCheck(t *testing.T) {
+	good := Spec{User: "alice", Group: "g1", Image: "i", Port: 8080, Env: map[string]string{"TZ": "UTC", "MY_VAR": "x"}}
+	if err := good.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mut := range map[string]func(*Spec){
+		"user":      func(s *Spec) { s.User = "Alice" },
+		"long user": func(s *Spec) { s.User = strings.Repeat("a", 64) },
+		"group":     func(s *Spec) { s.Group = "g_1" },
+		"image":     func(s *Spec) { s.Image = "" },
+		"port":      func(s *Spec) { s.Port = 70000 },
+		"env":       func(s *Spec) { s.Env = map[string]string{"1X": "y"} },
+		"file":      func(s *Spec) { s.Files = []File{{Path: "x"}} },
+		"workspace": func(s *Spec) { s.Workspace = "nfs" },
+		"bind":      func(s *Spec) { s.Workspace = WorkspaceBind },
+	} {
+		s := good
+		mut(&s)
+		var ue *UserError
+		if err := s.Validate(); !errors.As(err, &ue) || ue.Hint == "" {
+			t.Errorf("%s: Validate returned %v, want a UserError with a hint", name, err)
+		}
+	}
+	caps := Capabilities{Workspaces: []WorkspaceMode{WorkspaceVolume, WorkspaceEphemeral}}
+	if err := good.Check(caps, "Kubernetes"); err != nil {
+		t.Fatal(err)
+	}
+	bind := good
+	bind.Workspace, bind.WorkspaceDir = WorkspaceBind, "/srv"
+	var ue *UserError
+	if err := bind.Check(caps, "Kubernetes"); !errors.As(err, &ue) || ue.Msg != "workspace mode bind (a host directory) is not supported on Kubernetes" || ue.Hint != "use workspace mode volume or ephemeral" {
+		t.Errorf("bind on Kubernetes: %v", err)
+	}
+	if !caps.Supports("") || caps.Supports(WorkspaceBind) {
+		t.Error(`Supports: "" is volume, bind is not listed`)
+	}
+}
+
+func TestEnviron(t *testing.T) {
+	s := Spec{User: "alice", Group: "g1", Port: 8080, Env: map[string]string{"ZED": "z", "THON_USER": "mallory", "A": "1"}}
+	var got []string
+	for _, v := range s.Environ() {
+		got = append(got, v.Name+"="+v.Value)
+	}
+	want := []string{"A=1", "PORT=8080", "THON_GROUP=g1", "THON_USER=alice", "THON_WORKSPACE=/workspace/g1/alice", "ZED=z"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Environ = %q, want %q", got, want)
+	}
+	if s.Env["THON_USER"] != "mallory" {
+		t.Fatal("Environ changed the spec's Env")
 	}
 }

@@ -22,12 +22,30 @@ type Token struct {
 	Hash     string    `json:"-"`
 }
 
-// Refusal says why the token may not be used at now, or "" when it may.
-func (t Token) Refusal(now time.Time) string {
+// Token states (Token.State).
+const (
+	TokenActive  = "active"
+	TokenRevoked = "revoked"
+	TokenExpired = "expired"
+)
+
+// State is whether the token works at now: active, revoked or expired.
+func (t Token) State(now time.Time) string {
 	switch {
 	case t.Revoked:
-		return "this token was revoked"
+		return TokenRevoked
 	case !t.Expires.IsZero() && !now.Before(t.Expires):
+		return TokenExpired
+	}
+	return TokenActive
+}
+
+// Refusal says why the token may not be used at now, or "" when it may.
+func (t Token) Refusal(now time.Time) string {
+	switch t.State(now) {
+	case TokenRevoked:
+		return "this token was revoked"
+	case TokenExpired:
 		return "this token has expired"
 	}
 	return ""
@@ -141,6 +159,39 @@ type Invite struct {
 	Hash      string    `json:"-"`
 }
 
+// Invite states (Invite.State).
+const (
+	InviteOpen      = "open"
+	InviteUsedUp    = "used up"
+	InviteExpired   = "expired"
+	InviteWithdrawn = "withdrawn"
+)
+
+// State is what the invite is at now: open, or why it lets nobody in.
+func (in Invite) State(now time.Time) string {
+	switch {
+	case in.Revoked:
+		return InviteWithdrawn
+	case !now.Before(in.Expires):
+		return InviteExpired
+	case in.MaxUses > 0 && in.Used >= in.MaxUses:
+		return InviteUsedUp
+	}
+	return InviteOpen
+}
+
+// Refusal says why the invite lets nobody in at now (for a person who
+// opened it), or "" when it is open.
+func (in Invite) Refusal(now time.Time) string {
+	switch in.State(now) {
+	case InviteWithdrawn, InviteExpired:
+		return "This invite link has expired or was withdrawn. Ask an organizer for a new one; if you joined before, use your personal link."
+	case InviteUsedUp:
+		return "This invite link has been used as often as it may. Ask an organizer for a new one; if you joined before, use your personal link."
+	}
+	return ""
+}
+
 // CreateInvite stores an invite code's record.
 func (s *Store) CreateInvite(ctx context.Context, in Invite) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO invites (hash, id, group_name, max_uses, expires_at, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)`,
@@ -226,7 +277,9 @@ func (s *Store) JoinWithInvite(ctx context.Context, codeHash, user, idKey, handl
 		if err != nil {
 			return err
 		}
-		if revoked != 0 || !s.now().Before(parseTime(exp)) {
+		in := Invite{Revoked: revoked != 0, Expires: parseTime(exp), MaxUses: maxUses, Used: used}
+		switch in.State(s.now()) {
+		case InviteWithdrawn, InviteExpired:
 			return ErrInviteExpired
 		}
 		if idKey != "" {

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,9 +15,16 @@ import (
 // from binaries shared/k8s/build.sh built, and returns its admin
 // kubeconfig and a function that stops it. Packages take turns through a
 // lock in $K8S_WORK. With THON_K8S_KUBECONFIG set it uses that cluster.
-// When it cannot start one, kubeconfig is "" and why says how to get one.
+// When it cannot start one, kubeconfig is "" and why says how to get one;
+// with -short (the fast tier) it starts none.
 func Kubernetes(m *testing.M, nodes int) (kubeconfig, why string, stop func()) {
 	stop = func() {}
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	if testing.Short() {
+		return "", "-short: no Kubernetes control plane (the fast tier)", stop
+	}
 	if kc := os.Getenv("THON_K8S_KUBECONFIG"); kc != "" {
 		return kc, "", stop
 	}

@@ -30,10 +30,11 @@ var llmImage struct {
 // THON_TEST_LLM_IMAGE and THON_TEST_LLM_IMAGE_CACHE choose another tag and
 // cache directory.
 //
-// It fails the test (it never skips) when the image cannot be built, saying
-// why and what to do.
+// It fails the test when the image cannot be built, saying why and what to
+// do; it skips only with -short (the fast tier).
 func LLMImage(t testing.TB) string {
 	t.Helper()
+	skipShort(t) // the image is built on, and run by, the Docker engine
 	llmImage.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 		defer cancel()

@@ -5,7 +5,8 @@
 //
 // Tests that need the engine fail (they do not skip) when it is unreachable,
 // and so do tests that need an image that cannot be built: a green run must
-// mean the engine code was exercised.
+// mean the engine code was exercised. Only -short, which asks for the fast
+// tier, skips them (and the Kubernetes control plane's) on purpose.
 package testenv
 
 import (
@@ -41,9 +42,11 @@ const SandboxRepo = "thon-test/sandboxd"
 
 // Docker connects to the engine named by the environment (DOCKER_HOST, or the
 // default socket) with API version negotiation, and fails the test when the
-// engine does not answer.
+// engine does not answer. With -short (the fast tier: tests on the fake
+// engine and without parts to start) it skips the test instead.
 func Docker(t testing.TB) *client.Client {
 	t.Helper()
+	skipShort(t)
 	cli, err := client.New(client.FromEnv)
 	if err != nil {
 		t.Fatalf("Docker is not reachable: start it (dockerd &) or run scripts/test: %v", err)
@@ -56,6 +59,15 @@ func Docker(t testing.TB) *client.Client {
 	}
 	t.Cleanup(func() { cli.Close() })
 	return cli
+}
+
+// skipShort skips a test that needs the Docker engine when -short asks for
+// the fast tier.
+func skipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: the fast tier runs without Docker; run the tests without -short for the engine (scripts/test does)")
+	}
 }
 
 // ModuleRoot is the directory holding go.mod, found by walking up from the

@@ -30,7 +30,7 @@ const (
 )
 
 func TestBrowserPortMode(t *testing.T) {
-	h := thontest.New(t, config.Group{Name: "alpha", Users: []string{"alice", "bob"}})
+	h := thontest.New(t, thontest.Groups(config.Group{Name: "alpha", Users: []string{"alice", "bob"}}), thontest.FakeEngine())
 	startAll(t, h)
 	b := newBrowser(t, h)
 
@@ -94,7 +94,7 @@ func TestBrowserPortMode(t *testing.T) {
 }
 
 func TestBrowserPathMode(t *testing.T) {
-	h := thontest.New(t, config.Group{Name: "alpha", Users: []string{"alice", "bob"}})
+	h := thontest.New(t, thontest.Groups(config.Group{Name: "alpha", Users: []string{"alice", "bob"}}), thontest.FakeEngine())
 	h.Stop() // thontest starts in port mode: restart on the same data in path mode
 	h.Config.Access.Mode = config.ModePath
 	h.Config.Access.DashboardPort = thontest.FreePort(t)
@@ -161,7 +161,7 @@ func TestBrowserPathMode(t *testing.T) {
 }
 
 func TestBrowserWaitingPage(t *testing.T) {
-	h := thontest.New(t, config.Group{Name: "alpha", Users: []string{"alice"}})
+	h := thontest.New(t, thontest.Groups(config.Group{Name: "alpha", Users: []string{"alice"}}), thontest.FakeEngine())
 	startAll(t, h)
 	b := newBrowser(t, h)
 	alice, _ := b.openLink(h, "alice")

@@ -91,6 +91,9 @@ func csTab(b *browser) *browser {
 type vscode struct {
 	*browser
 	url, folder string
+	// noTrustPrompt: THON trusts the workspace (its settings), so VS Code
+	// must neither ask nor open it in Restricted Mode.
+	noTrustPrompt bool
 }
 
 // step runs one step in the workbench. When it fails and Chromium logged
@@ -194,6 +197,18 @@ func (v *vscode) load() error {
 // few seconds, the workspace trust editor (the command palette's
 // "Workspaces: Manage Workspace Trust") does the same.
 func (v *vscode) trust() error {
+	if v.noTrustPrompt {
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+			if ok, _ := tryEval[bool](v.browser, csDialog); ok {
+				msg, _ := tryEval[string](v.browser, `document.querySelector(".monaco-dialog-box").innerText`)
+				return fmt.Errorf("VS Code asks %q, though THON trusts the workspace", strings.Join(strings.Fields(msg), " "))
+			}
+			if restricted, _ := tryEval[bool](v.browser, csRestricted); restricted {
+				return errors.New("the workbench is in Restricted Mode, though THON trusts the workspace")
+			}
+		}
+		return nil
+	}
 	start := time.Now()
 	deadline := start.Add(2 * time.Minute)
 	answered := false

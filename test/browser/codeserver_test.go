@@ -39,7 +39,7 @@ func TestCodeServerWorkbench(t *testing.T) {
 	image := csImage(t)
 
 	const group = "alpha"
-	h := thontest.New(t, config.Group{Name: group, Users: []string{"alice", "bob"}})
+	h := thontest.New(t, thontest.Groups(config.Group{Name: group, Users: []string{"alice", "bob"}}))
 	h.Stop()
 	h.Config.Sandbox.Image = image
 	h.Config.Sandbox.Limits = config.Limits{CPU: 1, Memory: 1 << 30, Pids: 512}
@@ -81,7 +81,7 @@ func csMode(t *testing.T, h *thontest.Harness, mode, group, dir string) {
 	file, termFile := "hello-"+mode+".txt", "term-"+mode+".txt"
 	text := "Hello from alice, typed in VS Code in " + mode + " mode"
 	cat := func(name string) (string, error) {
-		out, code, err := h.Runtime.Exec(context.Background(), "alice", []string{"cat", ws + "/" + name})
+		out, code, err := h.Docker.Exec(context.Background(), "alice", []string{"cat", ws + "/" + name})
 		if err == nil && code != 0 {
 			err = fmt.Errorf("cat exits %d: %s", code, out)
 		}

@@ -89,7 +89,7 @@ func (b *browser) noErrors(page string) {
 // rotate a key, have a broken config file refused at its line; no page
 // raises an error (CSP included).
 func TestDashboard(t *testing.T) {
-	h := thontest.New(t, config.Group{Name: "alpha", Users: []string{"alice", "bob"}}, config.Group{Name: "beta", Users: []string{"carol"}})
+	h := thontest.New(t, thontest.Groups(config.Group{Name: "alpha", Users: []string{"alice", "bob"}}, config.Group{Name: "beta", Users: []string{"carol"}}), thontest.FakeEngine())
 	h.Stop()
 	h.Config.Auth.AdminPassword = adminPassword
 	h.Start()

@@ -18,7 +18,7 @@ import (
 func TestDashboardModelQueuesLive(t *testing.T) {
 	up := upstreamtest.New(upstreamtest.Options{})
 	defer up.Close()
-	h := thontest.New(t, config.Group{Name: "alpha", Users: []string{"alice"}}, config.Group{Name: "beta", Users: []string{"carol"}})
+	h := thontest.New(t, thontest.Groups(config.Group{Name: "alpha", Users: []string{"alice"}}, config.Group{Name: "beta", Users: []string{"carol"}}), thontest.FakeEngine())
 	h.Stop()
 	h.Config.Auth.AdminPassword = adminPassword
 	h.Config.LLM.Backend, h.Config.LLM.URL = config.BackendOpenAI, up.URL

@@ -24,7 +24,7 @@ func TestSignInWithAProvider(t *testing.T) {
 	}
 	defer m.Shutdown()
 	mc := m.Config()
-	h := thontest.New(t, config.Group{Name: "alpha", Users: []string{"alice"}})
+	h := thontest.New(t, thontest.Groups(config.Group{Name: "alpha", Users: []string{"alice"}}), thontest.FakeEngine())
 	h.Stop()
 	h.Config.Auth.Admins = []string{"ada@example.org"}
 	h.Config.Auth.Providers.OIDC = config.OIDCProvider{Issuer: mc.Issuer, ClientID: mc.ClientID, ClientSecret: mc.ClientSecret, Name: "Event SSO"}

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/csv"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -32,6 +33,10 @@ import (
 var thonBin string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() { // the fast tier: every test here needs Docker and skips
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "thon-e2e-bin")
 	if err != nil {
 		panic(err)
@@ -566,14 +571,16 @@ func TestGatewayKeysUsageAndAReplica(t *testing.T) {
 		t.Fatalf("chat through the replica: %d\n%s", code, logs.String())
 	}
 	// Its usage reaches the daemon's store.
-	var rows []struct {
-		KeyID    string `json:"key_id"`
-		Requests int64
+	var sum struct {
+		Keys []struct {
+			Key      string `json:"key"`
+			Requests int64  `json:"requests"`
+		} `json:"keys"`
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		r := ev.ok("gateway", "usage", "--user", "alice", "-o", "json")
-		json.Unmarshal([]byte(r.stdout), &rows)
-		if len(rows) == 1 && rows[0].KeyID == "user:alice" && rows[0].Requests == 1 {
+		json.Unmarshal([]byte(r.stdout), &sum)
+		if len(sum.Keys) == 1 && sum.Keys[0].Key == "user:alice" && sum.Keys[0].Requests == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -586,5 +593,49 @@ func TestGatewayKeysUsageAndAReplica(t *testing.T) {
 	replica.Process.Signal(os.Interrupt)
 	if err := replica.Wait(); err != nil {
 		t.Fatalf("replica did not stop cleanly: %v\n%s", err, logs.String())
+	}
+}
+
+// The configuration files kept in the database, from the CLI: a bad file
+// is refused at its line and nothing is kept; a good one is stored, read
+// back, makes running sandboxes outdated, and goes again.
+func TestStoredFilesFromTheCLI(t *testing.T) {
+	ev := newEvent(t)
+	ev.writeConfig(testenv.SandboxImage(t), "", demoGroups)
+	ev.ok("run")
+	bad := filepath.Join(ev.dir, "bad.json")
+	os.WriteFile(bad, []byte("{\n  \"editor.fontSize\": 18\n  \"x\": 1\n}\n"), 0o644)
+	if r := ev.thon("files", "put", "vscode-settings", bad); r.code == 0 || !strings.Contains(r.stderr, "vscode-settings was not saved") || !strings.Contains(r.stderr, "vscode-settings:3") {
+		t.Fatalf("a bad file: %s", r)
+	}
+	if r := ev.ok("files", "list"); !strings.Contains(r.stdout, "no files are stored") {
+		t.Fatalf("after a refused put: %s", r)
+	}
+	good := filepath.Join(ev.dir, "good.json")
+	os.WriteFile(good, []byte("{\n  // larger text for the projector\n  \"editor.fontSize\": 18,\n}\n"), 0o644)
+	if r := ev.ok("files", "put", "vscode-settings", good); !strings.Contains(r.stdout, "vscode-settings stored. New sandboxes get it") {
+		t.Fatalf("put: %s", r)
+	}
+	if r := ev.ok("files", "get", "vscode-settings"); !strings.Contains(r.stdout, `"editor.fontSize": 18`) {
+		t.Fatalf("get: %s", r)
+	}
+	if st := ev.status()["alice"]; !st.Outdated {
+		t.Fatalf("alice's sandbox is not outdated after a new settings file: %+v", st)
+	}
+	if r := ev.ok("files", "list", "-o", "json"); !strings.Contains(r.stdout, `"name": "vscode-settings"`) {
+		t.Fatalf("list: %s", r)
+	}
+	ev.ok("files", "rm", "vscode-settings")
+	if r := ev.thon("files", "get", "vscode-settings"); r.code == 0 {
+		t.Fatalf("get after rm: %s", r)
+	}
+	if r := ev.thon("files", "put", "nonsense", good); r.code == 0 || !strings.Contains(r.stderr, "unknown kind") {
+		t.Fatalf("an unknown file: %s", r)
+	}
+	events := ev.ok("events").stdout
+	for _, want := range []string{"config.file.save", "config.file.delete"} {
+		if !strings.Contains(events, want) {
+			t.Errorf("no %s in the audit log:\n%s", want, events)
+		}
 	}
 }

@@ -35,6 +35,9 @@ type Keyring struct {
 	secret    []byte
 	mode      string // config.GatewayPerUser or config.GatewayPerGroup
 	tokenKind string // total | prompt | completion: what a budget counts
+	// OnChange runs after a key was rotated or revoked (the gateway forgets
+	// its cached keys; sandboxes with the old key are outdated).
+	OnChange func()
 }
 
 // Open loads (or creates) the secret in dataDir.
@@ -61,9 +64,9 @@ func Open(dataDir string, st *store.Store, mode, tokenKind string) (*Keyring, er
 // ID is the key a participant's sandbox uses: their own, or their group's.
 func (k *Keyring) ID(user, group string) string {
 	if k.mode == config.GatewayPerGroup {
-		return "group:" + group
+		return gateway.KeyID(gateway.KindGroup, group)
 	}
-	return "user:" + user
+	return gateway.KeyID(gateway.KindUser, user)
 }
 
 func (k *Keyring) derive(id string, generation int) string {
@@ -78,7 +81,7 @@ func (k *Keyring) KeyFor(ctx context.Context, user, group string) (string, error
 	id := k.ID(user, group)
 	rec, err := k.st.GatewayKey(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		kind, owner, _ := strings.Cut(id, ":")
+		kind, owner, _ := gateway.ParseKeyID(id)
 		secret := k.derive(id, 1)
 		rec = store.GatewayKey{ID: id, Kind: kind, Owner: owner, Generation: 1, Hash: gateway.HashKey(secret)}
 		if err := k.st.PutGatewayKey(ctx, rec); err != nil {
@@ -95,9 +98,33 @@ func (k *Keyring) KeyFor(ctx context.Context, user, group string) (string, error
 	return k.derive(id, rec.Generation), nil
 }
 
+// Resolve reads a key as an organizer names it: a key id (user:alice,
+// group:alpha) or a user name, which stands for the key that user's
+// sandbox uses.
+func (k *Keyring) Resolve(ctx context.Context, name string) (string, error) {
+	kind, owner, ok := gateway.ParseKeyID(name)
+	if !ok {
+		if strings.Contains(name, ":") {
+			return "", config.Problem{Msg: fmt.Sprintf("key id %q: use user:NAME, group:NAME or a user name", name)}
+		}
+		if err := config.ValidName("user", name); err != nil {
+			return "", err
+		}
+		u, err := k.st.User(ctx, name)
+		if err != nil {
+			return "", err
+		}
+		return k.ID(u.Name, u.Group), nil
+	}
+	if err := config.ValidName(kind, owner); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
 // Rotate replaces a key: the old one stops working at once. It returns the
 // new key (shown once; sandboxes get it when recreated).
-func (k *Keyring) Rotate(ctx context.Context, id string) (string, error) {
+func (k *Keyring) Rotate(ctx context.Context, actor, id string) (string, error) {
 	rec, err := k.st.GatewayKey(ctx, id)
 	if err != nil {
 		return "", err
@@ -106,17 +133,32 @@ func (k *Keyring) Rotate(ctx context.Context, id string) (string, error) {
 	rec.Revoked = false
 	secret := k.derive(id, rec.Generation)
 	rec.Hash = gateway.HashKey(secret)
-	return secret, k.st.PutGatewayKey(ctx, rec)
+	if err := k.st.PutGatewayKey(ctx, rec); err != nil {
+		return "", err
+	}
+	k.changed(ctx, actor, "gateway.key.rotate", id)
+	return secret, nil
 }
 
 // Revoke makes a key stop working until it is rotated.
-func (k *Keyring) Revoke(ctx context.Context, id string) error {
+func (k *Keyring) Revoke(ctx context.Context, actor, id string) error {
 	rec, err := k.st.GatewayKey(ctx, id)
 	if err != nil {
 		return err
 	}
 	rec.Revoked = true
-	return k.st.PutGatewayKey(ctx, rec)
+	if err := k.st.PutGatewayKey(ctx, rec); err != nil {
+		return err
+	}
+	k.changed(ctx, actor, "gateway.key.revoke", id)
+	return nil
+}
+
+func (k *Keyring) changed(ctx context.Context, actor, action, id string) {
+	if k.OnChange != nil {
+		k.OnChange()
+	}
+	k.st.AddEvent(context.WithoutCancel(ctx), actor, action, id, "")
 }
 
 // List returns every key record.
@@ -133,7 +175,7 @@ func (k *Keyring) Prune(ctx context.Context) error {
 	}
 	for _, rec := range keys {
 		var err error
-		if rec.Kind == "group" {
+		if rec.Kind == gateway.KindGroup {
 			_, err = k.st.Group(ctx, rec.Owner)
 		} else {
 			_, err = k.st.User(ctx, rec.Owner)
@@ -157,7 +199,7 @@ func (k *Keyring) KeyByHash(ctx context.Context, hash string) (gateway.Key, erro
 		return gateway.Key{}, err
 	}
 	key := gateway.Key{ID: rec.ID, Owner: rec.Owner, Revoked: rec.Revoked, Scale: 1}
-	if rec.Kind == "group" {
+	if rec.Kind == gateway.KindGroup {
 		g, err := k.st.Group(ctx, rec.Owner)
 		if err != nil {
 			return gateway.Key{}, gateway.ErrUnknownKey

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"math"
 	"net"
 	"net/netip"
@@ -82,10 +81,7 @@ type Runtime struct {
 
 var _ sandbox.Runtime = (*Runtime)(nil)
 
-var (
-	nameRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	prefixRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
-)
+var prefixRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
 
 // New returns a Runtime for the engine at opts.Host. It does not contact the
 // engine: Ping or Prepare do.
@@ -127,6 +123,12 @@ func (r *Runtime) Close() error { return r.cli.Close() }
 // Name is "docker".
 func (r *Runtime) Name() string { return "docker" }
 
+// Capabilities are Docker's, the reference: a stopped container keeps its
+// logs, and every workspace mode works (bind needs the engine on this host).
+func (r *Runtime) Capabilities() sandbox.Capabilities {
+	return sandbox.Capabilities{StoppedLogs: true, Workspaces: slices.Clone(sandbox.WorkspaceModes)}
+}
+
 // Network is the name of the sandboxes' bridge network.
 func (r *Runtime) Network() string { return r.network }
 
@@ -142,7 +144,7 @@ func (r *Runtime) Ping(ctx context.Context) error {
 // (THON never pulls), and creates the sandbox network when it is missing,
 // deciding how sandboxes are reached (see Routable).
 func (r *Runtime) Prepare(ctx context.Context, spec sandbox.Spec) error {
-	if err := validateSpec(spec); err != nil {
+	if err := spec.Check(r.Capabilities(), "Docker"); err != nil {
 		return err
 	}
 	if err := r.Ping(ctx); err != nil {
@@ -171,7 +173,7 @@ func missingImage(image string, err error) error {
 // Create makes the sandbox of spec.User (not started): its workspace, then
 // its container. ErrExists when the user already has one.
 func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Instance, error) {
-	if err := validateSpec(spec); err != nil {
+	if err := spec.Check(r.Capabilities(), "Docker"); err != nil {
 		return sandbox.Instance{}, err
 	}
 	user := spec.User
@@ -240,17 +242,9 @@ func (r *Runtime) VolumeName(user string) string { return r.prefix + "-ws-" + us
 
 func (r *Runtime) containerConfig(spec sandbox.Spec, mounts []mount.Mount, routable bool) (*container.Config, *container.HostConfig) {
 	ws := spec.WorkspacePath()
-	env := maps.Clone(spec.Env)
-	if env == nil {
-		env = map[string]string{}
-	}
-	env["THON_USER"] = spec.User
-	env["THON_GROUP"] = spec.Group
-	env["THON_WORKSPACE"] = ws
-	env["PORT"] = strconv.Itoa(spec.Port)
-	envList := make([]string, 0, len(env))
-	for _, k := range slices.Sorted(maps.Keys(env)) {
-		envList = append(envList, k+"="+env[k])
+	var envList []string
+	for _, v := range spec.Environ() {
+		envList = append(envList, v.Name+"="+v.Value)
 	}
 	port, _ := network.PortFrom(uint16(spec.Port), network.TCP)
 
@@ -305,7 +299,17 @@ func (r *Runtime) containerConfig(spec sandbox.Spec, mounts []mount.Mount, routa
 
 // nameConflict explains why the container name is taken.
 func (r *Runtime) nameConflict(ctx context.Context, name, user string, cause error) error {
-	c, err := r.cli.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+	// The engine reserves a name before the container it names can be
+	// inspected: a concurrent Create of the same sandbox may still be making
+	// it. Wait for it a little.
+	var c client.ContainerInspectResult
+	var err error
+	for range 200 {
+		c, err = r.cli.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+		if !cerrdefs.IsNotFound(err) || sleep(ctx, 50*time.Millisecond) != nil {
+			break
+		}
+	}
 	if err != nil {
 		return r.wrap("create", user, cause)
 	}
@@ -397,10 +401,22 @@ func (r *Runtime) Pause(ctx context.Context, user string) error {
 	default:
 		return fmt.Errorf("pause sandbox %s: it is %s, not running", user, c.State.Status)
 	}
-	if _, err := r.cli.ContainerPause(ctx, c.ID, client.ContainerPauseOptions{}); err != nil {
+	for attempt := 1; ; attempt++ {
+		_, err := r.cli.ContainerPause(ctx, c.ID, client.ContainerPauseOptions{})
+		if err == nil {
+			return nil
+		}
+		// runc gives up freezing a busy container after a moment ("unable
+		// to freeze") and leaves it running; its maintainers leave retrying
+		// to the caller (moby/moby#48205, opencontainers/runc#4388).
+		if attempt < 4 && strings.Contains(err.Error(), "unable to freeze") {
+			if err := sleep(ctx, time.Duration(attempt)*250*time.Millisecond); err != nil {
+				return fmt.Errorf("pause sandbox %s: %w", user, err)
+			}
+			continue
+		}
 		return r.containerErr("pause", user, err)
 	}
-	return nil
 }
 
 // Resume thaws a paused sandbox; a running one is left alone.
@@ -432,7 +448,13 @@ func (r *Runtime) Remove(ctx context.Context, user string, purge bool) error {
 		return r.wrap("remove", user, err)
 	}
 	for _, id := range ids {
-		if _, err := r.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		_, err := r.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		if cerrdefs.IsConflict(err) {
+			// Another Remove is removing it ("removal already in
+			// progress"): it is gone once that one is done.
+			err = r.waitGone(ctx, id)
+		}
+		if err != nil && !cerrdefs.IsNotFound(err) {
 			return r.containerErr("remove", user, err)
 		}
 	}
@@ -445,6 +467,33 @@ func (r *Runtime) Remove(ctx context.Context, user string, purge bool) error {
 		return fmt.Errorf("remove sandbox %s: %w", user, sandbox.ErrNotFound)
 	}
 	return nil
+}
+
+// waitGone waits (at most a minute) until container id no longer exists.
+func (r *Runtime) waitGone(ctx context.Context, id string) error {
+	for range 1200 {
+		_, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		if cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("container %s is still being removed", id)
+}
+
+// sleep waits d, or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
 }
 
 // PurgeWorkspace deletes the workspace volume of spec.User, who must not have
@@ -747,33 +796,4 @@ func (r *Runtime) endpoint(ctx context.Context, c container.InspectResponse) str
 		return net.JoinHostPort(ip.String(), strconv.Itoa(portNum))
 	}
 	return ""
-}
-
-func validateSpec(spec sandbox.Spec) error {
-	const hint = "names use lowercase letters, digits and '-' (at most 63)"
-	if !nameRE.MatchString(spec.User) {
-		return sandbox.Hintf(nil, hint, "invalid user name %q", spec.User)
-	}
-	if !nameRE.MatchString(spec.Group) {
-		return sandbox.Hintf(nil, hint, "invalid group name %q", spec.Group)
-	}
-	if spec.Image == "" {
-		return sandbox.Hintf(nil, "set the sandbox image", "no sandbox image for %s", spec.User)
-	}
-	if spec.Port <= 0 || spec.Port > 65535 {
-		return sandbox.Hintf(nil, "use a port between 1 and 65535", "invalid sandbox port %d", spec.Port)
-	}
-	if err := sandbox.CheckFiles(spec.Files); err != nil {
-		return sandbox.Hintf(err, "this is a bug in THON: please report it", "%v", err)
-	}
-	switch spec.Workspace {
-	case "", sandbox.WorkspaceVolume, sandbox.WorkspaceEphemeral:
-	case sandbox.WorkspaceBind:
-		if spec.WorkspaceDir == "" {
-			return sandbox.Hintf(nil, "set the workspace directory", "workspace mode bind needs a host directory")
-		}
-	default:
-		return sandbox.Hintf(nil, "use volume, bind or ephemeral", "unknown workspace mode %q", spec.Workspace)
-	}
-	return nil
 }

@@ -1,7 +1,6 @@
 package docker
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,13 +18,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
 	"github.com/thon-dev/thon/internal/sandbox"
+	"github.com/thon-dev/thon/internal/sandbox/sandboxtest"
 	"github.com/thon-dev/thon/internal/testenv"
 )
 
@@ -191,23 +191,53 @@ func userError(t *testing.T, err error) *sandbox.UserError {
 	return ue
 }
 
+// TestConformance: the Runtime contract every engine passes (sandboxtest),
+// on this Docker engine with the test image.
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	cli := testenv.Docker(t)
+	image := testenv.SandboxImage(t)
+	// One network for every instance, as on a real host: a new network's
+	// bridge address is a network change that makes Chromium abort page
+	// loads in the browser tests running beside these.
+	shared := testenv.Prefix(t)
+	t.Cleanup(func() { testenv.Cleanup(t, shared) })
+	prefix := sandboxtest.PerTest(func(t *testing.T) string {
+		p := testenv.Prefix(t)
+		t.Cleanup(func() { testenv.Cleanup(t, p) })
+		return p
+	})
+	sandboxtest.Conformance(t, func(t *testing.T) sandbox.Runtime {
+		rt, err := New(Options{NamePrefix: prefix(t), Network: shared + "-net"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rt
+	}, sandboxtest.Image(image), sandboxtest.WorkspaceID(func(t *testing.T, rt sandbox.Runtime, user string) string {
+		res, err := cli.VolumeInspect(context.Background(), rt.(*Runtime).VolumeName(user), client.VolumeInspectOptions{})
+		if cerrdefs.IsNotFound(err) {
+			return ""
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Docker volumes have no ID: the name says the volume is there,
+		// files in it (the suite checks them) that it is the same one.
+		return res.Volume.Name
+	}))
+}
+
+// TestLifecycle: what the contract leaves to the engine: the container's
+// name, the test image's own log lines, a clean stop's exit code and reason.
 func TestLifecycle(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := testCtx(t)
 	spec := e.spec("alice", "g1")
-
-	if err := e.rt.Ping(ctx); err != nil {
-		t.Fatalf("Ping: %v", err)
-	}
 	if err := e.rt.Prepare(ctx, spec); err != nil {
 		t.Fatalf("Prepare: %v", err)
 	}
 	t.Logf("routable container addresses: %v", e.rt.Routable())
-	if _, err := e.rt.Inspect(ctx, "alice"); !errors.Is(err, sandbox.ErrNotFound) {
-		t.Fatalf("Inspect before Create: %v, want ErrNotFound", err)
-	}
-
 	inst, err := e.rt.Create(ctx, spec)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
@@ -220,102 +250,12 @@ func TestLifecycle(t *testing.T) {
 	if inst.ID == "" || time.Since(inst.Created) > time.Minute {
 		t.Fatalf("Create: bad ID or Created: %+v", inst)
 	}
-	if _, err := e.rt.Create(ctx, spec); !errors.Is(err, sandbox.ErrExists) {
-		t.Fatalf("second Create: %v, want ErrExists", err)
-	}
-
 	inst, err = e.rt.Start(ctx, "alice")
-	if err != nil {
-		t.Fatalf("Start: %v", err)
+	if err != nil || inst.State != sandbox.StateRunning || inst.Endpoint == "" {
+		t.Fatalf("Start: %+v %v, want running with an endpoint", inst, err)
 	}
-	if inst.State != sandbox.StateRunning || inst.Endpoint == "" {
-		t.Fatalf("Start: %+v, want running with an endpoint", inst)
-	}
-	ep := inst.Endpoint
-	waitHealthy(t, ep)
-
-	var who struct {
-		User, Group, Workspace, Hostname string
-		UID                              int
-	}
-	getJSON(t, "http://"+ep+"/whoami", &who)
-	if who.User != "alice" || who.Group != "g1" || who.Workspace != "/workspace/g1/alice" || who.Hostname != "alice" {
-		t.Fatalf("whoami: %+v", who)
-	}
-	var envs map[string]string
-	getJSON(t, "http://"+ep+"/env", &envs)
-	for k, v := range map[string]string{"FOO": "bar", "THON_USER": "alice", "THON_GROUP": "g1", "THON_WORKSPACE": "/workspace/g1/alice", "PORT": "8080"} {
-		if envs[k] != v {
-			t.Errorf("env %s = %q, want %q", k, envs[k], v)
-		}
-	}
-	if code, body, err := get("http://"+ep+"/", 2*time.Second); err != nil || code != 200 || !strings.Contains(body, "alice") {
-		t.Errorf("GET /: %d %v %q", code, err, body)
-	}
-
-	// WebSocket echo through the endpoint.
-	wsc, _, err := websocket.Dial(ctx, "ws://"+ep+"/ws", nil)
-	if err != nil {
-		t.Fatalf("websocket dial: %v", err)
-	}
-	if err := wsc.Write(ctx, websocket.MessageText, []byte("hello")); err != nil {
-		t.Fatal(err)
-	}
-	if _, msg, err := wsc.Read(ctx); err != nil || string(msg) != "hello" {
-		t.Fatalf("websocket echo: %q %v", msg, err)
-	}
-	wsc.Close(websocket.StatusNormalClosure, "")
-
-	// Start on a running sandbox changes nothing.
-	again, err := e.rt.Start(ctx, "alice")
-	if err != nil || again.ID != inst.ID || again.State != sandbox.StateRunning || again.Endpoint != ep {
-		t.Fatalf("Start on running: %+v %v", again, err)
-	}
-
-	// Logs: both streams, merged; tail; follow.
+	waitHealthy(t, inst.Endpoint)
 	readLogs(t, ctx, e.rt, "alice", sandbox.LogOptions{}, "sandboxd listening on", "user=alice group=g1", "sandboxd stderr ready")
-	tail := readLogs(t, ctx, e.rt, "alice", sandbox.LogOptions{Tail: 1}, "sandboxd")
-	if n := strings.Count(strings.TrimSpace(tail), "\n"); n != 0 {
-		t.Errorf("Logs Tail 1 returned %d lines: %q", n+1, tail)
-	}
-	fctx, fcancel := context.WithCancel(ctx)
-	rc, err := e.rt.Logs(fctx, "alice", sandbox.LogOptions{Follow: true})
-	if err != nil {
-		t.Fatalf("Logs follow: %v", err)
-	}
-	line, err := bufio.NewReader(rc).ReadString('\n')
-	if err != nil || !strings.Contains(line, "sandboxd") {
-		t.Fatalf("Logs follow first line: %q %v", line, err)
-	}
-	closed := make(chan error, 1)
-	go func() { closed <- rc.Close() }()
-	select {
-	case <-closed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("closing a followed log stream blocked")
-	}
-	fcancel()
-
-	// Pause: the IDE stops answering; Resume: it answers again.
-	if err := e.rt.Pause(ctx, "alice"); err != nil {
-		t.Fatalf("Pause: %v", err)
-	}
-	if err := e.rt.Pause(ctx, "alice"); err != nil {
-		t.Fatalf("second Pause: %v", err)
-	}
-	if inst, err := e.rt.Inspect(ctx, "alice"); err != nil || inst.State != sandbox.StatePaused || inst.Endpoint != "" {
-		t.Fatalf("Inspect paused: %+v %v", inst, err)
-	}
-	if code, _, err := get("http://"+ep+"/healthz", 500*time.Millisecond); err == nil {
-		t.Fatalf("paused sandbox answered %d", code)
-	}
-	if err := e.rt.Resume(ctx, "alice"); err != nil {
-		t.Fatalf("Resume: %v", err)
-	}
-	if err := e.rt.Resume(ctx, "alice"); err != nil {
-		t.Fatalf("second Resume: %v", err)
-	}
-	waitHealthy(t, ep)
 
 	// Stop: stopped with a clean exit (SIGTERM handled within the grace period).
 	if err := e.rt.Stop(ctx, "alice", 5*time.Second); err != nil {
@@ -325,84 +265,7 @@ func TestLifecycle(t *testing.T) {
 	if err != nil || inst.State != sandbox.StateStopped || inst.Endpoint != "" || inst.ExitCode != 0 || inst.Reason != "exited with code 0" {
 		t.Fatalf("Inspect stopped: %+v %v", inst, err)
 	}
-	if err := e.rt.Stop(ctx, "alice", time.Second); err != nil {
-		t.Fatalf("Stop on stopped: %v", err)
-	}
-	if err := e.rt.Pause(ctx, "alice"); err == nil {
-		t.Fatal("Pause on a stopped sandbox succeeded")
-	}
-	inst, err = e.rt.Start(ctx, "alice")
-	if err != nil || inst.State != sandbox.StateRunning {
-		t.Fatalf("Start after Stop: %+v %v", inst, err)
-	}
-	waitHealthy(t, inst.Endpoint)
-
-	// Stop of a paused sandbox works too.
-	if err := e.rt.Pause(ctx, "alice"); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.rt.Stop(ctx, "alice", 5*time.Second); err != nil {
-		t.Fatalf("Stop paused: %v", err)
-	}
-	if inst, _ := e.rt.Inspect(ctx, "alice"); inst.State != sandbox.StateStopped {
-		t.Fatalf("after Stop of paused: %s", inst.State)
-	}
-
-	// List sees only this runtime's sandboxes, not those of another prefix
-	// on the same engine.
-	other := newEnv(t)
-	ospec := other.spec("bob", "g1")
-	if err := other.rt.Prepare(ctx, ospec); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := other.rt.Create(ctx, ospec); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.rt.Create(ctx, e.spec("carol", "g2")); err != nil {
-		t.Fatal(err)
-	}
-	list, err := e.rt.List(ctx)
-	if err != nil {
-		t.Fatalf("List: %v", err)
-	}
-	var users []string
-	for _, i := range list {
-		users = append(users, i.User)
-	}
-	if !slices.Equal(users, []string{"alice", "carol"}) {
-		t.Fatalf("List users = %v, want [alice carol]", users)
-	}
-	if _, err := e.rt.Inspect(ctx, "bob"); !errors.Is(err, sandbox.ErrNotFound) {
-		t.Fatalf("Inspect of another instance's sandbox: %v, want ErrNotFound", err)
-	}
-	olist, err := other.rt.List(ctx)
-	if err != nil || len(olist) != 1 || olist[0].User != "bob" {
-		t.Fatalf("other List: %+v %v", olist, err)
-	}
-
-	// Remove.
-	if err := e.rt.Remove(ctx, "alice", false); err != nil {
-		t.Fatalf("Remove: %v", err)
-	}
-	if _, err := e.rt.Inspect(ctx, "alice"); !errors.Is(err, sandbox.ErrNotFound) {
-		t.Fatalf("Inspect after Remove: %v, want ErrNotFound", err)
-	}
-	for name, err := range map[string]error{
-		"Remove": e.rt.Remove(ctx, "alice", false),
-		"Stop":   e.rt.Stop(ctx, "alice", time.Second),
-		"Pause":  e.rt.Pause(ctx, "alice"),
-		"Resume": e.rt.Resume(ctx, "alice"),
-	} {
-		if !errors.Is(err, sandbox.ErrNotFound) {
-			t.Errorf("%s of a removed sandbox: %v, want ErrNotFound", name, err)
-		}
-	}
-	if _, err := e.rt.Start(ctx, "alice"); !errors.Is(err, sandbox.ErrNotFound) {
-		t.Errorf("Start of a removed sandbox: %v, want ErrNotFound", err)
-	}
-	if _, err := e.rt.Logs(ctx, "alice", sandbox.LogOptions{}); !errors.Is(err, sandbox.ErrNotFound) {
-		t.Errorf("Logs of a removed sandbox: %v, want ErrNotFound", err)
-	}
+	readLogs(t, ctx, e.rt, "alice", sandbox.LogOptions{}, "sandboxd stopping")
 }
 
 func TestLimitsAndHardening(t *testing.T) {
@@ -815,6 +678,10 @@ func TestInvalidSpec(t *testing.T) {
 	}
 	if _, err := New(Options{NamePrefix: "bad prefix"}); err == nil {
 		t.Error("New accepted a prefix with a space")
+	}
+	// The in-memory engine stands in for this one with the same capabilities.
+	if got := rt.Capabilities(); !reflect.DeepEqual(got, sandboxtest.DockerCapabilities) {
+		t.Errorf("Capabilities %+v, sandboxtest.DockerCapabilities %+v", got, sandboxtest.DockerCapabilities)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/thon-dev/thon/internal/sandbox"
+	"github.com/thon-dev/thon/internal/sandbox/sandboxtest"
 )
 
 func TestLifecycle(t *testing.T) {
@@ -126,7 +127,7 @@ func TestLifecycle(t *testing.T) {
 	checkPod(t, pod2, spec, e.rt.ClaimName("ann"))
 
 	// Pause is Stop, Resume is Start.
-	if !e.rt.PauseIsStop() {
+	if !e.rt.Capabilities().PauseIsStop {
 		t.Error("PauseIsStop")
 	}
 	if err := e.rt.Pause(ctx, "ann"); err != nil {
@@ -828,4 +829,39 @@ func TestCrashLoopIsStoppedAndStartMakesThePodAgain(t *testing.T) {
 	if err != nil || pod2.UID == pod.UID {
 		t.Errorf("Start kept the crash-looping Pod: %v", err)
 	}
+}
+
+// TestConformance: the Runtime contract every engine passes (sandboxtest),
+// on the control plane. kwok plays the nodes, so no container runs: the suite
+// checks objects, states and errors, and workspaces by their PVCs; each
+// subtest is an instance of its own in one namespace.
+func TestConformance(t *testing.T) {
+	needCluster(t)
+	cs := admin(t)
+	ns := "tt" + randHex(t)
+	if _, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	instance := sandboxtest.PerTest(func(t *testing.T) string { return "tt" + randHex(t) })
+	sandboxtest.Conformance(t, func(t *testing.T) sandbox.Runtime {
+		rt, err := New(Options{Kubeconfig: kubeconfig, Namespace: ns, Instance: instance(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rt
+	}, sandboxtest.NoProcesses("kwok plays the nodes: no container runs"),
+		sandboxtest.WorkspaceID(func(t *testing.T, rt sandbox.Runtime, user string) string {
+			pvc, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(context.Background(), rt.(*Runtime).ClaimName(user), metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return ""
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pvc.DeletionTimestamp != nil {
+				return "" // being deleted: gone for the participant
+			}
+			return string(pvc.UID)
+		}))
 }

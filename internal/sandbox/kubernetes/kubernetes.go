@@ -55,8 +55,8 @@
 // # Pause
 //
 // Kubernetes cannot freeze a Pod. Pause is Stop (the Pod is deleted; PVC,
-// Service and Secret stay) and Resume is Start; PauseIsStop reports it, so
-// callers can say so. A "paused" sandbox therefore shows as stopped.
+// Service and Secret stay) and Resume is Start; Capabilities.PauseIsStop
+// reports it, so callers can say so. A "paused" sandbox therefore shows as stopped.
 //
 // # NetworkPolicy
 //
@@ -137,10 +137,6 @@ const (
 	DefaultBurst         = 100
 	DefaultConcurrency   = 32
 )
-
-// PauseIsStop: Kubernetes cannot freeze a Pod, so Pause stops the sandbox
-// (deletes its Pod) and Resume starts it again.
-const PauseIsStop = true
 
 // sandboxUID is the user (and group) the sandbox's processes run as: the
 // "coder" user of the code-server image.
@@ -326,14 +322,14 @@ func loadConfig(path string) (*rest.Config, string, error) {
 	return cfg, source, nil
 }
 
-// Close stops the informers.
-func (r *Runtime) Close() { r.informers.close() }
+// Close stops the informers; sandboxes keep running.
+func (r *Runtime) Close() error {
+	r.informers.close()
+	return nil
+}
 
 // Name is "kubernetes".
 func (r *Runtime) Name() string { return "kubernetes" }
-
-// PauseIsStop is true: Pause deletes the Pod like Stop (see PauseIsStop).
-func (r *Runtime) PauseIsStop() bool { return PauseIsStop }
 
 // Namespace is the namespace holding the sandboxes.
 func (r *Runtime) Namespace() string { return r.ns }
@@ -403,22 +399,9 @@ func (r *Runtime) ours(m metav1.Object, user string) bool {
 	return l[sandbox.LabelManaged] == "true" && l[LabelInstance] == r.instance && l[sandbox.LabelUser] == user
 }
 
-func validateSpec(spec sandbox.Spec) error {
-	const hint = "names use lowercase letters, digits and '-' (at most 63)"
-	if !nameRE.MatchString(spec.User) {
-		return sandbox.Hintf(nil, hint, "invalid user name %q", spec.User)
-	}
-	if !nameRE.MatchString(spec.Group) {
-		return sandbox.Hintf(nil, hint, "invalid group name %q", spec.Group)
-	}
-	if spec.Image == "" {
-		return sandbox.Hintf(nil, "set the sandbox image", "no sandbox image for %s", spec.User)
-	}
-	if spec.Port <= 0 || spec.Port > 65535 {
-		return sandbox.Hintf(nil, "use a port between 1 and 65535", "invalid sandbox port %d", spec.Port)
-	}
-	if err := sandbox.CheckFiles(spec.Files); err != nil {
-		return sandbox.Hintf(err, "this is a bug in THON: please report it", "%v", err)
+func (r *Runtime) validateSpec(spec sandbox.Spec) error {
+	if err := spec.Check(r.Capabilities(), "Kubernetes"); err != nil {
+		return err
 	}
 	total := 0
 	for _, f := range spec.Files {
@@ -427,14 +410,6 @@ func validateSpec(spec sandbox.Spec) error {
 	if total > maxFilesBytes {
 		return sandbox.Hintf(nil, "make the assistants' base configs smaller",
 			"the sandbox files of %s take %d bytes: more than a Kubernetes Secret holds (%d)", spec.User, total, maxFilesBytes)
-	}
-	switch spec.Workspace {
-	case "", sandbox.WorkspaceVolume, sandbox.WorkspaceEphemeral:
-	case sandbox.WorkspaceBind:
-		return sandbox.Hintf(nil, "use workspace mode volume (a PersistentVolumeClaim per participant) or ephemeral",
-			"workspace mode bind (a host directory) is not supported on Kubernetes")
-	default:
-		return sandbox.Hintf(nil, "use volume or ephemeral", "unknown workspace mode %q", spec.Workspace)
 	}
 	return nil
 }
@@ -474,7 +449,14 @@ func (r *Runtime) String() string {
 	return fmt.Sprintf("kubernetes %s namespace %s", r.cfg.Host, r.ns)
 }
 
-// Capabilities: Kubernetes probes readiness itself and cannot pause.
+// Capabilities: Kubernetes probes readiness itself, cannot pause, runs a Pod
+// as soon as it exists, keeps no logs of a deleted Pod and has no host
+// directories for bind workspaces.
 func (r *Runtime) Capabilities() sandbox.Capabilities {
-	return sandbox.Capabilities{ReadyIsHealthy: true, PauseIsStop: true}
+	return sandbox.Capabilities{
+		ReadyIsHealthy: true,
+		PauseIsStop:    true,
+		CreateStarts:   true,
+		Workspaces:     []sandbox.WorkspaceMode{sandbox.WorkspaceVolume, sandbox.WorkspaceEphemeral},
+	}
 }

@@ -38,7 +38,7 @@ func (u undo) run(ctx context.Context) {
 // Pod, which Kubernetes starts at once. ErrExists when the user has a
 // sandbox. On an error nothing it made is left behind.
 func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Instance, error) {
-	if err := validateSpec(spec); err != nil {
+	if err := r.validateSpec(spec); err != nil {
 		return sandbox.Instance{}, err
 	}
 	user := spec.User
@@ -56,7 +56,12 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Instan
 	hash := spec.Hash()
 	var made undo
 	fail := func(err error) (sandbox.Instance, error) {
-		made.run(ctx)
+		// ErrExists: a concurrent Create of the same user won the Service or
+		// the Pod, and what this one made (the Secret, the PVC) is that
+		// sandbox's now: leave it.
+		if !errors.Is(err, sandbox.ErrExists) {
+			made.run(ctx)
+		}
 		return sandbox.Instance{}, err
 	}
 
@@ -412,7 +417,7 @@ func (r *Runtime) deletePod(ctx context.Context, user string, pod *corev1.Pod, g
 	return nil
 }
 
-// Pause stops the sandbox: Kubernetes cannot freeze a Pod (see PauseIsStop).
+// Pause stops the sandbox: Kubernetes cannot freeze a Pod (see Capabilities.PauseIsStop).
 func (r *Runtime) Pause(ctx context.Context, user string) error {
 	if err := r.Stop(ctx, user, 0); err != nil {
 		return fmt.Errorf("pause (stop, on Kubernetes): %w", err)
@@ -420,7 +425,7 @@ func (r *Runtime) Pause(ctx context.Context, user string) error {
 	return nil
 }
 
-// Resume starts the sandbox again (see PauseIsStop).
+// Resume starts the sandbox again (see Capabilities.PauseIsStop).
 func (r *Runtime) Resume(ctx context.Context, user string) error {
 	_, err := r.Start(ctx, user)
 	return err

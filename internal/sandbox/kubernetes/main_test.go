@@ -161,7 +161,7 @@ func (e *env) runtime(t testing.TB, opts ...func(*Options)) (*Runtime, *counter)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(rt.Close)
+	t.Cleanup(func() { rt.Close() })
 	return rt, c
 }
 

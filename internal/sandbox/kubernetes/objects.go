@@ -2,7 +2,6 @@ package kubernetes
 
 import (
 	"encoding/json"
-	"maps"
 	"slices"
 	"strconv"
 
@@ -113,17 +112,9 @@ func workspaceMode(spec sandbox.Spec) sandbox.WorkspaceMode {
 // podFor is the sandbox's Pod.
 func (r *Runtime) podFor(spec sandbox.Spec, hash string) *corev1.Pod {
 	ws := spec.WorkspacePath()
-	env := maps.Clone(spec.Env)
-	if env == nil {
-		env = map[string]string{}
-	}
-	env["THON_USER"] = spec.User
-	env["THON_GROUP"] = spec.Group
-	env["THON_WORKSPACE"] = ws
-	env["PORT"] = strconv.Itoa(spec.Port)
 	var envList []corev1.EnvVar
-	for _, k := range slices.Sorted(maps.Keys(env)) {
-		envList = append(envList, corev1.EnvVar{Name: k, Value: env[k]})
+	for _, v := range spec.Environ() {
+		envList = append(envList, corev1.EnvVar{Name: v.Name, Value: v.Value})
 	}
 
 	res := corev1.ResourceRequirements{}

@@ -20,7 +20,7 @@ import (
 // mode: the configured one exists, or the cluster has a default) and the
 // instance's NetworkPolicy. The image cannot be checked: nodes pull it.
 func (r *Runtime) Prepare(ctx context.Context, spec sandbox.Spec) error {
-	if err := validateSpec(spec); err != nil {
+	if err := r.validateSpec(spec); err != nil {
 		return err
 	}
 	if err := r.Ping(ctx); err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/thon-dev/thon/internal/sandbox"
+	"github.com/thon-dev/thon/internal/sandbox/sandboxtest"
 )
 
 // These tests need no cluster.
@@ -107,22 +109,22 @@ func TestNames(t *testing.T) {
 
 func TestInvalidSpecs(t *testing.T) {
 	ok := sandbox.Spec{User: "ann", Group: "g", Image: "i", Port: 8080}
-	if err := validateSpec(ok); err != nil {
+	if err := (&Runtime{}).validateSpec(ok); err != nil {
 		t.Fatal(err)
 	}
 	bind := ok
 	bind.Workspace, bind.WorkspaceDir = sandbox.WorkspaceBind, "/srv"
 	var ue *sandbox.UserError
-	if err := validateSpec(bind); !errors.As(err, &ue) || !strings.Contains(err.Error(), "not supported on Kubernetes") || !strings.Contains(err.Error(), "volume") {
+	if err := (&Runtime{}).validateSpec(bind); !errors.As(err, &ue) || !strings.Contains(err.Error(), "not supported on Kubernetes") || !strings.Contains(err.Error(), "volume") {
 		t.Errorf("bind: %v", err)
 	}
 	big := ok
 	big.Files = []sandbox.File{{Path: "/home/coder/x", Mode: 0o600, Data: make([]byte, 1<<20)}}
-	if err := validateSpec(big); !errors.As(err, &ue) {
+	if err := (&Runtime{}).validateSpec(big); !errors.As(err, &ue) {
 		t.Errorf("big files: %v", err)
 	}
 	for _, s := range []sandbox.Spec{{User: "Ann", Group: "g", Image: "i", Port: 1}, {User: "ann", Group: "g", Image: "", Port: 1}, {User: "ann", Group: "g", Image: "i", Port: 0}} {
-		if err := validateSpec(s); !errors.As(err, &ue) {
+		if err := (&Runtime{}).validateSpec(s); !errors.As(err, &ue) {
 			t.Errorf("%+v: %v", s, err)
 		}
 	}
@@ -273,5 +275,12 @@ func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The in-memory engine stands in for this one with the same capabilities.
+func TestCapabilitiesMatchTheFake(t *testing.T) {
+	if got := (&Runtime{}).Capabilities(); !reflect.DeepEqual(got, sandboxtest.KubernetesCapabilities) {
+		t.Errorf("Capabilities %+v, sandboxtest.KubernetesCapabilities %+v", got, sandboxtest.KubernetesCapabilities)
 	}
 }

@@ -1,0 +1,197 @@
+package wire
+
+import "time"
+
+// Group is a group and its participants.
+type Group struct {
+	Name      string    `json:"name"`
+	Users     []string  `json:"users"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// User is a participant.
+type User struct {
+	Name      string    `json:"name"`
+	Group     string    `json:"group"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// GroupRequest creates a group or renames one.
+type GroupRequest struct {
+	Name string `json:"name"`
+}
+
+// UserRequest creates a participant in a group.
+type UserRequest struct {
+	Name  string `json:"name"`
+	Group string `json:"group"`
+}
+
+// MoveRequest puts a participant in another group.
+type MoveRequest struct {
+	Group string `json:"group"`
+}
+
+// GroupMembers is a group and who is in it, as thon.yaml lists them.
+type GroupMembers struct {
+	Name  string   `json:"name"`
+	Users []string `json:"users"`
+}
+
+// ImportUsersRequest adds participants by group (nobody is deleted; someone
+// listed in another group is moved).
+type ImportUsersRequest struct {
+	Groups []GroupMembers `json:"groups"`
+}
+
+// ImportResult says what an import changed.
+type ImportResult struct {
+	GroupsAdded []string          `json:"groups_added"`
+	UsersAdded  []string          `json:"users_added"`
+	UsersMoved  map[string]string `json:"users_moved"` // user → new group
+	Unchanged   int               `json:"unchanged"`
+	// NotListed are users in the store that the import did not mention; they are kept.
+	NotListed []string `json:"not_listed"`
+}
+
+// Event is an entry of the audit log: who did what to what.
+type Event struct {
+	ID     int64     `json:"id"`
+	Time   time.Time `json:"time"`
+	Actor  string    `json:"actor"`
+	Action string    `json:"action"`
+	Target string    `json:"target,omitempty"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// Status is a participant's sandbox.
+type Status struct {
+	User      string `json:"user"`
+	Group     string `json:"group"`
+	State     string `json:"state"` // running, starting, paused, stopped, asleep, expired, failed, created, missing
+	Workspace string `json:"workspace"`
+	Endpoint  string `json:"endpoint,omitempty"`
+	// URL is where the participant opens their IDE through the front door
+	// (credentials come with an access link).
+	URL     string    `json:"url,omitempty"`
+	Image   string    `json:"image,omitempty"`
+	Created time.Time `json:"created,omitzero"`
+	Updated time.Time `json:"updated,omitzero"`
+	Error   string    `json:"error,omitempty"`
+	// Outdated: the sandbox was created from other settings or another group;
+	// `recreate` applies the current ones (the workspace is kept).
+	Outdated bool `json:"outdated,omitempty"`
+	// LastActive is when the participant last did something in their IDE
+	// (typing, clicking, a terminal; an open tab alone is not activity).
+	LastActive time.Time `json:"last_active,omitzero"`
+	// Expires is when the sandbox stops unless an organizer renews it
+	// (sandbox.max_lifetime).
+	Expires time.Time `json:"expires,omitzero"`
+}
+
+// Instance is a sandbox as the engine reports it.
+type Instance struct {
+	ID       string    `json:"id"`
+	Name     string    `json:"name"`
+	User     string    `json:"user"`
+	Group    string    `json:"group"`
+	Image    string    `json:"image"`
+	State    string    `json:"state"`
+	SpecHash string    `json:"spec_hash,omitempty"`
+	Created  time.Time `json:"created"`
+	// Endpoint is host:port where the daemon reaches the IDE ("" when not running).
+	Endpoint string `json:"endpoint,omitempty"`
+	// ExitCode and Reason explain a stopped sandbox (for example OOM-killed),
+	// or one the engine is restarting after a crash.
+	ExitCode int    `json:"exit_code,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// SandboxList is every selected participant's sandbox, and the managed
+// sandboxes whose participant is gone.
+type SandboxList struct {
+	Items   []Status   `json:"items"`
+	Orphans []Instance `json:"orphans"`
+}
+
+// Result is what one action did to one sandbox.
+type Result struct {
+	User     string  `json:"user"`
+	Group    string  `json:"group"`
+	Outcome  string  `json:"outcome"` // ok, unchanged, failed, skipped
+	State    string  `json:"state"`
+	Endpoint string  `json:"endpoint,omitempty"`
+	Error    string  `json:"error,omitempty"`
+	Seconds  float64 `json:"seconds"`
+}
+
+// BulkRequest runs an action (start, stop, pause, resume, recreate,
+// remove) on the selected sandboxes (all when no group or user is named).
+type BulkRequest struct {
+	Action string   `json:"action"`
+	Groups []string `json:"groups,omitempty"`
+	Users  []string `json:"users,omitempty"`
+	Purge  bool     `json:"purge,omitempty"`
+}
+
+// Progress is one sandbox's step in a bulk action.
+type Progress struct {
+	User  string  `json:"user"`
+	Phase string  `json:"phase"` // creating | starting | waiting | done
+	Done  int     `json:"done"`
+	Total int     `json:"total"`
+	Res   *Result `json:"result,omitempty"` // set when Phase == "done"
+}
+
+// Summary is a bulk action's outcome.
+type Summary struct {
+	Action  string         `json:"action"`
+	Total   int            `json:"total"`
+	Counts  map[string]int `json:"counts"`
+	Failed  int            `json:"failed"`
+	Results []Result       `json:"results"`
+	Seconds float64        `json:"seconds"`
+}
+
+// BulkLine is one line of the NDJSON stream a bulk action answers with when
+// asked with Accept: application/x-ndjson: progress lines, then the summary.
+type BulkLine struct {
+	Progress *Progress `json:"progress,omitempty"`
+	Summary  *Summary  `json:"summary,omitempty"`
+}
+
+// ReconcileReport is what comparing the store with the engine found.
+type ReconcileReport struct {
+	Adopted []string   `json:"adopted"` // sandboxes found on the engine and taken over as they are
+	Missing []string   `json:"missing"` // recorded in the store, gone from the engine
+	Changed []string   `json:"changed"` // state on the engine differs from the record
+	Orphans []Instance `json:"orphans"` // managed sandboxes whose user is not in the store
+}
+
+// UsageTick is the gateway's traffic this minute, as the event stream
+// reports it every few seconds.
+type UsageTick struct {
+	Requests   int64 `json:"requests"`
+	Tokens     int64 `json:"tokens"`
+	Rejections int64 `json:"rejections"`
+}
+
+// Hello is the event stream's first event: the daemon's start (a new one
+// means it restarted: reload).
+type Hello struct {
+	Started time.Time `json:"started"`
+	Version string    `json:"version"`
+}
+
+// RenewRequest gives a sandbox more time (sandbox.max_lifetime).
+type RenewRequest struct {
+	// For is how long from now, e.g. "2h"; empty: the configured lifetime.
+	For string `json:"for,omitempty"`
+}
+
+// Renewed says until when a sandbox runs now.
+type Renewed struct {
+	User    string    `json:"user"`
+	Expires time.Time `json:"expires"`
+	State   string    `json:"state"`
+}
