@@ -160,6 +160,7 @@ func (s *Server) routeTable() []route {
 		{"GET", "/api/v1/groups/{group}", usR, false, s.getGroup},
 		{"DELETE", "/api/v1/groups/{group}", usW, false, s.deleteGroup},
 		{"POST", "/api/v1/groups/{group}/rename", usW, false, s.renameGroup},
+		{"GET", "/api/v1/templates", sbR, false, s.listTemplates},
 		{"GET", "/api/v1/users", usR, false, s.listUsers},
 		{"POST", "/api/v1/users", usW, false, s.createUser},
 		{"POST", "/api/v1/users/import", usW, false, s.importUsers},

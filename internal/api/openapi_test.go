@@ -434,6 +434,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"KeyUsage", wire.KeyUsage{}, true, nil},
 		{"RenewRequest", wire.RenewRequest{}, false, nil},
 		{"Renewed", wire.Renewed{}, true, nil},
+		{"Template", wire.Template{}, true, nil},
 		// thon.yaml, as POST /api/v1/import takes it and GET /api/v1/info
 		// shows its sandbox: section.
 		{"Config", config.Config{}, false, nil},
@@ -441,6 +442,10 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"Sandbox", config.Sandbox{}, false, nil},
 		{"Limits", config.Limits{}, false, nil},
 		{"ConfigGroup", config.Group{}, false, nil},
+		{"ConfigTemplate", config.Template{}, false, nil},
+		{"TemplateLimits", config.TemplateLimits{}, false, nil},
+		{"TemplateAssistants", config.TemplateAssistants{}, false, nil},
+		{"TemplateAssistant", config.TemplateAssistant{}, false, nil},
 		{"LLM", config.LLM{}, false, nil},
 		{"Auth", config.Auth{}, false, nil},
 		{"Kubernetes", config.Kubernetes{}, false, nil},

@@ -12,9 +12,13 @@ import (
 
 // Config is the whole of thon.yaml.
 type Config struct {
-	Server     Server     `yaml:"server" json:"server"`
-	Access     Access     `yaml:"access" json:"access"`
-	Sandbox    Sandbox    `yaml:"sandbox" json:"sandbox"`
+	Server  Server  `yaml:"server" json:"server"`
+	Access  Access  `yaml:"access" json:"access"`
+	Sandbox Sandbox `yaml:"sandbox" json:"sandbox"`
+	// Templates are named sandbox settings a group can use instead of
+	// sandbox:'s (groups.NAME.template); what a template leaves out is
+	// sandbox:'s.
+	Templates  Templates  `yaml:"templates,omitempty" json:"templates,omitempty"`
 	LLM        LLM        `yaml:"llm" json:"llm"`
 	Assistants Assistants `yaml:"assistants" json:"assistants"`
 	Gateway    Gateway    `yaml:"gateway" json:"gateway"`
@@ -439,6 +443,10 @@ type Group struct {
 	// assistants' git identity, and the address that lets its owner join
 	// through an invite as this participant.
 	Emails map[string]string `json:"emails,omitempty"`
+	// Template is the template its sandboxes are made from ("": sandbox:).
+	Template string `json:"template,omitempty"`
+	// IdlePolicy overrides the template's (or sandbox:'s) idle policy.
+	IdlePolicy
 }
 
 // Email is user's e-mail address in the group, "" when none is given.

@@ -120,6 +120,21 @@ sandbox:
     # it: a CIDR, an IP, or a label selector of its Pods.
     gateway: ""
 
+# Named sandbox settings groups can use instead of sandbox:'s: image,
+# limits, env (added over sandbox.env), workspace, workspace_dir, the
+# assistants' files (assistants: {kilo: {base_file: …}, extensions_file: …})
+# and the idle policy (idle_timeout, idle_action, max_lifetime). What a template
+# leaves out is sandbox:'s. A group names one (see groups: below);
+# changing a template marks that group's sandboxes outdated, and
+# thon run --recreate applies it (workspaces are kept). For example:
+#   node:
+#     description: Node.js 22
+#     image: thon/sandbox-node:22
+#     limits: {memory: 4Gi}
+#     env: {NODE_ENV: development}
+#     idle_timeout: 30m
+templates: {}
+
 llm:
   # Run the AI assistants against a language model server.
   enabled: true
@@ -352,6 +367,8 @@ groups:
   alpha: [alice, bob]   # a list of users
   beta:                 # or a mapping: users, and a title people read
     title: Team Beta    # on access cards and the invite page
+    # template: node    # its sandboxes made from a template (templates: above)
+    # idle_timeout: 20m # and its own idle_timeout, idle_action, max_lifetime
     users:
       # A user with an e-mail: on cards and in "thon access -o csv", the
       # assistants' git identity, and joining through an invite with it.

@@ -226,7 +226,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	})
 	d.Activity = activity.New(o.Now)
 	d.Orch = orchestrator.New(orchestrator.Options{
-		Runtime: rt, Store: d.Store, Settings: cfg.Sandbox, Logger: log, ResyncInterval: o.ResyncInterval,
+		Runtime: rt, Store: d.Store, Sandboxes: cfg.SandboxSet(), Logger: log, ResyncInterval: o.ResyncInterval,
 		Activity: d.Activity, SleepInterval: o.SleepInterval, Now: o.Now,
 		// Port mode: a new participant gets their HTTPS port at once; a
 		// removed one's gateway key stops working.
@@ -257,7 +257,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		},
 	})
 	d.Metrics.MustRegister(newSandboxCollector(d.Orch))
-	if err := d.Orch.ApplySettings(ctx, "daemon", cfg.Sandbox); err != nil {
+	if err := d.Orch.ApplySettings(ctx, "daemon", cfg.SandboxSet()); err != nil {
 		return nil, err
 	}
 	// Adopt what survived the last run. An engine that is down is not fatal:

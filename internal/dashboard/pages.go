@@ -153,7 +153,7 @@ func (d *Dashboard) instances(r *http.Request) (string, string, any, error) {
 	ctx := r.Context()
 	q := r.URL.Query()
 	data := instancesData{Group: q.Get("group"), State: q.Get("state"), Query: strings.TrimSpace(q.Get("q")), States: states,
-		Lifetime: d.o.Orch.Settings().MaxLifetime > 0}
+		Lifetime: d.o.Orch.Sandboxes().AnyLifetime()}
 	if q.Get("sort") == "idle" {
 		data.Sort = "idle"
 	}
@@ -199,15 +199,24 @@ func (d *Dashboard) instances(r *http.Request) (string, string, any, error) {
 // groupsData is every group with its participants and their states.
 type groupsData struct {
 	Groups     []groupRow
+	Templates  []templateRow
 	StoredYAML bool // a groups-yaml is kept in the database
 	Invites    []access.Invite
 }
 
 type groupRow struct {
-	Name    string
-	Title   string
-	Members []orchestrator.Status
-	Running int
+	Name     string
+	Title    string
+	Template string // "" for sandbox:
+	Members  []orchestrator.Status
+	Running  int
+}
+
+// templateRow is one template on the groups page.
+type templateRow struct {
+	orchestrator.TemplateInfo
+	Idle string // "10m pause", "never"
+	Sets string
 }
 
 func (d *Dashboard) groups(r *http.Request) (string, string, any, error) {
@@ -231,8 +240,19 @@ func (d *Dashboard) groups(r *http.Request) (string, string, any, error) {
 	if data.Invites, err = d.o.Access.Invites(ctx); err != nil {
 		return "groups", "Groups", nil, err
 	}
+	ts, err := d.o.Orch.Templates(ctx)
+	if err != nil {
+		return "groups", "Groups", nil, err
+	}
+	for _, t := range ts {
+		row := templateRow{TemplateInfo: t, Idle: "never", Sets: strings.Join(t.Template.Keys(), ", ")}
+		if t.Settings.IdleTimeout > 0 {
+			row.Idle = strings.TrimSuffix(t.Settings.IdleTimeout.D().String(), "0s") + " " + t.Settings.IdleAction
+		}
+		data.Templates = append(data.Templates, row)
+	}
 	for _, g := range gs {
-		gr := groupRow{Name: g.Name, Title: g.Title, Members: by[g.Name]}
+		gr := groupRow{Name: g.Name, Title: g.Title, Template: d.o.Orch.SettingsFor(g.Name).Template, Members: by[g.Name]}
 		for _, m := range gr.Members {
 			if m.State == string(sandbox.StateRunning) {
 				gr.Running++
