@@ -501,6 +501,7 @@ const groupsHint = "e.g. groups: {alpha: [alice, bob]}"
 
 // userKeys are the keys of a user written as a mapping.
 var userKeys = []string{"name", "email"}
+
 // decodeGroups reads `groups:`, keeping declaration order. A group is a list
 // of users, a mapping with title: and users:, or null (an empty group). A
 // user is a name, or a mapping {name, email}. Groups given twice are all
