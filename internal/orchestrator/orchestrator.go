@@ -73,6 +73,10 @@ type Options struct {
 	// ResyncInterval is how often the engine's view is folded into the store
 	// (sandboxes stopped or removed behind THON's back). 0 means 10s.
 	ResyncInterval time.Duration
+	// UsageInterval is how often Run samples what the running sandboxes
+	// use (and advances their running time). 0 means
+	// DefaultUsageInterval; negative, never.
+	UsageInterval time.Duration
 }
 
 // Orchestrator owns the sandboxes of one event.
@@ -86,6 +90,10 @@ type Orchestrator struct {
 	log          *slog.Logger
 	health       *http.Client
 	resync       time.Duration
+	usageEvery   time.Duration
+	use          usage            // the last usage sample
+	now          func() time.Time // the usage sampler's clock (tests); nil: time.Now
+	exports      slots            // exports running at once
 
 	mu       sync.Mutex
 	settings config.Sandbox
@@ -114,6 +122,9 @@ func New(o Options) *Orchestrator {
 	if o.ResyncInterval == 0 {
 		o.ResyncInterval = 10 * time.Second
 	}
+	if o.UsageInterval == 0 {
+		o.UsageInterval = DefaultUsageInterval
+	}
 	if o.OnUsersChanged == nil {
 		o.OnUsersChanged = func(context.Context) {}
 	}
@@ -126,6 +137,7 @@ func New(o Options) *Orchestrator {
 		st:           o.Store,
 		log:          o.Logger,
 		resync:       o.ResyncInterval,
+		usageEvery:   o.UsageInterval,
 		settings:     o.Settings,
 		health:       &http.Client{Timeout: 3 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		locks:        map[string]*userLock{},
@@ -319,6 +331,16 @@ type Status struct {
 	// Outdated: the sandbox was created from other settings or another group;
 	// `recreate` applies the current ones (the workspace is kept).
 	Outdated bool `json:"outdated,omitempty"`
+	// What the running (or paused) sandbox used at the last sample: CPU in
+	// cores, memory and the workspace's disk use in bytes; nil when not
+	// running, not sampled yet, or not measured by the engine.
+	CPU         *float64 `json:"cpu,omitempty"`
+	Memory      *int64   `json:"memory,omitempty"`
+	MemoryLimit int64    `json:"memory_limit,omitempty"`
+	Disk        *int64   `json:"disk,omitempty"`
+	// RunningSeconds is how long the sandbox has run over the event
+	// (stopped and paused time not counted; kept across restarts).
+	RunningSeconds float64 `json:"running_seconds,omitempty"`
 }
 
 // Filter selects participants. Empty means everyone.
@@ -356,6 +378,10 @@ func (o *Orchestrator) List(ctx context.Context, f Filter) ([]Status, error) {
 	if err != nil {
 		return nil, err
 	}
+	running, err := o.st.RunningTimes(ctx)
+	if err != nil {
+		return nil, err
+	}
 	settings := o.Settings()
 	o.mu.Lock()
 	busy := make(map[string]string, len(o.busy))
@@ -363,14 +389,29 @@ func (o *Orchestrator) List(ctx context.Context, f Filter) ([]Status, error) {
 		busy[k] = v
 	}
 	o.mu.Unlock()
+	use := o.Usage()
 	out := make([]Status, 0, len(users))
 	for _, u := range users {
 		if !f.match(u) {
 			continue
 		}
-		out = append(out, o.status(u, boxes, busy, settings))
+		st := o.status(u, boxes, busy, settings)
+		st.RunningSeconds = running[u.Name].Total.Seconds()
+		if r, ok := use.Sandboxes[u.Name]; ok && (st.State == string(sandbox.StateRunning) || st.State == string(sandbox.StatePaused)) {
+			st.CPU, st.Memory, st.Disk = known(r.CPU), known(r.Memory), known(r.Disk)
+			st.MemoryLimit = max(r.MemoryLimit, 0)
+		}
+		out = append(out, st)
 	}
 	return out, nil
+}
+
+// known is v, or nil when it is sandbox.Unknown.
+func known[T int64 | float64](v T) *T {
+	if v == sandbox.Unknown {
+		return nil
+	}
+	return &v
 }
 
 func (o *Orchestrator) status(u store.User, boxes map[string]store.Sandbox, busy map[string]string, s config.Sandbox) Status {
