@@ -39,6 +39,7 @@ type (
 	Event           = wire.Event
 	ImportResult    = wire.ImportResult
 	Instance        = wire.Instance
+	Renewed         = wire.Renewed
 	Link            = wire.Link
 	RevokeResult    = wire.RevokeResult
 	GatewayKey      = wire.GatewayKey
@@ -256,6 +257,13 @@ func (c *Client) Action(ctx context.Context, user, action string) (Result, error
 	var out Result
 	err := c.do(ctx, http.MethodPost, "/api/v1/sandboxes/"+url.PathEscape(user)+"/"+url.PathEscape(action), nil, nil, &out)
 	return out, resultErr(&out, err)
+}
+
+// Renew gives a sandbox more time: for from now ("" the configured
+// sandbox.max_lifetime); an expired sandbox starts again.
+func (c *Client) Renew(ctx context.Context, user, d string) (Renewed, error) {
+	var out Renewed
+	return out, c.do(ctx, http.MethodPost, "/api/v1/sandboxes/"+url.PathEscape(user)+"/renew", nil, wire.RenewRequest{For: d}, &out)
 }
 
 // RemoveSandbox deletes one sandbox; purge deletes its workspace too.

@@ -68,7 +68,7 @@ type Event struct {
 type Status struct {
 	User      string `json:"user"`
 	Group     string `json:"group"`
-	State     string `json:"state"` // running, starting, paused, stopped, failed, created, missing
+	State     string `json:"state"` // running, starting, paused, stopped, asleep, expired, failed, created, missing
 	Workspace string `json:"workspace"`
 	Endpoint  string `json:"endpoint,omitempty"`
 	// URL is where the participant opens their IDE through the front door
@@ -81,6 +81,23 @@ type Status struct {
 	// Outdated: the sandbox was created from other settings or another group;
 	// `recreate` applies the current ones (the workspace is kept).
 	Outdated bool `json:"outdated,omitempty"`
+	// LastActive is when the participant last did something in their IDE
+	// (typing, clicking, a terminal; an open tab alone is not activity).
+	LastActive time.Time `json:"last_active,omitzero"`
+	// Expires is when the sandbox stops unless an organizer renews it
+	// (sandbox.max_lifetime).
+	Expires time.Time `json:"expires,omitzero"`
+	// What the running (or paused) sandbox used at the last sample: CPU in
+	// cores, memory and the workspace's disk use in bytes; absent when not
+	// running, not sampled yet, or not measured by the engine (Kubernetes
+	// without metrics-server).
+	CPU         *float64 `json:"cpu,omitempty"`
+	Memory      *int64   `json:"memory,omitempty"`
+	MemoryLimit int64    `json:"memory_limit,omitempty"`
+	Disk        *int64   `json:"disk,omitempty"`
+	// RunningSeconds is how long the sandbox has run over the event
+	// (stopped and paused time not counted; kept across restarts).
+	RunningSeconds float64 `json:"running_seconds,omitempty"`
 }
 
 // Instance is a sandbox as the engine reports it.
@@ -175,4 +192,17 @@ type UsageTick struct {
 type Hello struct {
 	Started time.Time `json:"started"`
 	Version string    `json:"version"`
+}
+
+// RenewRequest gives a sandbox more time (sandbox.max_lifetime).
+type RenewRequest struct {
+	// For is how long from now, e.g. "2h"; empty: the configured lifetime.
+	For string `json:"for,omitempty"`
+}
+
+// Renewed says until when a sandbox runs now.
+type Renewed struct {
+	User    string    `json:"user"`
+	Expires time.Time `json:"expires"`
+	State   string    `json:"state"`
 }

@@ -20,8 +20,13 @@ type Tracker struct {
 	last map[string]*atomic.Int64 // user → unix nanoseconds
 }
 
-// New returns an empty tracker.
-func New() *Tracker { return &Tracker{now: time.Now, last: map[string]*atomic.Int64{}} }
+// New returns an empty tracker on a clock (time.Now when nil).
+func New(now func() time.Time) *Tracker {
+	if now == nil {
+		now = time.Now
+	}
+	return &Tracker{now: now, last: map[string]*atomic.Int64{}}
+}
 
 // Touch records activity of user now.
 func (t *Tracker) Touch(user string) { t.TouchAt(user, t.now()) }

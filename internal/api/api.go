@@ -180,6 +180,7 @@ func (s *Server) routeTable() []route {
 		{"GET", "/api/v1/sandboxes/{user}", sbR, true, s.getSandbox},
 		{"DELETE", "/api/v1/sandboxes/{user}", sbW, false, s.deleteSandbox},
 		{"POST", "/api/v1/sandboxes/{user}/{action}", sbW, true, s.sandboxAction},
+		{"POST", "/api/v1/sandboxes/{user}/renew", sbW, false, s.renewSandbox},
 		{"GET", "/api/v1/sandboxes/{user}/logs", sbR, true, s.logs},
 		{"GET", "/api/v1/orphans", sbR, false, s.listOrphans},
 		{"DELETE", "/api/v1/orphans", sbW, false, s.deleteOrphans},

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/orchestrator"
@@ -228,6 +229,37 @@ func (s *Server) sandboxAction(w http.ResponseWriter, r *http.Request) error {
 		return badRequestf("unknown action %q: use start, stop, pause, resume or recreate (DELETE removes)", r.PathValue("action"))
 	}
 	return s.runOne(w, r, a, n, false)
+}
+
+// renewSandbox gives a sandbox more time (sandbox.max_lifetime); an
+// expired one starts again.
+func (s *Server) renewSandbox(w http.ResponseWriter, r *http.Request) error {
+	n, err := name(r, "user")
+	if err != nil {
+		return err
+	}
+	var req wire.RenewRequest
+	if r.ContentLength != 0 {
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+	}
+	var d time.Duration
+	if req.For != "" {
+		if d, err = time.ParseDuration(req.For); err != nil || d <= 0 {
+			return badRequestf("for=%q: a duration such as 2h or 90m, or leave it out for sandbox.max_lifetime", req.For)
+		}
+	}
+	exp, err := s.orch.Renew(detached(r), actor(r), n, d)
+	if err != nil {
+		return err
+	}
+	st, err := s.orch.Get(r.Context(), n)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, wire.Renewed{User: n, Expires: exp, State: st.State})
+	return nil
 }
 
 func (s *Server) deleteSandbox(w http.ResponseWriter, r *http.Request) error {

@@ -425,6 +425,8 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"UsageSummary", wire.UsageSummary{}, true, nil},
 		{"Usage", wire.Usage{}, true, nil},
 		{"KeyUsage", wire.KeyUsage{}, true, nil},
+		{"RenewRequest", wire.RenewRequest{}, false, nil},
+		{"Renewed", wire.Renewed{}, true, nil},
 		// thon.yaml, as POST /api/v1/import takes it and GET /api/v1/info
 		// shows its sandbox: section.
 		{"Config", config.Config{}, false, nil},

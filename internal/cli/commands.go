@@ -291,7 +291,31 @@ func newInstanceCmd(e *env) *cobra.Command {
 	}
 	logs.Flags().IntVar(&tail, "tail", 0, "only the last N lines (0: all)")
 	logs.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output")
-	cmd.AddCommand(rm, logs)
+	var renewFor string
+	renew := &cobra.Command{
+		Use:   "renew USER",
+		Short: "Give a sandbox more time (sandbox.max_lifetime); an expired one starts again",
+		Long: `Renew moves the end of a sandbox's lifetime (sandbox.max_lifetime) to --for
+from now, or to the configured lifetime from now without --for. A sandbox that
+was stopped at the end of its lifetime starts again, with its workspace.`,
+		Example: `  thon instance renew alice
+  thon instance renew alice --for 2h`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := e.daemonClient(cmd.Context())
+			if err != nil {
+				return err
+			}
+			res, err := c.Renew(cmd.Context(), args[0], renewFor)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout(), "%s: %s until %s\n", res.User, res.State, res.Expires.Local().Format(time.DateTime))
+			return nil
+		},
+	}
+	renew.Flags().StringVar(&renewFor, "for", "", "how long from now, e.g. 2h (default: sandbox.max_lifetime)")
+	cmd.AddCommand(rm, logs, renew)
 	return cmd
 }
 

@@ -26,7 +26,7 @@ func printStatusTable(w io.Writer, items []client.Status) {
 	bw := bufio.NewWriter(w) // tabwriter writes cell by cell: one syscall each otherwise
 	defer bw.Flush()
 	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "USER\tGROUP\tSTATE\tWORKSPACE\tURL\tENDPOINT\tAGE")
+	fmt.Fprintln(tw, "USER\tGROUP\tSTATE\tWORKSPACE\tURL\tENDPOINT\tAGE\tLAST ACTIVE")
 	now := time.Now()
 	for _, s := range items {
 		state := s.State
@@ -45,7 +45,11 @@ func printStatusTable(w io.Writer, items []client.Status) {
 		if url == "" {
 			url = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.User, s.Group, state, s.Workspace, url, endpoint, age)
+		active := "-"
+		if !s.LastActive.IsZero() {
+			active = humanAge(max(now.Sub(s.LastActive), 0)) + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.User, s.Group, state, s.Workspace, url, endpoint, age, active)
 	}
 	tw.Flush()
 }

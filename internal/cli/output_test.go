@@ -45,7 +45,7 @@ func TestProgressElsewhereWritesPlainLines(t *testing.T) {
 func TestStatusTable(t *testing.T) {
 	var out bytes.Buffer
 	printStatusTable(&out, []client.Status{
-		{User: "alice", Group: "alpha", State: "running", Workspace: "volume", Endpoint: "10.0.0.2:8080", Created: time.Now().Add(-90 * time.Minute)},
+		{User: "alice", Group: "alpha", State: "running", Workspace: "volume", Endpoint: "10.0.0.2:8080", Created: time.Now().Add(-90 * time.Minute), LastActive: time.Now().Add(-3*time.Minute - 10*time.Second)},
 		{User: "bob", Group: "alpha", State: "running", Workspace: "volume", Outdated: true, Created: time.Now().Add(-72 * time.Hour)},
 		{User: "carol", Group: "beta", State: "missing", Workspace: "volume"},
 	})
@@ -58,7 +58,8 @@ func TestStatusTable(t *testing.T) {
 			t.Errorf("row %d: %q, want prefix %q", i+1, lines[i+1], want)
 		}
 	}
-	if !strings.HasSuffix(lines[1], " 1h") || !strings.HasSuffix(lines[2], " 3d") || !strings.HasSuffix(lines[3], " -") {
-		t.Errorf("ages:\n%s", out.String())
+	// AGE, then LAST ACTIVE.
+	if !strings.HasSuffix(lines[1], " 1h   3m ago") || !strings.HasSuffix(lines[2], " 3d   -") || !strings.HasSuffix(lines[3], " -    -") {
+		t.Errorf("ages and activity:\n%s", out.String())
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/thon-dev/thon/internal/access"
+	"github.com/thon-dev/thon/internal/activity"
 	"github.com/thon-dev/thon/internal/api"
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
@@ -59,6 +60,10 @@ type Options struct {
 	Listener net.Listener
 	// ResyncInterval overrides how often the engine is re-read.
 	ResyncInterval time.Duration
+	// SleepInterval overrides how often idle sandboxes are looked for
+	// (default 30s); Now the clock of idle times and lifetimes.
+	SleepInterval time.Duration
+	Now           func() time.Time
 	// LLMQuiet overrides how long participant changes settle before the
 	// LLM is rescaled (default 30s).
 	LLMQuiet time.Duration
@@ -72,10 +77,12 @@ type Options struct {
 
 // Daemon is a running THON daemon.
 type Daemon struct {
-	URL       string // base URL of the REST API
-	Token     string // the admin token
-	Orch      *orchestrator.Orchestrator
-	Store     *store.Store
+	URL   string // base URL of the REST API
+	Token string // the admin token
+	Orch  *orchestrator.Orchestrator
+	Store *store.Store
+	// Activity is what participants' browsers do, seen by the front door.
+	Activity  *activity.Tracker
 	FrontDoor *frontdoor.FrontDoor
 	Access    *access.Service // links, sessions, passwords, invites, joining
 	Tokens    *auth.Tokens    // API tokens
@@ -206,8 +213,10 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		Managed:   d.managed,
 		ModelsDir: filepath.Join(dir, "models"),
 	})
+	d.Activity = activity.New(o.Now)
 	d.Orch = orchestrator.New(orchestrator.Options{
 		Runtime: rt, Store: d.Store, Settings: cfg.Sandbox, Logger: log, ResyncInterval: o.ResyncInterval,
+		Activity: d.Activity, SleepInterval: o.SleepInterval, Now: o.Now,
 		// Port mode: a new participant gets their HTTPS port at once; a
 		// removed one's gateway key stops working.
 		OnUsersChanged: func(ctx context.Context) {
@@ -236,6 +245,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 			return nil
 		},
 	})
+	d.Metrics.MustRegister(newSandboxCollector(d.Orch))
 	if err := d.Orch.ApplySettings(ctx, "daemon", cfg.Sandbox); err != nil {
 		return nil, err
 	}
@@ -292,7 +302,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	// API over HTTPS too, organizers the dashboard.
 	fo := frontdoor.Options{
 		Addresses: d.addrs, Access: d.Access, Tokens: d.Tokens, TLS: d.CA.TLSConfig(), CA: d.CA.Handler(),
-		API: handler, Dashboard: dash, Orch: d.Orch, Logger: log,
+		API: handler, Dashboard: dash, Orch: d.Orch, Logger: log, Activity: d.Activity,
 	}
 	acme := len(d.CA.Status().ACME) > 0
 	if acme {

@@ -65,7 +65,7 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, status int, n
 }
 
 // States in the order the dashboard shows them.
-var states = []string{"running", "starting", "paused", "stopped", "failed", "created", "missing"}
+var states = []string{"running", "starting", "paused", "asleep", "stopped", "expired", "failed", "created", "missing"}
 
 // overviewData is the front page.
 type overviewData struct {
@@ -139,6 +139,8 @@ type instancesData struct {
 	Page, Pages, Size     int
 	Total, Shown, Matched int
 	States                []string
+	Sort                  string // "" by group and name; "idle": longest idle first
+	Lifetime              bool   // sandbox.max_lifetime is on: sandboxes can be renewed
 }
 
 type row struct {
@@ -149,7 +151,11 @@ type row struct {
 func (d *Dashboard) instances(r *http.Request) (string, string, any, error) {
 	ctx := r.Context()
 	q := r.URL.Query()
-	data := instancesData{Group: q.Get("group"), State: q.Get("state"), Query: strings.TrimSpace(q.Get("q")), States: states}
+	data := instancesData{Group: q.Get("group"), State: q.Get("state"), Query: strings.TrimSpace(q.Get("q")), States: states,
+		Lifetime: d.o.Orch.Settings().MaxLifetime > 0}
+	if q.Get("sort") == "idle" {
+		data.Sort = "idle"
+	}
 	data.Size = clamp(atoi(q.Get("size"), 50), 10, 500)
 	list, err := d.o.Orch.List(ctx, orchestrator.Filter{})
 	if err != nil {
@@ -167,6 +173,16 @@ func (d *Dashboard) instances(r *http.Request) (string, string, any, error) {
 			(data.Query == "" || strings.Contains(s.User, strings.ToLower(data.Query))) {
 			matched = append(matched, s)
 		}
+	}
+	if data.Sort == "idle" {
+		// Longest idle first; never active last (nothing known yet).
+		slices.SortStableFunc(matched, func(a, b orchestrator.Status) int {
+			switch {
+			case a.LastActive.IsZero() != b.LastActive.IsZero():
+				return cmp.Compare(boolInt(a.LastActive.IsZero()), boolInt(b.LastActive.IsZero()))
+			}
+			return a.LastActive.Compare(b.LastActive)
+		})
 	}
 	data.Matched = len(matched)
 	data.Pages = max(1, (len(matched)+data.Size-1)/data.Size)
@@ -458,4 +474,11 @@ func bars(values []int64, label string) template.HTML {
 	}
 	fmt.Fprintf(&b, `<text x="0" y="%d">%s, max %s</text></svg>`, h+14, template.HTMLEscapeString(label), humanNumber(top))
 	return template.HTML(b.String())
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

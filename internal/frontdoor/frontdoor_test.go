@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -467,5 +468,99 @@ func TestSubdomainMode(t *testing.T) {
 	defer cancel()
 	if err := echo(ctx, c, ide, origin(ide)); err != nil {
 		t.Fatalf("WebSocket on a subdomain: %v", err)
+	}
+}
+
+// What a participant's browser does is their activity; an organizer's
+// token is not. An idle sandbox sleeps; the participant's next page load
+// wakes it (not an organizer's visit, not a script or a reconnecting tab),
+// and the waiting page says it is waking.
+func TestActivitySleepAndWake(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	h := thontest.New(t, thontest.Groups(alphaBeta...), thontest.FakeEngine(), thontest.Clock(clock))
+	h.Config.Sandbox.IdleTimeout = config.Duration(30 * time.Minute)
+	h.Config.Sandbox.Env = map[string]string{"WS_ANY_ORIGIN": "1"}
+	if _, err := h.Client.Import(ctx, h.Config); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Client.Bulk(ctx, client.BulkRequest{Action: "start"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	act := h.Daemon.Activity
+	c := browser(t, h)
+	ide := signIn(t, h, c, "alice")
+	if act.Last("alice").IsZero() {
+		t.Fatal("alice's page load is not her activity")
+	}
+
+	// An organizer's token through the front door is not alice's activity.
+	advance(time.Minute)
+	before := act.Last("alice")
+	if code, _ := get(t, browser(t, h), ide+"whoami", "Authorization", "Bearer "+h.Daemon.Token); code != 200 {
+		t.Fatalf("organizer's token: %d", code)
+	}
+	if !act.Last("alice").Equal(before) {
+		t.Fatal("an organizer's request counted as alice's activity")
+	}
+	// A message she sends on a WebSocket is.
+	if err := echo(ctx, c, ide, origin(ide)); err != nil {
+		t.Fatal(err)
+	}
+	if !act.Last("alice").After(before) {
+		t.Fatal("alice's WebSocket message is not her activity")
+	}
+	if !act.Last("bob").IsZero() {
+		t.Fatal("bob did nothing, yet has activity")
+	}
+
+	// 40 minutes later.
+	advance(40 * time.Minute)
+	if err := h.Daemon.Orch.SleepIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := h.Client.Sandbox(ctx, "alice")
+	if st.State != "asleep" {
+		t.Fatalf("alice after 40 idle minutes: %s", st.State)
+	}
+
+	// Neither an organizer, nor a script, nor her reconnecting tab wakes it.
+	if code, body := get(t, browser(t, h), ide, "Accept", "text/html", "Authorization", "Bearer "+h.Daemon.Token); code != 503 || !strings.Contains(body, "asleep") {
+		t.Fatalf("organizer visits a sleeping sandbox: %d %s", code, body)
+	}
+	if code, body := get(t, c, ide+"whoami"); code != 503 || !strings.Contains(body, "open it in the browser") {
+		t.Fatalf("a script: %d %s", code, body)
+	}
+	if err := echo(ctx, c, ide, origin(ide)); err == nil {
+		t.Fatal("a WebSocket reached a sleeping sandbox")
+	}
+	if st, _ := h.Client.Sandbox(ctx, "alice"); st.State != "asleep" {
+		t.Fatalf("after those: %s, want asleep still", st.State)
+	}
+
+	// Her page load wakes it: the waiting page says so, then her IDE.
+	code, body := get(t, c, ide, "Accept", "text/html")
+	if code != 503 || !strings.Contains(body, "waking") || !strings.Contains(body, `http-equiv="refresh"`) {
+		t.Fatalf("alice comes back: %d %s", code, body)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if code, body := get(t, c, ide+"whoami"); code == 200 && strings.Contains(body, "alice") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("alice's sandbox did not wake")
+		}
+	}
+	evs, _ := h.Client.Events(ctx, 0, 100)
+	var slept, woke bool
+	for _, e := range evs {
+		slept = slept || e.Action == "sandbox.sleep" && e.Actor == "system" && e.Target == "alice"
+		woke = woke || e.Action == "sandbox.wake" && e.Actor == "alice"
+	}
+	if !slept || !woke {
+		t.Fatalf("audit log: sleep by system %v, wake by alice %v: %+v", slept, woke, evs)
 	}
 }

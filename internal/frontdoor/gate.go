@@ -9,6 +9,7 @@ import (
 	"github.com/thon-dev/thon/internal/access"
 	"github.com/thon-dev/thon/internal/activity"
 	"github.com/thon-dev/thon/internal/auth"
+	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
 )
 
@@ -62,8 +63,14 @@ func (f *FrontDoor) serveSandbox(w http.ResponseWriter, r *http.Request, user, p
 		http.Error(w, "THON cannot look up this IDE right now; try again in a moment", http.StatusServiceUnavailable)
 		return
 	}
+	if live.State == orchestrator.StateAsleep && who == user && wantsHTML(r) {
+		// The participant came back (a page load, not a tab reconnecting by
+		// itself): wake their sandbox, in line behind others waking.
+		live.Queue = f.o.Orch.Wake(r.Context(), user)
+		live.State = string(sandbox.StateStarting)
+	}
 	if live.State != string(sandbox.StateRunning) || live.Endpoint == "" {
-		f.waiting(w, r, user, live.State)
+		f.waiting(w, r, user, live.State, live.Queue)
 		return
 	}
 	t := &target{user: user, endpoint: live.Endpoint, prefix: prefix}

@@ -3,6 +3,8 @@ package frontdoor
 import (
 	"html/template"
 	"net/http"
+
+	"github.com/thon-dev/thon/internal/orchestrator"
 )
 
 // pageData fills THON's own small pages.
@@ -11,6 +13,7 @@ type pageData struct {
 	User   string // the IDE's participant
 	Who    string // who is signed in (forbidden page)
 	State  string // the sandbox's state (waiting page)
+	Queue  int    // wakes ahead of this one (waiting page; -1: not waking)
 	Msg    string
 	Action string // form target
 	Login  string // link to the password form
@@ -38,8 +41,8 @@ var (
 </body></html>`))
 
 	waitingPage = template.Must(template.New("waiting").Parse(pageHead + `
-<h1><span class="spin" aria-hidden="true"></span>Your IDE is {{if eq .State "paused"}}paused{{else if eq .State "stopped"}}stopped{{else if eq .State "failed"}}having trouble{{else if eq .State "missing"}}not created yet{{else}}starting{{end}}</h1>
-<p>{{if eq .State "paused"}}An organizer paused it; your work is safe.{{else if or (eq .State "stopped") (eq .State "missing") (eq .State "failed")}}An organizer needs to start it; your work is safe.{{else}}This takes a few seconds.{{end}}
+<h1><span class="spin" aria-hidden="true"></span>Your IDE is {{if eq .State "paused"}}paused{{else if eq .State "stopped"}}stopped{{else if eq .State "expired"}}out of time{{else if eq .State "asleep"}}asleep{{else if eq .State "failed"}}having trouble{{else if eq .State "missing"}}not created yet{{else if ge .Queue 0}}waking up{{else}}starting{{end}}</h1>
+<p>{{if eq .State "paused"}}An organizer paused it; your work is safe.{{else if eq .State "expired"}}It was stopped at the end of its time; your work is safe. An organizer can give it more time.{{else if eq .State "asleep"}}It went to sleep while nobody used it; your work is safe. Reload this page to wake it.{{else if or (eq .State "stopped") (eq .State "missing") (eq .State "failed")}}An organizer needs to start it; your work is safe.{{else if gt .Queue 0}}It went to sleep while nobody used it; your work is safe. {{if eq .Queue 1}}One IDE wakes{{else}}{{.Queue}} IDEs wake{{end}} before yours: <strong id="queue">{{.Queue}}</strong> ahead of you.{{else if eq .Queue 0}}It went to sleep while nobody used it; your work is safe. It is waking now: a few seconds.{{else}}This takes a few seconds.{{end}}
 This page reloads by itself and opens your IDE as soon as it is ready.</p>
 <p class="muted">IDE of {{.User}}</p>
 </body></html>`))
@@ -76,19 +79,28 @@ func writePage(w http.ResponseWriter, status int, t *template.Template, d pageDa
 
 // waiting answers while a sandbox is not running: a page that reloads itself
 // for browsers, a plain 503 for everything else.
-func (f *FrontDoor) waiting(w http.ResponseWriter, r *http.Request, user, state string) {
+func (f *FrontDoor) waiting(w http.ResponseWriter, r *http.Request, user, state string, queue int) {
 	w.Header().Set("Retry-After", "3")
 	w.Header().Set("Cache-Control", "no-store")
 	if !wantsHTML(r) || isUpgrade(r) {
-		http.Error(w, "this IDE is "+state+"; try again shortly", http.StatusServiceUnavailable)
+		msg := "this IDE is " + state + "; try again shortly"
+		if state == orchestrator.StateAsleep {
+			msg = "this IDE is asleep: open it in the browser to wake it"
+		}
+		http.Error(w, msg, http.StatusServiceUnavailable)
 		return
 	}
 	if state == "" {
 		state = "starting"
 	}
-	title := map[string]string{"paused": "Paused", "stopped": "Stopped", "failed": "Not running", "missing": "Not created yet"}[state]
-	if title == "" {
+	title := map[string]string{"paused": "Paused", "stopped": "Stopped", "failed": "Not running", "missing": "Not created yet",
+		orchestrator.StateAsleep: "Asleep", orchestrator.StateExpired: "Out of time"}[state]
+	switch {
+	case title != "":
+	case queue >= 0:
+		title = "Waking up"
+	default:
 		title = "Starting"
 	}
-	writePage(w, http.StatusServiceUnavailable, waitingPage, pageData{Title: title, User: user, State: state})
+	writePage(w, http.StatusServiceUnavailable, waitingPage, pageData{Title: title, User: user, State: state, Queue: queue})
 }

@@ -75,7 +75,7 @@ func newProxy(f *FrontDoor) *httputil.ReverseProxy {
 			if errors.As(err, &op) && op.Op == "dial" {
 				// Nothing listens yet (the IDE is still starting, or restarting).
 				f.log.Debug("sandbox did not answer", "user", t.user, "err", err)
-				f.waiting(w, r, t.user, "starting")
+				f.waiting(w, r, t.user, "starting", -1)
 				return
 			}
 			if r.Context().Err() != nil {

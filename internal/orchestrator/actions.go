@@ -139,7 +139,7 @@ func (p *Plan) Run(ctx context.Context, actor string, opts BulkOptions) Summary 
 			defer wg.Done()
 			defer func() { <-sem }()
 			phase := func(ph string) { report(Progress{User: u.Name, Phase: ph}) }
-			r := o.do(ctx, actor, p.action, u, opts.Purge, phase)
+			r := o.do(ctx, actor, p.action, u, opts.Purge, phase, note{})
 			sum.Results[i] = r
 			report(Progress{User: u.Name, Phase: "done", Res: &r})
 		}()
@@ -166,7 +166,7 @@ func (o *Orchestrator) Do(ctx context.Context, actor string, action Action, user
 			return Result{}, err
 		}
 	}
-	return o.do(ctx, actor, action, u, purge, func(string) {}), nil
+	return o.do(ctx, actor, action, u, purge, func(string) {}, note{}), nil
 }
 
 func (o *Orchestrator) checkFilter(ctx context.Context, f Filter, users []store.User) error {
@@ -202,11 +202,18 @@ func (f Filter) String() string {
 	return strings.Join(parts, " ")
 }
 
-// do runs one action under the user's lock and records the outcome.
-func (o *Orchestrator) do(ctx context.Context, actor string, action Action, u store.User, purge bool, phase func(string)) Result {
+// do runs one action under the user's lock and records the outcome. The
+// system's sleep (n.sleep) marks the sandbox asleep first; any other
+// action wakes it from its sleep.
+func (o *Orchestrator) do(ctx context.Context, actor string, action Action, u store.User, purge bool, phase func(string), n note) Result {
 	unlock := o.lock(u.Name)
 	defer unlock()
 	defer o.setBusy(u.Name, "")
+	o.setSleep(ctx, u.Name, n.sleep)
+	event, detail := "sandbox."+string(action), ""
+	if n.event != "" {
+		event, detail = n.event, n.detail
+	}
 	start := time.Now()
 	res := Result{User: u.Name, Group: u.Group}
 	spec := o.Spec(u.Name, u.Group)
@@ -254,8 +261,11 @@ func (o *Orchestrator) do(ctx context.Context, actor string, action Action, u st
 	if err != nil {
 		res.Outcome, res.State, res.Error = OutcomeFailed, string(sandbox.StateFailed), userMessage(err)
 		o.log.Warn("sandbox action failed", "action", action, "user", u.Name, "err", err)
+		if n.sleep != "" {
+			o.setSleep(ctx, u.Name, "")
+		}
 		o.record(ctx, sandbox.Instance{User: u.Name, State: sandbox.StateFailed, ID: inst.ID, Image: inst.Image, SpecHash: inst.SpecHash, Created: inst.Created}, string(spec.Workspace), res.Error)
-		o.event(ctx, actor, "sandbox."+string(action)+".failed", u.Name, res.Error)
+		o.event(ctx, actor, event+".failed", u.Name, res.Error)
 		return res
 	}
 	res.State, res.Endpoint = string(inst.State), inst.Endpoint
@@ -267,8 +277,15 @@ func (o *Orchestrator) do(ctx context.Context, actor string, action Action, u st
 	} else {
 		o.record(ctx, inst, string(spec.Workspace), "")
 	}
+	switch res.Outcome {
+	case OutcomeCreated, OutcomeStarted, OutcomeResumed, OutcomeRecreated:
+		o.started(ctx, u.Name)
+	}
 	if res.Outcome != OutcomeUnchanged {
-		o.event(ctx, actor, "sandbox."+string(action), u.Name, res.Outcome)
+		if detail == "" {
+			detail = res.Outcome
+		}
+		o.event(ctx, actor, event, u.Name, detail)
 	}
 	return res
 }

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/thon-dev/thon/internal/activity"
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/sandbox"
 	"github.com/thon-dev/thon/internal/store"
@@ -77,6 +78,14 @@ type Options struct {
 	// use (and advances their running time). 0 means
 	// DefaultUsageInterval; negative, never.
 	UsageInterval time.Duration
+	// Activity is what participants' browsers do, as the front door sees
+	// it (nil: no activity is known, and no sandbox is idle).
+	Activity *activity.Tracker
+	// SleepInterval is how often idle sandboxes are looked for and activity
+	// recorded. 0 means 30s.
+	SleepInterval time.Duration
+	// Now is the clock of idle times and lifetimes (time.Now when nil).
+	Now func() time.Time
 }
 
 // Orchestrator owns the sandboxes of one event.
@@ -91,9 +100,11 @@ type Orchestrator struct {
 	health       *http.Client
 	resync       time.Duration
 	usageEvery   time.Duration
-	use          usage            // the last usage sample
-	now          func() time.Time // the usage sampler's clock (tests); nil: time.Now
-	exports      slots            // exports running at once
+	use          usage // the last usage sample
+	exports      slots // exports running at once
+	activity     *activity.Tracker
+	sleepEvery   time.Duration
+	now          func() time.Time
 
 	mu       sync.Mutex
 	settings config.Sandbox
@@ -102,6 +113,8 @@ type Orchestrator struct {
 	ops      map[string]uint64    // user → count of operations begun or ended, for Reconcile
 	live     map[string]Live      // user → last recorded state, for routing without a database read
 	orphans  []sandbox.Instance
+	sleeping map[string]string // user → why their sandbox sleeps (store.SleepIdle, SleepLifetime)
+	wakes    wakeQueue
 	watch    watchers
 	// specGen counts changes of what specs are made from; hashes caches
 	// each participant's spec hash for one generation.
@@ -128,6 +141,12 @@ func New(o Options) *Orchestrator {
 	if o.OnUsersChanged == nil {
 		o.OnUsersChanged = func(context.Context) {}
 	}
+	if o.SleepInterval == 0 {
+		o.SleepInterval = 30 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	return &Orchestrator{
 		usersChanged: o.OnUsersChanged,
 		personalize:  o.Personalize,
@@ -138,6 +157,11 @@ func New(o Options) *Orchestrator {
 		log:          o.Logger,
 		resync:       o.ResyncInterval,
 		usageEvery:   o.UsageInterval,
+		activity:     o.Activity,
+		sleepEvery:   o.SleepInterval,
+		now:          o.Now,
+		sleeping:     map[string]string{},
+		wakes:        wakeQueue{active: map[string]bool{}, since: map[string]time.Time{}},
 		settings:     o.Settings,
 		health:       &http.Client{Timeout: 3 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		locks:        map[string]*userLock{},
@@ -331,6 +355,11 @@ type Status struct {
 	// Outdated: the sandbox was created from other settings or another group;
 	// `recreate` applies the current ones (the workspace is kept).
 	Outdated bool `json:"outdated,omitempty"`
+	// LastActive is when the participant last did something in their IDE
+	// (zero: not since THON has been watching).
+	LastActive time.Time `json:"last_active,omitzero"`
+	// Expires is when the sandbox stops unless renewed (sandbox.max_lifetime).
+	Expires time.Time `json:"expires,omitzero"`
 	// What the running (or paused) sandbox used at the last sample: CPU in
 	// cores, memory and the workspace's disk use in bytes; nil when not
 	// running, not sampled yet, or not measured by the engine.
@@ -417,8 +446,17 @@ func known[T int64 | float64](v T) *T {
 func (o *Orchestrator) status(u store.User, boxes map[string]store.Sandbox, busy map[string]string, s config.Sandbox) Status {
 	st := Status{User: u.Name, Group: u.Group, State: string(sandbox.StateMissing), Workspace: s.Workspace}
 	if b, ok := boxes[u.Name]; ok {
-		st.State, st.Endpoint, st.Image, st.Error = b.State, b.Endpoint, b.Image, b.Error
+		st.State, st.Endpoint, st.Image, st.Error = shownState(b.State, b.Sleep), b.Endpoint, b.Image, b.Error
 		st.Created, st.Updated = b.CreatedAt, b.UpdatedAt
+		st.LastActive, st.Expires = b.LastActive, b.Expires
+		if o.activity != nil {
+			if t := o.activity.Last(u.Name); t.After(st.LastActive) {
+				st.LastActive = t
+			}
+		}
+		if s.MaxLifetime <= 0 {
+			st.Expires = time.Time{}
+		}
 		if b.Workspace != "" {
 			st.Workspace = b.Workspace
 		}
@@ -461,8 +499,11 @@ func (o *Orchestrator) Logs(ctx context.Context, user string, opts sandbox.LogOp
 
 // Live is what the front door needs to route a request to a sandbox.
 type Live struct {
-	State    string // a sandbox.State, or "starting" while an operation brings it up
+	State    string // a sandbox.State, "starting" while an operation brings it up, StateAsleep, StateExpired
 	Endpoint string // host:port of the IDE while running
+	// Queue is how many wakes are ahead of this sandbox's (0: it is being
+	// woken; -1: it is not waking).
+	Queue int
 }
 
 // Live returns the last recorded state of user's sandbox from memory (the
@@ -486,6 +527,13 @@ func (o *Orchestrator) Live(ctx context.Context, user string) (Live, error) {
 	}
 	if busy != "" {
 		l.State = busy
+	}
+	o.mu.Lock()
+	l.State = shownState(l.State, o.sleeping[user])
+	l.Queue = o.queuePosition(user)
+	o.mu.Unlock()
+	if l.Queue >= 0 && busy == "" {
+		l.State = string(sandbox.StateStarting) // waiting for its turn to wake
 	}
 	return l, nil
 }

@@ -41,6 +41,27 @@ func (o *Orchestrator) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	for _, u := range users {
 		known[u.Name] = u
 	}
+	// Why sandboxes sleep, and what their participants did, as the store
+	// has it (another replica's front door may have seen them).
+	o.mu.Lock()
+	for user, b := range boxes {
+		if o.locks[user] != nil || o.ops[user] != snap[user] { // not quiet (o.mu is held)
+			continue
+		}
+		if b.Sleep != "" {
+			o.sleeping[user] = b.Sleep
+		} else {
+			delete(o.sleeping, user)
+		}
+	}
+	o.mu.Unlock()
+	if o.activity != nil {
+		for user, b := range boxes {
+			if !b.LastActive.IsZero() {
+				o.activity.TouchAt(user, b.LastActive)
+			}
+		}
+	}
 
 	seen := map[string]bool{}
 	for _, inst := range insts {
@@ -95,6 +116,7 @@ func (o *Orchestrator) Run(ctx context.Context) {
 	if o.usageEvery > 0 {
 		go o.runUsage(ctx)
 	}
+	go o.sleepLoop(ctx)
 	t := time.NewTicker(o.resync)
 	defer t.Stop()
 	for {

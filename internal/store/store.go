@@ -158,7 +158,22 @@ type Sandbox struct {
 	Error      string    `json:"error"`
 	CreatedAt  time.Time `json:"created_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
+	// StartedAt is when THON last started it; LastActive when its
+	// participant last did something in it (as recorded, up to a minute
+	// late); Expires when its time runs out (zero: never); Sleep why it
+	// sleeps ("" awake, or SleepIdle, SleepLifetime). None of them is
+	// changed by PutSandbox.
+	StartedAt  time.Time `json:"started_at"`
+	LastActive time.Time `json:"last_active"`
+	Expires    time.Time `json:"expires"`
+	Sleep      string    `json:"sleep"`
 }
+
+// Why a sandbox sleeps (Sandbox.Sleep).
+const (
+	SleepIdle     = "idle"     // put to sleep after sandbox.idle_timeout; the next visit wakes it
+	SleepLifetime = "lifetime" // stopped at the end of sandbox.max_lifetime; an organizer renews it
+)
 
 // Event is one line of the audit log.
 type Event struct {
@@ -409,19 +424,17 @@ func (s *Store) Import(ctx context.Context, groups []string, users []ImportUser)
 
 // Sandboxes returns every sandbox record, keyed by user.
 func (s *Store) Sandboxes(ctx context.Context) (map[string]Sandbox, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT user_name, instance_id, state, endpoint, image, spec_hash, workspace, error, created_at, updated_at FROM sandboxes`)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+sandboxColumns+` FROM sandboxes`)
 	if err != nil {
 		return nil, fmt.Errorf("list sandboxes: %w", err)
 	}
 	defer rows.Close()
 	out := map[string]Sandbox{}
 	for rows.Next() {
-		var b Sandbox
-		var created, updated string
-		if err := rows.Scan(&b.User, &b.InstanceID, &b.State, &b.Endpoint, &b.Image, &b.SpecHash, &b.Workspace, &b.Error, &created, &updated); err != nil {
+		b, err := scanSandbox(rows)
+		if err != nil {
 			return nil, err
 		}
-		b.CreatedAt, b.UpdatedAt = parseTime(created), parseTime(updated)
 		out[b.User] = b
 	}
 	return out, rows.Err()
@@ -429,15 +442,85 @@ func (s *Store) Sandboxes(ctx context.Context) (map[string]Sandbox, error) {
 
 // Sandbox returns one sandbox record; ErrNotFound when there is none.
 func (s *Store) Sandbox(ctx context.Context, user string) (Sandbox, error) {
-	var b Sandbox
-	var created, updated string
-	err := s.db.QueryRowContext(ctx, `SELECT user_name, instance_id, state, endpoint, image, spec_hash, workspace, error, created_at, updated_at FROM sandboxes WHERE user_name = ?`, user).
-		Scan(&b.User, &b.InstanceID, &b.State, &b.Endpoint, &b.Image, &b.SpecHash, &b.Workspace, &b.Error, &created, &updated)
+	b, err := scanSandbox(s.db.QueryRowContext(ctx, `SELECT `+sandboxColumns+` FROM sandboxes WHERE user_name = ?`, user))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Sandbox{}, fmt.Errorf("sandbox of %s: %w", user, ErrNotFound)
 	}
-	b.CreatedAt, b.UpdatedAt = parseTime(created), parseTime(updated)
 	return b, err
+}
+
+const sandboxColumns = `user_name, instance_id, state, endpoint, image, spec_hash, workspace, error, created_at, updated_at,
+	started_at, last_active, expires_at, sleep`
+
+func scanSandbox(r interface{ Scan(...any) error }) (Sandbox, error) {
+	var b Sandbox
+	var created, updated, started, active, expires string
+	err := r.Scan(&b.User, &b.InstanceID, &b.State, &b.Endpoint, &b.Image, &b.SpecHash, &b.Workspace, &b.Error, &created, &updated,
+		&started, &active, &expires, &b.Sleep)
+	b.CreatedAt, b.UpdatedAt = parseTime(created), parseTime(updated)
+	b.StartedAt, b.LastActive, b.Expires = parseTime(started), parseTime(active), parseTime(expires)
+	return b, err
+}
+
+// SandboxTimes changes a sandbox's life beside its state; nil fields are
+// kept.
+type SandboxTimes struct {
+	StartedAt, Expires *time.Time
+	Sleep              *string
+}
+
+// SetSandboxTimes records when a sandbox started, when its time runs out,
+// or why it sleeps. A user without a sandbox record is not an error: there
+// is nothing to change.
+func (s *Store) SetSandboxTimes(ctx context.Context, user string, t SandboxTimes) error {
+	var sets []string
+	var args []any
+	stamp := func(v time.Time) string {
+		if v.IsZero() {
+			return ""
+		}
+		return v.UTC().Format(time.RFC3339Nano)
+	}
+	if t.StartedAt != nil {
+		sets, args = append(sets, "started_at = ?"), append(args, stamp(*t.StartedAt))
+	}
+	if t.Expires != nil {
+		sets, args = append(sets, "expires_at = ?"), append(args, stamp(*t.Expires))
+	}
+	if t.Sleep != nil {
+		sets, args = append(sets, "sleep = ?"), append(args, *t.Sleep)
+	}
+	if len(sets) == 0 {
+		return nil
+	}
+	_, err := s.db.ExecContext(ctx, `UPDATE sandboxes SET `+strings.Join(sets, ", ")+` WHERE user_name = ?`, append(args, user)...)
+	if err != nil {
+		return fmt.Errorf("record sandbox times of %s: %w", user, classify(err))
+	}
+	return nil
+}
+
+// RecordActivity records participants' last activity, never moving one
+// back, in one transaction.
+func (s *Store) RecordActivity(ctx context.Context, last map[string]time.Time) error {
+	if len(last) == 0 {
+		return nil
+	}
+	return s.tx(ctx, func(tx *txn) error {
+		stmt, err := tx.PrepareContext(ctx, `UPDATE sandboxes SET last_active = ? WHERE user_name = ? AND last_active < ?`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for user, at := range last {
+			// Fixed width, so that the text compares as the time does.
+			v := at.UTC().Format("2006-01-02T15:04:05.000000000Z07:00")
+			if _, err := stmt.ExecContext(ctx, v, user, v); err != nil {
+				return fmt.Errorf("record activity of %s: %w", user, classify(err))
+			}
+		}
+		return nil
+	})
 }
 
 // PutSandbox records a sandbox's state (insert or replace).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+	"time"
 )
 
 func TestGroupsAndUsers(t *testing.T) { eachBackend(t, testGroupsAndUsers) }
@@ -113,6 +114,53 @@ func testSandboxRecordsFollowUsers(t *testing.T, dsn string) {
 	s.DeleteUser(ctx, "alice")
 	if boxes, _ := s.Sandboxes(ctx); len(boxes) != 0 {
 		t.Fatalf("records outlived their user: %+v", boxes)
+	}
+}
+
+func TestSandboxTimesAndActivity(t *testing.T) { eachBackend(t, testSandboxTimesAndActivity) }
+
+func testSandboxTimesAndActivity(t *testing.T, dsn string) {
+	ctx := context.Background()
+	s := open(t, dsn)
+	s.Import(ctx, []string{"alpha"}, []ImportUser{{"alice", "alpha"}, {"bob", "alpha"}})
+	for _, u := range []string{"alice", "bob"} {
+		if err := s.PutSandbox(ctx, Sandbox{User: u, InstanceID: "c-" + u, State: "running"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	expires, idle := t0.Add(12*time.Hour), SleepIdle
+	if err := s.SetSandboxTimes(ctx, "alice", SandboxTimes{StartedAt: &t0, Expires: &expires, Sleep: &idle}); err != nil {
+		t.Fatal(err)
+	}
+	// Whole seconds, then a fraction: compared as times, not as text.
+	if err := s.RecordActivity(ctx, map[string]time.Time{"alice": t0.Add(time.Minute), "bob": t0.Add(time.Second + 5*time.Millisecond)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordActivity(ctx, map[string]time.Time{"alice": t0.Add(30 * time.Second), "bob": t0.Add(2 * time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	// A state change keeps them.
+	if err := s.PutSandbox(ctx, Sandbox{User: "alice", InstanceID: "c-alice", State: "stopped"}); err != nil {
+		t.Fatal(err)
+	}
+	boxes, err := s.Sandboxes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := boxes["alice"], boxes["bob"]
+	if !a.StartedAt.Equal(t0) || !a.Expires.Equal(expires) || a.Sleep != SleepIdle || !a.LastActive.Equal(t0.Add(time.Minute)) {
+		t.Errorf("alice: %+v", a)
+	}
+	if !b.LastActive.Equal(t0.Add(2*time.Second)) || b.Sleep != "" || !b.StartedAt.IsZero() {
+		t.Errorf("bob: %+v (activity went back, or times appeared)", b)
+	}
+	awake := ""
+	if err := s.SetSandboxTimes(ctx, "alice", SandboxTimes{Sleep: &awake}); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := s.Sandbox(ctx, "alice"); a.Sleep != "" || !a.Expires.Equal(expires) {
+		t.Errorf("alice woken: %+v", a)
 	}
 }
 

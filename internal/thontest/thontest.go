@@ -48,6 +48,7 @@ type Harness struct {
 	Fake *sandboxtest.Fake
 
 	engine *sandboxtest.Engine // the fake engine, across restarts
+	now    func() time.Time
 	Daemon *daemon.Daemon
 	Client *client.Client
 }
@@ -58,7 +59,13 @@ type Option func(*options)
 type options struct {
 	groups []config.Group
 	fake   bool
+	now    func() time.Time
 }
+
+// Clock gives the daemon a test's clock for idle times and lifetimes (the
+// daemon then looks for idle sandboxes only when the test calls
+// Orch.SleepIdle).
+func Clock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // Groups are imported into the store, like `thon run` does, without
 // starting sandboxes.
@@ -80,7 +87,7 @@ func New(t testing.TB, opts ...Option) *Harness {
 	}
 	b := make([]byte, 4)
 	rand.Read(b)
-	h := &Harness{t: t, Instance: "thontest" + hex.EncodeToString(b)}
+	h := &Harness{t: t, Instance: "thontest" + hex.EncodeToString(b), now: o.now}
 	cfg := config.Default()
 	cfg.Server.DataDir = t.TempDir()
 	if o.fake {
@@ -131,8 +138,11 @@ func (h *Harness) Start() {
 	d, err := daemon.Start(context.Background(), daemon.Options{
 		Config: h.Config, Version: "test", Runtime: rt, Listener: ln,
 		Logger: slog.New(slog.NewTextHandler(testWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		// Long enough that tests decide when to reconcile.
+		// Long enough that tests decide when to reconcile, and when to
+		// look for idle sandboxes.
 		ResyncInterval: time.Hour,
+		SleepInterval:  time.Hour,
+		Now:            h.now,
 		// Short, so tests see the LLM rescaled after participant changes.
 		LLMQuiet: 50 * time.Millisecond,
 		// Often, so tests see THON's own LLM server restarted at once.
