@@ -123,6 +123,28 @@ type Instance struct {
 type SandboxList struct {
 	Items   []Status   `json:"items"`
 	Orphans []Instance `json:"orphans"`
+	// Usage is the machine's total beside the sandboxes' last sample.
+	Resources Resources `json:"resources"`
+}
+
+// Resources is the last sample of what the running sandboxes use, summed, and
+// what the machine (the engine's host, or the cluster's nodes) has.
+type Resources struct {
+	// At is when the sample was taken (absent before the first).
+	At time.Time `json:"at,omitzero"`
+	// CPU in cores, Memory and Disk (the workspaces) in bytes, summed over
+	// the running sandboxes measured; Sandboxes counts them.
+	Sandboxes int     `json:"sandboxes"`
+	CPU       float64 `json:"cpu"`
+	Memory    int64   `json:"memory"`
+	Disk      int64   `json:"disk"`
+	// MachineCPUs and MachineMemory: what the machine has (-1: unknown).
+	MachineCPUs   float64 `json:"machine_cpus"`
+	MachineMemory int64   `json:"machine_memory"`
+	// Note says why measures are unknown (Kubernetes without
+	// metrics-server), Error why the last sample failed.
+	Note  string `json:"note,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // Result is what one action did to one sandbox.

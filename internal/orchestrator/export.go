@@ -9,6 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -364,4 +367,62 @@ func (s *slots) release() {
 		close(s.wake)
 		s.wake = nil
 	}
+}
+
+// Trailers of an export served over HTTP (ServeExport): what the archive
+// holds, known once it is written. A client compares Thon-Sha256 with the
+// digest of what it received; Thon-Error set means the archive is cut.
+const (
+	TrailerSHA256       = "Thon-Sha256"
+	TrailerFiles        = "Thon-Files"
+	TrailerContentBytes = "Thon-Content-Bytes"
+	TrailerError        = "Thon-Error"
+)
+
+// ServeExport answers r with user's workspace as a .tar.gz download
+// ({user}.tar.gz) and its digest, file count and size as trailers. The API
+// and the participant's own /_thon/export both serve it. An error before
+// anything is written (no such user, no sandbox, the engine) is returned
+// for the caller to answer in its own way; once the download has begun,
+// a failure is the Thon-Error trailer and a cut stream.
+func (o *Orchestrator) ServeExport(w http.ResponseWriter, r *http.Request, actor, user string) error {
+	e, err := o.OpenExport(r.Context(), actor, user)
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/gzip")
+	h.Set("Content-Disposition", `attachment; filename="`+e.User+`.tar.gz"`)
+	h.Set("Thon-Group", e.Group)
+	h.Set("Cache-Control", "no-store")
+	h.Set("Trailer", strings.Join([]string{TrailerSHA256, TrailerFiles, TrailerContentBytes, TrailerError}, ", "))
+	w.WriteHeader(http.StatusOK)
+	res, err := e.Write(w)
+	if err != nil {
+		h.Set(TrailerError, res.Error)
+		return nil
+	}
+	h.Set(TrailerSHA256, res.SHA256)
+	h.Set(TrailerFiles, strconv.Itoa(res.Files))
+	h.Set(TrailerContentBytes, strconv.FormatInt(res.ContentBytes, 10))
+	return nil
+}
+
+// ServeGroupExport answers r with a group's workspaces in one .tar.gz
+// ({group}.tar.gz, manifest included; see GroupExport.Write).
+func (o *Orchestrator) ServeGroupExport(w http.ResponseWriter, r *http.Request, actor, group string) error {
+	g, err := o.OpenGroupExport(r.Context(), group)
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/gzip")
+	h.Set("Content-Disposition", `attachment; filename="`+group+`.tar.gz"`)
+	h.Set("Cache-Control", "no-store")
+	h.Set("Trailer", TrailerError)
+	w.WriteHeader(http.StatusOK)
+	if _, err := g.Write(r.Context(), actor, w); err != nil {
+		h.Set(TrailerError, userMessage(err))
+	}
+	return nil
 }

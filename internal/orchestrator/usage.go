@@ -46,6 +46,9 @@ type usage struct {
 	cpu   map[string]cpuReading // user → the previous CPU time reading
 	disk  map[string]int64      // user → the last disk measure
 	count int
+	// needDisk: a sandbox was sampled without a disk measure yet; the
+	// next sample measures disks, not waiting for its turn.
+	needDisk bool
 }
 
 type cpuReading struct {
@@ -66,13 +69,14 @@ func (o *Orchestrator) Usage() UsageSample {
 }
 
 // SampleUsage takes one sample of every running sandbox from the engine
-// (its disk too, every diskEvery-th time) and advances the participants'
+// (its disk too, every diskEvery-th time and after a sandbox is first seen) and advances the participants'
 // running time by it. Run calls it every UsageInterval; reads
 // (Status, Usage) never wait for the engine.
 func (o *Orchestrator) SampleUsage(ctx context.Context) error {
 	o.use.mu.Lock()
-	disk := o.use.count%diskEvery == 0 && o.caps.DiskUsage
+	disk := (o.use.count%diskEvery == 0 || o.use.needDisk) && o.caps.DiskUsage
 	o.use.count++
+	o.use.needDisk = false
 	o.use.mu.Unlock()
 	rep, err := o.rt.Usage(ctx, sandbox.UsageOptions{Disk: disk})
 	now := o.clock()
@@ -103,6 +107,8 @@ func (o *Orchestrator) SampleUsage(ctx context.Context) error {
 		}
 		if d, ok := o.use.disk[u.User]; ok {
 			r.Disk = d
+		} else if !disk {
+			o.use.needDisk = true // a sandbox new since: measure it next time
 		}
 		s.Sandboxes[u.User] = r
 	}
