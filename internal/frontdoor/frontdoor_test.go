@@ -564,3 +564,113 @@ func TestActivitySleepAndWake(t *testing.T) {
 		t.Fatalf("audit log: sleep by system %v, wake by alice %v: %+v", slept, woke, evs)
 	}
 }
+
+// TestIdleBanner: with sandbox.idle_timeout, the participant's IDE page
+// (top window only) gets the banner's script; /_thon/idle tells it how long
+// until the sandbox sleeps without counting as activity, and a POST from
+// the IDE's own origin keeps it awake. Nobody else's session reads it.
+func TestIdleBanner(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	h := thontest.New(t, thontest.Groups(alphaBeta...), thontest.FakeEngine(), thontest.Clock(clock))
+	h.Stop()
+	h.Config.Access.Mode = config.ModePath
+	h.Config.Access.DashboardPort = thontest.FreePort(t)
+	h.Config.Sandbox.IdleTimeout = config.Duration(30 * time.Minute)
+	h.Start()
+	if _, err := h.Client.Bulk(ctx, client.BulkRequest{Action: "start"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	act := h.Daemon.Activity
+	c := browser(t, h)
+	ide := signIn(t, h, c, "alice") // https://…/u/alice/
+	prefix := strings.TrimSuffix(mustParse(t, ide).Path, "/")
+	script := `<script src="` + prefix + `/_thon/idle.js" defer></script></head>`
+
+	// Her IDE page has the script, once, before </head>; a frame's page,
+	// an organizer's view and other answers do not.
+	if code, body := get(t, c, ide, "Accept", "text/html", "Sec-Fetch-Dest", "document"); code != 200 || strings.Count(body, "idle.js") != 1 || !strings.Contains(body, script) {
+		t.Fatalf("alice's IDE page: %d\n%s", code, body)
+	}
+	if _, body := get(t, c, ide, "Accept", "text/html", "Sec-Fetch-Dest", "iframe"); strings.Contains(body, "idle.js") {
+		t.Fatal("a webview's frame got the banner's script")
+	}
+	if _, body := get(t, browser(t, h), ide, "Accept", "text/html", "Authorization", "Bearer "+h.Daemon.Token); strings.Contains(body, "idle.js") {
+		t.Fatal("an organizer's view of the IDE got the banner's script")
+	}
+	if code, body := get(t, c, ide+"_thon/idle.js"); code != 200 || !strings.Contains(body, "thon-idle-banner") {
+		t.Fatalf("the script: %d %.200s", code, body)
+	}
+
+	idle := func(c *http.Client, method string, hdr ...string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, ide+"_thon/idle", nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+
+	// 26 idle minutes: the banner is due (4 minutes left); asking is not activity.
+	advance(26 * time.Minute)
+	before := act.Last("alice")
+	code, st := idle(c, http.MethodGet)
+	if code != 200 || st["state"] != "running" || st["sleep_in_seconds"] != float64(4*60) || st["timeout_seconds"] != float64(30*60) || st["action"] != "stop" {
+		t.Fatalf("idle status after 26 minutes: %d %v", code, st)
+	}
+	if !act.Last("alice").Equal(before) {
+		t.Fatal("asking for the idle time counted as activity")
+	}
+	// "I'm still here" from another site is refused and changes nothing;
+	// from the IDE's page it keeps the sandbox awake.
+	if code, _ := idle(c, http.MethodPost, "Origin", "https://evil.example"); code != http.StatusForbidden || !act.Last("alice").Equal(before) {
+		t.Fatalf("a cross-site keep-alive: %d", code)
+	}
+	if code, st := idle(c, http.MethodPost, "Origin", origin(ide)); code != 200 || st["sleep_in_seconds"] != float64(30*60) {
+		t.Fatalf("keep-alive: %d %v", code, st)
+	}
+	// Bob's session does not read alice's idle time.
+	bob := browser(t, h)
+	signIn(t, h, bob, "bob")
+	if code, st := idle(bob, http.MethodGet); code != http.StatusUnauthorized && code != http.StatusForbidden {
+		t.Fatalf("bob reads alice's idle time: %d %v", code, st)
+	}
+
+	// Asleep, the status says so (the banner offers to wake it).
+	advance(31 * time.Minute)
+	if err := h.Daemon.Orch.SleepIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if code, st := idle(c, http.MethodGet); code != 200 || st["state"] != "asleep" {
+		t.Fatalf("idle status asleep: %d %v", code, st)
+	}
+
+	// Without an idle timeout or a lifetime, nothing is added.
+	s := h.Daemon.Orch.Settings()
+	s.IdleTimeout = 0
+	if err := h.Daemon.Orch.ApplySettings(ctx, "test", s); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, c, ide, "Accept", "text/html"); code == 200 && strings.Contains(body, "idle.js") {
+		t.Fatal("the banner's script without an idle timeout")
+	}
+}
+
+func mustParse(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}

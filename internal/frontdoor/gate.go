@@ -46,10 +46,6 @@ func (f *FrontDoor) serveSandbox(w http.ResponseWriter, r *http.Request, user, p
 		f.refuse(w, r, user, prefix, who, status)
 		return
 	}
-	if rest == exportPath {
-		f.export(w, r, user, who)
-		return
-	}
 	if r.Method == http.MethodConnect {
 		// WebSockets over HTTP/2 (RFC 8441): Go's server does not offer it
 		// unless GODEBUG=http2xconnect=1, and browsers then use HTTP/1.1.
@@ -60,6 +56,17 @@ func (f *FrontDoor) serveSandbox(w http.ResponseWriter, r *http.Request, user, p
 		// Code in another origin (another participant's app, say) must not
 		// drive this IDE through the participant's browser.
 		http.Error(w, "WebSocket refused: its Origin is not this IDE's origin", http.StatusForbidden)
+		return
+	}
+	switch rest {
+	case idlePath:
+		f.serveIdle(w, r, user, who)
+		return
+	case idleJSPath:
+		serveIdleJS(w, r)
+		return
+	case exportPath:
+		f.export(w, r, user, who)
 		return
 	}
 	live, err := f.o.Orch.Live(r.Context(), user)
@@ -79,6 +86,9 @@ func (f *FrontDoor) serveSandbox(w http.ResponseWriter, r *http.Request, user, p
 		return
 	}
 	t := &target{user: user, endpoint: live.Endpoint, prefix: prefix}
+	// The participant's IDE page (the top window, not a webview's frame)
+	// gets the idle banner when something puts sandboxes to sleep.
+	t.idleScript = who == user && wantsHTML(r) && isTopDocument(r) && f.o.Orch.Watched()
 	if act := f.o.Activity; act != nil && who == user {
 		// The participant's own browser (not an organizer's token): what it
 		// asks for, and what it sends on a WebSocket that a person caused.
@@ -142,6 +152,13 @@ func (f *FrontDoor) refuse(w http.ResponseWriter, r *http.Request, user, prefix,
 
 func isUpgrade(r *http.Request) bool {
 	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || r.Method == http.MethodConnect
+}
+
+// isTopDocument says whether a page load is for a top-level window (not a
+// frame), as far as the browser says.
+func isTopDocument(r *http.Request) bool {
+	d := r.Header.Get("Sec-Fetch-Dest")
+	return d == "" || d == "document"
 }
 
 func wantsHTML(r *http.Request) bool {

@@ -23,6 +23,8 @@ type target struct {
 	prefix   string // path-mode prefix to strip, "/u/{user}"
 	// extensions are a WebSocket's, as the IDE's 101 agreed them.
 	extensions string
+	// idleScript adds the idle banner's script to this IDE page.
+	idleScript bool
 }
 
 // newProxy is the one reverse proxy of every sandbox: it streams (no
@@ -61,11 +63,17 @@ func newProxy(f *FrontDoor) *httputil.ReverseProxy {
 			pr.Out.Host = pr.In.Host
 			pr.Out.Header.Del("Authorization")
 			stripThonCookies(pr.Out.Header)
+			if t.idleScript {
+				pr.Out.Header.Del("Accept-Encoding") // a page to add the script to, uncompressed
+			}
 		},
 		ModifyResponse: func(res *http.Response) error {
+			t := res.Request.Context().Value(targetKey{}).(*target)
 			if res.StatusCode == http.StatusSwitchingProtocols {
-				t := res.Request.Context().Value(targetKey{}).(*target)
 				t.extensions = res.Header.Get("Sec-WebSocket-Extensions")
+			}
+			if t.idleScript {
+				return addIdleScript(res, t.prefix)
 			}
 			return nil
 		},

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -319,4 +320,47 @@ func (o *Orchestrator) Renew(ctx context.Context, actor, user string, d time.Dur
 		}
 	}
 	return exp, nil
+}
+
+// Idle is what a participant's IDE is told about its sandbox's sleep (the
+// front door's banner): how long it has been idle, when it goes to sleep
+// and, with sandbox.max_lifetime, when its life ends.
+type Idle struct {
+	State   string        // as Live.State
+	Timeout time.Duration // sandbox.idle_timeout (0: it never sleeps when idle)
+	Action  string        // sandbox.idle_action
+	IdleFor time.Duration // since the participant's last activity (or the sandbox's start)
+	SleepIn time.Duration // until it goes to sleep, when Timeout is set (0: due now)
+	Expires time.Time     // the end of its lifetime (zero: none)
+}
+
+// Watched says whether anything puts sandboxes to sleep: an idle timeout
+// or a lifetime.
+func (o *Orchestrator) Watched() bool {
+	s := o.Settings()
+	return s.IdleTimeout.D() > 0 || s.MaxLifetime.D() > 0
+}
+
+// IdleOf reports user's sandbox's idle time and when it sleeps or ends.
+func (o *Orchestrator) IdleOf(ctx context.Context, user string) (Idle, error) {
+	live, err := o.Live(ctx, user)
+	if err != nil {
+		return Idle{}, err
+	}
+	b, err := o.st.Sandbox(ctx, user)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return Idle{}, err
+	}
+	s := o.Settings()
+	in := Idle{State: live.State, Timeout: s.IdleTimeout.D(), Action: s.IdleAction}
+	if s.MaxLifetime.D() > 0 {
+		in.Expires = b.Expires
+	}
+	if since := o.idleSince(user, b); !since.IsZero() {
+		in.IdleFor = max(o.now().Sub(since), 0)
+	}
+	if in.Timeout > 0 {
+		in.SleepIn = max(in.Timeout-in.IdleFor, 0)
+	}
+	return in, nil
 }
