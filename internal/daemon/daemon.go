@@ -479,11 +479,15 @@ func (d *Daemon) startGateway(cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("AI gateway cannot listen on %s: %w (another program uses it? set gateway.listen, or gateway.enabled: false)", g.Listen, err)
 	}
 	d.Gateway = gw
-	d.gwSrv = &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return d.ctx }}
+	// The goroutine serves srv, not d.gwSrv: a start that fails later
+	// releases the daemon (d.gwSrv = nil) maybe before it runs, and Serve
+	// on the closed server then closes ln and returns.
+	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return d.ctx }}
+	d.gwSrv = srv
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	d.GatewayURL = "http://127.0.0.1:" + port + "/v1"
 	go func() {
-		if err := d.gwSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("AI gateway stopped", "err", err)
 		}
 	}()

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/oauth2-proxy/mockoidc"
 
@@ -171,11 +172,19 @@ func TestConcurrentJoinsHoldTheInviteLimit(t *testing.T) {
 	if u, _ := h.Client.Users(ctx, "alpha"); len(u) != 31 {
 		t.Fatalf("%d participants in alpha, want 31", len(u))
 	}
-	// Each joiner's sandbox starts by itself.
-	waitUntil(t, "30 joiners' sandboxes running", func() bool {
+	// Each joiner's sandbox starts by itself, sandbox.concurrency at a time,
+	// each within sandbox.startup_timeout: on a busy machine that takes as
+	// long as it takes, so the wait ends when all 30 run or one has failed,
+	// and only a start that hangs past what the settings allow times out.
+	sb := h.Config.Sandbox
+	limit := time.Duration((30+sb.Concurrency-1)/sb.Concurrency) * sb.StartupTimeout.D()
+	waitFor(t, limit, "30 joiners' sandboxes running", func() bool {
 		list, err := h.Client.Sandboxes(ctx, []string{"alpha"}, nil)
 		n := 0
 		for _, s := range list.Items {
+			if s.State == "failed" {
+				t.Fatalf("%s's sandbox did not start: %s", s.User, s.Error)
+			}
 			if s.State == "running" {
 				n++
 			}

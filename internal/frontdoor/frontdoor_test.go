@@ -47,13 +47,16 @@ func event(t *testing.T, mode string) *thontest.Harness {
 }
 
 // browser is an HTTP client that trusts only THON's CA and keeps cookies,
-// like a participant's browser that imported the CA.
+// like a participant's browser that imported the CA. Its timeout only ends
+// a hang: under -race one bcrypt check of a password took 4.3 s on a
+// shared two-core host (165 ms without -race), and with 10 s
+// TestPasswordSignIn's sign-ins timed out in both of its -race runs there.
 func browser(t *testing.T, h *thontest.Harness) *http.Client {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	return &http.Client{
 		Jar:     jar,
-		Timeout: 10 * time.Second,
+		Timeout: 2 * time.Minute,
 		Transport: &http.Transport{
 			TLSClientConfig:   &tls.Config{RootCAs: h.Daemon.CA.CAPool()},
 			ForceAttemptHTTP2: true,

@@ -108,10 +108,12 @@ type redisCounters struct {
 }
 
 func newRedisCounters(url, prefix string) (*redisCounters, error) {
-	return newRedisCountersTTL(url, prefix, leaseTTL)
+	return newRedisCountersTTL(url, prefix, leaseTTL, time.Now)
 }
 
-func newRedisCountersTTL(url, prefix string, ttl time.Duration) (*redisCounters, error) {
+// newRedisCountersTTL is newRedisCounters with another lease lifetime and
+// lease clock (tests).
+func newRedisCountersTTL(url, prefix string, ttl time.Duration, now func() time.Time) (*redisCounters, error) {
 	o, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("gateway redis %q: %w", url, err)
@@ -127,7 +129,7 @@ func newRedisCountersTTL(url, prefix string, ttl time.Duration) (*redisCounters,
 	b := make([]byte, 6)
 	rand.Read(b)
 	c := &redisCounters{rdb: redis.NewClient(o), prefix: prefix, idBase: hex.EncodeToString(b) + ":",
-		now: time.Now, ttl: ttl, leases: make(map[string][2]string), stop: make(chan struct{}), done: make(chan struct{})}
+		now: now, ttl: ttl, leases: make(map[string][2]string), stop: make(chan struct{}), done: make(chan struct{})}
 	go c.renewLoop(ttl / 3)
 	return c, nil
 }
@@ -235,26 +237,31 @@ func (c *redisCounters) renewLoop(every time.Duration) {
 			return
 		case <-tick.C:
 		}
-		c.mu.Lock()
-		if len(c.leases) == 0 {
-			c.mu.Unlock()
-			continue
-		}
-		deadline := float64(c.now().Add(c.ttl).UnixMilli())
-		pipe := c.rdb.Pipeline()
-		for id, keys := range c.leases {
-			for _, k := range keys {
-				if k != "" {
-					pipe.ZAddXX(context.Background(), k, redis.Z{Score: deadline, Member: id})
-					pipe.PExpire(context.Background(), k, 2*c.ttl)
-				}
+		c.renew()
+	}
+}
+
+// renew moves the deadlines of this replica's leases a lifetime past now.
+func (c *redisCounters) renew() {
+	c.mu.Lock()
+	if len(c.leases) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	deadline := float64(c.now().Add(c.ttl).UnixMilli())
+	pipe := c.rdb.Pipeline()
+	for id, keys := range c.leases {
+		for _, k := range keys {
+			if k != "" {
+				pipe.ZAddXX(context.Background(), k, redis.Z{Score: deadline, Member: id})
+				pipe.PExpire(context.Background(), k, 2*c.ttl)
 			}
 		}
-		c.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		pipe.Exec(ctx) // a failure is an outage, noticed by the request path
-		cancel()
 	}
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	pipe.Exec(ctx) // a failure is an outage, noticed by the request path
+	cancel()
 }
 
 func (c *redisCounters) close() error {

@@ -226,44 +226,49 @@ func (f *fatalRecorder) Fatalf(format string, args ...any) {
 func (f *fatalRecorder) Helper() {}
 
 // Leases of running requests are renewed; the leases of a replica that
-// died expire, so its slots come back.
+// died expire, so its slots come back. The lease clock is the test's, and
+// the test renews when it means to: the renewal loop's first tick is a
+// third of the lifetime (20 s) away.
 func TestRedisLeases(t *testing.T) {
 	rs := startRedis(t)
-	ttl := 300 * time.Millisecond
-	alive, err := newRedisCountersTTL(rs.url(), "lease:", ttl)
+	const ttl = time.Minute
+	clock := newFakeClock()
+	alive, err := newRedisCountersTTL(rs.url(), "lease:", ttl, clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer alive.close()
 	p := plan{keyID: "k", conc: 2}
-	now := time.Now()
 	var running ticket
-	if v, err := alive.admit(context.Background(), &p, now, &running); err != nil || !v.ok {
+	if v, err := alive.admit(context.Background(), &p, clock.Now(), &running); err != nil || !v.ok {
 		t.Fatalf("admit: %+v %v", v, err)
 	}
-	dead, err := newRedisCountersTTL(rs.url(), "lease:", ttl)
+	dead, err := newRedisCountersTTL(rs.url(), "lease:", ttl, clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, err := dead.admit(context.Background(), &p, now, &ticket{}); err != nil || !v.ok {
+	if v, err := dead.admit(context.Background(), &p, clock.Now(), &ticket{}); err != nil || !v.ok {
 		t.Fatalf("admit: %+v %v", v, err)
 	}
 	dead.close() // the replica dies with a request in flight
-	if v, _ := alive.admit(context.Background(), &p, now, &ticket{}); v.ok {
+	if v, _ := alive.admit(context.Background(), &p, clock.Now(), &ticket{}); v.ok {
 		t.Fatal("a third request got a slot while two are held")
 	}
-	// Wait for the dead replica's lease to expire, well past the TTL; the
-	// running request's lease must have been renewed meanwhile.
-	time.Sleep(4 * ttl)
+	// Half a lifetime on, the running request's lease is renewed (to 1.5
+	// lifetimes); then, past the first lifetime, only the dead replica's
+	// lease has expired.
+	clock.Add(ttl / 2)
+	alive.renew()
+	clock.Add(ttl * 3 / 4)
 	var next ticket
-	if v, err := alive.admit(context.Background(), &p, time.Now(), &next); err != nil || !v.ok {
+	if v, err := alive.admit(context.Background(), &p, clock.Now(), &next); err != nil || !v.ok {
 		t.Fatalf("the dead replica's slot did not come back: %+v %v", v, err)
 	}
-	if v, _ := alive.admit(context.Background(), &p, time.Now(), &ticket{}); v.ok {
+	if v, _ := alive.admit(context.Background(), &p, clock.Now(), &ticket{}); v.ok {
 		t.Fatal("the running request's lease expired although it was renewed")
 	}
-	alive.finish(context.Background(), &running, time.Now(), 0, false)
-	alive.finish(context.Background(), &next, time.Now(), 0, false)
+	alive.finish(context.Background(), &running, clock.Now(), 0, false)
+	alive.finish(context.Background(), &next, clock.Now(), 0, false)
 	if n := rs.client().ZCard(context.Background(), "lease:{k}:c").Val(); n != 0 {
 		t.Errorf("%d leases left", n)
 	}

@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
+	"io"
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -146,19 +149,29 @@ func TestBrokenStreamEndsWithAnError(t *testing.T) {
 	e := newEnv(t, upstreamtest.Options{CompletionTokens: 50})
 	secret := e.keys.add(Key{ID: "user:a"})
 	e.up.PauseStreams()
-	got := make(chan result, 1)
-	go func() {
-		got <- do(t, "POST", e.url+"/chat/completions", secret, map[string]any{"model": "m", "stream": true, "messages": []map[string]string{{"role": "user", "content": "hi"}}})
-	}()
-	if err := e.up.WaitInFlight(context.Background(), 1); err != nil {
+	req, err := http.NewRequest("POST", e.url+"/chat/completions", strings.NewReader(`{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond) // the first chunk is through
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+secret)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// The server breaks once its first chunk has reached the client (a
+	// sleep instead left it to the scheduler whether anything was streamed).
+	br := bufio.NewReader(resp.Body)
+	first, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(first, "data: ") {
+		t.Fatalf("first line of the stream: %q, %v", first, err)
+	}
 	e.up.Break()
-	r := <-got
-	body := string(r.body)
-	if r.status != 200 || !strings.Contains(body, `"code":"upstream_stream_broken"`) || strings.Contains(body, "[DONE]") {
-		t.Fatalf("stream: %s", r)
+	rest, _ := io.ReadAll(br)
+	body := first + string(rest)
+	if resp.StatusCode != 200 || !strings.Contains(body, `"code":"upstream_stream_broken"`) || strings.Contains(body, "[DONE]") {
+		t.Fatalf("stream: %d %s", resp.StatusCode, body)
 	}
 	e.gw.Close()
 	if u := e.sink.sum("user:a"); u.CompletionTokens == 0 || u.CompletionTokens >= 50 {

@@ -81,7 +81,8 @@ func leafSPKI(t *testing.T, h *thontest.Harness, addr string) string {
 	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
-// waitNetworkQuiet waits until the host's interfaces are done changing after
+// waitNetworkQuiet waits, for a browser that shares the host's network (not
+// root: see isolate), until the host's interfaces are done changing after
 // our containers started: every running interface with IPv6 has its
 // link-local address and none is still tentative (duplicate address
 // detection). See networkChanged. It only logs when the network does not
@@ -139,7 +140,8 @@ func networkBusy() string {
 	return ""
 }
 
-// newBrowser starts a headless Chromium with a fresh profile.
+// newBrowser starts a headless Chromium with a fresh profile, in a network
+// namespace of its own when it can (root): see isolate.
 //
 // How the browser trusts THON's certificate: Chromium on Linux reads trust
 // anchors from an NSS database, and adding THON's CA there would need certutil
@@ -154,7 +156,11 @@ func networkBusy() string {
 func newBrowser(t *testing.T, h *thontest.Harness, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
 	exe := chromium(t)
-	waitNetworkQuiet(t)
+	iso, err := isolate()
+	if err != nil {
+		t.Logf("the browser shares the host's network, where Docker's interfaces come and go (%v; as root it gets a network of its own)", err)
+		waitNetworkQuiet(t)
+	}
 	spki := leafSPKI(t, h, "127.0.0.1:"+strconv.Itoa(h.Config.Access.HTTPSPort))
 	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
 		chromedp.ExecPath(exe),
@@ -169,12 +175,18 @@ func newBrowser(t *testing.T, h *thontest.Harness, extra ...chromedp.ExecAllocat
 		chromedp.Flag("ignore-certificate-errors-spki-list", spki),
 		chromedp.WindowSize(900, 600),
 	)
+	if iso != nil {
+		opts = append(opts, iso.options(t)...)
+	}
 	opts = append(opts, extra...) // later options win
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() {
 		cancel()
 		acancel() // waits for the browser to exit, before t.TempDir is removed
+		if iso != nil {
+			iso.close()
+		}
 	})
 	b := &browser{t: t, ctx: ctx, byID: map[network.RequestID]*wsHandshake{}}
 	// Listen starts the browser and the tab (no deadline: it would bound the browser's life).
@@ -250,10 +262,11 @@ func (b *browser) log() string {
 // request because the host's network changed. Docker makes that happen:
 // each container start adds a veth interface, whose IPv6 link-local address
 // appears a second or two later, and Chromium then aborts its requests in
-// flight, loopback ones included, with net::ERR_NETWORK_CHANGED. Our own
-// containers are settled before the browser starts (waitNetworkQuiet); other
-// test packages running at the same time still start containers, so an
-// action that failed only for that is retried.
+// flight, loopback ones included, with net::ERR_NETWORK_CHANGED. As root the
+// browser has a network of its own where that never happens (see isolate);
+// otherwise our own containers are settled before the browser starts
+// (waitNetworkQuiet), and an action that failed only because other
+// containers came or went meanwhile is retried.
 func networkChanged(msg string) bool { return strings.Contains(msg, "ERR_NETWORK_CHANGED") }
 
 const attempts = 3 // per action, when the host's network changes under it

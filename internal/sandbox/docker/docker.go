@@ -404,21 +404,26 @@ func (r *Runtime) Pause(ctx context.Context, user string) error {
 	default:
 		return fmt.Errorf("pause sandbox %s: it is %s, not running", user, c.State.Status)
 	}
-	for attempt := 1; ; attempt++ {
+	// With cgroup v1, runc cannot always freeze a container whose processes
+	// are busy on a busy host: it gives up with "unable to freeze" and thaws
+	// the container back, leaving it running (one pause in ten of a busy
+	// container, on a loaded two-core host). Its maintainers leave retrying
+	// to the caller (moby/moby#48205, opencontainers/runc#4388), so we try
+	// again, backing off from 100 ms to 1 s, for up to 10 s.
+	delay := 100 * time.Millisecond
+	deadline := time.Now().Add(10 * time.Second)
+	for {
 		_, err := r.cli.ContainerPause(ctx, c.ID, client.ContainerPauseOptions{})
 		if err == nil {
 			return nil
 		}
-		// runc gives up freezing a busy container after a moment ("unable
-		// to freeze") and leaves it running; its maintainers leave retrying
-		// to the caller (moby/moby#48205, opencontainers/runc#4388).
-		if attempt < 4 && strings.Contains(err.Error(), "unable to freeze") {
-			if err := sleep(ctx, time.Duration(attempt)*250*time.Millisecond); err != nil {
-				return fmt.Errorf("pause sandbox %s: %w", user, err)
-			}
-			continue
+		if !strings.Contains(err.Error(), "unable to freeze") || time.Now().Add(delay).After(deadline) {
+			return r.containerErr("pause", user, err)
 		}
-		return r.containerErr("pause", user, err)
+		if err := sleep(ctx, delay); err != nil {
+			return fmt.Errorf("pause sandbox %s: %w", user, err)
+		}
+		delay = min(2*delay, time.Second)
 	}
 }
 
