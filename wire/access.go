@@ -7,8 +7,9 @@ import "time"
 type Link struct {
 	User    string    `json:"user"`
 	Group   string    `json:"group,omitempty"`
-	URL     string    `json:"url"`  // the IDE, without credentials
-	Link    string    `json:"link"` // URL plus a one-time token: opening it signs the browser in
+	Email   string    `json:"email,omitempty"` // thon.yaml's, for a mail merge
+	URL     string    `json:"url"`             // the IDE, without credentials
+	Link    string    `json:"link"`            // URL plus a one-time token: opening it signs the browser in
 	Expires time.Time `json:"expires"`
 }
 

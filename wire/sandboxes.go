@@ -5,6 +5,7 @@ import "time"
 // Group is a group and its participants.
 type Group struct {
 	Name      string    `json:"name"`
+	Title     string    `json:"title,omitempty"` // what people read; "" shows the name
 	Users     []string  `json:"users"`
 	CreatedAt time.Time `json:"created_at"`
 }
@@ -13,6 +14,7 @@ type Group struct {
 type User struct {
 	Name      string    `json:"name"`
 	Group     string    `json:"group"`
+	Email     string    `json:"email,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }
 
@@ -49,7 +51,9 @@ type ImportResult struct {
 	GroupsAdded []string          `json:"groups_added"`
 	UsersAdded  []string          `json:"users_added"`
 	UsersMoved  map[string]string `json:"users_moved"` // user → new group
-	Unchanged   int               `json:"unchanged"`
+	// Updated are groups whose title and users whose e-mail changed.
+	Updated   []string `json:"updated,omitempty"`
+	Unchanged int      `json:"unchanged"`
 	// NotListed are users in the store that the import did not mention; they are kept.
 	NotListed []string `json:"not_listed"`
 }

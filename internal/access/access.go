@@ -84,8 +84,9 @@ func (s *Service) audit(ctx context.Context, actor, action, target, detail strin
 type Link struct {
 	User    string    `json:"user"`
 	Group   string    `json:"group,omitempty"`
-	URL     string    `json:"url"`  // the IDE, without credentials
-	Link    string    `json:"link"` // URL plus a one-time token: opening it signs the browser in
+	Email   string    `json:"email,omitempty"` // thon.yaml's, for a mail merge
+	URL     string    `json:"url"`             // the IDE, without credentials
+	Link    string    `json:"link"`            // URL plus a one-time token: opening it signs the browser in
 	Expires time.Time `json:"expires"`
 }
 
@@ -119,7 +120,7 @@ func (s *Service) link(ctx context.Context, user string) (Link, error) {
 	if err := s.o.Store.PutAccessToken(ctx, auth.HashToken(tok), user, expires); err != nil {
 		return Link{}, err
 	}
-	return Link{User: user, Group: u.Group, URL: url, Link: url + AuthPath[1:] + "?token=" + tok, Expires: expires}, nil
+	return Link{User: user, Group: u.Group, Email: u.Email, URL: url, Link: url + AuthPath[1:] + "?token=" + tok, Expires: expires}, nil
 }
 
 // IssueLinks creates links for many participants (a group's access cards,

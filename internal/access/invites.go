@@ -136,11 +136,25 @@ func (s *Service) Invite(ctx context.Context, code string) (Invite, error) {
 // from a sign-in provider is: a participant of the invite's group, named
 // after their user name, e-mail or name (the first that is free); Enter
 // takes them in. An identity that joined before comes back to its own
-// participant without spending a use.
+// participant without spending a use, and so does a person whose verified
+// e-mail is that of a participant of the group thon.yaml lists: they become
+// that participant.
 func (s *Service) JoinWithIdentity(ctx context.Context, code string, id auth.Identity) (user string, err error) {
 	in, err := s.Invite(ctx, code)
 	if err != nil {
 		return "", err
+	}
+	if id.Email != "" { // providers give only verified addresses
+		user, err := s.o.Store.ClaimListed(ctx, in.Hash, id.Key(), id.Handle(), id.Email)
+		switch {
+		case err == nil:
+			s.audit(ctx, id.Handle(), "invite.join", user, "group="+in.Group+", as the participant listed with "+id.Email+", with "+id.Handle())
+			return user, nil
+		case !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrConflict):
+			if err := s.joinFailed(err); err != nil {
+				return "", err
+			}
+		}
 	}
 	var candidates []string
 	for _, c := range []string{id.Username, id.Email, id.Name} {

@@ -20,6 +20,7 @@ import (
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/configfiles"
+	"github.com/thon-dev/thon/internal/doctor"
 	"github.com/thon-dev/thon/internal/frontdoor"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
@@ -63,6 +64,8 @@ type Options struct {
 	TLS func() TLSStatus
 	// Shutdown is called (once) by POST /api/v1/shutdown, with who asked.
 	Shutdown func(actor string)
+	// Doctor runs thon doctor's checks (nil: GET /api/v1/doctor says so).
+	Doctor func(ctx context.Context, probe bool) doctor.Report
 }
 
 // Server serves the REST API.
@@ -81,6 +84,7 @@ type Server struct {
 	info     Info
 	tls      func() TLSStatus
 	shutdown func(actor string)
+	doctor   func(ctx context.Context, probe bool) doctor.Report
 	mux      *http.ServeMux
 }
 
@@ -92,7 +96,7 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{keys: o.Keys, llm: o.LLM, admins: o.Admins, tokens: o.Tokens, files: o.Files, access: o.Access, addrs: o.Addresses,
-		metrics: o.Metrics, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, tls: o.TLS, shutdown: o.Shutdown, mux: http.NewServeMux()}
+		metrics: o.Metrics, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, tls: o.TLS, shutdown: o.Shutdown, doctor: o.Doctor, mux: http.NewServeMux()}
 	s.routes()
 	return s
 }
@@ -133,6 +137,7 @@ func (s *Server) routeTable() []route {
 		{"GET", "/api/v1/openapi.json", public, false, serveOpenAPI},
 		{"GET", "/api/v1/me", "", true, s.me},
 		{"GET", "/api/v1/info", sys, false, s.getInfo},
+		{"GET", "/api/v1/doctor", sys, false, s.getDoctor},
 		{"POST", "/api/v1/shutdown", sys, false, s.postShutdown},
 		{"POST", "/api/v1/import", sys, false, s.postImport},
 		{"GET", "/api/v1/files", sys, false, s.listFiles},
@@ -430,6 +435,9 @@ func (s *Server) getInfo(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) postShutdown(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusAccepted, wire.Shutdown{Status: "shutting down"})
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush() // the answer leaves before the daemon closes its connections
+	}
 	if s.shutdown != nil {
 		go s.shutdown(actor(r))
 	}

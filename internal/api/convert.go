@@ -32,7 +32,7 @@ func each[T, W any](in []T, f func(T) W) []W {
 func toStatus(s orchestrator.Status) wire.Status { return wire.Status(s) }
 func toResult(r orchestrator.Result) wire.Result { return wire.Result(r) }
 func toGroup(g store.Group) wire.Group {
-	return wire.Group{Name: g.Name, Users: nonNil(g.Users), CreatedAt: g.CreatedAt}
+	return wire.Group{Name: g.Name, Title: g.Title, Users: nonNil(g.Users), CreatedAt: g.CreatedAt}
 }
 func toUser(u store.User) wire.User             { return wire.User(u) }
 func toEvent(e store.Event) wire.Event          { return wire.Event(e) }
@@ -75,7 +75,7 @@ func toImportResult(r store.ImportResult) wire.ImportResult {
 		moved = map[string]string{}
 	}
 	return wire.ImportResult{GroupsAdded: nonNil(r.GroupsAdded), UsersAdded: nonNil(r.UsersAdded), UsersMoved: moved,
-		Unchanged: r.Unchanged, NotListed: nonNil(r.NotListed)}
+		Updated: r.Updated, Unchanged: r.Unchanged, NotListed: nonNil(r.NotListed)}
 }
 
 func toReconcileReport(r orchestrator.ReconcileReport) wire.ReconcileReport {

@@ -26,7 +26,8 @@ after access.token_ttl; print a new one any time. Only a hash of the token is
 stored, so a lost link cannot be shown again: revoke it and print a new one.
 
 With --group (or no USER), it prints links for many participants: a table,
-or -o csv for mail merges and printed access cards.`,
+or -o csv for mail merges and printed access cards (user, group, url, link,
+expires, and the e-mail thon.yaml gives).`,
 		Example: `  thon access alice
   thon access --group alpha -o csv > alpha-cards.csv
   thon access revoke alice
@@ -60,9 +61,9 @@ or -o csv for mail merges and printed access cards.`,
 				return writeJSON(e.stdout(), items)
 			case "csv":
 				w := csv.NewWriter(e.stdout())
-				w.Write([]string{"user", "group", "url", "link", "expires"})
+				w.Write([]string{"user", "group", "url", "link", "expires", "email"})
 				for _, it := range items {
-					w.Write([]string{it.User, it.Group, it.URL, it.Link, it.Expires.Format(time.RFC3339)})
+					w.Write([]string{it.User, it.Group, it.URL, it.Link, it.Expires.Format(time.RFC3339), it.Email})
 				}
 				w.Flush()
 				return w.Error()

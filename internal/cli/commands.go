@@ -19,6 +19,7 @@ import (
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/daemon"
 	"github.com/thon-dev/thon/internal/orchestrator"
+	"github.com/thon-dev/thon/internal/wizard"
 )
 
 func newInitCmd(e *env) *cobra.Command {
@@ -26,11 +27,25 @@ func newInitCmd(e *env) *cobra.Command {
 	var nonInteractive bool
 	cmd := &cobra.Command{
 		Use:   "init [PATH]",
-		Short: "Write a commented starter thon.yaml",
-		Long: `Init writes a starter thon.yaml (default ./thon.yaml, or --config PATH, or
-the PATH argument) with every setting at its default and a comment on each,
-plus two demo groups. It never overwrites an existing file unless --force.`,
-		Example: `  thon init --non-interactive
+		Short: "Write thon.yaml: a wizard on a terminal, else a commented starter",
+		Long: `Init writes thon.yaml (default ./thon.yaml, or --config PATH, or the PATH
+argument). It never overwrites an existing file unless --force.
+
+On a terminal it is a wizard: it looks at the machine (its address and host
+names, whether Docker answers, GPUs, a Lemonade or llama.cpp server already
+listening, whether ports 443 and 80 are free) and asks, proposing what it
+found: the event's name, the participants (typed, pasted, or an attendee
+CSV's path), their groups, how participants reach their IDE, host names and
+certificates (THON's local CA or Let's Encrypt), the language model, the
+gateway's limits for that many people, and the dashboard's password. It
+shows the resulting thon.yaml, validated, and writes it, with a comment on
+every setting, once you confirm. Ctrl-C writes nothing.
+
+With --non-interactive, or without a terminal, it asks nothing and writes
+the starter: every setting at its default with a comment, plus two demo
+groups.`,
+		Example: `  thon init                     # the wizard
+  thon init --non-interactive   # the commented starter, no questions
   thon init event/thon.yaml`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -41,37 +56,67 @@ plus two demo groups. It never overwrites an existing file unless --force.`,
 			if len(args) == 1 {
 				path = args[0]
 			}
+			if !force {
+				if _, err := os.Stat(path); err == nil {
+					return fmt.Errorf("%s exists already: edit it, or pass --force to overwrite it", path)
+				}
+			}
+			data, mode := config.Starter(), os.FileMode(0o644)
+			interactive := !nonInteractive && e.io.InTTY && e.io.IsTTY
+			if interactive {
+				d := wizard.Detect(cmd.Context(), wizard.DetectOptions{})
+				var err error
+				data, err = wizard.Run(cmd.Context(), e.io.In, e.stdout(), d, path)
+				if errors.Is(err, wizard.ErrAborted) {
+					fmt.Fprintln(e.stderr(), "Stopped: nothing written.")
+					return ExitError{Code: 130}
+				}
+				if err != nil {
+					return err
+				}
+				if c, err := config.Parse(data, path); err == nil && c.Auth.AdminPassword != "" {
+					mode = 0o600 // it holds the dashboard's password
+				}
+			}
 			flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
 			if force {
 				flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
 			}
-			f, err := os.OpenFile(path, flags, 0o644)
+			f, err := os.OpenFile(path, flags, mode)
 			if errors.Is(err, os.ErrExist) {
 				return fmt.Errorf("%s exists already: edit it, or pass --force to overwrite it", path)
 			}
 			if err != nil {
 				return err
 			}
-			if _, err := f.Write(config.Starter()); err != nil {
+			if err := f.Chmod(mode); err != nil {
+				f.Close()
+				return err
+			}
+			if _, err := f.Write(data); err != nil {
 				f.Close()
 				return err
 			}
 			if err := f.Close(); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stderr(), "Wrote %s. Next: edit its groups, then `thon config validate` and `thon run`.\n", path)
+			if interactive {
+				fmt.Fprintf(e.stderr(), "Wrote %s. Next: sudo thon setup (what it needs on this machine), thon doctor, thon run.\n", path)
+			} else {
+				fmt.Fprintf(e.stderr(), "Wrote %s. Next: edit its groups, then `thon config validate` and `thon run`.\n", path)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "overwrite an existing file")
-	cmd.Flags().BoolVar(&nonInteractive, "non-interactive", false, "never prompt (init asks no questions today; accepted for scripts)")
+	cmd.Flags().BoolVar(&nonInteractive, "non-interactive", false, "ask nothing: write the commented starter (also without a terminal)")
 	return cmd
 }
 
 func newConfigCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config",
-		Short: "Check and inspect thon.yaml",
+		Short: "Check and show thon.yaml",
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "validate",
@@ -102,6 +147,47 @@ every problem at once with file:line:col and a hint. It changes nothing.`,
 			return nil
 		},
 	})
+	var showOutput string
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Print the effective configuration, secrets hidden",
+		Long: `Show prints the configuration THON runs with: thon.yaml with every default
+filled in, then THON_* environment variables and the --data-dir and --listen
+flags applied over it. Every secret that is set (passwords, API keys, client
+secrets, the password in a database or Redis URL, sandbox.env values whose
+names say KEY, TOKEN, SECRET or PASSWORD) shows as ` + config.Redacted + `; one
+that is not set stays "", so the output tells which are. It changes nothing.`,
+		Example: `  thon config show
+  thon config show -o json | jq .gateway.limits
+  THON_SANDBOX_IMAGE=thon/sandbox:dev thon config show | grep image`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if showOutput != "yaml" && showOutput != "json" {
+				return fmt.Errorf("--output %q: use yaml or json", showOutput)
+			}
+			cfg, err := e.loadConfig(false)
+			if err != nil {
+				return err
+			}
+			r := cfg.Redacted()
+			if showOutput == "json" {
+				return writeJSON(e.stdout(), r)
+			}
+			b, err := r.YAML()
+			if err != nil {
+				return err
+			}
+			src := "defaults only (no thon.yaml found)"
+			if cfg.Path != "" {
+				src = cfg.Path
+			}
+			fmt.Fprintf(e.stdout(), "# The effective configuration: %s, then THON_* variables and flags. Secrets hidden.\n", src)
+			_, err = e.stdout().Write(b)
+			return err
+		},
+	}
+	show.Flags().StringVarP(&showOutput, "output", "o", "yaml", "output format: yaml or json")
+	cmd.AddCommand(show)
 	cmd.AddCommand(&cobra.Command{
 		Use:     "env",
 		Short:   "List the THON_* environment variables that override thon.yaml",
@@ -118,21 +204,27 @@ every problem at once with file:line:col and a hint. It changes nothing.`,
 }
 
 func newServeCmd(e *env) *cobra.Command {
-	return &cobra.Command{
+	var level string
+	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the THON daemon in the foreground (for systemd)",
 		Long: `Serve runs the daemon in the foreground: the store, the sandbox engine and
 the REST API on server.listen. It adopts sandboxes that are already running.
 SIGINT or SIGTERM stop it; sandboxes keep running. "thon run" starts the same
 daemon in the background when none answers.`,
-		Example: `  thon serve --config /etc/thon/thon.yaml`,
-		Args:    cobra.NoArgs,
+		Example: `  thon serve --config /etc/thon/thon.yaml
+  thon serve --log-level debug`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			lv, err := parseLogLevel(level)
+			if err != nil {
+				return err
+			}
 			cfg, err := e.loadConfig(false)
 			if err != nil {
 				return err
 			}
-			log := slog.New(slog.NewTextHandler(e.stderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+			log := slog.New(slog.NewTextHandler(e.stderr(), &slog.HandlerOptions{Level: lv}))
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			instance, _ := e.io.Getenv("THON_INSTANCE")
@@ -149,6 +241,17 @@ daemon in the background when none answers.`,
 			}
 		},
 	}
+	cmd.Flags().StringVar(&level, "log-level", "info", "what the daemon logs: debug, info, warn or error")
+	return cmd
+}
+
+// parseLogLevel reads --log-level.
+func parseLogLevel(s string) (slog.Level, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(s)); err != nil || strings.ContainsAny(s, "+-") {
+		return 0, fmt.Errorf("--log-level %q: use debug, info, warn or error", s)
+	}
+	return lv, nil
 }
 
 func waitChan(d *daemon.Daemon) <-chan struct{} {

@@ -112,7 +112,7 @@ Configuration comes from thon.yaml, then THON_* environment variables, then flag
 	root.AddCommand(
 		newInitCmd(e), newConfigCmd(e), newServeCmd(e), newRunCmd(e), newStatusCmd(e),
 		newInstanceCmd(e), newExportCmd(e), newUsageCmd(e), newCleanupCmd(e), newDownCmd(e), newUserCmd(e), newGroupCmd(e),
-		newEventsCmd(e), newAccessCmd(e), newGatewayCmd(e), newLLMCmd(e), newSetupCmd(e), newTokenCmd(e), newInviteCmd(e), newFilesCmd(e),
+		newEventsCmd(e), newAccessCmd(e), newGatewayCmd(e), newLLMCmd(e), newSetupCmd(e), newDoctorCmd(e), newTokenCmd(e), newInviteCmd(e), newFilesCmd(e),
 	)
 	return root
 }

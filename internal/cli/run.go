@@ -24,6 +24,7 @@ func newRunCmd(e *env) *cobra.Command {
 	var groups []string
 	var output string
 	var recreate bool
+	var level string
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Bring the event up: start the daemon if needed and launch every sandbox",
@@ -48,6 +49,9 @@ their workspaces.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if _, err := parseLogLevel(level); err != nil {
+				return err
+			}
 			cfg, err := e.loadConfig(true)
 			if err != nil {
 				return err
@@ -57,7 +61,7 @@ their workspaces.`,
 					return fmt.Errorf("group %q is not in %s: groups there are %s", g, cfg.Path, strings.Join(groupNames(cfg), ", "))
 				}
 			}
-			c, err := e.ensureDaemon(ctx, cfg)
+			c, err := e.ensureDaemon(ctx, cfg, level)
 			if err != nil {
 				return err
 			}
@@ -102,6 +106,7 @@ their workspaces.`,
 	cmd.Flags().StringArrayVarP(&groups, "group", "g", nil, "only this group (repeatable)")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	cmd.Flags().BoolVar(&recreate, "recreate", false, "recreate outdated sandboxes (created from older settings); workspaces are kept")
+	cmd.Flags().StringVar(&level, "log-level", "info", "what a daemon run starts logs (debug, info, warn or error); one already running keeps its level")
 	return cmd
 }
 
@@ -208,7 +213,7 @@ func printSummary(e *env, sum client.Summary) error {
 
 // ensureDaemon returns a client of the daemon of cfg, starting one in the
 // background (detached, logging to the data directory) when none answers.
-func (e *env) ensureDaemon(ctx context.Context, cfg *config.Config) (*client.Client, error) {
+func (e *env) ensureDaemon(ctx context.Context, cfg *config.Config, logLevel string) (*client.Client, error) {
 	if e.server != "" {
 		return e.daemonClient(ctx)
 	}
@@ -234,6 +239,9 @@ func (e *env) ensureDaemon(ctx context.Context, cfg *config.Config) (*client.Cli
 		return nil, err
 	}
 	args := append([]string{"serve"}, e.overrideArgs()...)
+	if logLevel != "" && logLevel != "info" {
+		args = append(args, "--log-level", logLevel)
+	}
 	if cfg.Path != "" {
 		args = append(args, "--config", cfg.Path)
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -8,28 +9,71 @@ import (
 
 	"github.com/thon-dev/thon/internal/imagebuild"
 	"github.com/thon-dev/thon/internal/llm"
+	"github.com/thon-dev/thon/internal/setup"
 )
 
 func newSetupCmd(e *env) *cobra.Command {
+	var o setupFlags
 	cmd := &cobra.Command{
 		Use:   "setup",
-		Short: "Prepare this machine: the participant and LLM server images, Lemonade's keys",
-		Long: `Setup prepares the machine an event runs on. Each step says exactly what
-it will do before doing it, and nothing is downloaded unless you ask.`,
+		Short: "Prepare this machine for thon.yaml's event: engine, images, LLM, Lemonade, models, systemd unit",
+		Long: `Setup prepares the machine an event runs on. With no subcommand it runs, in
+order, every step the current thon.yaml needs:
+
+  1. the Docker engine: Debian's docker.io installed with apt when it is
+     missing, enabled and started;
+  2. the participant image (sandbox.image), built when it is not there;
+  3. the LLM server's image (llm.image), when THON runs llama-server;
+  4. Lemonade, when llm.backend is lemonade: its keys made when thon.yaml
+     has none (written into thon.yaml, which then becomes readable by its
+     owner only), installed as a systemd drop-in, its config.json set
+     (llama.cpp backend from llm.gpu, the system's llama-server when there
+     is one, how many models may be loaded), and Lemonade restarted;
+  5. the models thon.yaml configures, downloaded (through the daemon when
+     one runs);
+  6. THON itself as /usr/local/bin/thon and a systemd unit, thon.service,
+     running "thon serve" for this thon.yaml: enabled, so the event survives
+     a reboot, and started; "thon run" then uses that daemon.
+
+Each step first looks at the machine: one that is already as wanted says
+so and does nothing, so running setup again changes nothing. Otherwise it
+says exactly what it will do and asks (--yes does not ask). The first step
+that fails stops setup, with what to do; run it again once that is fixed
+(finished steps are skipped). --dry-run prints the plan and changes nothing.
+Most steps need root: sudo thon setup.
+
+The subcommands run one step each, with more options.`,
+		Example: `  sudo thon setup --dry-run
+  sudo thon setup
+  sudo thon setup --yes --no-unit   # a machine without systemd`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runSetup(cmd.Context(), e, o, nil)
+		},
 	}
-	var dryRun, yes bool
+	f := cmd.Flags()
+	f.BoolVar(&o.dryRun, "dry-run", false, "print what would be done, change nothing")
+	f.BoolVarP(&o.yes, "yes", "y", false, "do not ask before each step")
+	f.BoolVar(&o.noUnit, "no-unit", false, "leave out the systemd unit (thon run then starts the daemon in the background)")
+
+	var lo setupFlags
 	lemonade := &cobra.Command{
 		Use:   "lemonade",
-		Short: "Make Lemonade Server require thon.yaml's API keys",
+		Short: "Make Lemonade Server require thon.yaml's API keys, with THON's settings",
 		Long: `Lemonade installs the keys of thon.yaml (llm.api_key, llm.admin_api_key) in
 Lemonade Server's systemd unit, as a drop-in readable by root only
-(/etc/systemd/system/lemond.service.d/thon.conf), then restarts Lemonade.
+(/etc/systemd/system/lemond.service.d/thon.conf), sets THON's settings in
+Lemonade's config.json (the llama.cpp backend from llm.gpu, the system's
+llama-server when one is installed, and how many models may be loaded at
+once: every chat model thon.yaml configures), then restarts Lemonade.
+When thon.yaml has no keys it makes two random ones and writes them into
+thon.yaml (which then becomes readable by its owner only).
 From then on Lemonade answers only requests with a key: the AI gateway's
 (api_key) and THON's own management (admin_api_key). Participants never
 see either; they use their own gateway keys.
 
 It prints what it will do first and asks (or takes --yes). Running it again
-with the same keys changes nothing.`,
+with the same keys and settings changes nothing. It is step 4 of thon setup.`,
 		Example: `  thon setup lemonade --dry-run
   sudo thon setup lemonade --yes`,
 		Args: cobra.NoArgs,
@@ -41,42 +85,100 @@ with the same keys changes nothing.`,
 			if cfg.LLM.Backend != llm.BackendLemonade {
 				return fmt.Errorf("llm.backend is %s: keys of other servers are set where those servers are configured", cfg.LLM.Backend)
 			}
-			s := llm.LemonadeSetup{}
-			p, err := s.Plan(cfg.LLM.APIKey, cfg.LLM.AdminAPIKey)
+			return runSetup(cmd.Context(), e, lo, []string{setup.StepLemonade})
+		},
+	}
+	lemonade.Flags().BoolVar(&lo.dryRun, "dry-run", false, "print what would be done, change nothing")
+	lemonade.Flags().BoolVarP(&lo.yes, "yes", "y", false, "do not ask for confirmation")
+	cmd.AddCommand(newSetupImageCmd(e), newSetupLLMCmd(e), lemonade)
+	return cmd
+}
+
+type setupFlags struct{ dryRun, yes, noUnit bool }
+
+// runSetup shows and runs the steps (only those of only, when given).
+func runSetup(ctx context.Context, e *env, f setupFlags, only []string) error {
+	cfg, err := e.loadConfig(true)
+	if err != nil {
+		return err
+	}
+	instance, _ := e.io.Getenv("THON_INSTANCE")
+	var p *stepProgress // of the step being applied
+	var lastPull string
+	s := setup.New(setup.Options{
+		Config: cfg, Version: e.version, Instance: instance, NoUnit: f.noUnit,
+		Progress: func(step string, done, total int) {
+			if p != nil {
+				p.step(step, done, total)
+			}
+		},
+		Pull: func(model string, pp llm.PullProgress) {
+			line := fmt.Sprintf("%s: %3.0f%%", model, pp.Percent)
+			if line != lastPull {
+				fmt.Fprintln(e.stderr(), "   "+line)
+				lastPull = line
+			}
+		},
+	})
+	ids := s.Steps()
+	if only != nil {
+		ids = only
+	}
+	w := e.stdout()
+	what := "does"
+	if f.dryRun {
+		what = "would do"
+	}
+	fmt.Fprintf(w, "What %s needs on this machine, step by step; what setup %s:\n", cfg.Path, what)
+	pending := 0
+	for i, id := range ids {
+		st := s.Check(ctx, id)
+		fmt.Fprintf(w, "\n%d. %s: %s\n", i+1, st.Title, st.State)
+		if st.Ready {
+			fmt.Fprintln(w, "   ready: nothing to do")
+			continue
+		}
+		for _, d := range st.Do {
+			fmt.Fprintf(w, "   - %s\n", d)
+		}
+		if len(st.Do) == 0 && st.Fix != "" {
+			fmt.Fprintf(w, "   cannot be done here: %s\n", st.Fix)
+		}
+		pending++
+		if f.dryRun {
+			continue
+		}
+		if len(st.Do) > 0 && !f.yes {
+			ok, err := e.confirm("   Do it?")
 			if err != nil {
 				return err
 			}
-			if p.Current {
-				fmt.Fprintf(e.stdout(), "%s already requires thon.yaml's keys (%s): nothing to do.\n", p.Unit, p.DropIn)
-				return nil
+			if !ok {
+				fmt.Fprintf(e.stderr(), "Stopped before step %d; nothing more was changed. Run thon setup again to go on.\n", i+1)
+				return ExitError{Code: 1}
 			}
-			fmt.Fprintf(e.stdout(), "To make %s require thon.yaml's keys, THON will:\n", p.Unit)
-			for i, st := range p.Steps {
-				fmt.Fprintf(e.stdout(), "  %d. %s\n", i+1, st)
-			}
-			if dryRun {
-				return nil
-			}
-			if !yes {
-				ok, err := e.confirm("Go ahead?")
-				if err != nil || !ok {
-					if err == nil {
-						fmt.Fprintln(e.stderr(), "Nothing changed.")
-					}
-					return err
-				}
-			}
-			if err := s.Apply(cmd.Context(), p); err != nil {
-				return err
-			}
-			fmt.Fprintf(e.stdout(), "Done: %s requires the keys. Check with: thon llm status\n", p.Unit)
-			return nil
-		},
+		}
+		start := time.Now()
+		p = newStepProgress(e)
+		err := s.Apply(ctx, st)
+		p.finish(err == nil)
+		p = nil
+		if err != nil {
+			fmt.Fprintf(e.stderr(), "   failed: %v\n", err)
+			fmt.Fprintf(e.stderr(), "Stopped at step %d (%s). Fix that, then run sudo thon setup again: the steps already done are skipped.\n", i+1, st.Title)
+			return ExitError{Code: 1}
+		}
+		fmt.Fprintf(w, "   done (%s)\n", time.Since(start).Round(time.Second))
 	}
-	lemonade.Flags().BoolVar(&dryRun, "dry-run", false, "print what would be done, change nothing")
-	lemonade.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
-	cmd.AddCommand(newSetupImageCmd(e), newSetupLLMCmd(e), lemonade)
-	return cmd
+	switch {
+	case f.dryRun && pending == 0:
+		fmt.Fprintln(w, "\nEverything is ready: nothing to do.")
+	case f.dryRun:
+		fmt.Fprintf(w, "\n%d step(s) to do; nothing was changed (--dry-run). Run sudo thon setup to do them.\n", pending)
+	case only == nil:
+		fmt.Fprintln(w, "\nThis machine is set up. Next: thon doctor (is it ready for everyone?), then thon run.")
+	}
+	return nil
 }
 
 func newSetupImageCmd(e *env) *cobra.Command {

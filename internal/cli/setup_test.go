@@ -3,12 +3,15 @@ package cli
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
 
 	"github.com/thon-dev/thon/internal/imagebuild"
+	"github.com/thon-dev/thon/internal/testenv"
 )
 
 func findCmd(t *testing.T, root *cobra.Command, args ...string) *cobra.Command {
@@ -116,5 +119,41 @@ func TestStepProgressElsewhereWritesPlainLines(t *testing.T) {
 	want := "[0/7] check the image thon/llm:latest\n[7/7] image thon/llm:latest is up to date\n"
 	if out.String() != want {
 		t.Errorf("plain output:\n got %q\nwant %q", out.String(), want)
+	}
+}
+
+// thon setup with no subcommand: the plan, step by step; with everything
+// in place nothing to do; a step to do is not done without a terminal to
+// ask on or --yes.
+func TestSetupAll(t *testing.T) {
+	image := testenv.DerivedImage(t, testenv.SandboxImage(t), "codeserver", "LABEL "+imagebuild.LabelCodeServerVersion+"="+imagebuild.DefaultCodeServerVersion)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "thon.yaml")
+	write := func(image string) {
+		os.WriteFile(path, []byte("server: {data_dir: "+filepath.Join(dir, "data")+", listen: \"127.0.0.1:1\"}\nsandbox: {image: "+image+"}\nllm: {enabled: false}\ngroups: {alpha: [alice]}\n"), 0o644)
+	}
+	write(image)
+	code, stdout, stderr := runCLI(t, "--config", path, "setup", "--dry-run", "--no-unit")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"What " + path + " needs on this machine", "1. Docker engine: Docker ", "2. Participant image " + image + ": present: code-server", "ready: nothing to do", "Everything is ready: nothing to do."} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("dry run lacks %q:\n%s", want, stdout)
+		}
+	}
+	if code, stdout, _ := runCLI(t, "--config", path, "setup", "--yes", "--no-unit"); code != 0 || !strings.Contains(stdout, "This machine is set up. Next: thon doctor") {
+		t.Errorf("--yes with everything ready: exit %d\n%s", code, stdout)
+	}
+	// With the unit, on a machine without systemd: the step says what to do instead.
+	if code, stdout, _ := runCLI(t, "--config", path, "setup", "--dry-run"); code != 0 || !strings.Contains(stdout, "--no-unit leaves this step out") {
+		t.Errorf("the unit without systemd: exit %d\n%s", code, stdout)
+	}
+
+	// An image to build: shown, then not built without --yes or a terminal.
+	write("thon-test/missing:" + testenv.Prefix(t))
+	code, stdout, stderr = runCLI(t, "--config", path, "setup", "--no-unit")
+	if code != 1 || !strings.Contains(stdout, "not on the engine") || !strings.Contains(stdout, "   - build thon-test/missing") || !strings.Contains(stderr, "pass --yes") {
+		t.Errorf("an image to build: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 }

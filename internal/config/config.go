@@ -393,8 +393,27 @@ type Limits struct {
 
 // Group is one group of participants, in declaration order.
 type Group struct {
-	Name  string   `json:"name"`
+	Name string `json:"name"`
+	// Title is what people read (access cards, the invite page, the
+	// dashboard): "Team Alpha"; "" shows the name.
+	Title string   `json:"title,omitempty"`
 	Users []string `json:"users"`
+	// Emails holds the e-mail address of each user that has one: on
+	// access cards and in `thon access -o csv` for a mail merge, the
+	// assistants' git identity, and the address that lets its owner join
+	// through an invite as this participant.
+	Emails map[string]string `json:"emails,omitempty"`
+}
+
+// Email is user's e-mail address in the group, "" when none is given.
+func (g Group) Email(user string) string { return g.Emails[user] }
+
+// Display is the group's title, or its name when it has none.
+func (g Group) Display() string {
+	if g.Title != "" {
+		return g.Title
+	}
+	return g.Name
 }
 
 // Groups keeps the order groups were declared in.

@@ -484,11 +484,15 @@ func (d *decoder) decodeStringList(n *yaml.Node, out *[]string, path string) {
 const groupsHint = "e.g. groups: {alpha: [alice, bob]}"
 
 // groupKeys are the keys of a group written in the mapping form.
-var groupKeys = []string{"users"}
+var groupKeys = []string{"title", "users"}
+
+// userKeys are the keys of a user written as a mapping.
+var userKeys = []string{"name", "email"}
 
 // decodeGroups reads `groups:`, keeping declaration order. A group is a list
-// of users, a mapping with users:, or null (an empty group). Groups given
-// twice are all kept, for check to report.
+// of users, a mapping with title: and users:, or null (an empty group). A
+// user is a name, or a mapping {name, email}. Groups given twice are all
+// kept, for check to report.
 func (d *decoder) decodeGroups(n *yaml.Node, out *Groups) {
 	var gs Groups
 	for _, kv := range d.mappingPairs(n, "groups", groupsHint, true) {
@@ -499,20 +503,30 @@ func (d *decoder) decodeGroups(n *yaml.Node, out *Groups) {
 		switch {
 		case isNull(val):
 		case val.Kind == yaml.SequenceNode:
-			g.Users = d.decodeUsers(val, gpath, g.Name)
+			d.decodeUsers(val, gpath, &g)
 		case val.Kind == yaml.MappingNode:
 			for _, gkv := range d.mappingPairs(val, "groups."+g.Name, "", false) {
 				gk, gv := gkv[0], deref(gkv[1])
-				if gk.Value != "users" {
-					d.unknownKey(gk, "groups."+g.Name, groupKeys, reflect.Value{})
-					continue
-				}
-				switch {
-				case isNull(gv):
-				case gv.Kind == yaml.SequenceNode:
-					g.Users = d.decodeUsers(gv, gpath, g.Name)
+				switch gk.Value {
+				case "title":
+					d.pos[gpath+".title"] = d.at(gk)
+					switch {
+					case isNull(gv):
+					case gv.Kind == yaml.ScalarNode:
+						g.Title = gv.Value
+					default:
+						d.add(gv, `e.g. title: "Team Alpha"`, "groups.%s.title must be text, not %s", g.Name, describe(gv))
+					}
+				case "users":
+					switch {
+					case isNull(gv):
+					case gv.Kind == yaml.SequenceNode:
+						d.decodeUsers(gv, gpath, &g)
+					default:
+						d.add(gv, fmt.Sprintf("e.g. users: [%s]", describeUsersHint(gv)), "groups.%s.users must be a list of user names, not %s", g.Name, describe(gv))
+					}
 				default:
-					d.add(gv, fmt.Sprintf("e.g. users: [%s]", describeUsersHint(gv)), "groups.%s.users must be a list of user names, not %s", g.Name, describe(gv))
+					d.unknownKey(gk, "groups."+g.Name, groupKeys, reflect.Value{})
 				}
 			}
 		default:
@@ -535,22 +549,61 @@ func describeUsersHint(n *yaml.Node) string {
 	return "alice, bob"
 }
 
-func (d *decoder) decodeUsers(n *yaml.Node, gpath, group string) []string {
+const userHint = "list user names, e.g. [alice, bob], or {name: alice, email: alice@example.org}"
+
+// decodeUsers reads a group's list of users into g: names, or mappings
+// {name, email}.
+func (d *decoder) decodeUsers(n *yaml.Node, gpath string, g *Group) {
 	users := make([]string, 0, len(n.Content))
 	for _, item := range n.Content {
 		u := deref(item)
+		name, email, ok := "", "", true
 		switch {
-		case u == nil || u.Kind != yaml.ScalarNode:
-			d.add(item, "list user names, e.g. [alice, bob]", "groups.%s: a user must be a name, not %s", group, describe(deref(item)))
-			continue
+		case u == nil:
+			ok = false
+		case u.Kind == yaml.MappingNode:
+			upath := fmt.Sprintf("%s.users[%d]", gpath, len(users))
+			for _, ukv := range d.mappingPairs(u, "groups."+g.Name, userHint, false) {
+				uk, uv := ukv[0], deref(ukv[1])
+				if uk.Value != "name" && uk.Value != "email" {
+					d.unknownKey(uk, "groups."+g.Name+" user", userKeys, reflect.Value{})
+					continue
+				}
+				if !isNull(uv) && uv.Kind != yaml.ScalarNode {
+					d.add(uv, userHint, "groups.%s: a user's %s must be text, not %s", g.Name, uk.Value, describe(uv))
+					continue
+				}
+				v := ""
+				if !isNull(uv) {
+					v = uv.Value
+				}
+				if uk.Value == "name" {
+					name = v
+				} else {
+					email = v
+					d.pos[upath+".email"] = d.at(uv)
+				}
+			}
+		case u.Kind != yaml.ScalarNode:
+			ok = false
 		case isNull(u):
-			users = append(users, "")
 		default:
-			users = append(users, u.Value)
+			name = u.Value
+		}
+		if !ok {
+			d.add(item, userHint, "groups.%s: a user must be a name, not %s", g.Name, describe(u))
+			continue
+		}
+		users = append(users, name)
+		if email != "" {
+			if g.Emails == nil {
+				g.Emails = map[string]string{}
+			}
+			g.Emails[name] = email
 		}
 		d.pos[fmt.Sprintf("%s.users[%d]", gpath, len(users)-1)] = d.at(item)
 	}
-	return users
+	g.Users = users
 }
 
 // DataDir returns server.data_dir with a leading ~ expanded to the home

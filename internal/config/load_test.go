@@ -159,17 +159,17 @@ func TestParseValid(t *testing.T) {
 		{"empty env is nil", "sandbox:\n  env: {}\n", func(*Config) {}},
 		{"both group forms", "groups:\n  alpha: [alice, bob]\n  beta: {users: [carol]}\n  gamma:\n    users:\n      - dave\n      - 3d\n",
 			func(c *Config) {
-				c.Groups = Groups{{"alpha", []string{"alice", "bob"}}, {"beta", []string{"carol"}}, {"gamma", []string{"dave", "3d"}}}
+				c.Groups = Groups{{Name: "alpha", Users: []string{"alice", "bob"}}, {Name: "beta", Users: []string{"carol"}}, {Name: "gamma", Users: []string{"dave", "3d"}}}
 			}},
 		{"empty groups", "groups:\n  a:\n  b: []\n  c: {}\n  d: {users: []}\n  e: {users: }\n",
 			func(c *Config) {
-				c.Groups = Groups{{"a", nil}, {"b", []string{}}, {"c", nil}, {"d", []string{}}, {"e", nil}}
+				c.Groups = Groups{{Name: "a", Users: nil}, {Name: "b", Users: []string{}}, {Name: "c", Users: nil}, {Name: "d", Users: []string{}}, {Name: "e", Users: nil}}
 			}},
 		{"group order kept", "groups:\n  zed: [z]\n  abe: [a]\n  mid: [m]\n", func(c *Config) {
-			c.Groups = Groups{{"zed", []string{"z"}}, {"abe", []string{"a"}}, {"mid", []string{"m"}}}
+			c.Groups = Groups{{Name: "zed", Users: []string{"z"}}, {Name: "abe", Users: []string{"a"}}, {Name: "mid", Users: []string{"m"}}}
 		}},
 		{"aliases", "groups:\n  a: &team [x, y]\n  b: {users: [z]}\n", func(c *Config) {
-			c.Groups = Groups{{"a", []string{"x", "y"}}, {"b", []string{"z"}}}
+			c.Groups = Groups{{Name: "a", Users: []string{"x", "y"}}, {Name: "b", Users: []string{"z"}}}
 		}},
 	}
 	for _, tt := range tests {

@@ -24,15 +24,33 @@ func (c *Config) YAML() ([]byte, error) {
 }
 
 // MarshalYAML writes groups as a mapping of group name to a flow list of
-// users, in order.
+// users, in order; a group with a title or e-mails in the mapping form
+// {title, users}, a user with an e-mail as {name, email}.
 func (gs Groups) MarshalYAML() (any, error) {
 	m := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 	for _, g := range gs {
 		users := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle}
 		for _, u := range g.Users {
+			if e, ok := g.Emails[u]; ok {
+				users.Content = append(users.Content, &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Style: yaml.FlowStyle,
+					Content: []*yaml.Node{strNode("name"), strNode(u), strNode("email"), strNode(e)}})
+				continue
+			}
 			users.Content = append(users.Content, strNode(u))
 		}
-		m.Content = append(m.Content, strNode(g.Name), users)
+		if g.Title == "" && len(g.Emails) == 0 {
+			m.Content = append(m.Content, strNode(g.Name), users)
+			continue
+		}
+		if len(g.Emails) > 0 {
+			users.Style = 0 // one participant a line
+		}
+		group := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+		if g.Title != "" {
+			group.Content = append(group.Content, strNode("title"), strNode(g.Title))
+		}
+		group.Content = append(group.Content, strNode("users"), users)
+		m.Content = append(m.Content, strNode(g.Name), group)
 	}
 	return m, nil
 }
@@ -56,16 +74,19 @@ func (gs *Groups) UnmarshalYAML(n *yaml.Node) error {
 
 // groupJSON is a group on the wire; Users is never null.
 type groupJSON struct {
-	Name  string   `json:"name"`
-	Users []string `json:"users"`
+	Name   string            `json:"name"`
+	Title  string            `json:"title,omitempty"`
+	Users  []string          `json:"users"`
+	Emails map[string]string `json:"emails,omitempty"`
 }
 
-// MarshalJSON writes groups as an array of {"name", "users"} objects, in
-// order; no groups is [] and a group without users has "users": [].
+// MarshalJSON writes groups as an array of {"name", "title", "users",
+// "emails"} objects, in order; no groups is [] and a group without users
+// has "users": [].
 func (gs Groups) MarshalJSON() ([]byte, error) {
 	out := make([]groupJSON, len(gs))
 	for i, g := range gs {
-		out[i] = groupJSON{Name: g.Name, Users: g.Users}
+		out[i] = groupJSON(g)
 		if out[i].Users == nil {
 			out[i].Users = []string{}
 		}
@@ -73,7 +94,7 @@ func (gs Groups) MarshalJSON() ([]byte, error) {
 	return json.Marshal(out)
 }
 
-// UnmarshalJSON reads an array of {"name", "users"} objects.
+// UnmarshalJSON reads an array of {"name", "title", "users", "emails"} objects.
 func (gs *Groups) UnmarshalJSON(b []byte) error {
 	var in []groupJSON
 	if err := json.Unmarshal(b, &in); err != nil {
@@ -95,6 +116,7 @@ func (gs *Groups) UnmarshalJSON(b []byte) error {
 type UserEntry struct {
 	Name  string `json:"name"`
 	Group string `json:"group"`
+	Email string `json:"email,omitempty"`
 }
 
 // Users lists every user with their group, in declaration order.
@@ -102,7 +124,7 @@ func (c *Config) Users() []UserEntry {
 	var out []UserEntry
 	for _, g := range c.Groups {
 		for _, u := range g.Users {
-			out = append(out, UserEntry{Name: u, Group: g.Name})
+			out = append(out, UserEntry{Name: u, Group: g.Name, Email: g.Emails[u]})
 		}
 	}
 	return out

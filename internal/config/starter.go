@@ -321,8 +321,12 @@ auth:
 # (at most 63 characters); a user is in exactly one group. Two forms:
 groups:
   alpha: [alice, bob]   # a list of users
-  beta:                 # or a mapping with users:
-    users: [carol]
+  beta:                 # or a mapping: users, and a title people read
+    title: Team Beta    # on access cards and the invite page
+    users:
+      # A user with an e-mail: on cards and in "thon access -o csv", the
+      # assistants' git identity, and joining through an invite with it.
+      - {name: carol, email: carol@example.org}
 `
 
 // Starter returns a commented thon.yaml showing every setting with its

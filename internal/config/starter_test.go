@@ -17,7 +17,8 @@ func TestStarter(t *testing.T) {
 		t.Errorf("Starter() settings are not the defaults:\n%+v\nwant\n%+v", c, def)
 	}
 	c, _ = Parse(Starter(), "thon.yaml")
-	want := Groups{{"alpha", []string{"alice", "bob"}}, {"beta", []string{"carol"}}}
+	want := Groups{{Name: "alpha", Users: []string{"alice", "bob"}},
+		{Name: "beta", Title: "Team Beta", Users: []string{"carol"}, Emails: map[string]string{"carol": "carol@example.org"}}}
 	if !reflect.DeepEqual(c.Groups, want) {
 		t.Errorf("Starter() groups = %+v, want %+v", c.Groups, want)
 	}

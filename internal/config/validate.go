@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/mail"
 	"net/url"
 	"os"
 	"regexp"
@@ -12,6 +13,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Problem is one thing wrong with a configuration. File, Line and Col say
@@ -413,6 +416,17 @@ func (c *Config) check(at locator) []Problem {
 	return ps
 }
 
+// Validate checks groups on their own (names, titles, e-mails, every user
+// in exactly one group, once), as an import of participants does: one
+// problem is returned as a Problem, more as a *ValidationError.
+func (gs Groups) Validate() error {
+	ps := gs.check(func(...string) position { return position{} })
+	if len(ps) == 1 {
+		return ps[0]
+	}
+	return asError(ps)
+}
+
 // check validates group and user names and that every user is in exactly one
 // group, once.
 func (gs Groups) check(at locator) []Problem {
@@ -432,6 +446,7 @@ func (gs Groups) check(at locator) []Problem {
 	type where struct{ group, user int }
 	groupAt := map[string]int{}
 	userAt := map[string]where{}
+	emailAt := map[string]struct{ user, path string }{}
 	for gi, g := range gs {
 		gpath := fmt.Sprintf("groups[%d]", gi)
 		if err := ValidName("group", g.Name); err != nil {
@@ -445,8 +460,29 @@ func (gs Groups) check(at locator) []Problem {
 		if _, seen := groupAt[g.Name]; !seen {
 			groupAt[g.Name] = gi
 		}
+		if why := checkTitle(g.Title); why != "" {
+			add(gpath+".title", Problem{Msg: fmt.Sprintf("groups.%s.title %s", g.Name, why), Hint: `a short line people read on cards and the invite page, e.g. title: "Team Alpha"`})
+		}
+		for _, u := range sortedKeys(g.Emails) {
+			if !slices.Contains(g.Users, u) {
+				add(gpath, Problem{Msg: fmt.Sprintf("group %q has an e-mail for %q, who is not one of its users", g.Name, u), Hint: "list the user under users:, or leave out the e-mail"})
+			}
+		}
 		for ui, u := range g.Users {
 			upath := fmt.Sprintf("%s.users[%d]", gpath, ui)
+			if email, ok := g.Emails[u]; ok {
+				epath := upath + ".email"
+				if why := CheckEmail(email); why != "" {
+					add(epath, Problem{Msg: fmt.Sprintf("user %q: e-mail %q %s", u, email, why), Hint: "write the bare address, e.g. {name: " + u + ", email: " + u + "@example.org}"})
+				} else if prev, dup := emailAt[strings.ToLower(email)]; dup && prev.user != u {
+					add(epath, Problem{
+						Msg:  fmt.Sprintf("e-mail %s is given to %q and %q", email, prev.user, u),
+						Hint: "first given" + lineOf(prev.path) + "; an address belongs to one participant (it signs them in through invites)",
+					})
+				} else if !dup {
+					emailAt[strings.ToLower(email)] = struct{ user, path string }{u, epath}
+				}
+			}
 			if err := ValidName("user", u); err != nil {
 				add(upath, asProblem(err))
 				if u == "" {
@@ -525,6 +561,39 @@ func checkURL(s string) string {
 		return "must start with http:// or https://"
 	case u.Host == "":
 		return "has no host"
+	}
+	return ""
+}
+
+// MaxTitle is the longest group title, in characters.
+const MaxTitle = 100
+
+// checkTitle returns what is wrong with a group title, or "".
+func checkTitle(t string) string {
+	switch {
+	case utf8.RuneCountInString(t) > MaxTitle:
+		return fmt.Sprintf("has %d characters; at most %d", utf8.RuneCountInString(t), MaxTitle)
+	case strings.IndexFunc(t, unicode.IsControl) >= 0:
+		return "holds a line break or another control character"
+	case t != strings.TrimSpace(t):
+		return "starts or ends with white space"
+	}
+	return ""
+}
+
+// CheckEmail returns what is wrong with a participant's e-mail address (a
+// bare address, no display name), or "".
+func CheckEmail(e string) string {
+	a, err := mail.ParseAddress(e)
+	switch {
+	case e == "":
+		return "is empty"
+	case len(e) > 254:
+		return "is longer than 254 characters"
+	case err != nil || a.Address != e || a.Name != "":
+		return "is not an e-mail address"
+	case !strings.Contains(e[strings.LastIndexByte(e, '@')+1:], "."):
+		return "has no domain with a dot"
 	}
 	return ""
 }

@@ -57,7 +57,7 @@ groups:
 			Concurrency: 1000,
 			IdleTimeout: Duration(time.Minute), IdleAction: "sleep", MaxLifetime: Duration(-time.Hour),
 		},
-		Groups: Groups{{"Alpha", []string{"alice", "bob", "bob"}}, {"beta", []string{"alice", "carol-"}}, {"beta", []string{}}},
+		Groups: Groups{{Name: "Alpha", Users: []string{"alice", "bob", "bob"}}, {Name: "beta", Users: []string{"alice", "carol-"}}, {Name: "beta", Users: []string{}}},
 	}
 
 	parsed := parseProblems(t, src)
@@ -125,7 +125,9 @@ func TestValidateSemantics(t *testing.T) {
 		}, ""},
 		{"empty group", func(c *Config) { c.Groups = Groups{{Name: "a"}} }, ""},
 		{"group name empty", func(c *Config) { c.Groups = Groups{{Name: ""}} }, `invalid group name "": it is empty`},
-		{"user in two groups", func(c *Config) { c.Groups = Groups{{"a", []string{"x"}}, {"b", []string{"x"}}} },
+		{"user in two groups", func(c *Config) {
+			c.Groups = Groups{{Name: "a", Users: []string{"x"}}, {Name: "b", Users: []string{"x"}}}
+		},
 			`user "x" is in two groups: already in "a", again in "b"`},
 	}
 	for _, tt := range tests {

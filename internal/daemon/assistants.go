@@ -12,6 +12,7 @@ import (
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/llm"
 	"github.com/thon-dev/thon/internal/sandbox"
+	"github.com/thon-dev/thon/internal/store"
 )
 
 // sandboxHost is the host as seen from inside a sandbox.
@@ -22,6 +23,7 @@ const sandboxHost = "host.docker.internal"
 // when `thon run` imports a new thon.yaml.
 type personalizer struct {
 	d   *Daemon
+	st  *store.Store // who participants are (their e-mail)
 	log *slog.Logger
 	cfg atomic.Pointer[config.Config] // the settings last applied
 	// gatewayBase is the gateway as sandboxes reach it, "" when it is off
@@ -36,7 +38,7 @@ type personalSettings struct {
 }
 
 func newPersonalizer(d *Daemon, cfg *config.Config, log *slog.Logger) (*personalizer, error) {
-	p := &personalizer{d: d, log: log}
+	p := &personalizer{d: d, st: d.Store, log: log}
 	if d.Keyring != nil {
 		p.gatewayBase = cfg.GatewayForSandboxes()
 	}
@@ -123,7 +125,13 @@ func (p *personalizer) personalize(spec *sandbox.Spec) {
 	if s.assistants == nil {
 		return
 	}
-	files, err := s.assistants.Files(ep, llm.Participant{User: spec.User, Group: spec.Group, Workspace: spec.WorkspacePath()})
+	who := llm.Participant{User: spec.User, Group: spec.Group, Workspace: spec.WorkspacePath()}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if u, err := p.st.User(ctx, spec.User); err == nil {
+		who.Email = u.Email // thon.yaml's: the git identity, $THON_USER_EMAIL
+	}
+	files, err := s.assistants.Files(ep, who)
 	if err != nil {
 		p.log.Error("assistant files for sandbox", "user", spec.User, "err", err)
 		return

@@ -27,6 +27,7 @@ import (
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/configfiles"
+	"github.com/thon-dev/thon/internal/doctor"
 	"github.com/thon-dev/thon/internal/frontdoor"
 	"github.com/thon-dev/thon/internal/gateway"
 	"github.com/thon-dev/thon/internal/gateway/keyring"
@@ -99,6 +100,8 @@ type Daemon struct {
 	GatewayURL string
 
 	log      *slog.Logger
+	startCfg *config.Config // the configuration the daemon started with
+	runtime  sandbox.Runtime
 	personal *personalizer
 	managed  *llm.Managed // THON's own LLM server; nil when the engine cannot run one
 	addrs    *frontdoor.Addresses
@@ -129,7 +132,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{log: log, lock: lock, done: make(chan error, 1), Metrics: prometheus.NewRegistry()}
+	d := &Daemon{log: log, lock: lock, done: make(chan error, 1), Metrics: prometheus.NewRegistry(), startCfg: cfg}
 	d.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ok := false
 	defer func() {
@@ -160,6 +163,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 			return nil, err
 		}
 	}
+	d.runtime = rt
 	if cfg.Gateway.Enabled {
 		if d.Keyring, err = keyring.Open(dir, d.Store, cfg.Gateway.Mode, cfg.Gateway.Limits.TokenKind); err != nil {
 			return nil, err
@@ -293,6 +297,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 			d.Store.AddEvent(context.Background(), actor, "daemon.shutdown", "", "")
 			d.Shutdown(context.Background())
 		},
+		Doctor: func(ctx context.Context, probe bool) doctor.Report { return d.Doctor(ctx, probe, nil) },
 	})
 	dash, err := d.newDashboard(ctx, o, cfg, handler, info, log)
 	if err != nil {

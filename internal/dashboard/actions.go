@@ -24,6 +24,7 @@ const maxForm = 2 << 20 // uploads and forms: 2 MiB
 // card is one participant's printable access card.
 type card struct {
 	User, Group, URL, Link string
+	Email                  string       // thon.yaml's, "" when none
 	QR                     template.URL // data: URL of a PNG
 	Expires                string
 }
@@ -32,9 +33,14 @@ type card struct {
 func (d *Dashboard) cards(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	group := r.PostFormValue("group")
-	if _, err := d.o.Store.Group(ctx, group); err != nil {
+	g, err := d.o.Store.Group(ctx, group)
+	if err != nil {
 		http.Error(w, "no such group: "+group, http.StatusNotFound)
 		return
+	}
+	title := group
+	if g.Title != "" {
+		title = g.Title
 	}
 	links, err := d.o.Access.IssueLinks(ctx, sessionOf(r).Actor, orchestrator.Filter{Groups: []string{group}})
 	if err != nil {
@@ -48,10 +54,10 @@ func (d *Dashboard) cards(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		cs = append(cs, card{User: l.User, Group: l.Group, URL: l.URL, Link: l.Link, Expires: l.Expires.Local().Format("Mon 2 Jan 15:04"),
+		cs = append(cs, card{User: l.User, Group: title, Email: l.Email, URL: l.URL, Link: l.Link, Expires: l.Expires.Local().Format("Mon 2 Jan 15:04"),
 			QR: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))})
 	}
-	d.render(w, r, http.StatusOK, "cards", pageData{Title: "Access cards: " + group, CSRF: sessionOf(r).CSRF, Data: cs})
+	d.render(w, r, http.StatusOK, "cards", pageData{Title: "Access cards: " + title, CSRF: sessionOf(r).CSRF, Data: cs})
 }
 
 // qr draws the posted text as a QR code (an access link on the screen).

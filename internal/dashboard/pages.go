@@ -228,6 +228,7 @@ type groupsData struct {
 
 type groupRow struct {
 	Name    string
+	Title   string
 	Members []orchestrator.Status
 	Running int
 }
@@ -254,7 +255,7 @@ func (d *Dashboard) groups(r *http.Request) (string, string, any, error) {
 		return "groups", "Groups", nil, err
 	}
 	for _, g := range gs {
-		gr := groupRow{Name: g.Name, Members: by[g.Name]}
+		gr := groupRow{Name: g.Name, Title: g.Title, Members: by[g.Name]}
 		for _, m := range gr.Members {
 			if m.State == string(sandbox.StateRunning) {
 				gr.Running++

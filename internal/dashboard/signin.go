@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -143,11 +144,20 @@ func (d *Dashboard) joinPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	data := signinData{Code: code, Group: in.Group}
+	data := signinData{Code: code, Group: d.groupTitle(r.Context(), in.Group)}
 	if d.o.SSO != nil {
 		data.Providers = d.o.SSO.Providers()
 	}
-	d.render(w, r, http.StatusOK, "join", pageData{Title: "Join " + in.Group, Data: data})
+	d.render(w, r, http.StatusOK, "join", pageData{Title: "Join " + data.Group, Data: data})
+}
+
+// groupTitle is what people read for a group: its title from thon.yaml,
+// else its name.
+func (d *Dashboard) groupTitle(ctx context.Context, group string) string {
+	if g, err := d.o.Store.Group(ctx, group); err == nil && g.Title != "" {
+		return g.Title
+	}
+	return group
 }
 
 // invite checks an invite code, answering the page itself when it is of
@@ -202,8 +212,9 @@ func (d *Dashboard) joinWithPassword(w http.ResponseWriter, r *http.Request) {
 	member, err := d.o.Access.JoinWithPassword(r.Context(), code, r.PostFormValue("name"), r.PostFormValue("password"), addr)
 	var je *access.JoinError
 	if errors.As(err, &je) && je.Status != http.StatusNotFound && je.Status != http.StatusGone {
-		d.render(w, r, http.StatusUnprocessableEntity, "join", pageData{Title: "Join " + in.Group, Error: je.Msg,
-			Data: signinData{Code: code, Group: in.Group, Name: r.PostFormValue("name")}})
+		title := d.groupTitle(r.Context(), in.Group)
+		d.render(w, r, http.StatusUnprocessableEntity, "join", pageData{Title: "Join " + title, Error: je.Msg,
+			Data: signinData{Code: code, Group: title, Name: r.PostFormValue("name")}})
 		return
 	}
 	if d.joinFailed(w, r, err) {

@@ -138,7 +138,22 @@ func (a *Assistants) Files(ep Endpoint, p Participant) ([]sandbox.File, error) {
 		text := "# Installed by the image's entrypoint at start (written by THON).\n" + strings.Join(extensions, "\n") + "\n"
 		files = append(files, sandbox.File{Path: ExtensionsPath, Mode: 0o644, Data: []byte(text)})
 	}
+	if f, ok := p.gitIdentity(); ok {
+		files = append(files, f)
+	}
 	return files, nil
+}
+
+// gitIdentity is git's system config naming the participant, so what they
+// and their assistants commit carries their name and e-mail; only for a
+// participant whose e-mail thon.yaml gives.
+func (p Participant) gitIdentity() (sandbox.File, bool) {
+	if p.Email == "" || strings.ContainsAny(p.Email+p.User, "\"\\\n") {
+		return sandbox.File{}, false
+	}
+	text := "# Written by THON: " + p.User + "'s git identity (thon.yaml's e-mail). `git config --global` overrides it.\n" +
+		"[user]\n\tname = " + p.User + "\n\temail = " + p.Email + "\n"
+	return sandbox.File{Path: GitConfigPath, Mode: 0o644, Data: []byte(text)}, true
 }
 
 // kiloDefaults are what THON sets in Kilo's and OpenCode's config unless

@@ -32,6 +32,10 @@ const (
 	// ExtensionsPath lists extensions the image's entrypoint installs at
 	// start, one id or .vsix path per line.
 	ExtensionsPath = "/etc/thon/extensions.txt"
+	// GitConfigPath is git's system-wide config: the participant's git
+	// identity (user.name, user.email) when thon.yaml gives their e-mail,
+	// which their own git config --global overrides.
+	GitConfigPath = "/etc/gitconfig"
 
 	kiloSchema     = "https://app.kilo.ai/config.json"
 	openCodeSchema = "https://opencode.ai/config.json"

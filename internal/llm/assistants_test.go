@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -439,5 +440,25 @@ func TestParticipantInBaseFilesAndGitMCP(t *testing.T) {
 	}
 	if !strings.Contains(string(byPath[SettingsPath].Data), `"security.workspace.trust.enabled": true`) {
 		t.Errorf("settings: %s", byPath[SettingsPath].Data)
+	}
+	// Her git identity, as git itself reads it.
+	gc, ok := byPath[GitConfigPath]
+	if !ok || gc.Mode != 0o644 {
+		t.Fatalf("no %s (mode 0644): %+v", GitConfigPath, gc)
+	}
+	sys := filepath.Join(dir, "gitconfig")
+	os.WriteFile(sys, gc.Data, 0o644)
+	for key, want := range map[string]string{"user.name": "alice", "user.email": "alice@example.org"} {
+		cmd := exec.Command("git", "config", "--system", key)
+		cmd.Env = append(os.Environ(), "GIT_CONFIG_SYSTEM="+sys, "GIT_CONFIG_GLOBAL=/dev/null")
+		out, err := cmd.Output()
+		if err != nil || strings.TrimSpace(string(out)) != want {
+			t.Errorf("git config %s = %q, %v; want %q\n%s", key, out, err, want, gc.Data)
+		}
+	}
+	// Without an e-mail, git keeps its own default (no file).
+	files, _ = a.Files(testEndpoint, Participant{User: "bob", Group: "alpha", Workspace: "/workspace/alpha/bob"})
+	if _, ok := filesByPath(t, files)[GitConfigPath]; ok {
+		t.Errorf("bob has no e-mail but got %s", GitConfigPath)
 	}
 }

@@ -10,6 +10,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
+
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+
+	"github.com/thon-dev/thon/internal/config"
 )
 
 // Lemonade's systemd units: lemond.service since Lemonade 10.3, before
@@ -37,14 +43,51 @@ type SetupPlan struct {
 	DropIn  string   // the drop-in's path
 	Content []byte   // what it will hold
 	Steps   []string // in words, keys redacted
-	Current bool     // the drop-in already says this: nothing to do
+	Current bool     // the drop-in and config.json already say this: nothing to do
+	// ConfigJSON is Lemonade's config.json ("" when it is not found) and
+	// Settings what THON sets in it (key path → value).
+	ConfigJSON string
+	Settings   [][2]any
+	configOld  []byte
+	configNew  []byte
 }
 
-// Plan finds Lemonade's unit and says what installing the keys takes.
-// Both keys must be set (thon.yaml llm.api_key and llm.admin_api_key).
-func (s LemonadeSetup) Plan(apiKey, adminKey string) (SetupPlan, error) {
+// Lemonade's config.json, where its packages keep it (Debian's, Fedora's).
+var lemonadeConfigs = []string{"/var/lib/lemonade/.cache/lemonade/config.json", "/opt/var/lib/lemonade/.cache/lemonade/config.json"}
+
+// systemLlamaServer is where Debian's llama.cpp package installs
+// llama-server; with it, Lemonade is told to prefer it over its bundled one.
+var systemLlamaServer = []string{"/usr/bin/llama-server", "/usr/local/bin/llama-server"}
+
+// LemonadeSettings are the config.json settings THON manages, from
+// thon.yaml's llm section: the llama.cpp backend (llm.gpu), the llama.cpp
+// binary (the system's llama-server when there is one) and how many models
+// of a kind may be loaded at once (every chat model THON configures).
+func (s LemonadeSetup) LemonadeSettings(l config.LLM) [][2]any {
+	backend := map[string]string{"none": "cpu", "amd": "vulkan", "intel": "vulkan", "nvidia": "cuda"}[l.GPU]
+	if backend == "" {
+		backend = "auto"
+	}
+	chat := 1 + len(l.ChatModels)
+	if l.SmallModel.Name != "" {
+		chat++
+	}
+	system := false
+	for _, p := range systemLlamaServer {
+		if _, err := os.Stat(filepath.Join(s.root(), p)); err == nil {
+			system = true
+		}
+	}
+	return [][2]any{{"llamacpp.backend", backend}, {"llamacpp.prefer_system", system}, {"max_loaded_models", chat}}
+}
+
+// Plan finds Lemonade's unit and config.json and says what installing
+// the keys (llm.api_key and llm.admin_api_key, both set) and THON's
+// settings takes.
+func (s LemonadeSetup) Plan(l config.LLM) (SetupPlan, error) {
+	apiKey, adminKey := l.APIKey, l.AdminAPIKey
 	if apiKey == "" || adminKey == "" {
-		return SetupPlan{}, fmt.Errorf("set llm.api_key and llm.admin_api_key in thon.yaml first (two different random values, e.g. from: openssl rand -hex 24); THON then installs them for Lemonade")
+		return SetupPlan{}, fmt.Errorf("set llm.api_key and llm.admin_api_key in thon.yaml first (two different random values, e.g. from: openssl rand -hex 24), or let sudo thon setup make them; THON then installs them for Lemonade")
 	}
 	for _, k := range []string{apiKey, adminKey} {
 		if strings.ContainsAny(k, " \t\r\n\"'\\$%") {
@@ -72,22 +115,85 @@ func (s LemonadeSetup) Plan(apiKey, adminKey string) (SetupPlan, error) {
 		"[Service]\n" +
 		"Environment=LEMONADE_API_KEY=" + apiKey + "\n" +
 		"Environment=LEMONADE_ADMIN_API_KEY=" + adminKey + "\n")
+	dropInCurrent := false
 	if old, err := os.ReadFile(filepath.Join(s.root(), p.DropIn)); err == nil && bytes.Equal(old, p.Content) {
+		dropInCurrent = true
+	}
+	if !dropInCurrent {
+		p.Steps = append(p.Steps, fmt.Sprintf("write %s (owner root, mode 0600) setting LEMONADE_API_KEY=%s and LEMONADE_ADMIN_API_KEY=%s", p.DropIn, redact(apiKey), redact(adminKey)))
+	}
+	p.Settings = s.LemonadeSettings(l)
+	var words []string
+	for _, kv := range p.Settings {
+		words = append(words, fmt.Sprintf("%s: %v", kv[0], kv[1]))
+	}
+	for _, c := range lemonadeConfigs {
+		if b, err := os.ReadFile(filepath.Join(s.root(), c)); err == nil {
+			p.ConfigJSON, p.configOld = c, b
+			break
+		}
+	}
+	if p.ConfigJSON == "" {
+		for _, c := range lemonadeConfigs { // Lemonade makes it at its first start; THON can make it first
+			if fi, err := os.Stat(filepath.Join(s.root(), filepath.Dir(filepath.Dir(filepath.Dir(c))))); err == nil && fi.IsDir() {
+				p.ConfigJSON, p.configOld = c, []byte("{}\n")
+				break
+			}
+		}
+	}
+	if p.ConfigJSON != "" {
+		if !gjson.ValidBytes(p.configOld) {
+			return SetupPlan{}, fmt.Errorf("%s is not valid JSON: fix or remove it (Lemonade makes a new one at its start); nothing was changed", p.ConfigJSON)
+		}
+		out := p.configOld
+		for _, kv := range p.Settings {
+			var err error
+			if out, err = sjson.SetBytesOptions(out, kv[0].(string), kv[1], &sjson.Options{Optimistic: true}); err != nil {
+				return SetupPlan{}, fmt.Errorf("%s: %w", p.ConfigJSON, err)
+			}
+		}
+		current := true
+		for _, kv := range p.Settings {
+			if v := gjson.GetBytes(p.configOld, kv[0].(string)); !v.Exists() || v.Value() != jsonValue(kv[1]) {
+				current = false
+			}
+		}
+		if !current {
+			p.configNew = out
+			p.Steps = append(p.Steps, "set "+strings.Join(words, ", ")+" in "+p.ConfigJSON)
+		}
+	} else {
+		p.Steps = append(p.Steps, "(Lemonade's config.json is not there yet: run this again after Lemonade's first start to set "+strings.Join(words, ", ")+")")
+	}
+	if dropInCurrent && p.configNew == nil {
 		p.Current = true
+		p.Steps = nil
 		return p, nil
 	}
-	p.Steps = []string{
-		fmt.Sprintf("write %s (owner root, mode 0600) setting LEMONADE_API_KEY=%s and LEMONADE_ADMIN_API_KEY=%s", p.DropIn, redact(apiKey), redact(adminKey)),
+	p.Steps = append(p.Steps,
 		"systemctl daemon-reload",
-		"systemctl restart " + unit + " (loaded models unload; requests in flight fail)",
-	}
+		"systemctl restart "+unit+" (loaded models unload; requests in flight fail)",
+	)
 	return p, nil
+}
+
+// jsonValue is v as gjson reads it back (numbers are float64).
+func jsonValue(v any) any {
+	if n, ok := v.(int); ok {
+		return float64(n)
+	}
+	return v
 }
 
 // Apply carries out p.
 func (s LemonadeSetup) Apply(ctx context.Context, p SetupPlan) error {
 	if p.Current {
 		return nil
+	}
+	if p.configNew != nil {
+		if err := writeKeepingOwner(filepath.Join(s.root(), p.ConfigJSON), p.configNew); err != nil {
+			return setupErr(err)
+		}
 	}
 	path := filepath.Join(s.root(), p.DropIn)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -122,6 +228,37 @@ func (s LemonadeSetup) Apply(ctx context.Context, p SetupPlan) error {
 		return err
 	}
 	return run(ctx, "restart", p.Unit)
+}
+
+// writeKeepingOwner replaces path with data, keeping its owner and mode
+// (Lemonade runs as its own user); a new file gets its directory's owner.
+func writeKeepingOwner(path string, data []byte) error {
+	mode, uid, gid := os.FileMode(0o644), -1, -1
+	if fi, err := os.Stat(path); err == nil {
+		mode = fi.Mode().Perm()
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			uid, gid = int(st.Uid), int(st.Gid)
+		}
+	} else if fi, err := os.Stat(filepath.Dir(path)); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			uid, gid = int(st.Uid), int(st.Gid)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".thon-tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	if uid >= 0 {
+		os.Lchown(tmp, uid, gid)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 func (s LemonadeSetup) root() string {

@@ -31,18 +31,15 @@ func (o *Orchestrator) Import(ctx context.Context, actor string, cfg *config.Con
 // ImportPeople upserts groups and their participants: new ones are added,
 // moved ones moved, none deleted.
 func (o *Orchestrator) ImportPeople(ctx context.Context, actor string, gs config.Groups) (store.ImportResult, error) {
-	groups := make([]string, 0, len(gs))
+	if err := gs.Validate(); err != nil {
+		return store.ImportResult{}, err
+	}
+	groups := make([]store.ImportGroup, 0, len(gs))
 	var users []store.ImportUser
 	for _, g := range gs {
-		if err := config.ValidName("group", g.Name); err != nil {
-			return store.ImportResult{}, err
-		}
-		groups = append(groups, g.Name)
+		groups = append(groups, store.ImportGroup{Name: g.Name, Title: g.Title})
 		for _, u := range g.Users {
-			if err := config.ValidName("user", u); err != nil {
-				return store.ImportResult{}, err
-			}
-			users = append(users, store.ImportUser{Name: u, Group: g.Name})
+			users = append(users, store.ImportUser{Name: u, Group: g.Name, Email: g.Emails[u]})
 		}
 	}
 	res, err := o.st.Import(ctx, groups, users)
@@ -52,10 +49,14 @@ func (o *Orchestrator) ImportPeople(ctx context.Context, actor string, gs config
 	if len(res.UsersAdded) > 0 {
 		o.usersChanged(ctx)
 	}
-	if len(res.GroupsAdded)+len(res.UsersAdded)+len(res.UsersMoved) > 0 {
+	if len(res.GroupsAdded)+len(res.UsersAdded)+len(res.UsersMoved)+len(res.Updated) > 0 {
 		o.changed(Overflow) // who is in the event changed: watchers reload
-		o.event(ctx, actor, "import", "", fmt.Sprintf("groups added: %s; users added: %s; moved: %d",
-			strings.Join(res.GroupsAdded, ","), strings.Join(res.UsersAdded, ","), len(res.UsersMoved)))
+		detail := fmt.Sprintf("groups added: %s; users added: %s; moved: %d",
+			strings.Join(res.GroupsAdded, ","), strings.Join(res.UsersAdded, ","), len(res.UsersMoved))
+		if len(res.Updated) > 0 {
+			detail += "; titles or e-mails updated: " + strings.Join(res.Updated, ",")
+		}
+		o.event(ctx, actor, "import", "", detail)
 	}
 	// Moved users' sandboxes are recreated in their new group by the next start.
 	return res, nil

@@ -44,7 +44,8 @@ type Attendee struct {
 	Email string // "" when the list has none
 }
 
-// Groups gathers attendees by group, in the order groups first appear.
+// Groups gathers attendees by group, in the order groups first appear,
+// with their e-mail addresses.
 func Groups(as []Attendee) config.Groups {
 	var out config.Groups
 	index := map[string]int{}
@@ -56,6 +57,12 @@ func Groups(as []Attendee) config.Groups {
 			out = append(out, config.Group{Name: a.Group})
 		}
 		out[i].Users = append(out[i].Users, a.Name)
+		if a.Email != "" {
+			if out[i].Emails == nil {
+				out[i].Emails = map[string]string{}
+			}
+			out[i].Emails[a.Name] = a.Email
+		}
 	}
 	return out
 }
@@ -76,7 +83,7 @@ func Parse(data []byte, defaultGroup string) ([]Attendee, error) {
 		var out []Attendee
 		for _, g := range gs {
 			for _, u := range g.Users {
-				out = append(out, Attendee{Name: u, Group: g.Name})
+				out = append(out, Attendee{Name: u, Group: g.Name, Email: g.Emails[u]})
 			}
 		}
 		return out, nil
@@ -147,7 +154,13 @@ func Parse(data []byte, defaultGroup string) ([]Attendee, error) {
 			return nil, fmt.Errorf("row %d: %s is also on row %d: two people with one user name; give one another name", n+1, user, prev)
 		}
 		seen[user] = n + 1
-		out = append(out, Attendee{Name: user, Group: group, Email: cell(r, "email")})
+		email := cell(r, "email")
+		if email != "" {
+			if why := config.CheckEmail(email); why != "" {
+				return nil, fmt.Errorf("row %d (%s): the e-mail %q %s: fix it or leave the cell empty", n+1, user, email, why)
+			}
+		}
+		out = append(out, Attendee{Name: user, Group: group, Email: email})
 	}
 	if len(out) == 0 {
 		return nil, errors.New("no participants found")

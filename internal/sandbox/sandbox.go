@@ -253,16 +253,16 @@ type UsageOptions struct {
 // UsageReport is one sample of what the sandboxes use, and what the
 // engine's machine has.
 type UsageReport struct {
-	Sandboxes []Usage `json:"sandboxes"` // running ones, sorted by user
+	Sandboxes []Use   `json:"sandboxes"` // running ones, sorted by user
 	Machine   Machine `json:"machine"`
 	// Note says why measures are Unknown when the engine knows ("the
 	// cluster serves no metrics API: install metrics-server …").
 	Note string `json:"note,omitempty"`
 }
 
-// Usage is what one running sandbox uses; a field is Unknown (-1) when
+// Use is what one running sandbox uses; a field is Unknown (-1) when
 // the engine cannot say.
-type Usage struct {
+type Use struct {
 	User string `json:"user"`
 	// ID is the sandbox's ID (Instance.ID): CPUTime of two samples with
 	// the same ID can be subtracted.

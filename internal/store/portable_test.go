@@ -24,7 +24,7 @@ func TestOrderIsBytewise(t *testing.T) {
 			users = append(users, ImportUser{Name: "u-" + n, Group: n})
 			users = append(users, ImportUser{Name: "u" + n, Group: n})
 		}
-		if _, err := s.Import(ctx, names, users); err != nil {
+		if _, err := s.Import(ctx, importGroups(names...), users); err != nil {
 			t.Fatal(err)
 		}
 		groups, err := s.Groups(ctx)
@@ -52,7 +52,7 @@ func TestAccess(t *testing.T) {
 		s := open(t, dsn)
 		now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 		s.SetClock(func() time.Time { return now })
-		if _, err := s.Import(ctx, []string{"alpha"}, []ImportUser{{"alice", "alpha"}, {"bob", "alpha"}}); err != nil {
+		if _, err := s.Import(ctx, importGroups("alpha"), []ImportUser{{Name: "alice", Group: "alpha"}, {Name: "bob", Group: "alpha"}}); err != nil {
 			t.Fatal(err)
 		}
 

@@ -264,7 +264,8 @@ var (
 // user to its group, linked to identity key (if any), in one transaction:
 // under any number of concurrent joins an invite is never used more often
 // than it allows. An identity that already joined is sent back to its own
-// participant without spending a use.
+// participant without spending a use. email (verified by the provider)
+// becomes the new participant's.
 func (s *Store) JoinWithInvite(ctx context.Context, codeHash, user, idKey, handle, email string) (member string, created bool, err error) {
 	err = s.tx(ctx, func(tx *txn) error {
 		var group string
@@ -301,7 +302,7 @@ func (s *Store) JoinWithInvite(ctx context.Context, codeHash, user, idKey, handl
 			return ErrInviteUsedUp
 		}
 		now := s.stamp()
-		if _, err := tx.ExecContext(ctx, `INSERT INTO users (name, group_name, created_at, updated_at) VALUES (?, ?, ?, ?)`, user, group, now, now); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO users (name, group_name, email, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`, user, group, email, now, now); err != nil {
 			return fmt.Errorf("user %s: %w", user, classify(err))
 		}
 		if idKey != "" {
@@ -313,4 +314,47 @@ func (s *Store) JoinWithInvite(ctx context.Context, codeHash, user, idKey, handl
 		return nil
 	})
 	return member, created, err
+}
+
+// ClaimListed links identity idKey to the participant of the invite's
+// group whose e-mail is email (thon.yaml lists them; case does not matter),
+// when no identity is linked to them yet: a listed participant who joins
+// through the invite becomes that participant, without spending a use.
+// ErrNotFound when nobody matches (or the invite is not known),
+// ErrInviteExpired when the invite has ended.
+func (s *Store) ClaimListed(ctx context.Context, codeHash, idKey, handle, email string) (user string, err error) {
+	if email == "" || idKey == "" {
+		return "", ErrNotFound
+	}
+	err = s.tx(ctx, func(tx *txn) error {
+		var group string
+		var maxUses, used, revoked int
+		var exp string
+		err := tx.QueryRowContext(ctx, `SELECT group_name, max_uses, used, revoked, expires_at FROM invites WHERE hash = ?`, codeHash).Scan(&group, &maxUses, &used, &revoked, &exp)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		in := Invite{Revoked: revoked != 0, Expires: parseTime(exp), MaxUses: maxUses, Used: used}
+		switch in.State(s.now()) {
+		case InviteWithdrawn, InviteExpired:
+			return ErrInviteExpired
+		}
+		err = tx.QueryRowContext(ctx, `SELECT name FROM users WHERE group_name = ? AND LOWER(email) = LOWER(?)
+			AND name NOT IN (SELECT user_name FROM identities) ORDER BY name LIMIT 1`, group, email).Scan(&user)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO identities (id_key, handle, email, user_name, created_at) VALUES (?, ?, ?, ?, ?)`, idKey, handle, email, user, s.stamp())
+		if err != nil {
+			return fmt.Errorf("identity %s: %w", handle, classify(err))
+		}
+		return nil
+	})
+	return user, err
 }

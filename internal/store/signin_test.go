@@ -128,3 +128,41 @@ func TestInvitesUnderConcurrentJoins(t *testing.T) {
 		}
 	})
 }
+
+// A participant thon.yaml lists with an e-mail is claimed by the identity
+// with that address, once, without spending a use of the invite.
+func TestClaimListed(t *testing.T) {
+	eachBackend(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		s := open(t, dsn)
+		if _, err := s.Import(ctx, importGroups("alpha", "beta"), []ImportUser{{Name: "ada", Group: "alpha", Email: "Ada@Example.org"}, {Name: "bea", Group: "beta", Email: "bea@example.org"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateInvite(ctx, Invite{Hash: "h", ID: "inv1", Group: "alpha", MaxUses: 1, Expires: time.Now().Add(time.Hour), CreatedBy: "admin"}); err != nil {
+			t.Fatal(err)
+		}
+		if u, err := s.ClaimListed(ctx, "h", "github:1", "github:ada", "ada@example.org"); err != nil || u != "ada" {
+			t.Fatalf("claim: %q %v", u, err)
+		}
+		// Someone of another group, or an address nobody has, is not claimed.
+		if _, err := s.ClaimListed(ctx, "h", "github:2", "github:bea", "bea@example.org"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("other group: %v", err)
+		}
+		// ada is taken now: a second identity with her address is not her.
+		if _, err := s.ClaimListed(ctx, "h", "gitlab:9", "gitlab:ada", "ada@example.org"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("second claim: %v", err)
+		}
+		// The same identity again is a conflict (it is linked already; joining sends it back).
+		if _, err := s.ClaimListed(ctx, "h", "github:1", "github:ada", "ada@example.org"); !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrConflict) {
+			t.Fatalf("again: %v", err)
+		}
+		in, err := s.InviteByHash(ctx, "h")
+		if err != nil || in.Used != 0 {
+			t.Fatalf("invite: %+v %v", in, err)
+		}
+		// The one use is still there for someone new; an identity that came back is ada.
+		if m, created, err := s.JoinWithInvite(ctx, "h", "someone", "github:1", "github:ada", "ada@example.org"); err != nil || m != "ada" || created {
+			t.Fatalf("back: %q %v %v", m, created, err)
+		}
+	})
+}

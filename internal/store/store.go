@@ -135,6 +135,7 @@ func (s *Store) tx(ctx context.Context, fn func(*txn) error) error {
 // Group is a group of participants.
 type Group struct {
 	Name      string    `json:"name"`
+	Title     string    `json:"title,omitempty"` // what people read; "" shows the name
 	Users     []string  `json:"users"`
 	CreatedAt time.Time `json:"created_at"`
 }
@@ -143,6 +144,7 @@ type Group struct {
 type User struct {
 	Name      string    `json:"name"`
 	Group     string    `json:"group"`
+	Email     string    `json:"email,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }
 
@@ -187,19 +189,19 @@ type Event struct {
 
 // Groups lists every group with its users, by name.
 func (s *Store) Groups(ctx context.Context) ([]Group, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT g.name, g.created_at, COALESCE(u.name, '') FROM groups g LEFT JOIN users u ON u.group_name = g.name ORDER BY g.name, u.name`)
+	rows, err := s.db.QueryContext(ctx, `SELECT g.name, g.title, g.created_at, COALESCE(u.name, '') FROM groups g LEFT JOIN users u ON u.group_name = g.name ORDER BY g.name, u.name`)
 	if err != nil {
 		return nil, fmt.Errorf("list groups: %w", err)
 	}
 	defer rows.Close()
 	var out []Group
 	for rows.Next() {
-		var name, created, user string
-		if err := rows.Scan(&name, &created, &user); err != nil {
+		var name, title, created, user string
+		if err := rows.Scan(&name, &title, &created, &user); err != nil {
 			return nil, err
 		}
 		if len(out) == 0 || out[len(out)-1].Name != name {
-			out = append(out, Group{Name: name, Users: []string{}, CreatedAt: parseTime(created)})
+			out = append(out, Group{Name: name, Title: title, Users: []string{}, CreatedAt: parseTime(created)})
 		}
 		if user != "" {
 			g := &out[len(out)-1]
@@ -213,7 +215,7 @@ func (s *Store) Groups(ctx context.Context) ([]Group, error) {
 func (s *Store) Group(ctx context.Context, name string) (Group, error) {
 	g := Group{Name: name, Users: []string{}}
 	var created string
-	err := s.db.QueryRowContext(ctx, `SELECT created_at FROM groups WHERE name = ?`, name).Scan(&created)
+	err := s.db.QueryRowContext(ctx, `SELECT title, created_at FROM groups WHERE name = ?`, name).Scan(&g.Title, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Group{}, fmt.Errorf("group %s: %w", name, ErrNotFound)
 	}
@@ -260,7 +262,7 @@ func (s *Store) DeleteGroup(ctx context.Context, name string) error {
 
 // Users lists participants, optionally only those of the given groups.
 func (s *Store) Users(ctx context.Context, groups ...string) ([]User, error) {
-	q := `SELECT name, group_name, created_at FROM users`
+	q := `SELECT name, group_name, email, created_at FROM users`
 	args := make([]any, len(groups))
 	if len(groups) > 0 {
 		q += ` WHERE group_name IN (?` + strings.Repeat(",?", len(groups)-1) + `)`
@@ -277,7 +279,7 @@ func (s *Store) Users(ctx context.Context, groups ...string) ([]User, error) {
 	for rows.Next() {
 		var u User
 		var created string
-		if err := rows.Scan(&u.Name, &u.Group, &created); err != nil {
+		if err := rows.Scan(&u.Name, &u.Group, &u.Email, &created); err != nil {
 			return nil, err
 		}
 		u.CreatedAt = parseTime(created)
@@ -290,7 +292,7 @@ func (s *Store) Users(ctx context.Context, groups ...string) ([]User, error) {
 func (s *Store) User(ctx context.Context, name string) (User, error) {
 	var u User
 	var created string
-	err := s.db.QueryRowContext(ctx, `SELECT name, group_name, created_at FROM users WHERE name = ?`, name).Scan(&u.Name, &u.Group, &created)
+	err := s.db.QueryRowContext(ctx, `SELECT name, group_name, email, created_at FROM users WHERE name = ?`, name).Scan(&u.Name, &u.Group, &u.Email, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, fmt.Errorf("user %s: %w", name, ErrNotFound)
 	}
@@ -353,53 +355,81 @@ func requireGroup(ctx context.Context, tx *txn, group string) error {
 	return nil
 }
 
-// ImportUser is one participant of an import.
-type ImportUser struct{ Name, Group string }
+// ImportGroup is one group of an import; a Title of "" keeps the one
+// stored.
+type ImportGroup struct{ Name, Title string }
+
+// ImportUser is one participant of an import; an Email of "" keeps the one
+// stored.
+type ImportUser struct{ Name, Group, Email string }
 
 // ImportResult says what an import changed.
 type ImportResult struct {
 	GroupsAdded []string          `json:"groups_added"`
 	UsersAdded  []string          `json:"users_added"`
 	UsersMoved  map[string]string `json:"users_moved"` // user → new group
-	Unchanged   int               `json:"unchanged"`
+	// Updated are groups whose title and users whose e-mail changed.
+	Updated   []string `json:"updated,omitempty"`
+	Unchanged int      `json:"unchanged"`
 	// NotListed are users in the store that the import did not mention; they are kept.
 	NotListed []string `json:"not_listed"`
 }
 
 // Import upserts groups and users in one transaction: new ones are added,
-// users listed under another group are moved, nothing is deleted.
-func (s *Store) Import(ctx context.Context, groups []string, users []ImportUser) (ImportResult, error) {
+// users listed under another group are moved, titles and e-mails given are
+// set, nothing is deleted.
+func (s *Store) Import(ctx context.Context, groups []ImportGroup, users []ImportUser) (ImportResult, error) {
 	res := ImportResult{GroupsAdded: []string{}, UsersAdded: []string{}, UsersMoved: map[string]string{}, NotListed: []string{}}
 	err := s.tx(ctx, func(tx *txn) error {
 		now := s.stamp()
 		for _, g := range groups {
-			r, err := tx.ExecContext(ctx, `INSERT INTO groups (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`, g, now)
+			r, err := tx.ExecContext(ctx, `INSERT INTO groups (name, title, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`, g.Name, g.Title, now)
 			if err != nil {
-				return fmt.Errorf("import group %s: %w", g, err)
+				return fmt.Errorf("import group %s: %w", g.Name, err)
 			}
 			if k, _ := r.RowsAffected(); k > 0 {
-				res.GroupsAdded = append(res.GroupsAdded, g)
+				res.GroupsAdded = append(res.GroupsAdded, g.Name)
+				continue
+			}
+			if g.Title == "" {
+				continue
+			}
+			r, err = tx.ExecContext(ctx, `UPDATE groups SET title = ? WHERE name = ? AND title <> ?`, g.Title, g.Name, g.Title)
+			if err != nil {
+				return fmt.Errorf("import group %s: %w", g.Name, err)
+			}
+			if k, _ := r.RowsAffected(); k > 0 {
+				res.Updated = append(res.Updated, g.Name)
 			}
 		}
 		listed := map[string]bool{}
 		for _, u := range users {
 			listed[u.Name] = true
-			var cur string
-			err := tx.QueryRowContext(ctx, `SELECT group_name FROM users WHERE name = ?`, u.Name).Scan(&cur)
+			var cur, email string
+			err := tx.QueryRowContext(ctx, `SELECT group_name, email FROM users WHERE name = ?`, u.Name).Scan(&cur, &email)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
-				if _, err := tx.ExecContext(ctx, `INSERT INTO users (name, group_name, created_at, updated_at) VALUES (?, ?, ?, ?)`, u.Name, u.Group, now, now); err != nil {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO users (name, group_name, email, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`, u.Name, u.Group, u.Email, now, now); err != nil {
 					return fmt.Errorf("import user %s: %w", u.Name, classify(err))
 				}
 				res.UsersAdded = append(res.UsersAdded, u.Name)
+				continue
 			case err != nil:
 				return err
+			}
+			if u.Email != "" && u.Email != email {
+				if _, err := tx.ExecContext(ctx, `UPDATE users SET email = ?, updated_at = ? WHERE name = ?`, u.Email, now, u.Name); err != nil {
+					return fmt.Errorf("import user %s: %w", u.Name, classify(err))
+				}
+				res.Updated = append(res.Updated, u.Name)
+			}
+			switch {
 			case cur != u.Group:
 				if _, err := tx.ExecContext(ctx, `UPDATE users SET group_name = ?, updated_at = ? WHERE name = ?`, u.Group, now, u.Name); err != nil {
 					return fmt.Errorf("import user %s: %w", u.Name, classify(err))
 				}
 				res.UsersMoved[u.Name] = u.Group
-			default:
+			case u.Email == "" || u.Email == email:
 				res.Unchanged++
 			}
 		}

@@ -59,7 +59,7 @@ func TestImportUpsertsAndNeverDeletes(t *testing.T) { eachBackend(t, testImportU
 func testImportUpsertsAndNeverDeletes(t *testing.T, dsn string) {
 	ctx := context.Background()
 	s := open(t, dsn)
-	res, err := s.Import(ctx, []string{"alpha", "beta"}, []ImportUser{{"alice", "alpha"}, {"bob", "alpha"}, {"carol", "beta"}})
+	res, err := s.Import(ctx, importGroups("alpha", "beta"), []ImportUser{{Name: "alice", Group: "alpha"}, {Name: "bob", Group: "alpha"}, {Name: "carol", Group: "beta"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func testImportUpsertsAndNeverDeletes(t *testing.T, dsn string) {
 		t.Fatalf("first import: %+v", res)
 	}
 	// bob moves, carol is no longer listed, dave is new.
-	res, err = s.Import(ctx, []string{"alpha", "beta"}, []ImportUser{{"alice", "alpha"}, {"bob", "beta"}, {"dave", "beta"}})
+	res, err = s.Import(ctx, importGroups("alpha", "beta"), []ImportUser{{Name: "alice", Group: "alpha"}, {Name: "bob", Group: "beta"}, {Name: "dave", Group: "beta"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestSandboxRecordsFollowUsers(t *testing.T) { eachBackend(t, testSandboxRec
 func testSandboxRecordsFollowUsers(t *testing.T, dsn string) {
 	ctx := context.Background()
 	s := open(t, dsn)
-	s.Import(ctx, []string{"alpha"}, []ImportUser{{"alice", "alpha"}})
+	s.Import(ctx, importGroups("alpha"), []ImportUser{{Name: "alice", Group: "alpha"}})
 	if err := s.PutSandbox(ctx, Sandbox{User: "alice", InstanceID: "c1", State: "running", Endpoint: "10.0.0.2:8080"}); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestSandboxTimesAndActivity(t *testing.T) { eachBackend(t, testSandboxTimes
 func testSandboxTimesAndActivity(t *testing.T, dsn string) {
 	ctx := context.Background()
 	s := open(t, dsn)
-	s.Import(ctx, []string{"alpha"}, []ImportUser{{"alice", "alpha"}, {"bob", "alpha"}})
+	s.Import(ctx, []ImportGroup{{Name: "alpha"}}, []ImportUser{{Name: "alice", Group: "alpha"}, {Name: "bob", Group: "alpha"}})
 	for _, u := range []string{"alice", "bob"} {
 		if err := s.PutSandbox(ctx, Sandbox{User: u, InstanceID: "c-" + u, State: "running"}); err != nil {
 			t.Fatal(err)
@@ -193,4 +193,49 @@ func testEventsAndTokens(t *testing.T, dsn string) {
 	if tok, err := s.TokenRecord(ctx, "h2"); err != nil || tok.Name != "admin" || tok.Role != "admin" {
 		t.Fatalf("new hash: %+v %v", tok, err)
 	}
+}
+
+// importGroups is groups without titles, for Import.
+func importGroups(names ...string) []ImportGroup {
+	out := make([]ImportGroup, len(names))
+	for i, n := range names {
+		out[i] = ImportGroup{Name: n}
+	}
+	return out
+}
+
+// Titles and e-mails from thon.yaml are stored, changed when thon.yaml
+// changes them, and kept when it leaves them out.
+func TestImportTitlesAndEmails(t *testing.T) {
+	eachBackend(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		s := open(t, dsn)
+		if _, err := s.Import(ctx, []ImportGroup{{Name: "alpha", Title: "Team Alpha"}}, []ImportUser{{Name: "alice", Group: "alpha", Email: "alice@example.org"}, {Name: "bob", Group: "alpha"}}); err != nil {
+			t.Fatal(err)
+		}
+		g, err := s.Group(ctx, "alpha")
+		if err != nil || g.Title != "Team Alpha" {
+			t.Fatalf("group: %+v %v", g, err)
+		}
+		if u, err := s.User(ctx, "alice"); err != nil || u.Email != "alice@example.org" {
+			t.Fatalf("alice: %+v %v", u, err)
+		}
+		res, err := s.Import(ctx, []ImportGroup{{Name: "alpha", Title: "Alpha squad"}}, []ImportUser{{Name: "alice", Group: "alpha"}, {Name: "bob", Group: "alpha", Email: "bob@example.org"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(res.Updated, []string{"alpha", "bob"}) || res.Unchanged != 1 {
+			t.Fatalf("second import: %+v", res)
+		}
+		gs, _ := s.Groups(ctx)
+		users, _ := s.Users(ctx)
+		if gs[0].Title != "Alpha squad" || users[0].Email != "alice@example.org" || users[1].Email != "bob@example.org" {
+			t.Fatalf("after: %+v %+v", gs, users)
+		}
+		// The same again changes nothing.
+		res, _ = s.Import(ctx, []ImportGroup{{Name: "alpha", Title: "Alpha squad"}}, []ImportUser{{Name: "alice", Group: "alpha"}, {Name: "bob", Group: "alpha", Email: "bob@example.org"}})
+		if len(res.Updated) != 0 || res.Unchanged != 2 {
+			t.Fatalf("third import: %+v", res)
+		}
+	})
 }

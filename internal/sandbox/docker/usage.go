@@ -62,7 +62,7 @@ func (r *Runtime) Usage(ctx context.Context, opts sandbox.UsageOptions) (sandbox
 			boxes = append(boxes, c)
 		}
 	}
-	rep := sandbox.UsageReport{Sandboxes: make([]sandbox.Usage, len(boxes)), Machine: r.machine(ctx)}
+	rep := sandbox.UsageReport{Sandboxes: make([]sandbox.Use, len(boxes)), Machine: r.machine(ctx)}
 	var volumes map[string]int64
 	if opts.Disk && len(boxes) > 0 {
 		if volumes, err = r.volumeSizes(ctx); err != nil {
@@ -75,7 +75,7 @@ func (r *Runtime) Usage(ctx context.Context, opts sandbox.UsageOptions) (sandbox
 	var firstErr error
 	for i, c := range boxes {
 		user, group := c.Labels[sandbox.LabelUser], c.Labels[sandbox.LabelGroup]
-		u := sandbox.Usage{User: user, ID: c.ID, CPUTime: sandbox.Unknown, CPU: sandbox.Unknown,
+		u := sandbox.Use{User: user, ID: c.ID, CPUTime: sandbox.Unknown, CPU: sandbox.Unknown,
 			Memory: sandbox.Unknown, MemoryLimit: sandbox.Unknown, Disk: sandbox.Unknown}
 		if opts.Disk {
 			u.Disk = workspaceSize(c.Mounts, sandbox.WorkspacePath(group, user), volumes)
@@ -104,8 +104,8 @@ func (r *Runtime) Usage(ctx context.Context, opts sandbox.UsageOptions) (sandbox
 	if firstErr != nil {
 		return sandbox.UsageReport{}, firstErr
 	}
-	rep.Sandboxes = slices.DeleteFunc(rep.Sandboxes, func(u sandbox.Usage) bool { return u.User == "" })
-	slices.SortFunc(rep.Sandboxes, func(a, b sandbox.Usage) int { return strings.Compare(a.User, b.User) })
+	rep.Sandboxes = slices.DeleteFunc(rep.Sandboxes, func(u sandbox.Use) bool { return u.User == "" })
+	slices.SortFunc(rep.Sandboxes, func(a, b sandbox.Use) int { return strings.Compare(a.User, b.User) })
 	return rep, nil
 }
 

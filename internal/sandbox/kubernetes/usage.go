@@ -160,7 +160,7 @@ func (r *Runtime) Usage(ctx context.Context, opts sandbox.UsageOptions) (sandbox
 	if err := r.informers.ready(ctx); err != nil {
 		return sandbox.UsageReport{}, fmt.Errorf("measure sandboxes: %w", err)
 	}
-	rep := sandbox.UsageReport{Sandboxes: []sandbox.Usage{}, Machine: r.cluster(ctx)}
+	rep := sandbox.UsageReport{Sandboxes: []sandbox.Use{}, Machine: r.cluster(ctx)}
 	pods := map[string]*corev1.Pod{}
 	for _, o := range r.informers.pods.GetStore().List() {
 		p := o.(*corev1.Pod)
@@ -187,7 +187,7 @@ func (r *Runtime) Usage(ctx context.Context, opts sandbox.UsageOptions) (sandbox
 		if !ok {
 			continue // not a sandbox (its Service is gone): not listed by List either
 		}
-		u := sandbox.Usage{User: user, ID: id, CPUTime: sandbox.Unknown, CPU: sandbox.Unknown,
+		u := sandbox.Use{User: user, ID: id, CPUTime: sandbox.Unknown, CPU: sandbox.Unknown,
 			Memory: sandbox.Unknown, MemoryLimit: 0, Disk: sandbox.Unknown}
 		for _, c := range p.Spec.Containers {
 			if c.Name == containerName {
@@ -201,7 +201,7 @@ func (r *Runtime) Usage(ctx context.Context, opts sandbox.UsageOptions) (sandbox
 		}
 		rep.Sandboxes = append(rep.Sandboxes, u)
 	}
-	slices.SortFunc(rep.Sandboxes, func(a, b sandbox.Usage) int { return strings.Compare(a.User, b.User) })
+	slices.SortFunc(rep.Sandboxes, func(a, b sandbox.Use) int { return strings.Compare(a.User, b.User) })
 	return rep, nil
 }
 

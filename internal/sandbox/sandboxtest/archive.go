@@ -176,7 +176,7 @@ func (s *suite) testUsage(t *testing.T) {
 		putFile(t, ivy.Endpoint, "data.bin", strings.Repeat("x", size))
 		waitHealthy(t, jon.Endpoint)
 	}
-	plausible := func(what string, u sandbox.Usage) {
+	plausible := func(what string, u sandbox.Use) {
 		t.Helper()
 		if u.Memory != sandbox.Unknown && (u.Memory <= 0 || (u.MemoryLimit > 0 && u.Memory > u.MemoryLimit)) {
 			t.Errorf("%s: memory %d (limit %d): Unknown, or more than 0 and within the limit", what, u.Memory, u.MemoryLimit)
@@ -188,13 +188,13 @@ func (s *suite) testUsage(t *testing.T) {
 			t.Errorf("%s: CPU time %v, CPU %v: Unknown or plausible", what, u.CPUTime, u.CPU)
 		}
 	}
-	sample := func(disk bool) map[string]sandbox.Usage {
+	sample := func(disk bool) map[string]sandbox.Use {
 		t.Helper()
 		rep, err := rt.Usage(ctx, sandbox.UsageOptions{Disk: disk})
 		if err != nil {
 			t.Fatalf("Usage: %v", err)
 		}
-		byUser := map[string]sandbox.Usage{}
+		byUser := map[string]sandbox.Use{}
 		var users []string
 		for _, u := range rep.Sandboxes {
 			users = append(users, u.User)

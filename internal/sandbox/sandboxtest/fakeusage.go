@@ -88,7 +88,7 @@ func (f *Fake) Usage(ctx context.Context, opts sandbox.UsageOptions) (sandbox.Us
 		}
 	}
 	f.e.mu.Unlock()
-	rep := sandbox.UsageReport{Sandboxes: []sandbox.Usage{}, Machine: sandbox.Machine{CPUs: FakeMachineCPUs, Memory: FakeMachineMem}}
+	rep := sandbox.UsageReport{Sandboxes: []sandbox.Use{}, Machine: sandbox.Machine{CPUs: FakeMachineCPUs, Memory: FakeMachineMem}}
 	for _, b := range boxes {
 		files, err := b.ws.list()
 		if err != nil {
@@ -98,7 +98,7 @@ func (f *Fake) Usage(ctx context.Context, opts sandbox.UsageOptions) (sandbox.Us
 		for _, fl := range files {
 			size += int64(len(fl.data))
 		}
-		u := sandbox.Usage{User: b.user, ID: b.id, CPUTime: time.Duration(b.requests) * FakeRequestCPU, CPU: sandbox.Unknown,
+		u := sandbox.Use{User: b.user, ID: b.id, CPUTime: time.Duration(b.requests) * FakeRequestCPU, CPU: sandbox.Unknown,
 			Memory: FakeIdleMemory + size, MemoryLimit: b.limit, Disk: sandbox.Unknown}
 		if f.cpuRate { // like the Kubernetes metrics API
 			u.CPUTime, u.CPU = sandbox.Unknown, FakeCPU
@@ -112,6 +112,6 @@ func (f *Fake) Usage(ctx context.Context, opts sandbox.UsageOptions) (sandbox.Us
 	return rep, ctx.Err()
 }
 
-func sortUsage(us []sandbox.Usage) {
-	slices.SortFunc(us, func(a, b sandbox.Usage) int { return strings.Compare(a.User, b.User) })
+func sortUsage(us []sandbox.Use) {
+	slices.SortFunc(us, func(a, b sandbox.Use) int { return strings.Compare(a.User, b.User) })
 }
