@@ -36,6 +36,7 @@ type (
 	Progress        = wire.Progress
 	ReconcileReport = wire.ReconcileReport
 	Group           = wire.Group
+	Template        = wire.Template
 	GroupMembers    = wire.GroupMembers
 	User            = wire.User
 	Event           = wire.Event
@@ -206,6 +207,12 @@ func (c *Client) Import(ctx context.Context, cfg any) (ImportResult, error) {
 func (c *Client) Groups(ctx context.Context) ([]Group, error) {
 	var out []Group
 	return out, c.do(ctx, http.MethodGet, "/api/v1/groups", nil, nil, &out)
+}
+
+// Templates lists the sandbox templates, with the groups that use them.
+func (c *Client) Templates(ctx context.Context) ([]Template, error) {
+	var out []Template
+	return out, c.do(ctx, http.MethodGet, "/api/v1/templates", nil, nil, &out)
 }
 
 // CreateGroup adds an empty group.

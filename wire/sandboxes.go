@@ -4,10 +4,37 @@ import "time"
 
 // Group is a group and its participants.
 type Group struct {
-	Name      string    `json:"name"`
-	Title     string    `json:"title,omitempty"` // what people read; "" shows the name
-	Users     []string  `json:"users"`
+	Name  string   `json:"name"`
+	Title string   `json:"title,omitempty"` // what people read; "" shows the name
+	Users []string `json:"users"`
+	// Template is the template its sandboxes are made from ("": sandbox:).
+	Template  string    `json:"template,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
+}
+
+// Template is a named set of sandbox settings groups use (templates: in
+// thon.yaml), with the settings its sandboxes get over sandbox:.
+type Template struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	// Sets lists the settings the template gives itself ("image",
+	// "limits.memory", "env.NODE_ENV"); the others are sandbox:'s.
+	Sets        []string          `json:"sets"`
+	Image       string            `json:"image"`
+	CPU         float64           `json:"cpu"`
+	MemoryBytes int64             `json:"memory_bytes"`
+	Pids        int64             `json:"pids"`
+	Env         map[string]string `json:"env"`
+	Workspace   string            `json:"workspace"`
+	// IdleTimeout and MaxLifetime are Go durations ("45m0s"; "0s": off).
+	IdleTimeout string `json:"idle_timeout"`
+	IdleAction  string `json:"idle_action"`
+	MaxLifetime string `json:"max_lifetime"`
+	// Groups name the template; Participants are in them, and Outdated of
+	// their sandboxes were made from other settings (recreate applies these).
+	Groups       []string `json:"groups"`
+	Participants int      `json:"participants"`
+	Outdated     int      `json:"outdated"`
 }
 
 // User is a participant.
@@ -70,8 +97,10 @@ type Event struct {
 
 // Status is a participant's sandbox.
 type Status struct {
-	User      string `json:"user"`
-	Group     string `json:"group"`
+	User  string `json:"user"`
+	Group string `json:"group"`
+	// Template is the template the sandbox is made from ("": sandbox:).
+	Template  string `json:"template,omitempty"`
 	State     string `json:"state"` // running, starting, paused, stopped, asleep, expired, failed, created, missing
 	Workspace string `json:"workspace"`
 	Endpoint  string `json:"endpoint,omitempty"`

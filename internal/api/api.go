@@ -22,6 +22,7 @@ import (
 	"github.com/thon-dev/thon/internal/configfiles"
 	"github.com/thon-dev/thon/internal/doctor"
 	"github.com/thon-dev/thon/internal/frontdoor"
+	"github.com/thon-dev/thon/internal/gateway"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
 	"github.com/thon-dev/thon/internal/store"
@@ -58,8 +59,11 @@ type Options struct {
 	// Metrics serves Prometheus metrics at /metrics (on server.listen only:
 	// the front door mounts /api/ alone).
 	Metrics http.Handler
-	Logger  *slog.Logger
-	Info    Info
+	// Queues is the gateway's slots and queue per model, for the stream's
+	// queue events (nil when the gateway is off).
+	Queues func() []gateway.QueueStat
+	Logger *slog.Logger
+	Info   Info
 	// TLS says which certificates the front door serves (nil: not known).
 	TLS func() TLSStatus
 	// Shutdown is called (once) by POST /api/v1/shutdown, with who asked.
@@ -78,6 +82,7 @@ type Server struct {
 	access   *access.Service
 	addrs    *frontdoor.Addresses
 	metrics  http.Handler
+	queues   func() []gateway.QueueStat
 	orch     *orchestrator.Orchestrator
 	st       store.Records
 	log      *slog.Logger
@@ -96,7 +101,7 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{keys: o.Keys, llm: o.LLM, admins: o.Admins, tokens: o.Tokens, files: o.Files, access: o.Access, addrs: o.Addresses,
-		metrics: o.Metrics, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, tls: o.TLS, shutdown: o.Shutdown, doctor: o.Doctor, mux: http.NewServeMux()}
+		metrics: o.Metrics, queues: o.Queues, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, tls: o.TLS, shutdown: o.Shutdown, doctor: o.Doctor, mux: http.NewServeMux()}
 	s.routes()
 	return s
 }
@@ -155,6 +160,7 @@ func (s *Server) routeTable() []route {
 		{"GET", "/api/v1/groups/{group}", usR, false, s.getGroup},
 		{"DELETE", "/api/v1/groups/{group}", usW, false, s.deleteGroup},
 		{"POST", "/api/v1/groups/{group}/rename", usW, false, s.renameGroup},
+		{"GET", "/api/v1/templates", sbR, false, s.listTemplates},
 		{"GET", "/api/v1/users", usR, false, s.listUsers},
 		{"POST", "/api/v1/users", usW, false, s.createUser},
 		{"POST", "/api/v1/users/import", usW, false, s.importUsers},

@@ -34,6 +34,19 @@ func toResult(r orchestrator.Result) wire.Result { return wire.Result(r) }
 func toGroup(g store.Group) wire.Group {
 	return wire.Group{Name: g.Name, Title: g.Title, Users: nonNil(g.Users), CreatedAt: g.CreatedAt}
 }
+func toTemplate(t orchestrator.TemplateInfo) wire.Template {
+	st := t.Settings
+	env := st.Env
+	if env == nil {
+		env = map[string]string{}
+	}
+	return wire.Template{
+		Name: t.Template.Name, Description: t.Template.Description, Sets: nonNil(t.Template.Keys()),
+		Image: st.Image, CPU: st.Limits.CPU, MemoryBytes: int64(st.Limits.Memory), Pids: st.Limits.Pids, Env: env,
+		Workspace: st.Workspace, IdleTimeout: st.IdleTimeout.String(), IdleAction: st.IdleAction, MaxLifetime: st.MaxLifetime.String(),
+		Groups: nonNil(t.Groups), Participants: t.Participants, Outdated: t.Outdated,
+	}
+}
 func toUser(u store.User) wire.User             { return wire.User(u) }
 func toEvent(e store.Event) wire.Event          { return wire.Event(e) }
 func toLink(l access.Link) wire.Link            { return wire.Link(l) }

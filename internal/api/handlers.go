@@ -12,6 +12,7 @@ import (
 	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/sandbox"
+	"github.com/thon-dev/thon/internal/store"
 	"github.com/thon-dev/thon/wire"
 )
 
@@ -20,7 +21,7 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, each(gs, toGroup))
+	writeJSON(w, http.StatusOK, each(gs, s.group))
 	return nil
 }
 
@@ -39,7 +40,7 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, toGroup(g))
+	writeJSON(w, http.StatusCreated, s.group(g))
 	return nil
 }
 
@@ -63,6 +64,22 @@ func (s *Server) renameGroup(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// group is a group on the wire, with the template its sandboxes use.
+func (s *Server) group(g store.Group) wire.Group {
+	out := toGroup(g)
+	out.Template = s.orch.SettingsFor(g.Name).Template
+	return out
+}
+
+func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) error {
+	ts, err := s.orch.Templates(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, each(ts, toTemplate))
+	return nil
+}
+
 func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) error {
 	n, err := name(r, "group")
 	if err != nil {
@@ -72,7 +89,7 @@ func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, toGroup(g))
+	writeJSON(w, http.StatusOK, s.group(g))
 	return nil
 }
 

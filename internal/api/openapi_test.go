@@ -14,6 +14,7 @@ import (
 
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/gateway"
 	"github.com/thon-dev/thon/wire"
 )
 
@@ -414,6 +415,8 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"PullProgress", wire.PullProgress{}, true, nil},
 		{"PullLine", wire.PullLine{}, true, nil},
 		{"UsageTick", wire.UsageTick{}, true, nil},
+		{"QueueStat", gateway.QueueStat{}, true, nil},
+		{"GroupQueueStat", gateway.GroupQueueStat{}, true, nil},
 		{"Principal", wire.Principal{}, true, nil},
 		{"Token", wire.Token{}, true, nil},
 		{"TokenRequest", wire.TokenRequest{}, false, nil},
@@ -431,6 +434,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"KeyUsage", wire.KeyUsage{}, true, nil},
 		{"RenewRequest", wire.RenewRequest{}, false, nil},
 		{"Renewed", wire.Renewed{}, true, nil},
+		{"Template", wire.Template{}, true, nil},
 		// thon.yaml, as POST /api/v1/import takes it and GET /api/v1/info
 		// shows its sandbox: section.
 		{"Config", config.Config{}, false, nil},
@@ -438,6 +442,10 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"Sandbox", config.Sandbox{}, false, nil},
 		{"Limits", config.Limits{}, false, nil},
 		{"ConfigGroup", config.Group{}, false, nil},
+		{"ConfigTemplate", config.Template{}, false, nil},
+		{"TemplateLimits", config.TemplateLimits{}, false, nil},
+		{"TemplateAssistants", config.TemplateAssistants{}, false, nil},
+		{"TemplateAssistant", config.TemplateAssistant{}, false, nil},
 		{"LLM", config.LLM{}, false, nil},
 		{"Auth", config.Auth{}, false, nil},
 		{"Kubernetes", config.Kubernetes{}, false, nil},
@@ -450,6 +458,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"LLMModelSettings", config.LLMModel{}, false, nil},
 		{"Assistants", config.Assistants{}, false, nil},
 		{"Assistant", config.Assistant{}, false, nil},
+		{"ShortRequests", config.ShortRequests{}, false, nil},
 	} {
 		s := obj(schemas, c.schema)
 		if s == nil {

@@ -1,11 +1,13 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
 
+	"github.com/thon-dev/thon/internal/gateway"
 	"github.com/thon-dev/thon/internal/gateway/keyring"
 	"github.com/thon-dev/thon/wire"
 
@@ -19,7 +21,9 @@ const streamTick = time.Second
 // start time: a new one means it restarted, so reload), `sandbox` with a
 // participant's status when it changes, `reload` when participants or
 // groups change (or changes were missed), `event` for each new audit log
-// entry, and `usage` (the gateway's traffic this minute) every 5 s.
+// entry, `usage` (the gateway's traffic this minute) every 5 s, and `queue`
+// (the gateway's slots and queue per model) each second it changed, and
+// every 5 s.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -48,6 +52,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 	}
 	tick := time.NewTicker(streamTick)
 	defer tick.Stop()
+	var lastQueues []byte
 	for n := 0; ; {
 		select {
 		case <-ctx.Done():
@@ -74,6 +79,18 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 						return nil
 					}
 					lastEvent = e.ID
+				}
+			}
+			if s.queues != nil {
+				q := s.queues()
+				if q == nil {
+					q = []gateway.QueueStat{}
+				}
+				if b, err := json.Marshal(q); err == nil && (n%5 == 0 || !bytes.Equal(b, lastQueues)) {
+					lastQueues = b
+					if _, err := fmt.Fprintf(w, "event: queue\ndata: %s\n\n", b); err != nil || rc.Flush() != nil {
+						return nil
+					}
 				}
 			}
 			if n%5 == 0 {

@@ -620,7 +620,11 @@ func newGroupCmd(e *env) *cobra.Command {
 				return err
 			}
 			for _, g := range gs {
-				fmt.Fprintf(e.stdout(), "%s: %s\n", g.Name, strings.Join(g.Users, ", "))
+				name := g.Name
+				if g.Template != "" {
+					name += " (template " + g.Template + ")"
+				}
+				fmt.Fprintf(e.stdout(), "%s: %s\n", name, strings.Join(g.Users, ", "))
 			}
 			return nil
 		},

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/thon-dev/thon/client"
+	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/daemon"
 	"github.com/thon-dev/thon/internal/gateway"
 )
@@ -156,6 +157,10 @@ without it, each replica keeps its own counters. SIGINT or SIGTERM stop it.`,
 				return err
 			}
 			defer gw.Close()
+			if cfg.Gateway.UpstreamSlots == 0 && cfg.Gateway.Upstream == "" && (cfg.LLM.IsManaged() || cfg.LLM.Backend == config.BackendLemonade) {
+				// The daemon sizes the server: its plan has each model's slots.
+				go followPlanSlots(cmd.Context(), c, gw, log)
+			}
 			if listen == "" {
 				listen = cfg.Gateway.Listen
 			}
@@ -180,6 +185,34 @@ without it, each replica keeps its own counters. SIGINT or SIGTERM stop it.`,
 	serve.Flags().StringVar(&listen, "listen", "", "address to listen on (default gateway.listen)")
 	cmd.AddCommand(keys, usage, serve)
 	return cmd
+}
+
+// followPlanSlots gives a replica the slots of each model in the daemon's
+// LLM plan, now and every 30 s, so that it never sends a model more than
+// the server has.
+func followPlanSlots(ctx context.Context, c *client.Client, gw *gateway.Gateway, log *slog.Logger) {
+	warned := false
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		plan, err := c.LLMPlan(pctx)
+		cancel()
+		switch {
+		case err == nil:
+			slots := make(map[string]int, len(plan.Models))
+			for _, mp := range plan.Models {
+				slots[mp.Model] = mp.Slots
+			}
+			gw.SetSlots(slots)
+		case !warned && ctx.Err() == nil:
+			log.Warn("cannot read the daemon's LLM plan: this replica does not limit requests per model to the server's slots (set gateway.upstream_slots, or give the token the llm:read scope)", "err", err)
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(30 * time.Second):
+		}
+	}
 }
 
 func listKeys(e *env, cmd *cobra.Command) error {

@@ -12,9 +12,13 @@ import (
 
 // Config is the whole of thon.yaml.
 type Config struct {
-	Server     Server     `yaml:"server" json:"server"`
-	Access     Access     `yaml:"access" json:"access"`
-	Sandbox    Sandbox    `yaml:"sandbox" json:"sandbox"`
+	Server  Server  `yaml:"server" json:"server"`
+	Access  Access  `yaml:"access" json:"access"`
+	Sandbox Sandbox `yaml:"sandbox" json:"sandbox"`
+	// Templates are named sandbox settings a group can use instead of
+	// sandbox:'s (groups.NAME.template); what a template leaves out is
+	// sandbox:'s.
+	Templates  Templates  `yaml:"templates,omitempty" json:"templates,omitempty"`
 	LLM        LLM        `yaml:"llm" json:"llm"`
 	Assistants Assistants `yaml:"assistants" json:"assistants"`
 	Gateway    Gateway    `yaml:"gateway" json:"gateway"`
@@ -365,6 +369,21 @@ type Gateway struct {
 	AllowedModels []string      `yaml:"allowed_models" json:"allowed_models"`
 	Redis         string        `yaml:"redis" json:"redis"`
 	FailOpen      bool          `yaml:"fail_open" json:"fail_open"`
+	// UpstreamSlots is how many requests the upstream serves at once per
+	// model, for a server THON does not size (an openai backend, a
+	// llama-server of the organizer's); 0: the LLM plan's slots for a
+	// server THON sizes, else no limit.
+	UpstreamSlots int `yaml:"upstream_slots" json:"upstream_slots"`
+	// QueueTimeout bounds a request's wait for a free slot of its model.
+	QueueTimeout  Duration      `yaml:"queue_timeout" json:"queue_timeout"`
+	ShortRequests ShortRequests `yaml:"short_requests" json:"short_requests"`
+}
+
+// ShortRequests keep a share of every model's slots for requests that ask
+// for few tokens (autocompletion, a quick question).
+type ShortRequests struct {
+	MaxTokens int     `yaml:"max_tokens" json:"max_tokens"` // 0: no request is short
+	Share     float64 `yaml:"share" json:"share"`           // of each model's slots, 0 to 0.5
 }
 
 // GatewayLimits apply to each key (0 = no limit).
@@ -403,6 +422,10 @@ type Group struct {
 	// assistants' git identity, and the address that lets its owner join
 	// through an invite as this participant.
 	Emails map[string]string `json:"emails,omitempty"`
+	// Template is the template its sandboxes are made from ("": sandbox:).
+	Template string `json:"template,omitempty"`
+	// IdlePolicy overrides the template's (or sandbox:'s) idle policy.
+	IdlePolicy
 }
 
 // Email is user's e-mail address in the group, "" when none is given.
@@ -455,6 +478,9 @@ const (
 	DefaultLLMImage       = "thon/llm:latest"
 	GPUAuto               = "auto"
 	DefaultGatewayListen  = "0.0.0.0:9080"
+	DefaultQueueTimeout   = Duration(2 * time.Minute)
+	DefaultShortTokens    = 256
+	DefaultShortShare     = 0.125
 	GatewayPerUser        = "per-user"
 	GatewayPerGroup       = "per-group"
 )
@@ -485,6 +511,9 @@ func Default() *Config {
 			Mode:     GatewayPerUser,
 			Limits:   GatewayLimits{RequestsPerMinute: 60, Concurrency: 2, TokensPerMinute: 20000, TokenKind: "total"},
 			FailOpen: true,
+
+			QueueTimeout:  DefaultQueueTimeout,
+			ShortRequests: ShortRequests{MaxTokens: DefaultShortTokens, Share: DefaultShortShare},
 		},
 		Sandbox: Sandbox{
 			Runtime:        RuntimeDocker,

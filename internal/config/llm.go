@@ -160,17 +160,22 @@ func (c *Config) checkLLM(bad func(path, hint, format string, args ...any)) {
 		{"assistants.vscode_settings_file", a.VSCodeSettingsFile, "json"},
 		{"assistants.extensions_file", a.ExtensionsFile, "lines"},
 	} {
-		if f.file == "" {
-			continue
+		if f.file != "" {
+			c.checkAssistantFile(f.path, f.file, f.kind, bad)
 		}
-		data, err := c.ReadFile(f.file)
-		if err != nil {
-			bad(f.path, "check the path (relative paths start at thon.yaml's directory) and its permissions", "%v", err)
-			continue
-		}
-		if msg := checkFile(f.kind, data); msg != "" {
-			bad(f.path, "fix the file, or set "+f.path+": \"\" to go without it", "%s: %s", f.file, msg)
-		}
+	}
+}
+
+// checkAssistantFile checks that a file thon.yaml names at path can be
+// read and is of kind (json, yaml, lines).
+func (c *Config) checkAssistantFile(path, file, kind string, bad func(path, hint, format string, args ...any)) {
+	data, err := c.ReadFile(file)
+	if err != nil {
+		bad(path, "check the path (relative paths start at thon.yaml's directory) and its permissions", "%v", err)
+		return
+	}
+	if msg := checkFile(kind, data); msg != "" {
+		bad(path, "fix the file, or set "+path+": \"\" to go without it", "%s: %s", file, msg)
 	}
 }
 
@@ -260,6 +265,7 @@ func (c *Config) resolveFiles() {
 			*p = abs
 		}
 	}
+	c.resolveTemplateFiles()
 }
 
 // path resolves a file name from thon.yaml; see ReadFile.

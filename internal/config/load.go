@@ -285,6 +285,9 @@ func (d *decoder) decodeValue(n *yaml.Node, v reflect.Value, path string) {
 	case *Groups:
 		d.decodeGroups(n, p)
 		return
+	case *Templates:
+		d.decodeTemplates(n, p)
+		return
 	case *map[string]string:
 		d.decodeStringMap(n, p, path)
 		return
@@ -293,6 +296,12 @@ func (d *decoder) decodeValue(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	switch {
+	case v.Kind() == reflect.Pointer && isLeaf(v.Type().Elem()):
+		// an optional setting (a template's): given, even as its zero value
+		nv, before := reflect.New(v.Type().Elem()), len(d.problems)
+		if d.decodeLeaf(n, nv.Elem(), path); len(d.problems) == before {
+			v.Set(nv)
+		}
 	case isLeaf(v.Type()):
 		d.decodeLeaf(n, v, path)
 	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Struct:
@@ -483,12 +492,8 @@ func (d *decoder) decodeStringList(n *yaml.Node, out *[]string, path string) {
 
 const groupsHint = "e.g. groups: {alpha: [alice, bob]}"
 
-// groupKeys are the keys of a group written in the mapping form.
-var groupKeys = []string{"title", "users"}
-
 // userKeys are the keys of a user written as a mapping.
 var userKeys = []string{"name", "email"}
-
 // decodeGroups reads `groups:`, keeping declaration order. A group is a list
 // of users, a mapping with title: and users:, or null (an empty group). A
 // user is a name, or a mapping {name, email}. Groups given twice are all
@@ -526,7 +531,9 @@ func (d *decoder) decodeGroups(n *yaml.Node, out *Groups) {
 						d.add(gv, fmt.Sprintf("e.g. users: [%s]", describeUsersHint(gv)), "groups.%s.users must be a list of user names, not %s", g.Name, describe(gv))
 					}
 				default:
-					d.unknownKey(gk, "groups."+g.Name, groupKeys, reflect.Value{})
+					if !d.decodeGroupKey(gk, gv, &g, gpath) {
+						d.unknownKey(gk, "groups."+g.Name, groupKeys, reflect.Value{})
+					}
 				}
 			}
 		default:

@@ -68,7 +68,7 @@ func TestParseProblems(t *testing.T) {
 		{"syntax error", "server: {listen: x\n", []want{{1, 0, "did not find expected", ""}}},
 		{"tab indent", "sandbox:\n\tport: 1\n", []want{{2, 0, "cannot start any token", "spaces, not tabs"}}},
 		{"two documents", "server: {}\n---\nsandbox: {}\n", []want{{2, 0, "more than one YAML document", ""}}},
-		{"top level not a mapping", "- a\n- b\n", []want{{1, 1, "the top level must be a mapping, not a list", "server, access, sandbox, llm, assistants, gateway, auth, groups"}}},
+		{"top level not a mapping", "- a\n- b\n", []want{{1, 1, "the top level must be a mapping, not a list", "server, access, sandbox, templates, llm, assistants, gateway, auth, groups"}}},
 		{"unknown top-level key", "sever:\n  listen: :1\n", []want{{1, 1, `unknown key "sever"`, `did you mean "server"?`}}},
 		{"did you mean image", "sandbox:\n  imgae: x\n", []want{{2, 3, `sandbox: unknown key "imgae"`, `did you mean "image"?`}}},
 		{"did you mean by prefix", "sandbox:\n  limits:\n    mem: 1Gi\n", []want{{3, 5, `sandbox.limits: unknown key "mem"`, `did you mean "memory"?`}}},

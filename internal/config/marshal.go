@@ -24,8 +24,9 @@ func (c *Config) YAML() ([]byte, error) {
 }
 
 // MarshalYAML writes groups as a mapping of group name to a flow list of
-// users, in order; a group with a title or e-mails in the mapping form
-// {title, users}, a user with an e-mail as {name, email}.
+// users, in order; a group with a title, e-mails, a template or an idle
+// policy in the mapping form ({title: …, template: node, users: [alice]}),
+// a user with an e-mail as {name, email}.
 func (gs Groups) MarshalYAML() (any, error) {
 	m := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 	for _, g := range gs {
@@ -38,19 +39,31 @@ func (gs Groups) MarshalYAML() (any, error) {
 			}
 			users.Content = append(users.Content, strNode(u))
 		}
-		if g.Title == "" && len(g.Emails) == 0 {
+		if g.Title == "" && len(g.Emails) == 0 && g.Template == "" && g.IdlePolicy.IsZero() {
 			m.Content = append(m.Content, strNode(g.Name), users)
 			continue
 		}
 		if len(g.Emails) > 0 {
 			users.Style = 0 // one participant a line
 		}
-		group := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+		body := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 		if g.Title != "" {
-			group.Content = append(group.Content, strNode("title"), strNode(g.Title))
+			body.Content = append(body.Content, strNode("title"), strNode(g.Title))
 		}
-		group.Content = append(group.Content, strNode("users"), users)
-		m.Content = append(m.Content, strNode(g.Name), group)
+		if g.Template != "" {
+			body.Content = append(body.Content, strNode("template"), strNode(g.Template))
+		}
+		if p := g.IdleTimeout; p != nil {
+			body.Content = append(body.Content, strNode("idle_timeout"), strNode(p.String()))
+		}
+		if p := g.IdleAction; p != nil {
+			body.Content = append(body.Content, strNode("idle_action"), strNode(*p))
+		}
+		if p := g.MaxLifetime; p != nil {
+			body.Content = append(body.Content, strNode("max_lifetime"), strNode(p.String()))
+		}
+		body.Content = append(body.Content, strNode("users"), users)
+		m.Content = append(m.Content, strNode(g.Name), body)
 	}
 	return m, nil
 }
@@ -74,10 +87,12 @@ func (gs *Groups) UnmarshalYAML(n *yaml.Node) error {
 
 // groupJSON is a group on the wire; Users is never null.
 type groupJSON struct {
-	Name   string            `json:"name"`
-	Title  string            `json:"title,omitempty"`
-	Users  []string          `json:"users"`
-	Emails map[string]string `json:"emails,omitempty"`
+	Name     string            `json:"name"`
+	Title    string            `json:"title,omitempty"`
+	Users    []string          `json:"users"`
+	Emails   map[string]string `json:"emails,omitempty"`
+	Template string            `json:"template,omitempty"`
+	IdlePolicy
 }
 
 // MarshalJSON writes groups as an array of {"name", "title", "users",

@@ -192,7 +192,7 @@ func TestGroupTitleAndEmailProblems(t *testing.T) {
 		{"groups:\n  a:\n    title: \"  padded\"\n    users: [x]\n", `thon.yaml:3:5: groups.a.title starts or ends with white space`},
 		{"groups:\n  a:\n    title: \"two\\nlines\"\n", `groups.a.title holds a line break`},
 		{"groups:\n  a:\n    title: [x]\n", `groups.a.title must be text, not a list`},
-		{"groups:\n  a:\n    name: Team A\n", `groups.a: unknown key "name" (valid keys: title, users)`},
+		{"groups:\n  a:\n    name: Team A\n", `groups.a: unknown key "name" (valid keys: title, users, template, idle_timeout, idle_action, max_lifetime)`},
 		{"groups:\n  a:\n    users:\n      - {email: x@example.org}\n", `invalid user name "": it is empty`},
 	} {
 		_, err := Parse([]byte(tc.src), "thon.yaml")
@@ -208,5 +208,34 @@ func TestGroupTitleAndEmailProblems(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate: %v, want %q", err, want)
 		}
+	}
+}
+
+// A group with a title, e-mails and a template survives YAML and JSON.
+func TestGroupTitleAndTemplateRoundTrip(t *testing.T) {
+	src := "templates:\n  node: {image: thon/node:latest}\ngroups:\n  web:\n    title: Web team\n    template: node\n    idle_timeout: 20m\n    users:\n      - {name: ann, email: ann@example.org}\n      - ben\n"
+	c, err := Parse([]byte(src), "thon.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := c.Groups[0]
+	if g.Title != "Web team" || g.Template != "node" || g.IdleTimeout == nil || g.Emails["ann"] != "ann@example.org" {
+		t.Fatalf("parsed %+v", g)
+	}
+	y, err := yaml.Marshal(c.Groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Groups
+	if err := unmarshalYAML(string(y), &back); err != nil || !reflect.DeepEqual(back, c.Groups) {
+		t.Fatalf("YAML round trip:\n%s\n%+v (%v)", y, back, err)
+	}
+	j, err := json.Marshal(c.Groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back = nil
+	if err := json.Unmarshal(j, &back); err != nil || !reflect.DeepEqual(back, c.Groups) {
+		t.Fatalf("JSON round trip: %s\n%+v (%v)", j, back, err)
 	}
 }

@@ -120,6 +120,21 @@ sandbox:
     # it: a CIDR, an IP, or a label selector of its Pods.
     gateway: ""
 
+# Named sandbox settings groups can use instead of sandbox:'s: image,
+# limits, env (added over sandbox.env), workspace, workspace_dir, the
+# assistants' files (assistants: {kilo: {base_file: …}, extensions_file: …})
+# and the idle policy (idle_timeout, idle_action, max_lifetime). What a template
+# leaves out is sandbox:'s. A group names one (see groups: below);
+# changing a template marks that group's sandboxes outdated, and
+# thon run --recreate applies it (workspaces are kept). For example:
+#   node:
+#     description: Node.js 22
+#     image: thon/sandbox-node:22
+#     limits: {memory: 4Gi}
+#     env: {NODE_ENV: development}
+#     idle_timeout: 30m
+templates: {}
+
 llm:
   # Run the AI assistants against a language model server.
   enabled: true
@@ -276,6 +291,20 @@ gateway:
   redis: ""
   # When Redis is unreachable: keep serving on local counters (true) or refuse (false).
   fail_open: true
+  # Requests the LLM server serves at once per model (its parallel slots);
+  # the gateway never sends more and queues the rest fairly between keys.
+  # 0: the LLM plan's slots when THON sizes the server, else no limit.
+  # Set it for an openai backend or a llama-server of yours (its -np).
+  upstream_slots: 0
+  # How long a request may wait for a free slot before a 503 (retry later).
+  queue_timeout: 2m
+  # Requests asking for few tokens (autocompletion, a quick question) get a
+  # share of each model's slots of their own, never waiting for agents.
+  short_requests:
+    # A request asking for at most this many tokens is short; 0: none is.
+    max_tokens: 256
+    # The share of each model's slots kept for them (0 to 0.5, rounded).
+    share: 0.125
 
 auth:
   # The dashboard's password (at least 8 characters); only its hash is
@@ -323,6 +352,8 @@ groups:
   alpha: [alice, bob]   # a list of users
   beta:                 # or a mapping: users, and a title people read
     title: Team Beta    # on access cards and the invite page
+    # template: node    # its sandboxes made from a template (templates: above)
+    # idle_timeout: 20m # and its own idle_timeout, idle_action, max_lifetime
     users:
       # A user with an e-mail: on cards and in "thon access -o csv", the
       # assistants' git identity, and joining through an invite with it.

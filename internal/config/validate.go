@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net"
 	"net/mail"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -263,9 +265,6 @@ func (c *Config) check(at locator) []Problem {
 		if err := ValidName("namespace", k.Namespace); err != nil {
 			bad("sandbox.kubernetes.namespace", "a Kubernetes namespace name, e.g. thon", "%v", err)
 		}
-		if b.Workspace == "bind" {
-			bad("sandbox.workspace", "use volume (a PersistentVolumeClaim per participant) or ephemeral on Kubernetes", "bind is not possible on Kubernetes")
-		}
 		if _, err := ParseSize(k.WorkspaceSize); err != nil {
 			bad("sandbox.kubernetes.workspace_size", "e.g. 10Gi", "%v", err)
 		}
@@ -275,12 +274,7 @@ func (c *Config) check(at locator) []Problem {
 			}
 		}
 	}
-	switch {
-	case strings.TrimSpace(b.Image) == "":
-		bad("sandbox.image", "e.g. image: "+DefaultImage, "must not be empty")
-	case strings.ContainsAny(b.Image, " \t\r\n"):
-		bad("sandbox.image", "an image reference has no spaces, e.g. "+DefaultImage, "%q contains white space", b.Image)
-	}
+	checkImage(b, "sandbox", add)
 	if b.Port < 1 || b.Port > 65535 {
 		bad("sandbox.port", fmt.Sprintf("the port code-server listens on inside the container, 1..65535, e.g. %d", DefaultPort), "%d is out of range", b.Port)
 	}
@@ -294,74 +288,13 @@ func (c *Config) check(at locator) []Problem {
 	if b.StartupTimeout <= 0 {
 		bad("sandbox.startup_timeout", "e.g. startup_timeout: 2m", "must be greater than zero, got %s", b.StartupTimeout)
 	}
-	if !slices.Contains(workspaceModes, b.Workspace) {
-		hint := "use one of: " + strings.Join(workspaceModes, ", ")
-		if m, ok := suggest(b.Workspace, workspaceModes); ok {
-			hint = fmt.Sprintf("did you mean %q? ", m) + hint
-		}
-		bad("sandbox.workspace", hint, "%q is not a workspace mode", b.Workspace)
-	}
-	if b.Workspace == "bind" {
-		dirPaths := []string{"sandbox.workspace_dir", "sandbox.workspace"}
-		dirBad := func(hint, format string, args ...any) {
-			add(dirPaths, Problem{Msg: "sandbox.workspace_dir: " + fmt.Sprintf(format, args...), Hint: hint})
-		}
-		if strings.TrimSpace(b.WorkspaceDir) == "" {
-			dirBad("set it to the host directory that will hold /workspace/{group}/{user}, e.g. workspace_dir: /srv/thon/workspaces",
-				"must be set when workspace is bind")
-		} else if dir, err := expandHome(b.WorkspaceDir); err != nil {
-			dirBad("write the full path", "%v", err)
-		} else if fi, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-			dirBad("create it with: mkdir -p "+shellQuote(dir), "directory %q does not exist", b.WorkspaceDir)
-		} else if err != nil {
-			dirBad("check the path and its permissions", "cannot use %q: %v", b.WorkspaceDir, err)
-		} else if !fi.IsDir() {
-			dirBad("point it at a directory", "%q is not a directory", b.WorkspaceDir)
-		}
-	}
-	l := b.Limits
-	if !(l.CPU > 0 && l.CPU <= maxCPU) {
-		bad("sandbox.limits.cpu", fmt.Sprintf("a number of cores above 0 and at most %d, e.g. 1 or 0.5", maxCPU),
-			"%s is out of range", strconv.FormatFloat(l.CPU, 'g', -1, 64))
-	}
-	switch {
-	case l.Memory <= 0:
-		bad("sandbox.limits.memory", "e.g. memory: 2Gi", "must be greater than zero, got %s", l.Memory)
-	case l.Memory < minMemory:
-		hint := "the minimum is " + minMemory.String()
-		if l.Memory < 1<<20 {
-			hint = fmt.Sprintf("a number without a unit is bytes; did you mean %dMi?", int64(l.Memory))
-		}
-		bad("sandbox.limits.memory", hint, "%d bytes is too small", int64(l.Memory))
-	}
-	if l.Pids < 0 {
-		bad("sandbox.limits.pids", fmt.Sprintf("use 0 for no limit, or a process count, e.g. %d", DefaultPids), "%d is negative", l.Pids)
-	}
-	for _, k := range sortedKeys(b.Env) {
-		if !envNameRE.MatchString(k) {
-			bad("sandbox.env."+k, "names use letters, digits and _, and do not start with a digit, e.g. TZ or MY_VAR",
-				"%q is not a valid environment variable name", k)
-		}
-	}
+	checkWorkspaceLimits(b.Runtime, b, "sandbox", add)
 	if b.Concurrency < 1 || b.Concurrency > maxConcurrency {
 		bad("sandbox.concurrency", fmt.Sprintf("how many sandboxes start at once, 1..%d, e.g. %d", maxConcurrency, DefaultConcurrency),
 			"%d is out of range", b.Concurrency)
 	}
-	switch {
-	case b.IdleTimeout < 0:
-		bad("sandbox.idle_timeout", "e.g. idle_timeout: 45m, or 0 to never put sandboxes to sleep", "must not be negative, got %s", b.IdleTimeout)
-	case b.IdleTimeout > 0 && b.IdleTimeout < Duration(MinIdleTimeout):
-		bad("sandbox.idle_timeout", "a participant reading or thinking for a few minutes is not gone: use 5m or more, e.g. 45m", "%s is too short", b.IdleTimeout)
-	}
-	if !slices.Contains([]string{IdleStop, IdlePause}, b.IdleAction) {
-		bad("sandbox.idle_action", `use stop (frees the memory; waking takes seconds) or pause (keeps it; waking is instant)`, "%q is not an idle action", b.IdleAction)
-	}
-	switch {
-	case b.MaxLifetime < 0:
-		bad("sandbox.max_lifetime", "e.g. max_lifetime: 12h, or 0 for no limit", "must not be negative, got %s", b.MaxLifetime)
-	case b.MaxLifetime > 0 && b.MaxLifetime < Duration(MinIdleTimeout):
-		bad("sandbox.max_lifetime", "use 5m or more, e.g. 12h", "%s is too short", b.MaxLifetime)
-	}
+	checkIdle(b, "sandbox", add)
+	c.checkTemplates(at, add)
 
 	// llm, assistants and gateway
 	c.checkLLM(bad)
@@ -404,6 +337,18 @@ func (c *Config) check(at locator) []Problem {
 			if m.Concurrency < 0 || m.TokensPerMinute < 0 {
 				bad(p, "0 means no limit", "limits must not be negative")
 			}
+		}
+		if g.UpstreamSlots < 0 || g.UpstreamSlots > 65536 {
+			bad("gateway.upstream_slots", "the LLM server's parallel slots per model (llama-server's -np, vLLM's --max-num-seqs), or 0 for THON's plan or no limit", "%d is out of range", g.UpstreamSlots)
+		}
+		if qt := time.Duration(g.QueueTimeout); qt < time.Second || qt > time.Hour {
+			bad("gateway.queue_timeout", "how long a request may wait for a slot of its model, e.g. queue_timeout: 2m", "must be between 1s and 1h, got %s", g.QueueTimeout)
+		}
+		if sr := g.ShortRequests; sr.MaxTokens < 0 {
+			bad("gateway.short_requests.max_tokens", "0 means no request counts as short", "%d is negative", sr.MaxTokens)
+		}
+		if sr := g.ShortRequests; sr.Share < 0 || sr.Share > 0.5 || math.IsNaN(sr.Share) {
+			bad("gateway.short_requests.share", "the share of each model's slots kept for short requests, e.g. share: 0.125 (1 slot in 8), 0 for none", "%v is not between 0 and 0.5", sr.Share)
 		}
 		if g.Redis != "" && !strings.HasPrefix(g.Redis, "redis://") && !strings.HasPrefix(g.Redis, "rediss://") && !strings.HasPrefix(g.Redis, "unix://") {
 			bad("gateway.redis", "e.g. redis: redis://127.0.0.1:6379/0, or \"\" for counters in memory", "%q is not a Redis URL", g.Redis)
@@ -509,6 +454,109 @@ func (gs Groups) check(at locator) []Problem {
 		}
 	}
 	return ps
+}
+
+// checkSandbox checks the settings a template can give as well (image,
+// workspace, limits, env, idle policy), named under prefix ("sandbox",
+// "templates.node"); runtime is sandbox.runtime. Each problem's first path
+// is the setting it is about.
+func checkSandbox(runtime string, b Sandbox, prefix string, add func(paths []string, p Problem)) {
+	checkImage(b, prefix, add)
+	checkWorkspaceLimits(runtime, b, prefix, add)
+	checkIdle(b, prefix, add)
+}
+
+func checkImage(b Sandbox, prefix string, add func(paths []string, p Problem)) {
+	path := prefix + ".image"
+	switch {
+	case strings.TrimSpace(b.Image) == "":
+		add([]string{path}, Problem{Msg: path + ": must not be empty", Hint: "e.g. image: " + DefaultImage})
+	case strings.ContainsAny(b.Image, " \t\r\n"):
+		add([]string{path}, Problem{Msg: fmt.Sprintf("%s: %q contains white space", path, b.Image), Hint: "an image reference has no spaces, e.g. " + DefaultImage})
+	}
+}
+
+// checkWorkspaceLimits checks the workspace mode, limits and env in b.
+func checkWorkspaceLimits(runtime string, b Sandbox, prefix string, add func(paths []string, p Problem)) {
+	bad := func(key, hint, format string, args ...any) {
+		path := prefix + "." + key
+		add([]string{path}, Problem{Msg: path + ": " + fmt.Sprintf(format, args...), Hint: hint})
+	}
+	if runtime == RuntimeKubernetes && b.Workspace == "bind" {
+		bad("workspace", "use volume (a PersistentVolumeClaim per participant) or ephemeral on Kubernetes", "bind is not possible on Kubernetes")
+	}
+	if !slices.Contains(workspaceModes, b.Workspace) {
+		hint := "use one of: " + strings.Join(workspaceModes, ", ")
+		if m, ok := suggest(b.Workspace, workspaceModes); ok {
+			hint = fmt.Sprintf("did you mean %q? ", m) + hint
+		}
+		bad("workspace", hint, "%q is not a workspace mode", b.Workspace)
+	}
+	if b.Workspace == "bind" {
+		dirPaths := []string{prefix + ".workspace_dir", prefix + ".workspace"}
+		dirBad := func(hint, format string, args ...any) {
+			add(dirPaths, Problem{Msg: prefix + ".workspace_dir: " + fmt.Sprintf(format, args...), Hint: hint})
+		}
+		if strings.TrimSpace(b.WorkspaceDir) == "" {
+			dirBad("set it to the host directory that will hold /workspace/{group}/{user}, e.g. workspace_dir: /srv/thon/workspaces",
+				"must be set when workspace is bind")
+		} else if dir, err := expandHome(b.WorkspaceDir); err != nil {
+			dirBad("write the full path", "%v", err)
+		} else if fi, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			dirBad("create it with: mkdir -p "+shellQuote(dir), "directory %q does not exist", b.WorkspaceDir)
+		} else if err != nil {
+			dirBad("check the path and its permissions", "cannot use %q: %v", b.WorkspaceDir, err)
+		} else if !fi.IsDir() {
+			dirBad("point it at a directory", "%q is not a directory", b.WorkspaceDir)
+		}
+	}
+	l := b.Limits
+	if !(l.CPU > 0 && l.CPU <= maxCPU) {
+		bad("limits.cpu", fmt.Sprintf("a number of cores above 0 and at most %d, e.g. 1 or 0.5", maxCPU),
+			"%s is out of range", strconv.FormatFloat(l.CPU, 'g', -1, 64))
+	}
+	switch {
+	case l.Memory <= 0:
+		bad("limits.memory", "e.g. memory: 2Gi", "must be greater than zero, got %s", l.Memory)
+	case l.Memory < minMemory:
+		hint := "the minimum is " + minMemory.String()
+		if l.Memory < 1<<20 {
+			hint = fmt.Sprintf("a number without a unit is bytes; did you mean %dMi?", int64(l.Memory))
+		}
+		bad("limits.memory", hint, "%d bytes is too small", int64(l.Memory))
+	}
+	if l.Pids < 0 {
+		bad("limits.pids", fmt.Sprintf("use 0 for no limit, or a process count, e.g. %d", DefaultPids), "%d is negative", l.Pids)
+	}
+	for _, k := range sortedKeys(b.Env) {
+		if !envNameRE.MatchString(k) {
+			bad("env."+k, "names use letters, digits and _, and do not start with a digit, e.g. TZ or MY_VAR",
+				"%q is not a valid environment variable name", k)
+		}
+	}
+}
+
+// checkIdle checks the idle policy in b, named under prefix.
+func checkIdle(b Sandbox, prefix string, add func(paths []string, p Problem)) {
+	bad := func(key, hint, format string, args ...any) {
+		path := prefix + "." + key
+		add([]string{path}, Problem{Msg: path + ": " + fmt.Sprintf(format, args...), Hint: hint})
+	}
+	switch {
+	case b.IdleTimeout < 0:
+		bad("idle_timeout", "e.g. idle_timeout: 45m, or 0 to never put sandboxes to sleep", "must not be negative, got %s", b.IdleTimeout)
+	case b.IdleTimeout > 0 && b.IdleTimeout < Duration(MinIdleTimeout):
+		bad("idle_timeout", "a participant reading or thinking for a few minutes is not gone: use 5m or more, e.g. 45m", "%s is too short", b.IdleTimeout)
+	}
+	if !slices.Contains([]string{IdleStop, IdlePause}, b.IdleAction) {
+		bad("idle_action", `use stop (frees the memory; waking takes seconds) or pause (keeps it; waking is instant)`, "%q is not an idle action", b.IdleAction)
+	}
+	switch {
+	case b.MaxLifetime < 0:
+		bad("max_lifetime", "e.g. max_lifetime: 12h, or 0 for no limit", "must not be negative, got %s", b.MaxLifetime)
+	case b.MaxLifetime > 0 && b.MaxLifetime < Duration(MinIdleTimeout):
+		bad("max_lifetime", "use 5m or more, e.g. 12h", "%s is too short", b.MaxLifetime)
+	}
 }
 
 // checkHostPort returns why s is not host:port, or "".

@@ -297,6 +297,11 @@ func TestGatewayProblems(t *testing.T) {
 		{"model without name", "gateway: {models: [{concurrency: 1}]}", "gateway.models.0.model: must not be empty"},
 		{"model key typo", "gateway: {models: [{model: m, concurency: 1}]}", `did you mean "concurrency"?`},
 		{"redis", "gateway: {redis: 127.0.0.1:6379}", "gateway.redis: \"127.0.0.1:6379\" is not a Redis URL"},
+		{"upstream slots", "gateway: {upstream_slots: -1}", "gateway.upstream_slots: -1 is out of range"},
+		{"queue timeout", "gateway: {queue_timeout: 0s}", "gateway.queue_timeout: must be between 1s and 1h, got 0s"},
+		{"queue timeout unit", "gateway: {queue_timeout: 120}", `did you mean "120s"?`},
+		{"short tokens", "gateway: {short_requests: {max_tokens: -1}}", "gateway.short_requests.max_tokens: -1 is negative"},
+		{"short share", "gateway: {short_requests: {share: 0.75}}", "gateway.short_requests.share: 0.75 is not between 0 and 0.5"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -306,10 +311,14 @@ func TestGatewayProblems(t *testing.T) {
 			}
 		})
 	}
-	ok := "gateway:\n  models:\n    - {model: gemma-4-31b-it, concurrency: 1, tokens_per_minute: 10000, priority: 1}\n  allowed_models: [gemma-4-31b-it]\n  redis: redis://127.0.0.1:6379/0\n"
+	ok := "gateway:\n  models:\n    - {model: gemma-4-31b-it, concurrency: 1, tokens_per_minute: 10000, priority: 1}\n  allowed_models: [gemma-4-31b-it]\n  redis: redis://127.0.0.1:6379/0\n" +
+		"  upstream_slots: 8\n  queue_timeout: 30s\n  short_requests: {max_tokens: 0, share: 0}\n"
 	c, err := Parse([]byte(ok), "thon.yaml")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if g := c.Gateway; g.UpstreamSlots != 8 || g.QueueTimeout.D() != 30*time.Second || g.ShortRequests != (ShortRequests{}) {
+		t.Fatalf("slots, queue timeout, short requests: %d %s %+v", g.UpstreamSlots, g.QueueTimeout, g.ShortRequests)
 	}
 	if len(c.Gateway.Models) != 1 || c.Gateway.Models[0].TokensPerMinute != 10000 || c.Gateway.Models[0].Priority != 1 {
 		t.Fatalf("models: %+v", c.Gateway.Models)

@@ -2,10 +2,12 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +37,8 @@ type personalizer struct {
 type personalSettings struct {
 	direct     llm.Endpoint
 	assistants *llm.Assistants // nil when llm.enabled is false
+	// byTemplate are the assistants of templates that give files of their own.
+	byTemplate map[string]*llm.Assistants
 }
 
 func newPersonalizer(d *Daemon, cfg *config.Config, log *slog.Logger) (*personalizer, error) {
@@ -59,6 +63,29 @@ func (p *personalizer) apply(cfg *config.Config) error {
 			return err
 		}
 		s.assistants = a
+		for _, t := range cfg.Templates {
+			sets := t.Assistants.Sets()
+			if len(sets) == 0 {
+				continue
+			}
+			// The template's own files win over the dashboard's stored ones.
+			own := make(map[string][]byte, len(stored))
+			for kind, data := range stored {
+				if !slices.Contains(sets, llm.StoredKinds[kind]) {
+					own[kind] = data
+				}
+			}
+			tc := *cfg
+			tc.Assistants = t.Assistants.Apply(cfg.Assistants)
+			ta, err := llm.NewAssistantsWith(&tc, own)
+			if err != nil {
+				return fmt.Errorf("templates.%s: %w", t.Name, err)
+			}
+			if s.byTemplate == nil {
+				s.byTemplate = map[string]*llm.Assistants{}
+			}
+			s.byTemplate[t.Name] = ta
+		}
 	}
 	p.settings.Store(s)
 	p.cfg.Store(cfg)
@@ -98,7 +125,7 @@ func (p *personalizer) storedFiles() (map[string][]byte, error) {
 // personalize adds one participant's endpoint and key to spec. With the
 // gateway on that is the gateway and their own (or their group's) key;
 // with it off, the LLM server and llm.api_key. The admin key never goes in.
-func (p *personalizer) personalize(spec *sandbox.Spec) {
+func (p *personalizer) personalize(spec *sandbox.Spec, template string) {
 	s := p.settings.Load()
 	ep := llm.Endpoint{}
 	switch {
@@ -125,13 +152,17 @@ func (p *personalizer) personalize(spec *sandbox.Spec) {
 	if s.assistants == nil {
 		return
 	}
+	assistants := s.assistants
+	if a, ok := s.byTemplate[template]; ok {
+		assistants = a
+	}
 	who := llm.Participant{User: spec.User, Group: spec.Group, Workspace: spec.WorkspacePath()}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if u, err := p.st.User(ctx, spec.User); err == nil {
 		who.Email = u.Email // thon.yaml's: the git identity, $THON_USER_EMAIL
 	}
-	files, err := s.assistants.Files(ep, who)
+	files, err := assistants.Files(ep, who)
 	if err != nil {
 		p.log.Error("assistant files for sandbox", "user", spec.User, "err", err)
 		return

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -108,9 +109,13 @@ type Daemon struct {
 	srv      *http.Server
 	gwSrv    *http.Server
 	lock     *os.File
-	ctx      context.Context // lives as long as the daemon
-	cancel   context.CancelFunc
-	done     chan error
+
+	slotsMu   sync.Mutex
+	planSlots map[string]int  // each model's slots in the LLM plan THON applied last
+	planOn    bool            // the gateway takes them: no gateway.upstream_slots, no other upstream
+	ctx       context.Context // lives as long as the daemon
+	cancel    context.CancelFunc
+	done      chan error
 }
 
 // Start opens the state, adopts running sandboxes and serves the API.
@@ -198,6 +203,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 				}
 				return d.Gateway.Drain(ctx)
 			},
+			Slots: d.setPlanSlots,
 		})
 		if err != nil {
 			return nil, err
@@ -216,10 +222,11 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		Event:     event,
 		Managed:   d.managed,
 		ModelsDir: filepath.Join(dir, "models"),
+		Slots:     d.setPlanSlots,
 	})
 	d.Activity = activity.New(o.Now)
 	d.Orch = orchestrator.New(orchestrator.Options{
-		Runtime: rt, Store: d.Store, Settings: cfg.Sandbox, Logger: log, ResyncInterval: o.ResyncInterval,
+		Runtime: rt, Store: d.Store, Sandboxes: cfg.SandboxSet(), Logger: log, ResyncInterval: o.ResyncInterval,
 		Activity: d.Activity, SleepInterval: o.SleepInterval, Now: o.Now,
 		// Port mode: a new participant gets their HTTPS port at once; a
 		// removed one's gateway key stops working.
@@ -250,7 +257,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		},
 	})
 	d.Metrics.MustRegister(newSandboxCollector(d.Orch))
-	if err := d.Orch.ApplySettings(ctx, "daemon", cfg.Sandbox); err != nil {
+	if err := d.Orch.ApplySettings(ctx, "daemon", cfg.SandboxSet()); err != nil {
 		return nil, err
 	}
 	// Adopt what survived the last run. An engine that is down is not fatal:
@@ -289,6 +296,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	handler := api.New(api.Options{
 		Orchestrator: d.Orch, Store: d.Store, Logger: log, Access: d.Access, Addresses: d.addrs, Tokens: d.Tokens, Files: d.Files, Admins: d.Admins,
 		Metrics: promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{}),
+		Queues:  d.queues(),
 		Keys:    keysOrNil(d.Keyring),
 		LLM:     d.LLM,
 		Info:    info,
@@ -484,6 +492,7 @@ func (d *Daemon) startGateway(cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("AI gateway cannot listen on %s: %w (another program uses it? set gateway.listen, or gateway.enabled: false)", g.Listen, err)
 	}
 	d.Gateway = gw
+	d.applySlots(cfg)
 	// The goroutine serves srv, not d.gwSrv: a start that fails later
 	// releases the daemon (d.gwSrv = nil) maybe before it runs, and Serve
 	// on the closed server then closes ln and returns.
@@ -500,10 +509,54 @@ func (d *Daemon) startGateway(cfg *config.Config, log *slog.Logger) error {
 	return nil
 }
 
-// pointGateway points the gateway at the server a new thon.yaml names; a
-// server THON runs points it there itself once it runs.
+// queues is the gateway's slots and queues for live pages (nil when the
+// gateway is off).
+func (d *Daemon) queues() func() []gateway.QueueStat {
+	if d.Gateway == nil {
+		return nil
+	}
+	gw := d.Gateway
+	return gw.QueueStats
+}
+
+// setPlanSlots takes each model's slots from the LLM plan THON applied
+// (to the llama-server it runs, or to Lemonade) and gives them to the
+// gateway, unless thon.yaml sets gateway.upstream_slots or another upstream.
+func (d *Daemon) setPlanSlots(slots map[string]int) {
+	d.slotsMu.Lock()
+	d.planSlots = slots
+	on := d.planOn
+	d.slotsMu.Unlock()
+	if on && d.Gateway != nil {
+		d.Gateway.SetSlots(slots)
+	}
+}
+
+// applySlots gives the gateway thon.yaml's gateway.upstream_slots, or the
+// plan's slots when THON sizes the server the gateway sends to.
+func (d *Daemon) applySlots(cfg *config.Config) {
+	on := cfg.Gateway.UpstreamSlots == 0 && cfg.Gateway.Upstream == ""
+	d.slotsMu.Lock()
+	d.planOn = on
+	plan := d.planSlots
+	d.slotsMu.Unlock()
+	d.Gateway.SetUpstreamSlots(cfg.Gateway.UpstreamSlots)
+	if on {
+		d.Gateway.SetSlots(plan)
+	} else {
+		d.Gateway.SetSlots(nil)
+	}
+}
+
+// pointGateway points the gateway at the server a new thon.yaml names (a
+// server THON runs points it there itself once it runs) and takes its
+// slots.
 func (d *Daemon) pointGateway(cfg *config.Config) {
-	if d.Gateway == nil || (cfg.LLM.IsManaged() && d.managed != nil && cfg.Gateway.Upstream == "") {
+	if d.Gateway == nil {
+		return
+	}
+	d.applySlots(cfg)
+	if cfg.LLM.IsManaged() && d.managed != nil && cfg.Gateway.Upstream == "" {
 		return
 	}
 	o := GatewayOptions(cfg)
@@ -531,6 +584,11 @@ func GatewayOptions(cfg *config.Config) gateway.Options {
 			TokensPerMinute: g.Limits.TokensPerMinute, TokenKind: g.Limits.TokenKind, BudgetTokens: g.Limits.BudgetTokens,
 		},
 		Models: models, AllowedModels: allowedModels(cfg), Redis: g.Redis, FailOpen: g.FailOpen,
+		UpstreamSlots: g.UpstreamSlots, ModelQueueTimeout: g.QueueTimeout.D(),
+		ShortMaxTokens: g.ShortRequests.MaxTokens, ShortShare: g.ShortRequests.Share,
+		// llama-server counts tokens in every chunk when asked: a stream
+		// cut short is charged exactly. Other servers are not asked.
+		LlamaCppTimings: cfg.LLM.Backend == config.BackendLlamacpp && g.Upstream == "",
 	}
 }
 

@@ -35,7 +35,7 @@ func (d *Daemon) newDashboard(ctx context.Context, o Options, cfg *config.Config
 		d.SSO = ps
 	}
 	dash, err := dashboard.New(dashboard.Options{
-		Orch: d.Orch, Store: d.Store, Sessions: d.Admins, Admins: cfg.Auth.Admins, SSO: d.SSO, Access: d.Access, Addresses: d.addrs, Keys: keysOrNil(d.Keyring), LLM: llmSvc,
+		Orch: d.Orch, Store: d.Store, Sessions: d.Admins, Admins: cfg.Auth.Admins, SSO: d.SSO, Access: d.Access, Addresses: d.addrs, Keys: keysOrNil(d.Keyring), LLM: llmSvc, Queues: d.queues(),
 		API: apiHandler, Logger: log, Files: d.Files, Tokens: d.Tokens,
 		TLS: func() dashboard.TLSInfo {
 			st := d.CA.Status()

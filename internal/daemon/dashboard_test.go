@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/config"
+	"github.com/thon-dev/thon/internal/gateway/upstreamtest"
 	"github.com/thon-dev/thon/internal/thontest"
 )
 
@@ -179,4 +181,70 @@ func TestDashboardSecurity(t *testing.T) {
 	if resp, _ := do(t, tlsClient(h), "GET", h.Daemon.FrontDoor.URL("alice")+"instances", nil, nil); resp.StatusCode == 200 {
 		t.Fatalf("the dashboard on alice's port: %d", resp.StatusCode)
 	}
+}
+
+// The gateway and LLM pages show each model's slots and queue, and the
+// stream they listen to updates them every second.
+func TestDashboardShowsModelQueues(t *testing.T) {
+	up := upstreamtest.New(upstreamtest.Options{})
+	defer up.Close()
+	h := thontest.New(t, thontest.Groups(alphaBeta...), thontest.FakeEngine())
+	h.Stop()
+	h.Config.Auth.AdminPassword = "a long admin password"
+	h.Config.LLM.Backend, h.Config.LLM.URL = config.BackendOpenAI, up.URL
+	h.Config.Gateway.UpstreamSlots = 1
+	h.Start()
+	ctx := context.Background()
+	dash := h.Daemon.FrontDoor.DashboardURL()
+	c := tlsClient(h)
+	resp, _ := do(t, c, "POST", dash+"login", strings.NewReader(url.Values{"password": {"a long admin password"}}.Encode()),
+		map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Origin": strings.TrimSuffix(dash, "/")})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in: %d", resp.StatusCode)
+	}
+	alice, _ := h.Daemon.Keyring.KeyFor(ctx, "alice", "alpha")
+	carol, _ := h.Daemon.Keyring.KeyFor(ctx, "carol", "beta")
+	up.Hold()
+	defer up.Release(-1)
+	go chatOnce(h.Daemon.GatewayURL, alice)
+	if err := up.WaitInFlight(waitCtx(t), 1); err != nil {
+		t.Fatal(err)
+	}
+	go chatOnce(h.Daemon.GatewayURL, carol) // waits for the only slot
+	waitFor(t, 10*time.Second, "carol to wait", func() bool {
+		st := h.Daemon.Gateway.QueueStats()
+		return len(st) == 1 && st[0].Waiting == 1
+	})
+	for _, page := range []string{"gateway", "llm"} {
+		resp, body := do(t, c, "GET", dash+page, nil, nil)
+		if resp.StatusCode != 200 || !strings.Contains(body, "data-queues") || !strings.Contains(body, "<td>thon-test</td><td>1 of 1</td><td>1</td>") ||
+			!strings.Contains(body, "<td>group beta</td><td></td><td>1</td>") {
+			t.Fatalf("the %s page does not show thon-test's queue: %d\n%s", page, resp.StatusCode, body)
+		}
+	}
+	// Live: the stream's queue event.
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(sctx, "GET", dash+"api/v1/stream", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	queue := false
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "event: queue" {
+			queue = true
+			continue
+		}
+		if queue && strings.HasPrefix(line, "data: ") {
+			if !strings.Contains(line, `"model":"thon-test","slots":1,"reserved":0,"busy":1,"waiting":1`) || !strings.Contains(line, `"group":"beta","waiting":1`) {
+				t.Fatalf("queue event: %s", line)
+			}
+			return
+		}
+	}
+	t.Fatalf("no queue event in the stream: %v", sc.Err())
 }

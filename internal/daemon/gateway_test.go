@@ -148,3 +148,67 @@ func TestEverySandboxGetsItsOwnGatewayKey(t *testing.T) {
 		t.Fatalf("revoked key: %d %s", code, body)
 	}
 }
+
+// gateway.upstream_slots: the daemon's gateway never sends the model more
+// requests at once; one that waits longer than gateway.queue_timeout gets
+// a 503 saying so. The queue shows in /metrics by model and group.
+func TestGatewayUpstreamSlotsFromConfig(t *testing.T) {
+	up := upstreamtest.New(upstreamtest.Options{})
+	defer up.Close()
+	h := thontest.New(t, thontest.Groups(alphaBeta...), thontest.FakeEngine())
+	h.Stop()
+	h.Config.LLM.Backend, h.Config.LLM.URL = config.BackendOpenAI, up.URL
+	h.Config.Gateway.UpstreamSlots = 1
+	h.Config.Gateway.QueueTimeout = config.Duration(time.Second)
+	h.Start()
+	ctx := context.Background()
+	alice, err := h.Daemon.Keyring.KeyFor(ctx, "alice", "alpha")
+	if err != nil {
+		t.Fatal(err)
+	}
+	carol, err := h.Daemon.Keyring.KeyFor(ctx, "carol", "beta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := h.Daemon.Gateway.Slots("thon-test"); n != 1 {
+		t.Fatalf("the gateway gives thon-test %d slots, want 1", n)
+	}
+	up.Hold()
+	first := make(chan int, 1)
+	go func() {
+		code, _ := chatOnce(h.Daemon.GatewayURL, alice)
+		first <- code
+	}()
+	if err := up.WaitInFlight(waitCtx(t), 1); err != nil {
+		t.Fatal(err)
+	}
+	code, body := chatOnce(h.Daemon.GatewayURL, carol)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "model_queue_timeout") {
+		t.Fatalf("carol while alice holds the only slot: %d %s", code, body)
+	}
+	up.Release(-1)
+	if code := <-first; code != 200 {
+		t.Fatalf("alice: %d", code)
+	}
+	if m := up.MaxInFlight(); m != 1 {
+		t.Fatalf("the upstream saw %d at once, 1 slot", m)
+	}
+	resp, err := http.Get(h.Daemon.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{`thon_gateway_model_slots{model="thon-test"} 1`, `thon_gateway_model_queue_length{group="beta",model="thon-test"} 0`,
+		`thon_gateway_model_queue_wait_seconds_count{group="beta",model="thon-test"} 1`, `thon_gateway_rejections_total{reason="model_queue_timeout"} 1`} {
+		if !strings.Contains(string(metrics), m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+}
+
+func waitCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -59,6 +59,10 @@ func TestDaemonRunsLlamaServer(t *testing.T) {
 	if !strings.Contains(strings.Join(st.Notes, "\n"), "THON's built-in test model answers") {
 		t.Errorf("the status does not say the test model answers: %q", st.Notes)
 	}
+	// The gateway never sends a model more than the slots it runs with.
+	waitFor(t, 10*time.Second, "the gateway to know the plan's slots", func() bool {
+		return h.Daemon.Gateway.Slots("thon-test") == 2 && h.Daemon.Gateway.Slots("thon-embed") == 2
+	})
 
 	for _, u := range []string{"alice", "bob"} {
 		if _, err := h.Client.Action(ctx, u, "start"); err != nil {
@@ -144,6 +148,7 @@ func TestDaemonRunsLlamaServer(t *testing.T) {
 		st, _ = h.Client.LLMStatus(ctx)
 		return st.Reachable && st.Slots != nil && st.Slots.Total == 3
 	})
+	waitFor(t, 10*time.Second, "the gateway to know the resized server's slots", func() bool { return h.Daemon.Gateway.Slots("thon-test") == 3 })
 
 	// The server dies: THON says so, starts it again, and nothing else
 	// restarts.

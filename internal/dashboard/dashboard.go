@@ -22,6 +22,7 @@ import (
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/configfiles"
 	"github.com/thon-dev/thon/internal/frontdoor"
+	"github.com/thon-dev/thon/internal/gateway"
 	"github.com/thon-dev/thon/internal/orchestrator"
 	"github.com/thon-dev/thon/internal/store"
 )
@@ -58,10 +59,13 @@ type Options struct {
 	Addresses *frontdoor.Addresses
 	Keys      api.GatewayKeys // nil when the gateway is off
 	LLM       api.LLM         // nil when there is none
-	API       http.Handler    // the REST API, mounted at /api/ on the dashboard's origin too
-	TLS       func() TLSInfo
-	Info      func() Info
-	Logger    *slog.Logger
+	// Queues is the gateway's slots and queue per model (nil when the
+	// gateway is off); the stream's queue events update them live.
+	Queues func() []gateway.QueueStat
+	API    http.Handler // the REST API, mounted at /api/ on the dashboard's origin too
+	TLS    func() TLSInfo
+	Info   func() Info
+	Logger *slog.Logger
 	// SSO signs people in with providers (nil: none configured); Admins
 	// are the identities that become organizers; Sessions opens sessions
 	// for them.

@@ -16,6 +16,7 @@ import (
 	"github.com/thon-dev/thon/internal/access"
 	"github.com/thon-dev/thon/internal/auth"
 	"github.com/thon-dev/thon/internal/configfiles"
+	"github.com/thon-dev/thon/internal/gateway"
 	"github.com/thon-dev/thon/internal/gateway/keyring"
 	"github.com/thon-dev/thon/internal/llm"
 	"github.com/thon-dev/thon/internal/orchestrator"
@@ -175,7 +176,7 @@ func (d *Dashboard) instances(r *http.Request) (string, string, any, error) {
 	ctx := r.Context()
 	q := r.URL.Query()
 	data := instancesData{Group: q.Get("group"), State: q.Get("state"), Query: strings.TrimSpace(q.Get("q")), States: states,
-		Lifetime: d.o.Orch.Settings().MaxLifetime > 0}
+		Lifetime: d.o.Orch.Sandboxes().AnyLifetime()}
 	if q.Get("sort") == "idle" {
 		data.Sort = "idle"
 	}
@@ -222,15 +223,24 @@ func (d *Dashboard) instances(r *http.Request) (string, string, any, error) {
 // groupsData is every group with its participants and their states.
 type groupsData struct {
 	Groups     []groupRow
+	Templates  []templateRow
 	StoredYAML bool // a groups-yaml is kept in the database
 	Invites    []access.Invite
 }
 
 type groupRow struct {
-	Name    string
-	Title   string
-	Members []orchestrator.Status
-	Running int
+	Name     string
+	Title    string
+	Template string // "" for sandbox:
+	Members  []orchestrator.Status
+	Running  int
+}
+
+// templateRow is one template on the groups page.
+type templateRow struct {
+	orchestrator.TemplateInfo
+	Idle string // "10m pause", "never"
+	Sets string
 }
 
 func (d *Dashboard) groups(r *http.Request) (string, string, any, error) {
@@ -254,8 +264,19 @@ func (d *Dashboard) groups(r *http.Request) (string, string, any, error) {
 	if data.Invites, err = d.o.Access.Invites(ctx); err != nil {
 		return "groups", "Groups", nil, err
 	}
+	ts, err := d.o.Orch.Templates(ctx)
+	if err != nil {
+		return "groups", "Groups", nil, err
+	}
+	for _, t := range ts {
+		row := templateRow{TemplateInfo: t, Idle: "never", Sets: strings.Join(t.Template.Keys(), ", ")}
+		if t.Settings.IdleTimeout > 0 {
+			row.Idle = strings.TrimSuffix(t.Settings.IdleTimeout.D().String(), "0s") + " " + t.Settings.IdleAction
+		}
+		data.Templates = append(data.Templates, row)
+	}
 	for _, g := range gs {
-		gr := groupRow{Name: g.Name, Title: g.Title, Members: by[g.Name]}
+		gr := groupRow{Name: g.Name, Title: g.Title, Template: d.o.Orch.SettingsFor(g.Name).Template, Members: by[g.Name]}
 		for _, m := range gr.Members {
 			if m.State == string(sandbox.StateRunning) {
 				gr.Running++
@@ -266,12 +287,24 @@ func (d *Dashboard) groups(r *http.Request) (string, string, any, error) {
 	return "groups", "Groups", data, nil
 }
 
+// llmData is the LLM page: the server's status, and the gateway's slots
+// and queue of each model.
+type llmData struct {
+	*llm.Status
+	Queues   []gateway.QueueStat
+	QueuesOn bool
+}
+
 func (d *Dashboard) llmPage(r *http.Request) (string, string, any, error) {
 	if d.o.LLM == nil {
 		return "llm", "LLM", nil, nil
 	}
 	st := d.o.LLM.Status(r.Context()) // fresh: this page is about it
-	return "llm", "LLM", &st, nil
+	data := &llmData{Status: &st, QueuesOn: d.o.Queues != nil}
+	if d.o.Queues != nil {
+		data.Queues = d.o.Queues()
+	}
+	return "llm", "LLM", data, nil
 }
 
 // usage is the gateway's traffic over the last minutes, as the key ring
@@ -289,6 +322,9 @@ type gatewayData struct {
 	Limits  string
 	Keys    []keyRow
 	Usage   keyring.UsageSummary
+	// Queues is each slot-limited model's slots and waiting line.
+	Queues   []gateway.QueueStat
+	QueuesOn bool
 }
 
 // keyRow is a key and its usage in the window.
@@ -300,9 +336,12 @@ type keyRow struct {
 
 func (d *Dashboard) gateway(r *http.Request) (string, string, any, error) {
 	ctx := r.Context()
-	data := gatewayData{Enabled: d.o.Keys != nil}
+	data := gatewayData{Enabled: d.o.Keys != nil, QueuesOn: d.o.Queues != nil}
 	if d.o.Info != nil {
 		data.Limits = d.o.Info().GatewayLimits
+	}
+	if d.o.Queues != nil {
+		data.Queues = d.o.Queues()
 	}
 	minutes := clamp(atoi(r.URL.Query().Get("minutes"), 60), 5, 24*60)
 	var err error

@@ -659,8 +659,8 @@ func TestIdleBanner(t *testing.T) {
 	}
 
 	// Without an idle timeout or a lifetime, nothing is added.
-	s := h.Daemon.Orch.Settings()
-	s.IdleTimeout = 0
+	s := h.Daemon.Orch.Sandboxes()
+	s.Base.IdleTimeout = 0
 	if err := h.Daemon.Orch.ApplySettings(ctx, "test", s); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/tidwall/sjson"
 
 	"github.com/thon-dev/thon/internal/gateway/upstreamtest"
 )
@@ -244,36 +246,62 @@ func TestStreamUsageInjection(t *testing.T) {
 	}
 }
 
-// A client that leaves mid-stream is still charged for the whole
-// generation: the gateway reads the upstream to its end.
-func TestDisconnectMidStreamCharged(t *testing.T) {
-	e := newEnv(t, upstreamtest.Options{PromptTokens: 10, CompletionTokens: 50}, func(o *Options) {
-		o.Limits = Limits{Concurrency: 1, TokensPerMinute: 1000}
-	})
-	secret := e.keys.add(Key{ID: "user:dave"})
-	e.up.PauseStreams()
-	ctx, cancel := context.WithCancel(context.Background())
-	resp := streamRaw(t, ctx, e.url, secret, chat("m"))
-	line, err := bufio.NewReader(resp.Body).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "data: ") {
-		t.Fatalf("first event: %q %v", line, err)
-	}
-	cancel() // the client goes away mid-stream
-	resp.Body.Close()
-	e.up.Resume()
-	eventually(t, "the abandoned stream to be charged", func() bool {
-		return e.gw.used(t, "user:dave", "").tokens == 60
-	})
-	if e.up.Completed() != 1 || e.up.Aborted() != 0 {
-		t.Errorf("upstream completed %d, aborted %d; the gateway must read it to the end", e.up.Completed(), e.up.Aborted())
-	}
-	// The slot is free again once charged.
-	eventually(t, "the concurrency slot to be released", func() bool {
-		return e.chat(secret, "m").status == 200
-	})
-	e.gw.Close()
-	if u := e.sink.sum("user:dave"); u.PromptTokens < 10 || u.CompletionTokens < 50 {
-		t.Errorf("usage sink = %+v", u)
+// A client that leaves mid-stream frees its slot at once: the gateway
+// cancels the upstream request (the server stops generating) and charges
+// what was generated until then: exactly, from llama-server's per-token
+// timings, or one token per chunk with text plus the prompt estimated from
+// the request's size.
+func TestDisconnectMidStreamCancelsAndChargesWhatWasGenerated(t *testing.T) {
+	for _, timings := range []bool{true, false} {
+		t.Run(fmt.Sprintf("timings=%v", timings), func(t *testing.T) {
+			e := newEnv(t, upstreamtest.Options{PromptTokens: 10, CompletionTokens: 100000, ChunkDelay: 2 * time.Millisecond}, func(o *Options) {
+				o.Limits = Limits{Concurrency: 1, TokensPerMinute: 1 << 30}
+				o.UpstreamSlots = 1
+				o.LlamaCppTimings = timings
+			})
+			secret := e.keys.add(Key{ID: "user:dave", Group: "alpha"})
+			ctx, cancel := context.WithCancel(context.Background())
+			resp := streamRaw(t, ctx, e.url, secret, chat("m"))
+			br := bufio.NewReader(resp.Body)
+			read := 0
+			for read < 20 {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					t.Fatalf("stream: %v", err)
+				}
+				if strings.Contains(line, `"content":"tok`) {
+					read++
+				}
+			}
+			cancel() // the client goes away mid-stream
+			resp.Body.Close()
+			eventually(t, "the upstream to see its request cancelled", func() bool { return e.up.Aborted() == 1 })
+			// The slot and the key's concurrency are free at once.
+			second := chat("m2")
+			second["max_tokens"] = 20
+			wantStatus(t, do(t, "POST", e.url+"/chat/completions", secret, second), 200, "")
+			if e.up.Completed() != 1 {
+				t.Errorf("upstream completed %d", e.up.Completed())
+			}
+			e.gw.Close()
+			u := e.sink.sum("user:dave")
+			generated := e.up.CutTokens()
+			streamed := u.CompletionTokens - 20 // the second request was charged 10+20
+			t.Logf("client read %d tokens, the upstream wrote %d, the gateway charged %d completion and %d prompt tokens", read, generated, streamed, u.PromptTokens-10)
+			if streamed < int64(read) || streamed > generated {
+				t.Errorf("charged %d completion tokens for the cut stream: want between what the client read (%d) and what the upstream wrote (%d)", streamed, read, generated)
+			}
+			wantPrompt := int64(10)
+			if !timings {
+				wantPrompt = promptEstimate(e.up.Requests()[0].Body)
+			}
+			if got := u.PromptTokens - 10; got != wantPrompt {
+				t.Errorf("charged %d prompt tokens for the cut stream, want %d", got, wantPrompt)
+			}
+			if r := e.up.Requests()[0]; r.TimingsPerToken != timings {
+				t.Errorf("timings_per_token sent upstream: %v, want %v", r.TimingsPerToken, timings)
+			}
+		})
 	}
 }
 
@@ -297,7 +325,12 @@ func TestStreamWithoutUsage(t *testing.T) {
 	if len(evs) != 4 || evs[3] != "[DONE]" {
 		t.Errorf("events = %q", evs)
 	}
-	if v := e.gw.used(t, "user:erin", ""); v.tokens != 3 {
-		t.Errorf("charged %d, want 3 (one per chunk)", v.tokens)
+	// One completion token per chunk with text, the prompt estimated from
+	// the request's size.
+	body, _ := json.Marshal(chat("m"))
+	body, _ = sjson.SetBytes(body, "stream", true)
+	body, _ = sjson.SetBytes(body, "stream_options.include_usage", true)
+	if v, want := e.gw.used(t, "user:erin", ""), 3+promptEstimate(body); v.tokens != want {
+		t.Errorf("charged %d, want %d (3 chunks and the prompt's estimate)", v.tokens, want)
 	}
 }

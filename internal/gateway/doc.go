@@ -60,6 +60,25 @@
 // fail a rate or budget limit are refused at once. With Redis, slots freed by
 // other replicas are noticed by polling every 50 ms.
 //
+// # Slots and the fair queue
+//
+// A model has slots at the upstream (Options.UpstreamSlots for every model,
+// SetSlots per model from THON's LLM plan; 0: no limit), and the gateway
+// never has more of its requests in flight than that. A request that passed
+// its key's limits (above) waits for a slot in the model's queue, holding its
+// key's concurrency slot. A freed slot goes to the waiter whose key has the
+// fewest requests holding the model's slots, then the least decayed use of
+// the model (completion tokens plus a tenth of the prompt tokens, each
+// request's fading with a time constant of fairTau, a minute; kept as the log
+// of a forward-decayed sum, so keys compare alike at any time and on every
+// replica), then the earliest arrival. ShortShare of the slots (rounded,
+// never all) are kept for short requests: embeddings, and those asking for at
+// most ShortMaxTokens tokens; long requests never take them. A request that
+// waits longer than ModelQueueTimeout (default 2 min) is answered 503
+// model_queue_timeout with Retry-After; one whose client leaves while it
+// waits leaves at once and is refunded. Nothing is written to a client
+// before its request has a slot.
+//
 // # Rejections
 //
 // Every answer to a request that reached the limiter (served, refused
@@ -77,15 +96,21 @@
 //
 // # Streaming
 //
-// SSE responses are passed through event by event and flushed after each.
+// SSE responses are passed through event by event, flushed once per burst.
 // When the client did not set stream_options.include_usage, the gateway sets
 // it upstream and removes the resulting usage-only chunk (empty choices) from
-// what the client sees. If the upstream sends no usage at all, completion
-// chunks are counted as one token each. When the client disconnects, the
-// gateway keeps reading the upstream to its end (the model server keeps
-// generating anyway) and charges the real usage; the key's concurrency slot
-// is held until then. Upstream requests are detached from the client's
-// context and bounded by Options.UpstreamTimeout (default 10 min).
+// what the client sees; with Options.LlamaCppTimings it also sets
+// llama-server's timings_per_token, so that every chunk counts the prompt
+// (prompt_n + cache_n) and the tokens generated so far (predicted_n). A
+// stream is tied to its client: when the client disconnects, the upstream
+// request is cancelled (llama-server then stops generating and frees its
+// slot) and what was generated is charged: from the last timings when there
+// are some, else one completion token per chunk with text and the prompt
+// estimated from the request's size (4 bytes a token); the same count is
+// used when a stream ends without usage. Non-streaming requests are detached
+// from the client (llama-server finishes them anyway) and charged their real
+// usage. Every upstream request is bounded by Options.UpstreamTimeout
+// (default 10 min) and ends when the gateway closes.
 //
 // # Counters and Redis
 //
@@ -100,6 +125,18 @@
 //	P{K}:c        in-flight leases (sorted set, score = lease deadline in ms)
 //	P{K}:m:M:t:W  tokens of model M in window W     (only for models with a limit)
 //	P{K}:m:M:c    in-flight leases of model M
+//	P{slots:M}:l  leases of model M's upstream slots (sorted set, deadlines)
+//	P{slots:M}:g  those of requests that are not short
+//	P{slots:M}:c  each replica's best waiter for M (hash: a candidate)
+//	Pslots:free   a channel: the model whose slot was just released
+//
+// Every replica keeps its own fair queue per model and competes for the
+// shared slots through its best waiter: it takes a free slot only when no
+// more live candidates of other replicas come before that waiter than there
+// are free slots (see slots_redis.go), which merges the replicas' queues up to
+// what each knows of its keys' use. While Redis is down, FailOpen serves the
+// queues from each replica's own count of the slots (up to replicas × slots
+// at once), and fail-closed answers their waiters 503 at once.
 //
 // The {K} hash tag keeps one key's counters in one Redis Cluster slot. A
 // lease lasts 60 s and is renewed every 20 s while its request runs, so the
@@ -122,6 +159,10 @@
 // thon_gateway_tokens_total{model,kind},
 // thon_gateway_rejections_total{reason},
 // thon_gateway_upstream_latency_seconds{endpoint} (time to the upstream's
-// response headers), thon_gateway_in_flight and thon_gateway_redis_up. Model
-// labels are limited to the first 64 distinct models; the rest are "other".
+// response headers), thon_gateway_in_flight, thon_gateway_redis_up, and per
+// model thon_gateway_model_slots{model}, thon_gateway_model_slots_busy{model},
+// thon_gateway_model_queue_length{model,group} and the histogram
+// thon_gateway_model_queue_wait_seconds{model,group}. Model labels are
+// limited to the first 64 distinct models, group labels to 256; the rest are
+// "other". Gateway.QueueStats is the same for live pages.
 package gateway

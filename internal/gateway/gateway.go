@@ -58,6 +58,25 @@ type Options struct {
 	// UpstreamTimeout bounds one upstream request, streaming included
 	// (default 10 min).
 	UpstreamTimeout time.Duration
+	// UpstreamSlots is how many requests the upstream serves at once per
+	// model (its parallel slots), for models SetSlots does not name; 0:
+	// no limit. Requests beyond a model's slots wait in its fair queue.
+	UpstreamSlots int
+	// ModelQueueTimeout bounds the wait for a slot of the model (default
+	// DefaultModelQueueTimeout); a request that waited longer gets 503
+	// model_queue_timeout.
+	ModelQueueTimeout time.Duration
+	// ShortMaxTokens: a request asking for at most this many tokens
+	// (max_tokens or max_completion_tokens), or for embeddings, is short;
+	// ShortShare of each model's slots (rounded, never all of them) are
+	// kept for short requests, so a quick question or an autocompletion
+	// does not wait for the agents' long generations. 0: no reservation.
+	ShortMaxTokens int
+	ShortShare     float64
+	// LlamaCppTimings: the upstream is llama.cpp's llama-server, which is
+	// asked for "timings_per_token" on streams so that a stream cut short
+	// is charged exactly what was generated.
+	LlamaCppTimings bool
 	// Transport carries upstream requests (default: a tuned clone of
 	// http.DefaultTransport).
 	Transport http.RoundTripper
@@ -84,6 +103,7 @@ type Gateway struct {
 	gates    sync.Map // Key.ID → *gate
 	usage    *usageRecorder
 	metrics  *metrics
+	slots    *slotPool
 
 	queueTimeout time.Duration
 	queueLen     int
@@ -164,6 +184,12 @@ func New(o Options) (*Gateway, error) {
 		}
 		models[m.Model] = m
 	}
+	if o.UpstreamSlots < 0 {
+		errs = append(errs, errors.New("upstream slots: must not be negative (0 means no limit)"))
+	}
+	if o.ShortMaxTokens < 0 || o.ShortShare < 0 || o.ShortShare > 0.5 {
+		errs = append(errs, errors.New("short requests: max tokens must not be negative, the share of slots kept for them is between 0 and 0.5"))
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("gateway options: %w", errors.Join(errs...))
 	}
@@ -236,12 +262,27 @@ func New(o Options) (*Gateway, error) {
 			} else {
 				g.metrics.redisUp.Set(0)
 			}
+			if g.slots != nil && g.slots.remote != nil {
+				g.slots.remote.setUp(up)
+			}
 		})
-		g.shared.start()
 		g.counters = g.shared
 	}
 	if o.Usage != nil {
 		g.usage = newUsageRecorder(o.Usage, g.log, g.usageDropped)
+	}
+	mqt := o.ModelQueueTimeout
+	if mqt <= 0 {
+		mqt = DefaultModelQueueTimeout
+	}
+	g.slots = newSlotPool(g, o.UpstreamSlots, mqt)
+	if o.ShortMaxTokens > 0 && o.ShortShare > 0 {
+		g.slots.reserved = func(slots int) int { return reservedSlots(slots, o.ShortShare) }
+	}
+	if g.shared != nil {
+		g.slots.remote = newRedisSlots(g.slots, g.shared)
+		g.slots.remote.setUp(g.shared.up.Load())
+		g.shared.start() // after the slots, which follow Redis's state
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	return g, nil
@@ -266,6 +307,7 @@ func (g *Gateway) Close() error {
 		return nil
 	}
 	g.cancel()
+	g.slots.close()
 	g.usage.close()
 	g.client.CloseIdleConnections()
 	if err := g.counters.close(); err != nil {

@@ -194,12 +194,20 @@ func TestModelLimits(t *testing.T) {
 }
 
 // When the key's slot is taken, waiting requests are admitted by their
-// model's priority, not by arrival.
+// model's priority, not by arrival; the same when the models' upstream
+// slots are limited too (the key's line comes first).
 func TestPriorityQueue(t *testing.T) {
+	for _, slots := range []int{0, 1} {
+		t.Run("upstream_slots="+strconv.Itoa(slots), func(t *testing.T) { testPriorityQueue(t, slots) })
+	}
+}
+
+func testPriorityQueue(t *testing.T, slots int) {
 	e := newEnv(t, upstreamtest.Options{}, func(o *Options) {
 		o.Limits = Limits{Concurrency: 1}
 		o.Models = []ModelLimit{{Model: "chat", Priority: 5}, {Model: "autocomplete", Priority: 1}}
 		o.QueueTimeout = time.Minute
+		o.UpstreamSlots = slots
 	})
 	secret := e.keys.add(Key{ID: "user:a"})
 	e.up.Hold()

@@ -5,11 +5,15 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-const maxModelLabels = 64
+const (
+	maxModelLabels = 64
+	maxGroupLabels = 256
+)
 
 type metrics struct {
 	requests     *prometheus.CounterVec
@@ -19,6 +23,10 @@ type metrics struct {
 	inFlight     prometheus.Gauge
 	redisUp      prometheus.Gauge
 	usageDropped prometheus.Counter
+	queueLen     *prometheus.GaugeVec
+	queueWait    *prometheus.HistogramVec
+	slots        *prometheus.GaugeVec
+	slotsBusy    *prometheus.GaugeVec
 
 	// Resolved children, so the hot path does no label hashing.
 	mu         sync.RWMutex
@@ -27,6 +35,15 @@ type metrics struct {
 	reasons    [len(reasonNames)]prometheus.Counter
 	latencyBy  [numEndpoints]prometheus.Observer
 	rejectedBy map[string]prometheus.Counter
+	labels     map[string]string // model or "group\x00"+group → its label ("other" past the limits)
+	nModels    int
+	nGroups    int
+	queues     map[[2]string]queueMetrics
+}
+
+type queueMetrics struct {
+	length prometheus.Gauge
+	wait   prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -46,6 +63,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "redis_up", Help: "1 while the shared Redis counters answer, 0 during an outage."}),
 		usageDropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "thon", Subsystem: "gateway",
 			Name: "usage_dropped_total", Help: "Usage records dropped because the usage buffer was full."}),
+		queueLen: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "thon", Subsystem: "gateway",
+			Name: "model_queue_length", Help: "Requests waiting for a slot of the model, by model and the key's group."}, []string{"model", "group"}),
+		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "thon", Subsystem: "gateway",
+			Name: "model_queue_wait_seconds", Help: "Time requests waited for a slot of the model (served, timed out or left), by model and the key's group.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}}, []string{"model", "group"}),
+		slots: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "thon", Subsystem: "gateway",
+			Name: "model_slots", Help: "Slots the upstream has for the model (requests it is given at once at most)."}, []string{"model"}),
+		slotsBusy: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "thon", Subsystem: "gateway",
+			Name: "model_slots_busy", Help: "Slots of the model held by this gateway's requests now."}, []string{"model"}),
+		labels:     make(map[string]string),
+		queues:     make(map[[2]string]queueMetrics),
 		models:     make(map[string][2]prometheus.Counter),
 		codes:      make(map[[2]string]prometheus.Counter),
 		rejectedBy: make(map[string]prometheus.Counter),
@@ -61,7 +89,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.tokens, m.rejections, m.latency, m.inFlight, m.redisUp, m.usageDropped} {
+	for _, c := range []prometheus.Collector{m.requests, m.tokens, m.rejections, m.latency, m.inFlight, m.redisUp, m.usageDropped,
+		m.queueLen, m.queueWait, m.slots, m.slotsBusy} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
@@ -128,4 +157,64 @@ func (m *metrics) addTokens(model string, u tokenUsage) {
 	}
 	c[0].Add(float64(u.prompt))
 	c[1].Add(float64(u.completion))
+}
+
+// label is the metric label of a model or group: itself for the first
+// ones seen, "other" past the limit (no unbounded series).
+func (m *metrics) label(kind, name string) string {
+	k := kind + "\x00" + name
+	m.mu.RLock()
+	l, ok := m.labels[k]
+	m.mu.RUnlock()
+	if ok {
+		return l
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l, ok := m.labels[k]; ok {
+		return l
+	}
+	n, limit := &m.nModels, maxModelLabels
+	if kind == "group" {
+		n, limit = &m.nGroups, maxGroupLabels
+	}
+	l = name
+	if *n >= limit {
+		l = "other"
+	} else {
+		*n++
+	}
+	if len(m.labels) < 4*(maxModelLabels+maxGroupLabels) {
+		m.labels[k] = l
+	}
+	return l
+}
+
+func (m *metrics) queue(model, group string) queueMetrics {
+	k := [2]string{m.label("model", model), m.label("group", group)}
+	m.mu.RLock()
+	q, ok := m.queues[k]
+	m.mu.RUnlock()
+	if !ok {
+		q = queueMetrics{length: m.queueLen.WithLabelValues(k[0], k[1]), wait: m.queueWait.WithLabelValues(k[0], k[1])}
+		m.mu.Lock()
+		m.queues[k] = q
+		m.mu.Unlock()
+	}
+	return q
+}
+
+// queued counts a request joining (+1) or leaving (-1) a model's queue.
+func (m *metrics) queued(model, group string, d float64) { m.queue(model, group).length.Add(d) }
+
+func (m *metrics) waited(model, group string, d time.Duration) {
+	m.queue(model, group).wait.Observe(d.Seconds())
+}
+
+func (m *metrics) slotCap(model string, n int) {
+	m.slots.WithLabelValues(m.label("model", model)).Set(float64(n))
+}
+
+func (m *metrics) slotBusy(model string, n int) {
+	m.slotsBusy.WithLabelValues(m.label("model", model)).Set(float64(n))
 }

@@ -87,7 +87,7 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request, ep endp
 		g.fail(w, ep, badRequest("invalid_json", "The request body must be a JSON object."), "bad_request")
 		return
 	}
-	fields := gjson.GetManyBytes(body, "model", "stream", "stream_options.include_usage")
+	fields := gjson.GetManyBytes(body, "model", "stream", "stream_options.include_usage", "max_tokens", "max_completion_tokens")
 	if fields[0].Type != gjson.String || fields[0].Str == "" {
 		g.fail(w, ep, badRequest("missing_model", "You must provide a model parameter (a string). GET /v1/models lists them."), "bad_request")
 		return
@@ -133,20 +133,48 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request, ep endp
 		}
 		injected = true
 	}
+	if stream && g.opts.LlamaCppTimings && !gjson.GetBytes(body, "timings_per_token").Bool() {
+		// llama-server then says in every chunk how many tokens it has
+		// read and generated: a stream cut short is charged exactly.
+		if b, err := sjson.SetBytes(body, "timings_per_token", true); err == nil {
+			body = b
+		}
+	}
+
+	// The model's slots: wait for one in its fair queue.
+	lease, waited, err := g.slots.acquire(r.Context(), model, key, g.short(ep, fields[3], fields[4]))
+	if err != nil {
+		g.release(&t, 0, true)
+		switch {
+		case r.Context().Err() != nil:
+			return // the client left the queue: charged nothing
+		case errors.Is(err, errModelQueueTimeout):
+			g.metrics.reject(reasonNone, "model_queue_timeout")
+			g.metrics.request(ep, http.StatusServiceUnavailable)
+			writeError(w, errQueueTimeout(model, g.slots.capOf(model), waited, h))
+		case errors.Is(err, errLimiterDown):
+			g.fail(w, ep, errLimiter, "limiter_unavailable")
+		default:
+			g.fail(w, ep, errClosing, "closing")
+		}
+		return
+	}
 
 	// While THON swaps its own LLM server (a resize), requests wait here;
 	// a client that leaves meanwhile is charged nothing.
 	if err := g.drain.enter(r.Context()); err != nil {
+		lease.release(0)
 		g.release(&t, 0, true)
 		return
 	}
 	g.metrics.inFlight.Inc()
 	done := false
-	g.forward(w, ep, body, stream, injected, func(u tokenUsage, status int, refund bool) {
+	g.forward(w, r, ep, body, stream, injected, func(u tokenUsage, status int, refund bool) {
 		if done {
 			return
 		}
 		done = true
+		lease.release(cost(u))
 		g.drain.leave()
 		g.metrics.inFlight.Dec()
 		g.release(&t, g.tokensOf(u), refund)
@@ -155,6 +183,25 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request, ep endp
 		g.record(key.ID, model, u, 1, 0)
 	})
 }
+
+// short reports whether a request is short: embeddings, or a completion
+// asking for at most ShortMaxTokens tokens.
+func (g *Gateway) short(ep endpoint, maxTokens, maxCompletion gjson.Result) bool {
+	if g.opts.ShortMaxTokens <= 0 {
+		return false
+	}
+	if ep == epEmbeddings {
+		return true
+	}
+	n := maxCompletion.Int()
+	if maxCompletion.Type != gjson.Number {
+		n = maxTokens.Int()
+	}
+	return n > 0 && n <= int64(g.opts.ShortMaxTokens)
+}
+
+var errClosing = apiError{http.StatusServiceUnavailable, typeServer, "gateway_closing",
+	"The gateway is shutting down. Nothing was charged; try again in a moment."}
 
 // finishFunc ends an admitted request: charges u, frees its slots (refund:
 // also gives the request back) and counts it. The proxy calls it before
@@ -173,14 +220,23 @@ func (g *Gateway) record(keyID, model string, u tokenUsage, requests, rejections
 		Requests: requests, PromptTokens: u.prompt, CompletionTokens: u.completion, Rejections: rejections})
 }
 
-// upstreamRequest sends body upstream; the request is detached from the
-// client so a client that leaves is still charged for what was generated.
-func (g *Gateway) upstreamRequest(ep endpoint, method string, body []byte, stream bool) (*http.Response, context.CancelFunc, error) {
+// upstreamRequest sends body upstream. A stream is tied to its client
+// (parent): when the client goes, the upstream request is cancelled and the
+// server stops generating. Anything else is detached from the client
+// (parent nil): llama-server finishes a non-streaming answer whether or not
+// anyone waits for it, so the slot stays busy and the answer is charged.
+// Every request ends when the gateway closes.
+func (g *Gateway) upstreamRequest(parent context.Context, ep endpoint, method string, body []byte, stream bool) (*http.Response, context.CancelFunc, error) {
 	t := g.target.Load()
 	if t.urls[ep] == "" {
 		return nil, nil, errNoUpstream
 	}
-	ctx, cancel := context.WithTimeout(g.ctx, g.upTimeout)
+	if parent == nil {
+		parent = g.ctx
+	}
+	ctx, cancelCtx := context.WithTimeout(parent, g.upTimeout)
+	stop := context.AfterFunc(g.ctx, cancelCtx)
+	cancel := func() { stop(); cancelCtx() }
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -237,9 +293,17 @@ func (g *Gateway) upstreamFailure(err error) apiError {
 // forward sends the request upstream, relays the answer and calls finish
 // exactly once: with the usage to charge, the status sent and whether the
 // request is refunded (the upstream failed; nothing was generated).
-func (g *Gateway) forward(w http.ResponseWriter, ep endpoint, body []byte, stream, injected bool, finish finishFunc) {
-	resp, cancel, err := g.upstreamRequest(ep, http.MethodPost, body, stream)
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, ep endpoint, body []byte, stream, injected bool, finish finishFunc) {
+	var parent context.Context
+	if stream {
+		parent = r.Context()
+	}
+	resp, cancel, err := g.upstreamRequest(parent, ep, http.MethodPost, body, stream)
 	if err != nil {
+		if r.Context().Err() != nil { // the client left before the answer began
+			finish(tokenUsage{}, http.StatusServiceUnavailable, true)
+			return
+		}
 		e := g.upstreamFailure(err)
 		if !errors.Is(err, errNoUpstream) {
 			g.log.Warn("gateway: upstream request failed", "url", g.target.Load().urls[ep], "err", err)
@@ -262,12 +326,16 @@ func (g *Gateway) forward(w http.ResponseWriter, ep endpoint, body []byte, strea
 	}
 	ct := resp.Header.Get("Content-Type")
 	if stream && resp.StatusCode == http.StatusOK && hasPrefixFold(ct, "text/event-stream") {
-		g.relayStream(w, resp.Body, injected, finish)
+		g.relayStream(w, r.Context(), resp.Body, cancel, injected, promptEstimate(body), finish)
 		return
 	}
 
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
+		if stream && r.Context().Err() != nil {
+			finish(tokenUsage{prompt: promptEstimate(body)}, resp.StatusCode, false)
+			return
+		}
 		e := g.upstreamFailure(err)
 		g.log.Warn("gateway: read upstream response", "url", g.target.Load().urls[ep], "err", err)
 		finish(tokenUsage{}, e.status, true)
@@ -344,6 +412,8 @@ var (
 	dataPrefix = []byte("data:")
 	doneData   = []byte("[DONE]")
 	usageNull  = []byte(`"usage":null`)
+
+	timingsKeyBytes = []byte(`"timings":{`)
 )
 
 // completeEventBuffered reports whether br already holds a whole SSE event
@@ -360,9 +430,13 @@ func completeEventBuffered(br *bufio.Reader) bool {
 // relayStream passes SSE events through one by one, flushing after each burst,
 // and finishes the request with the usage the upstream reported, before
 // passing on [DONE]. When the gateway asked for usage (injected), the
-// usage-only chunk is kept from the client. When the client goes away, the
-// upstream is still read to its end.
-func (g *Gateway) relayStream(w http.ResponseWriter, body io.Reader, injected bool, finish finishFunc) {
+// usage-only chunk is kept from the client. When the client goes away
+// (clientCtx ends, or a write fails), the upstream request is cancelled at
+// once, which stops the server generating, and what was generated until
+// then is charged: llama-server's per-token timings when it sends them,
+// else one completion token per chunk with text and the prompt estimated
+// from the request's size (prompt).
+func (g *Gateway) relayStream(w http.ResponseWriter, clientCtx context.Context, body io.Reader, cancel context.CancelFunc, injected bool, prompt int64, finish finishFunc) {
 	h := w.Header()
 	h["Content-Type"] = []string{"text/event-stream"}
 	h["Cache-Control"] = []string{"no-cache"}
@@ -370,6 +444,9 @@ func (g *Gateway) relayStream(w http.ResponseWriter, body io.Reader, injected bo
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	clientGone := rc.Flush() != nil
+	if clientGone {
+		cancel()
+	}
 
 	br := readers.Get().(*bufio.Reader)
 	br.Reset(body)
@@ -379,16 +456,24 @@ func (g *Gateway) relayStream(w http.ResponseWriter, body io.Reader, injected bo
 	}()
 
 	var (
-		ev       []byte
-		u        tokenUsage
-		got      bool
-		chunks   int64
-		finished bool // [DONE], or a finish_reason: the answer is whole
+		ev         []byte
+		u          tokenUsage
+		got        bool // the upstream's usage came
+		timed      bool // llama-server's timings came
+		tm         tokenUsage
+		textChunks int64
+		finished   bool // [DONE], or a finish_reason: the answer is whole
 	)
 	charge := func() {
-		if !got {
-			g.warnFirst("gateway: the upstream sent no usage in a stream; counting one completion token per chunk")
-			u = tokenUsage{completion: chunks}
+		switch {
+		case got:
+		case timed:
+			u = tm
+		default:
+			if !clientGone {
+				g.warnFirst("gateway: the upstream sent no usage in a stream; counting one completion token per chunk and the prompt from the request's size")
+			}
+			u = tokenUsage{prompt: prompt, completion: textChunks}
 		}
 		finish(u, http.StatusOK, false)
 	}
@@ -402,8 +487,17 @@ func (g *Gateway) relayStream(w http.ResponseWriter, body io.Reader, injected bo
 			finished = true
 			charge()
 		} else if payload != nil {
-			chunks++
+			if hasText(payload) {
+				textChunks++
+			}
 			finished = finished || bytes.Contains(payload, finishReasonBytes)
+			if bytes.Contains(payload, timingsKeyBytes) {
+				t := gjson.GetManyBytes(payload, "timings.prompt_n", "timings.cache_n", "timings.predicted_n")
+				if t[2].Exists() {
+					timed = true
+					tm = tokenUsage{prompt: t[0].Int() + t[1].Int(), completion: t[2].Int()}
+				}
+			}
 			if bytes.Contains(payload, usageKeyBytes) && !bytes.Contains(payload, usageNull) {
 				var c struct {
 					Choices []json.RawMessage `json:"choices"`
@@ -424,26 +518,31 @@ func (g *Gateway) relayStream(w http.ResponseWriter, body io.Reader, injected bo
 				// upstream go out together, in one write.
 				err = rc.Flush()
 			}
-			clientGone = err != nil
+			if err != nil {
+				clientGone = true
+				cancel() // the server stops generating
+			}
 		}
 		ev = ev[:0]
 	}
-	for {
+	for !clientGone {
 		line, err := br.ReadSlice('\n')
 		ev = append(ev, line...)
 		if err == bufio.ErrBufferFull {
 			continue
 		}
 		if err != nil {
+			if clientCtx.Err() != nil {
+				clientGone = true // the upstream request ended with the client
+				break
+			}
 			emit()
-			if !finished {
+			if !finished && !clientGone {
 				// The server went away mid-answer: say so in the stream,
 				// as OpenAI does, rather than cut it silently.
 				g.log.Warn("gateway: the upstream stream broke off before the answer was complete", "err", err)
-				if !clientGone {
-					w.Write(brokenStreamEvent)
-					rc.Flush()
-				}
+				w.Write(brokenStreamEvent)
+				rc.Flush()
 			}
 			break
 		}
@@ -453,6 +552,24 @@ func (g *Gateway) relayStream(w http.ResponseWriter, body io.Reader, injected bo
 	}
 	charge() // no-op when [DONE] came
 }
+
+// hasText reports whether a chunk carries generated text (content,
+// reasoning, a completion's text or a tool call's arguments).
+func hasText(payload []byte) bool {
+	for _, k := range textKeys {
+		if i := bytes.Index(payload, k); i >= 0 && i+len(k) < len(payload) && payload[i+len(k)] != '"' {
+			return true
+		}
+	}
+	return false
+}
+
+var textKeys = [][]byte{[]byte(`"content":"`), []byte(`"text":"`), []byte(`"reasoning_content":"`), []byte(`"arguments":"`)}
+
+// promptEstimate is the prompt's tokens guessed from the request's size
+// (about 4 bytes a token, OpenAI's rule of thumb), for streams cut short
+// before the server said what it counted.
+func promptEstimate(body []byte) int64 { return int64(len(body)+3) / 4 }
 
 var (
 	finishReasonBytes = []byte(`"finish_reason":"`)
@@ -496,7 +613,7 @@ func (g *Gateway) serveModels(w http.ResponseWriter, r *http.Request, key *Key) 
 	if v, err := g.counters.peek(r.Context(), &p, now); err == nil {
 		setLimitHeaders(w.Header(), &p, &v, now)
 	}
-	resp, cancel, err := g.upstreamRequest(epModels, http.MethodGet, nil, false)
+	resp, cancel, err := g.upstreamRequest(nil, epModels, http.MethodGet, nil, false)
 	if err != nil {
 		g.log.Warn("gateway: list upstream models", "url", g.target.Load().urls[epModels], "err", err)
 		e := g.upstreamFailure(err)

@@ -174,7 +174,9 @@ func TestBrokenStreamEndsWithAnError(t *testing.T) {
 		t.Fatalf("stream: %d %s", resp.StatusCode, body)
 	}
 	e.gw.Close()
-	if u := e.sink.sum("user:a"); u.CompletionTokens == 0 || u.CompletionTokens >= 50 {
+	// Paused after its first chunk (the role, no text yet): the prompt,
+	// estimated from the request's size, and no completion token.
+	if u := e.sink.sum("user:a"); u.PromptTokens == 0 || u.CompletionTokens >= 50 {
 		t.Fatalf("charged %+v: want what was streamed, not nothing and not the whole answer", u)
 	}
 }

@@ -75,6 +75,10 @@ type ManagedOptions struct {
 	// Drain holds new requests to the server and waits, up to ctx, for
 	// those in flight; release lets requests through again. nil: no drain.
 	Drain func(ctx context.Context) (release func(), err error)
+	// Slots is told each model's parallel slots whenever the server is
+	// ready with a plan (the gateway never sends a model more requests at
+	// once). nil: nobody is told.
+	Slots func(map[string]int)
 	// Poll overrides how often the container is looked at (default 2 s).
 	Poll time.Duration
 	// HTTP overrides the client status queries use (tests).
@@ -121,6 +125,9 @@ func NewManaged(o ManagedOptions) (*Managed, error) {
 	}
 	if o.Upstream == nil {
 		o.Upstream = func(string) {}
+	}
+	if o.Slots == nil {
+		o.Slots = func(map[string]int) {}
 	}
 	if o.Poll <= 0 {
 		o.Poll = defaultPoll
@@ -394,7 +401,7 @@ func (m *Managed) Run(ctx context.Context) {
 // reconcile makes the container match the spec once.
 func (m *Managed) reconcile(ctx context.Context) {
 	m.mu.Lock()
-	spec, specErr := m.spec, m.specErr
+	spec, specErr, plan := m.spec, m.specErr, m.plan
 	m.mu.Unlock()
 	if specErr != nil {
 		m.setErr(specErr.Error())
@@ -412,17 +419,17 @@ func (m *Managed) reconcile(ctx context.Context) {
 	}
 	switch {
 	case notFound || inst.SpecHash != spec.Hash():
-		m.replace(ctx, spec, inst, !notFound)
+		m.replace(ctx, spec, plan, inst, !notFound)
 	case inst.State != sandbox.StateRunning:
-		m.restartCrashed(ctx, inst)
+		m.restartCrashed(ctx, inst, plan)
 	default:
-		m.observe(ctx, inst)
+		m.observe(ctx, inst, plan)
 	}
 }
 
 // replace starts the server from spec, replacing one made from other
 // settings once its streams in flight have finished.
-func (m *Managed) replace(ctx context.Context, spec sandbox.ServiceSpec, old sandbox.ServiceInstance, exists bool) {
+func (m *Managed) replace(ctx context.Context, spec sandbox.ServiceSpec, plan Plan, old sandbox.ServiceInstance, exists bool) {
 	verb, detail := "llm.start", m.describe(spec)
 	if exists {
 		verb = "llm.resize"
@@ -453,7 +460,7 @@ func (m *Managed) replace(ctx context.Context, spec sandbox.ServiceSpec, old san
 	m.running, m.lastErr, m.waiting, m.ready = inst, "", "", false
 	m.unloaded = map[string]bool{}
 	m.mu.Unlock()
-	m.waitReady(ctx, inst)
+	m.waitReady(ctx, inst, plan)
 }
 
 // describe says what a spec runs, for the audit log.
@@ -472,14 +479,16 @@ func (m *Managed) describe(spec sandbox.ServiceSpec) string {
 }
 
 // waitReady waits until the server answers and its models have loaded,
-// then points the gateway at it.
-func (m *Managed) waitReady(ctx context.Context, inst sandbox.ServiceInstance) {
+// then tells the gateway their slots (plan: what the server runs with) and
+// points it at the server.
+func (m *Managed) waitReady(ctx context.Context, inst sandbox.ServiceInstance, plan Plan) {
 	ctx, cancel := context.WithTimeout(ctx, readyWait)
 	defer cancel()
 	c := m.clientFor(inst)
 	for {
 		if c != nil {
 			if s, err := c.Llama(ctx); err == nil && allSettled(s) {
+				m.o.Slots(plan.Slots())
 				m.setUpstream(c.URL() + "/v1")
 				m.mu.Lock()
 				m.ready = true
@@ -529,7 +538,7 @@ func (m *Managed) clientFor(inst sandbox.ServiceInstance) *Client {
 // restartCrashed starts a server that stopped without THON stopping it
 // (it crashed, was killed, or the engine restarted): once it is noticed,
 // recorded, and the backoff has passed.
-func (m *Managed) restartCrashed(ctx context.Context, inst sandbox.ServiceInstance) {
+func (m *Managed) restartCrashed(ctx context.Context, inst sandbox.ServiceInstance, plan Plan) {
 	run := inst.ID + "@" + inst.Started.String() // one run of the container
 	m.mu.Lock()
 	now := time.Now()
@@ -565,7 +574,7 @@ func (m *Managed) restartCrashed(ctx context.Context, inst sandbox.ServiceInstan
 	m.mu.Lock()
 	m.running, m.lastErr = started, ""
 	m.mu.Unlock()
-	m.waitReady(ctx, started)
+	m.waitReady(ctx, started, plan)
 }
 
 // logTail is the last lines of the server's log, for the audit log.
@@ -585,7 +594,7 @@ func (m *Managed) logTail(ctx context.Context, n int) string {
 
 // observe looks at a running server: points the gateway at it when its
 // address changed, and loads again a model whose process died.
-func (m *Managed) observe(ctx context.Context, inst sandbox.ServiceInstance) {
+func (m *Managed) observe(ctx context.Context, inst sandbox.ServiceInstance, plan Plan) {
 	m.mu.Lock()
 	adopted := m.running.ID != inst.ID
 	if adopted || m.running.Started.IsZero() || inst.Started.Sub(m.running.Started) > 0 {
@@ -597,7 +606,7 @@ func (m *Managed) observe(ctx context.Context, inst sandbox.ServiceInstance) {
 	ready := m.ready
 	m.mu.Unlock()
 	if adopted || !ready {
-		m.waitReady(ctx, inst)
+		m.waitReady(ctx, inst, plan)
 		return
 	}
 	c := m.clientFor(inst)

@@ -27,6 +27,16 @@ type ModelPlan struct {
 	Notes        []string `json:"notes,omitempty"`
 }
 
+// Slots is each model's parallel slots (llama.cpp's -np) by model id: what
+// the gateway may send each model at once.
+func (p Plan) Slots() map[string]int {
+	out := make(map[string]int, len(p.Models))
+	for _, mp := range p.Models {
+		out[mp.Model] = mp.Slots
+	}
+	return out
+}
+
 // PlanFor sizes every configured model for n participants: context =
 // ctx_per_user × n capped by max_ctx, slots = slots_per_user × n capped by
 // max_slots (at least one participant's worth of each).

@@ -54,6 +54,10 @@ type ServiceOptions struct {
 	// HFEndpoint overrides Hugging Face's address (tests); "" is
 	// $HF_ENDPOINT or huggingface.co.
 	HFEndpoint string
+	// Slots is told each model's parallel slots whenever THON sizes
+	// Lemonade by the plan (a server THON runs says so itself, through
+	// ManagedOptions.Slots). nil: nobody is told.
+	Slots func(map[string]int)
 }
 
 // ErrDisabled: llm.enabled is false.
@@ -72,6 +76,9 @@ func NewService(cfg config.LLM, o ServiceOptions) *Service {
 	}
 	if o.Event == nil {
 		o.Event = func(context.Context, string, string, string, string) {}
+	}
+	if o.Slots == nil {
+		o.Slots = func(map[string]int) {}
 	}
 	s := &Service{opts: o, kick: make(chan struct{}, 1)}
 	s.Configure(cfg)
@@ -101,6 +108,15 @@ func (s *Service) Configure(cfg config.LLM) {
 		m.Configure(cfg, plan)
 	case s.opts.Managed != nil:
 		s.opts.Managed.Retire() // a server THON ran is no longer wanted
+	}
+	if cfg.Enabled && cfg.Backend == config.BackendLemonade {
+		// THON loads Lemonade's models with the plan's slots (thon llm
+		// load, and again as participants come and go).
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if plan, err := s.Plan(ctx); err == nil {
+			s.opts.Slots(plan.Slots())
+		}
 	}
 }
 
@@ -554,6 +570,7 @@ func (s *Service) apply(ctx context.Context, actor, only string, loadedOnly bool
 		}
 		out = append(out, a)
 	}
+	s.opts.Slots(plan.Slots())
 	return out, errors.Join(errs...)
 }
 

@@ -86,12 +86,22 @@ func (o *Orchestrator) PlanBulk(ctx context.Context, action Action, f Filter) (*
 	if len(p.users) == 0 {
 		return p, nil
 	}
-	if action == ActionStart || action == ActionRecreate {
-		err = o.rt.Prepare(ctx, o.Spec(p.users[0].Name, p.users[0].Group))
-	} else {
-		err = o.rt.Ping(ctx)
+	if action != ActionStart && action != ActionRecreate {
+		return p, o.rt.Ping(ctx)
 	}
-	return p, err
+	// Every image the selection needs (groups' templates may name others).
+	prepared := map[string]bool{}
+	for _, u := range p.users {
+		if image := o.SettingsFor(u.Group).Image; prepared[image] {
+			continue
+		} else {
+			prepared[image] = true
+		}
+		if err := o.rt.Prepare(ctx, o.Spec(u.Name, u.Group)); err != nil {
+			return p, err
+		}
+	}
+	return p, nil
 }
 
 // Bulk plans and runs action on every selected participant.
@@ -279,7 +289,7 @@ func (o *Orchestrator) do(ctx context.Context, actor string, action Action, u st
 	}
 	switch res.Outcome {
 	case OutcomeCreated, OutcomeStarted, OutcomeResumed, OutcomeRecreated:
-		o.started(ctx, u.Name)
+		o.started(ctx, u.Name, u.Group)
 	}
 	if res.Outcome != OutcomeUnchanged {
 		if detail == "" {

@@ -183,8 +183,8 @@ func TestExportsAreBounded(t *testing.T) {
 	rt := sandboxtest.NewFake(t, sandboxtest.FakeOptions{})
 	o, _ := newOrchestratorStore(t, rt, "alice", "bob", "carol")
 	started(t, o, map[string]map[string]string{"alice": {}, "bob": {}, "carol": {}})
-	s := o.Settings()
-	s.Concurrency = 2
+	s := o.Sandboxes()
+	s.Base.Concurrency = 2
 	if err := o.ApplySettings(ctx, "test", s); err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +339,7 @@ func newOrchestratorStore(t *testing.T, rt sandbox.Runtime, users ...string) (*o
 	cfg.Sandbox.Image = "thon-test/fake:latest"
 	cfg.Sandbox.Limits = config.Limits{CPU: 0.5, Memory: 64 << 20, Pids: 64}
 	cfg.Groups = config.Groups{{Name: "alpha", Users: users}}
-	o := orchestrator.New(orchestrator.Options{Runtime: rt, Store: st, Settings: cfg.Sandbox})
+	o := orchestrator.New(orchestrator.Options{Runtime: rt, Store: st, Sandboxes: cfg.SandboxSet()})
 	if _, err := o.Import(context.Background(), "test", cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -54,10 +54,12 @@ const (
 
 // Options configures an Orchestrator.
 type Options struct {
-	Runtime  sandbox.Runtime
-	Store    *store.Store
-	Settings config.Sandbox
-	Logger   *slog.Logger
+	Runtime sandbox.Runtime
+	Store   *store.Store
+	// Sandboxes are the settings sandboxes are made from: sandbox:, the
+	// templates and which group uses which (config.Config.SandboxSet).
+	Sandboxes config.SandboxSet
+	Logger    *slog.Logger
 	// OnUsersChanged, if set, is called after participants were added or
 	// removed (the front door opens or closes their ports).
 	OnUsersChanged func(ctx context.Context)
@@ -65,8 +67,9 @@ type Options struct {
 	// sandbox to its spec: the AI gateway's key and URL in the environment,
 	// the assistants' config files. It is part of the spec: a change marks
 	// the sandbox outdated. It must not keep spec.Env (shared by all specs)
-	// but replace it.
-	Personalize func(spec *sandbox.Spec)
+	// but replace it. template is the template of the participant's group
+	// ("" for none), whose assistant files it uses.
+	Personalize func(spec *sandbox.Spec, template string)
 	// OnImport, if set, applies the rest of a thon.yaml that `thon run`
 	// sends (LLM and assistant settings) before its sandbox settings; its
 	// error refuses the import.
@@ -91,7 +94,7 @@ type Options struct {
 // Orchestrator owns the sandboxes of one event.
 type Orchestrator struct {
 	usersChanged func(ctx context.Context)
-	personalize  func(spec *sandbox.Spec)
+	personalize  func(spec *sandbox.Spec, template string)
 	onImport     func(ctx context.Context, cfg *config.Config) error
 	rt           sandbox.Runtime
 	caps         sandbox.Capabilities
@@ -107,7 +110,7 @@ type Orchestrator struct {
 	now          func() time.Time
 
 	mu       sync.Mutex
-	settings config.Sandbox
+	settings config.SandboxSet
 	locks    map[string]*userLock // per-user operation lock
 	busy     map[string]string    // user → transient state ("starting") while an operation runs
 	ops      map[string]uint64    // user → count of operations begun or ended, for Reconcile
@@ -162,7 +165,7 @@ func New(o Options) *Orchestrator {
 		now:          o.Now,
 		sleeping:     map[string]string{},
 		wakes:        wakeQueue{active: map[string]bool{}, since: map[string]time.Time{}},
-		settings:     o.Settings,
+		settings:     o.Sandboxes,
 		health:       &http.Client{Timeout: 3 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		locks:        map[string]*userLock{},
 		busy:         map[string]string{},
@@ -174,30 +177,64 @@ func New(o Options) *Orchestrator {
 // Runtime returns the engine in use.
 func (o *Orchestrator) Runtime() sandbox.Runtime { return o.rt }
 
-// Settings returns the sandbox settings new sandboxes are created with.
+// Settings returns sandbox: as applied: what sandboxes of a group without
+// a template are created with, and the settings of the event as a whole
+// (concurrency, startup timeout).
 func (o *Orchestrator) Settings() config.Sandbox {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.settings.Base
+}
+
+// SettingsFor returns the settings a group's sandboxes are created with
+// and sleep by: sandbox:, the group's template, its own idle policy.
+// Everything that asks which settings a participant's sandbox gets asks
+// this.
+func (o *Orchestrator) SettingsFor(group string) config.Effective {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.settings.For(group)
+}
+
+// Sandboxes returns every setting sandboxes are made from: sandbox:, the
+// templates and what each group says.
+func (o *Orchestrator) Sandboxes() config.SandboxSet {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.settings
 }
 
-// ApplySettings replaces the sandbox settings (validated by the caller) and records them.
-func (o *Orchestrator) ApplySettings(ctx context.Context, actor string, s config.Sandbox) error {
-	b, err := json.Marshal(s)
-	if err != nil {
-		return err
+// ApplySettings replaces the sandbox settings and templates (validated by
+// the caller) and records them. Sandboxes whose spec changes with them (a
+// template's image, say) show as outdated until recreated.
+func (o *Orchestrator) ApplySettings(ctx context.Context, actor string, s config.SandboxSet) error {
+	stored := []struct {
+		key string
+		v   any
+	}{
+		{"sandbox", s.Base},
+		{"templates", struct {
+			Templates config.Templates               `json:"templates"`
+			Groups    map[string]config.GroupSandbox `json:"groups,omitempty"`
+		}{s.Templates, s.Groups}},
 	}
-	old, _ := o.st.Setting(ctx, "sandbox")
-	if err := o.st.PutSetting(ctx, "sandbox", string(b)); err != nil {
-		return fmt.Errorf("store sandbox settings: %w", err)
+	for _, kv := range stored {
+		b, err := json.Marshal(kv.v)
+		if err != nil {
+			return err
+		}
+		old, _ := o.st.Setting(ctx, kv.key)
+		if err := o.st.PutSetting(ctx, kv.key, string(b)); err != nil {
+			return fmt.Errorf("store %s settings: %w", kv.key, err)
+		}
+		if old != string(b) {
+			o.event(ctx, actor, "settings.apply", kv.key, string(b))
+		}
 	}
 	o.mu.Lock()
 	o.settings = s
 	o.specGen++
 	o.mu.Unlock()
-	if old != string(b) {
-		o.event(ctx, actor, "settings.apply", "sandbox", string(b))
-	}
 	return nil
 }
 
@@ -266,17 +303,18 @@ func (o *Orchestrator) event(ctx context.Context, actor, action, target, detail 
 	}
 }
 
-// Spec builds the desired sandbox of a participant from the current settings.
+// Spec builds the desired sandbox of a participant from the current
+// settings of their group.
 func (o *Orchestrator) Spec(user, group string) sandbox.Spec {
-	return o.specFrom(o.Settings(), user, group)
+	return o.specFrom(o.SettingsFor(group), user, group)
 }
 
 // specFrom adds what services give each sandbox (the AI gateway's key and
 // URL, assistant configs) to the settings' spec.
-func (o *Orchestrator) specFrom(s config.Sandbox, user, group string) sandbox.Spec {
-	spec := SpecFrom(s, user, group)
+func (o *Orchestrator) specFrom(s config.Effective, user, group string) sandbox.Spec {
+	spec := SpecFrom(s.Sandbox, user, group)
 	if o.personalize != nil {
-		o.personalize(&spec)
+		o.personalize(&spec, s.Template)
 	}
 	return spec
 }
@@ -299,7 +337,7 @@ func (o *Orchestrator) SpecsChanged() {
 // specHash is the hash of user's current spec, from a cache: building a
 // spec writes assistant files and derives a key, too slow to redo for 500
 // participants on every status read.
-func (o *Orchestrator) specHash(s config.Sandbox, user, group string) string {
+func (o *Orchestrator) specHash(s config.Effective, user, group string) string {
 	o.mu.Lock()
 	gen := o.specGen
 	c, ok := o.hashes[user]
@@ -340,8 +378,10 @@ func SpecFrom(s config.Sandbox, user, group string) sandbox.Spec {
 
 // Status is what THON knows of one participant's sandbox.
 type Status struct {
-	User      string `json:"user"`
-	Group     string `json:"group"`
+	User  string `json:"user"`
+	Group string `json:"group"`
+	// Template is the template the sandbox is made from ("": sandbox:).
+	Template  string `json:"template,omitempty"`
 	State     string `json:"state"`
 	Workspace string `json:"workspace"`
 	Endpoint  string `json:"endpoint,omitempty"`
@@ -411,8 +451,8 @@ func (o *Orchestrator) List(ctx context.Context, f Filter) ([]Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	settings := o.Settings()
 	o.mu.Lock()
+	set := o.settings
 	busy := make(map[string]string, len(o.busy))
 	for k, v := range o.busy {
 		busy[k] = v
@@ -424,7 +464,7 @@ func (o *Orchestrator) List(ctx context.Context, f Filter) ([]Status, error) {
 		if !f.match(u) {
 			continue
 		}
-		st := o.status(u, boxes, busy, settings)
+		st := o.status(u, boxes, busy, set.For(u.Group))
 		st.RunningSeconds = running[u.Name].Total.Seconds()
 		if r, ok := use.Sandboxes[u.Name]; ok && (st.State == string(sandbox.StateRunning) || st.State == string(sandbox.StatePaused)) {
 			st.CPU, st.Memory, st.Disk = known(r.CPU), known(r.Memory), known(r.Disk)
@@ -443,8 +483,8 @@ func known[T int64 | float64](v T) *T {
 	return &v
 }
 
-func (o *Orchestrator) status(u store.User, boxes map[string]store.Sandbox, busy map[string]string, s config.Sandbox) Status {
-	st := Status{User: u.Name, Group: u.Group, State: string(sandbox.StateMissing), Workspace: s.Workspace}
+func (o *Orchestrator) status(u store.User, boxes map[string]store.Sandbox, busy map[string]string, s config.Effective) Status {
+	st := Status{User: u.Name, Group: u.Group, Template: s.Template, State: string(sandbox.StateMissing), Workspace: s.Workspace}
 	if b, ok := boxes[u.Name]; ok {
 		st.State, st.Endpoint, st.Image, st.Error = shownState(b.State, b.Sleep), b.Endpoint, b.Image, b.Error
 		st.Created, st.Updated = b.CreatedAt, b.UpdatedAt

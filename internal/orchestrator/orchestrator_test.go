@@ -43,7 +43,7 @@ func newOrchestrator(t *testing.T, rt sandbox.Runtime, users ...string) *orchest
 	cfg.Sandbox.Image = "thon-test/fake:latest"
 	cfg.Sandbox.Limits = config.Limits{CPU: 0.5, Memory: 64 << 20, Pids: 64}
 	cfg.Groups = config.Groups{{Name: "alpha", Users: users}}
-	o := orchestrator.New(orchestrator.Options{Runtime: rt, Store: st, Settings: cfg.Sandbox})
+	o := orchestrator.New(orchestrator.Options{Runtime: rt, Store: st, Sandboxes: cfg.SandboxSet()})
 	if _, err := o.Import(context.Background(), "test", cfg); err != nil {
 		t.Fatal(err)
 	}

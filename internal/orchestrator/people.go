@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/thon-dev/thon/internal/config"
@@ -22,7 +23,7 @@ func (o *Orchestrator) Import(ctx context.Context, actor string, cfg *config.Con
 			return store.ImportResult{}, err
 		}
 	}
-	if err := o.ApplySettings(ctx, actor, cfg.Sandbox); err != nil {
+	if err := o.ApplySettings(ctx, actor, cfg.SandboxSet()); err != nil {
 		return store.ImportResult{}, err
 	}
 	return o.ImportPeople(ctx, actor, cfg.Groups)
@@ -106,6 +107,16 @@ func (o *Orchestrator) RenameGroup(ctx context.Context, actor, from, to string) 
 	}
 	if err := o.st.CreateGroup(ctx, to); err != nil {
 		return nil, err
+	}
+	// The group keeps its template and idle policy under its new name.
+	if set := o.Sandboxes(); set.Groups[from] != (config.GroupSandbox{}) {
+		groups := maps.Clone(set.Groups)
+		groups[to] = groups[from]
+		delete(groups, from)
+		set.Groups = groups
+		if err := o.ApplySettings(ctx, actor, set); err != nil {
+			return nil, err
+		}
 	}
 	var out []Result
 	for _, u := range g.Users {

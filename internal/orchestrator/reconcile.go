@@ -86,7 +86,7 @@ func (o *Orchestrator) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		*list = append(*list, inst.User)
 		ws := b.Workspace
 		if ws == "" {
-			ws = o.Settings().Workspace
+			ws = o.SettingsFor(inst.Group).Workspace
 		}
 		o.record(ctx, inst, ws, "")
 	}

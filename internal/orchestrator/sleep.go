@@ -73,10 +73,10 @@ func (o *Orchestrator) setSleep(ctx context.Context, user, reason string) {
 // started records that a sandbox was brought up now: the start of its
 // idle time and, with sandbox.max_lifetime, of a new lifetime unless one
 // still runs.
-func (o *Orchestrator) started(ctx context.Context, user string) {
+func (o *Orchestrator) started(ctx context.Context, user, group string) {
 	now := o.now()
 	t := store.SandboxTimes{StartedAt: &now}
-	if life := o.Settings().MaxLifetime.D(); life > 0 {
+	if life := o.SettingsFor(group).MaxLifetime.D(); life > 0 {
 		if b, err := o.st.Sandbox(ctx, user); err == nil && (b.Expires.IsZero() || !now.Before(b.Expires)) {
 			exp := now.Add(life)
 			t.Expires = &exp
@@ -144,12 +144,12 @@ func (o *Orchestrator) flushActivity(ctx context.Context, flushed map[string]tim
 }
 
 // SleepIdle puts to sleep every running sandbox that has been idle for
-// sandbox.idle_timeout, and stops those whose sandbox.max_lifetime ran out.
-// The daemon calls it every half minute.
+// its idle_timeout, and stops those whose max_lifetime ran out (sandbox:'s,
+// or its group's template's or group's own). The daemon calls it every
+// half minute.
 func (o *Orchestrator) SleepIdle(ctx context.Context) error {
-	s := o.Settings()
-	idle, life := s.IdleTimeout.D(), s.MaxLifetime.D()
-	if idle <= 0 && life <= 0 {
+	set := o.Sandboxes()
+	if !set.AnyIdlePolicy() {
 		return nil
 	}
 	users, err := o.st.Users(ctx)
@@ -166,16 +166,18 @@ func (o *Orchestrator) SleepIdle(ctx context.Context) error {
 		if !ok || b.State != string(sandbox.StateRunning) || o.isBusy(u.Name) {
 			continue
 		}
+		s := set.For(u.Group)
+		idle, life := s.IdleTimeout.D(), s.MaxLifetime.D()
 		switch since := o.idleSince(u.Name, b); {
 		case life > 0 && !b.Expires.IsZero() && !now.Before(b.Expires):
-			o.sleep(ctx, u, store.SleepLifetime, fmt.Sprintf("its lifetime ran out (sandbox.max_lifetime %s)", s.MaxLifetime))
+			o.sleep(ctx, u, store.SleepLifetime, fmt.Sprintf("its lifetime ran out (%s %s)", s.Where("max_lifetime"), s.MaxLifetime))
 		case idle > 0 && since.IsZero():
 			// Running since before THON recorded starts: its idle time starts now.
 			if o.activity != nil {
 				o.activity.TouchAt(u.Name, now)
 			}
 		case idle > 0 && now.Sub(since) >= idle:
-			o.sleep(ctx, u, store.SleepIdle, fmt.Sprintf("idle for %s (sandbox.idle_timeout %s)", now.Sub(since).Round(time.Minute), s.IdleTimeout))
+			o.sleep(ctx, u, store.SleepIdle, fmt.Sprintf("idle for %s (%s %s)", now.Sub(since).Round(time.Minute), s.Where("idle_timeout"), s.IdleTimeout))
 		}
 	}
 	return nil
@@ -184,7 +186,7 @@ func (o *Orchestrator) SleepIdle(ctx context.Context) error {
 // sleep stops (or, idle with idle_action pause, pauses) one sandbox as the system.
 func (o *Orchestrator) sleep(ctx context.Context, u store.User, reason, why string) {
 	action, how := ActionStop, "stopped"
-	if reason == store.SleepIdle && o.Settings().IdleAction == config.IdlePause && !o.caps.PauseIsStop {
+	if reason == store.SleepIdle && o.SettingsFor(u.Group).IdleAction == config.IdlePause && !o.caps.PauseIsStop {
 		action, how = ActionPause, "paused"
 	}
 	res := o.do(ctx, SystemActor, action, u, false, func(string) {}, note{event: "sandbox.sleep", detail: why + ": " + how, sleep: reason})
@@ -248,7 +250,7 @@ func (o *Orchestrator) queuePosition(user string) int {
 
 // dispatchWakes starts waiting wakes while there is room. o.mu is held.
 func (o *Orchestrator) dispatchWakes() {
-	limit := max(o.settings.Concurrency, 1)
+	limit := max(o.settings.Base.Concurrency, 1)
 	for len(o.wakes.active) < limit && len(o.wakes.waiting) > 0 {
 		user := o.wakes.waiting[0]
 		o.wakes.waiting = o.wakes.waiting[1:]
@@ -288,19 +290,20 @@ func (o *Orchestrator) wake(user string) {
 // configured sandbox.max_lifetime when for is 0), and an expired one is
 // started again.
 func (o *Orchestrator) Renew(ctx context.Context, actor, user string, d time.Duration) (time.Time, error) {
-	life := o.Settings().MaxLifetime.D()
+	u, err := o.st.User(ctx, user)
+	if err != nil {
+		return time.Time{}, err
+	}
+	s := o.SettingsFor(u.Group)
+	life := s.MaxLifetime.D()
 	if life <= 0 {
-		return time.Time{}, config.Problem{Msg: "sandbox.max_lifetime is off: sandboxes have no end to renew", Hint: "set sandbox.max_lifetime in thon.yaml (e.g. 12h) and run thon run"}
+		return time.Time{}, config.Problem{Msg: s.Where("max_lifetime") + " is off: " + user + "'s sandbox has no end to renew", Hint: "set it in thon.yaml (e.g. 12h) and run thon run"}
 	}
 	if d == 0 {
 		d = life
 	}
 	if d < time.Minute || d > 30*24*time.Hour {
 		return time.Time{}, config.Problem{Msg: fmt.Sprintf("renew for %s: give a duration from 1m to 720h, e.g. 2h", d)}
-	}
-	u, err := o.st.User(ctx, user)
-	if err != nil {
-		return time.Time{}, err
 	}
 	b, err := o.st.Sandbox(ctx, user)
 	if err != nil {
@@ -327,18 +330,17 @@ func (o *Orchestrator) Renew(ctx context.Context, actor, user string, d time.Dur
 // and, with sandbox.max_lifetime, when its life ends.
 type Idle struct {
 	State   string        // as Live.State
-	Timeout time.Duration // sandbox.idle_timeout (0: it never sleeps when idle)
-	Action  string        // sandbox.idle_action
+	Timeout time.Duration // its idle_timeout (0: it never sleeps when idle)
+	Action  string        // its idle_action
 	IdleFor time.Duration // since the participant's last activity (or the sandbox's start)
 	SleepIn time.Duration // until it goes to sleep, when Timeout is set (0: due now)
 	Expires time.Time     // the end of its lifetime (zero: none)
 }
 
 // Watched says whether anything puts sandboxes to sleep: an idle timeout
-// or a lifetime.
+// or a lifetime, in sandbox:, a template or a group.
 func (o *Orchestrator) Watched() bool {
-	s := o.Settings()
-	return s.IdleTimeout.D() > 0 || s.MaxLifetime.D() > 0
+	return o.Sandboxes().AnyIdlePolicy()
 }
 
 // IdleOf reports user's sandbox's idle time and when it sleeps or ends.
@@ -351,7 +353,11 @@ func (o *Orchestrator) IdleOf(ctx context.Context, user string) (Idle, error) {
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return Idle{}, err
 	}
-	s := o.Settings()
+	u, err := o.st.User(ctx, user)
+	if err != nil {
+		return Idle{}, err
+	}
+	s := o.SettingsFor(u.Group) // the group's idle policy
 	in := Idle{State: live.State, Timeout: s.IdleTimeout.D(), Action: s.IdleAction}
 	if s.MaxLifetime.D() > 0 {
 		in.Expires = b.Expires

@@ -53,7 +53,7 @@ func newSleepy(t *testing.T, rt sandbox.Runtime, s func(*config.Sandbox), users 
 	cfg.Groups = config.Groups{{Name: "alpha", Users: users}}
 	c := &clock{now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
 	act := activity.New(c.Now)
-	o := orchestrator.New(orchestrator.Options{Runtime: rt, Store: st, Settings: cfg.Sandbox, Activity: act, Now: c.Now})
+	o := orchestrator.New(orchestrator.Options{Runtime: rt, Store: st, Sandboxes: cfg.SandboxSet(), Activity: act, Now: c.Now})
 	if _, err := o.Import(ctx, "test", cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,9 @@ func TestRunningTimes(t *testing.T) { eachBackend(t, testRunningTimes) }
 func testRunningTimes(t *testing.T, dsn string) {
 	ctx := context.Background()
 	s := open(t, dsn)
-	s.Import(ctx, []string{"alpha"}, []ImportUser{{"alice", "alpha"}, {"bob", "alpha"}})
+	if _, err := s.Import(ctx, importGroups("alpha"), []ImportUser{{Name: "alice", Group: "alpha"}, {Name: "bob", Group: "alpha"}}); err != nil {
+		t.Fatal(err)
+	}
 	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
 	track := func(d time.Duration, running ...string) {

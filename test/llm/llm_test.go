@@ -5,8 +5,10 @@
 package llm_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -229,5 +231,198 @@ func TestNoErrorWhenTheServerClosesIdleConnections(t *testing.T) {
 	}
 	if ok.Load() < 10 {
 		t.Fatalf("only %d requests were answered", ok.Load())
+	}
+}
+
+// keys is a key store with one key per participant.
+type keys struct {
+	mu sync.Mutex
+	m  map[string]gateway.Key
+}
+
+func (k *keys) add(id string) string {
+	secret, hash := gateway.NewKey()
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]gateway.Key{}
+	}
+	k.m[hash] = gateway.Key{ID: "user:" + id, Owner: id, Group: "alpha"}
+	k.mu.Unlock()
+	return secret
+}
+
+func (k *keys) KeyByHash(_ context.Context, hash string) (gateway.Key, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if key, ok := k.m[hash]; ok {
+		return key, nil
+	}
+	return gateway.Key{}, gateway.ErrUnknownKey
+}
+
+// busySlots counts the real server's slots that are processing.
+func busySlots(t *testing.T, url string) (busy int) {
+	t.Helper()
+	// A connection the Docker bridge resets (seen here under load, on new
+	// connections to the published port) says nothing about the slots:
+	// ask again, a few times.
+	var resp *http.Response
+	var err error
+	for try := 0; ; try++ {
+		if resp, err = http.Get(url + "/slots"); err == nil {
+			break
+		}
+		if try == 4 {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	defer resp.Body.Close()
+	var slots []struct {
+		IsProcessing bool `json:"is_processing"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&slots); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range slots {
+		if s.IsProcessing {
+			busy++
+		}
+	}
+	return busy
+}
+
+// The gateway never gives the real server more streams at once than the
+// model's slots, however many participants push: the server's own /slots
+// never shows more busy ones. (The server has 4; the gateway is told 2.)
+func TestSlotBoundAtTheRealServer(t *testing.T) {
+	l := testenv.LlamaServer(t, testenv.LlamaOptions{Image: testenv.LLMImage(t), Slots: 4, Ctx: 4 * 4096})
+	ks := &keys{}
+	gw, err := gateway.New(gateway.Options{Upstream: l.URL + "/v1", Keys: ks, UpstreamSlots: 2, LlamaCppTimings: true, QueueTimeout: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gw)
+	t.Cleanup(func() { srv.Close(); gw.Close() })
+	end := time.Now().Add(8 * time.Second)
+	var wg sync.WaitGroup
+	var served, failed atomic.Int64
+	for i := range 8 {
+		secret := ks.add(fmt.Sprintf("p%d", i))
+		wg.Go(func() {
+			for time.Now().Before(end) {
+				req, _ := http.NewRequest("POST", srv.URL+"/v1/chat/completions",
+					strings.NewReader(`{"model":"thon-test","stream":true,"max_tokens":200,"ignore_eos":true,"messages":[{"role":"user","content":"go on"}]}`))
+				req.Header.Set("Authorization", "Bearer "+secret)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || !bytes.Contains(b, []byte("[DONE]")) {
+					failed.Add(1)
+					continue
+				}
+				served.Add(1)
+			}
+		})
+	}
+	most, samples := 0, 0
+	for time.Now().Before(end) {
+		busy := busySlots(t, l.URL)
+		most = max(most, busy)
+		samples++
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	t.Logf("%d streams served, %d failed; the server showed at most %d busy slots in %d samples", served.Load(), failed.Load(), most, samples)
+	if failed.Load() > 0 {
+		t.Fatalf("%d requests failed", failed.Load())
+	}
+	if most > 2 {
+		t.Fatalf("the server had %d slots busy at once; the gateway may send 2", most)
+	}
+	if most < 2 || served.Load() < 8 {
+		t.Fatalf("the load did not fill the slots (at most %d busy, %d served)", most, served.Load())
+	}
+}
+
+// A participant who disconnects mid-stream frees the slot at once: the
+// gateway cancels its request and the real server stops generating; what
+// it generated until then is charged, exactly as its per-token timings
+// count it.
+func TestDisconnectMidStreamStopsTheRealServer(t *testing.T) {
+	l := testenv.LlamaServer(t, testenv.LlamaOptions{Image: testenv.LLMImage(t), Slots: 1, Ctx: 16384})
+	ks := &keys{}
+	s := &sink{}
+	gw, err := gateway.New(gateway.Options{Upstream: l.URL + "/v1", Keys: ks, Usage: s, UpstreamSlots: 1, LlamaCppTimings: true, QueueTimeout: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gw)
+	t.Cleanup(func() { srv.Close(); gw.Close() })
+	secret := ks.add("alice")
+	body := `{"model":"thon-test","stream":true,"max_tokens":15000,"ignore_eos":true,"messages":[{"role":"user","content":"go on"}]}`
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "POST", srv.URL+"/v1/chat/completions", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(resp.Body)
+	read := 0
+	for read < 100 {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(line, `"content":"`) && !strings.Contains(line, `"content":""`) {
+			read++
+		}
+	}
+	if busy := busySlots(t, l.URL); busy != 1 {
+		t.Fatalf("%d busy slots mid-stream", busy)
+	}
+	cancel()
+	resp.Body.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if busy := busySlots(t, l.URL); busy == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server kept generating after the client left")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p, c := charged(t, s)
+	t.Logf("the client read %d tokens; charged %d prompt + %d completion tokens", read, p, c)
+	if c < int64(read) || c >= 15000 {
+		t.Fatalf("charged %d completion tokens: want at least the %d read and less than the 15000 asked", c, read)
+	}
+	// The prompt is what the server counted for the same request.
+	full, err := http.Post(l.URL+"/v1/chat/completions", "application/json", strings.NewReader(strings.NewReplacer(`"max_tokens":15000`, `"max_tokens":1`, `"stream":true`, `"stream":false`).Replace(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(full.Body)
+	full.Body.Close()
+	if want := fmt.Sprintf(`"prompt_tokens":%d`, p); !bytes.Contains(b, []byte(want)) {
+		t.Fatalf("charged %d prompt tokens; the server counts: %s", p, b)
+	}
+	// The slot is free for the next participant at once.
+	bob := ks.add("bob")
+	req, _ = http.NewRequest("POST", srv.URL+"/v1/chat/completions", strings.NewReader(`{"model":"thon-test","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`))
+	req.Header.Set("Authorization", "Bearer "+bob)
+	r2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != 200 {
+		t.Fatalf("the next request: %d", r2.StatusCode)
 	}
 }

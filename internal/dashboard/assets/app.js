@@ -75,6 +75,26 @@
     if (el) el.textContent = String(Math.max(0, Number(el.textContent) + d));
   }
 
+  // The gateway's slots and queue per model (gateway and LLM pages).
+  function showQueues(models) {
+    const secs = v => (v || 0).toFixed(2) + " s";
+    for (const tbody of $$("table[data-queues] tbody")) {
+      const rows = [];
+      const row = (cls, cells) => {
+        const tr = document.createElement("tr");
+        if (cls) tr.className = cls;
+        for (const c of cells) { const td = document.createElement("td"); td.textContent = c; tr.append(td); }
+        rows.push(tr);
+      };
+      for (const m of models) {
+        row("", [m.model, `${m.busy} of ${m.slots}` + (m.reserved ? ` (${m.reserved} for short requests)` : ""), String(m.waiting), secs(m.wait_p50_seconds), secs(m.wait_p95_seconds), String(m.timed_out)]);
+        for (const g of m.groups || []) row("sub", ["group " + g.group, "", String(g.waiting), secs(g.wait_p50_seconds), secs(g.wait_p95_seconds), String(g.timed_out)]);
+      }
+      if (rows.length === 0) continue; // keep the explanation
+      tbody.replaceChildren(...rows);
+    }
+  }
+
   // Live updates; EventSource reconnects by itself, and a daemon that
   // restarted meanwhile (a new start time) means everything is reloaded.
   let started = sessionStorage.getItem("thon-started");
@@ -108,6 +128,7 @@
         while (list.children.length > 15) list.lastElementChild.remove();
       }
     });
+    es.addEventListener("queue", ev => showQueues(JSON.parse(ev.data)));
     es.addEventListener("usage", ev => {
       const u = JSON.parse(ev.data);
       for (const [id, v] of [["#usage-req", u.requests], ["#usage-tok", u.tokens], ["#usage-429", u.rejections]]) { const el = $(id); if (el) el.textContent = String(v); }

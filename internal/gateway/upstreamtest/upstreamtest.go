@@ -55,13 +55,16 @@ type Options struct {
 
 // Request is what the server saw of one request.
 type Request struct {
-	Path          string
-	Model         string
-	Stream        bool
-	IncludeUsage  bool // stream_options.include_usage was true
-	MaxTokens     int
-	Authorization string
-	Body          []byte
+	Path         string
+	Model        string
+	Stream       bool
+	IncludeUsage bool // stream_options.include_usage was true
+	// TimingsPerToken: llama-server's "timings_per_token" was true; every
+	// token chunk then carries "timings" as llama-server's do.
+	TimingsPerToken bool
+	MaxTokens       int
+	Authorization   string
+	Body            []byte
 }
 
 // Server is a running test upstream.
@@ -82,6 +85,7 @@ type Server struct {
 
 	completed  atomic.Int64 // streams and responses written to the end
 	aborted    atomic.Int64 // streams whose reader went away
+	cutTokens  atomic.Int64 // token chunks written by streams before their reader went away
 	prompt     atomic.Int64 // tokens reported in usage objects
 	completion atomic.Int64
 }
@@ -219,6 +223,10 @@ func (s *Server) Completed() int64 { return s.completed.Load() }
 // Aborted counts streams whose reader disconnected before [DONE].
 func (s *Server) Aborted() int64 { return s.aborted.Load() }
 
+// CutTokens counts the token chunks aborted streams had written when their
+// reader went away: what a server that stops generating then generated.
+func (s *Server) CutTokens() int64 { return s.cutTokens.Load() }
+
 // Tokens sums the prompt and completion tokens of every completed response.
 func (s *Server) Tokens() (prompt, completion int64) {
 	return s.prompt.Load(), s.completion.Load()
@@ -285,6 +293,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		StreamOptions *struct {
 			IncludeUsage bool `json:"include_usage"`
 		} `json:"stream_options"`
+		TimingsPerToken     bool            `json:"timings_per_token"`
 		MaxTokens           int             `json:"max_tokens"`
 		MaxCompletionTokens int             `json:"max_completion_tokens"`
 		Messages            json.RawMessage `json:"messages"`
@@ -297,7 +306,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := Request{Path: r.URL.Path, Model: in.Model, Stream: in.Stream, Authorization: r.Header.Get("Authorization"), Body: body,
-		IncludeUsage: in.StreamOptions != nil && in.StreamOptions.IncludeUsage}
+		IncludeUsage: in.StreamOptions != nil && in.StreamOptions.IncludeUsage, TimingsPerToken: in.TimingsPerToken}
 	req.MaxTokens = in.MaxTokens
 	if in.MaxCompletionTokens > 0 {
 		req.MaxTokens = in.MaxCompletionTokens
@@ -489,9 +498,13 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, req Request, c
 		object = "chat.completion.chunk"
 	}
 	var buf bytes.Buffer
+	sent := 0 // token chunks written
 	send := func(choices []any, withUsage *usage) error {
 		buf.Reset()
 		chunk := map[string]any{"id": id, "object": object, "created": time.Now().Unix(), "model": req.Model, "choices": choices}
+		if req.TimingsPerToken && sent > 0 {
+			chunk["timings"] = map[string]any{"cache_n": 0, "prompt_n": prompt, "predicted_n": sent}
+		}
 		if req.IncludeUsage {
 			// OpenAI sends "usage": null on every chunk but the last one
 			// when usage was asked for, and omits the field otherwise.
@@ -518,6 +531,7 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, req Request, c
 	}
 	fail := func() {
 		s.aborted.Add(1)
+		s.cutTokens.Add(int64(sent))
 	}
 	if err := send(delta("", true, nil), nil); err != nil {
 		fail()
@@ -543,7 +557,9 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, req Request, c
 				return
 			}
 		}
+		sent++
 		if err := send(delta("tok ", false, nil), nil); err != nil {
+			sent--
 			fail()
 			return
 		}

@@ -478,6 +478,20 @@ func (f *Fake) Inspect(ctx context.Context, user string) (sandbox.Instance, erro
 	return f.describe(b), nil
 }
 
+// Spec returns the spec user's sandbox was created from, as a test reads a
+// Docker container's configuration with docker inspect.
+func (f *Fake) Spec(user string) (sandbox.Spec, error) {
+	if err := f.lock(); err != nil {
+		return sandbox.Spec{}, err
+	}
+	defer f.e.mu.Unlock()
+	b, err := f.box("inspect", user)
+	if err != nil {
+		return sandbox.Spec{}, err
+	}
+	return b.spec, nil
+}
+
 // List returns the instance's sandboxes, sorted by user.
 func (f *Fake) List(ctx context.Context) ([]sandbox.Instance, error) {
 	if err := f.lock(); err != nil {
