@@ -364,6 +364,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusServiceUnavailable, ue.Msg, ue.Hint)
 	case errors.Is(err, context.Canceled):
 		// The client went away; nothing to answer.
+	case store.DiskFull(err):
+		s.log.Error("api request refused: the disk of the store is full", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInsufficientStorage, "the disk holding THON's data is full: nothing was changed",
+			"free space on the disk of server.data_dir (or the database server's); THON goes on by itself once there is room")
 	default:
 		s.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, err.Error(), "")

@@ -89,6 +89,17 @@ func (o *Orchestrator) Reconcile(ctx context.Context) (ReconcileReport, error) {
 			ws = o.SettingsFor(inst.Group).Workspace
 		}
 		o.record(ctx, inst, ws, "")
+		if list == &rep.Adopted {
+			// The store did not know this sandbox: the daemon stopped (a
+			// crash, kill -9) between creating it and writing it down, or
+			// it was made elsewhere. The audit log says so, or it would
+			// hold a running sandbox that nobody made.
+			detail := "found on the engine, not in the store"
+			if had {
+				detail = "found on the engine as another instance than the store had"
+			}
+			o.event(ctx, SystemActor, "sandbox.adopted", inst.User, detail)
+		}
 	}
 	for user, b := range boxes {
 		if seen[user] || !o.quiet(user, snap) || b.State == string(sandbox.StateMissing) || b.State == string(sandbox.StateFailed) && b.InstanceID == "" {

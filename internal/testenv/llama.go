@@ -31,6 +31,9 @@ type LlamaOptions struct {
 	Embeddings bool
 	// Key is the server's --api-key ("" none).
 	Key string
+	// Port is the loopback port it is published on (0: one the engine
+	// picks). A fixed one stays across a restart of the container.
+	Port int
 }
 
 // Llama is a running llama-server.
@@ -82,7 +85,7 @@ func LlamaServer(t testing.TB, o LlamaOptions) Llama {
 		},
 		HostConfig: &container.HostConfig{
 			Mounts:       []mount.Mount{{Type: mount.TypeBind, Source: dir, Target: "/models", ReadOnly: true}},
-			PortBindings: network.PortMap{port: {{HostIP: netip.MustParseAddr("127.0.0.1")}}},
+			PortBindings: network.PortMap{port: {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: hostPort(o.Port)}}},
 		},
 	})
 	if err != nil {
@@ -135,4 +138,11 @@ func LlamaServer(t testing.TB, o LlamaOptions) Llama {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+func hostPort(p int) string {
+	if p == 0 {
+		return ""
+	}
+	return fmt.Sprint(p)
 }
