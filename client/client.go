@@ -6,6 +6,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,6 +52,7 @@ type (
 	Usage           = wire.Usage
 	KeyUsage        = wire.KeyUsage
 	UsageSummary    = wire.UsageSummary
+	Resources       = wire.Resources
 )
 
 // Error is an error answered by the API.
@@ -440,4 +443,46 @@ func (c *Client) GatewayLookup(ctx context.Context, hash string) (ReplicaKey, er
 // AddGatewayUsage adds usage a gateway replica counted to the daemon's.
 func (c *Client) AddGatewayUsage(ctx context.Context, rows []UsageRow) error {
 	return c.do(ctx, http.MethodPost, "/api/v1/gateway/usage", nil, rows, nil)
+}
+
+// Exported is what a downloaded export holds, from the daemon's trailers,
+// checked against what arrived.
+type Exported struct {
+	User, Group string
+	// Bytes is the .tar.gz's size, SHA256 its digest (hex) as received and
+	// as the daemon computed it.
+	Bytes        int64
+	SHA256       string
+	Files        int
+	ContentBytes int64
+}
+
+// Export downloads user's workspace as .tar.gz into w. It fails when the
+// download is cut or does not match the daemon's digest (w then holds an
+// incomplete archive); a participant without a sandbox is IsNotFound.
+func (c *Client) Export(ctx context.Context, user string, w io.Writer) (Exported, error) {
+	req, err := c.request(ctx, http.MethodGet, "/api/v1/sandboxes/"+url.PathEscape(user)+"/export", nil, nil)
+	if err != nil {
+		return Exported{}, err
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return Exported{}, err
+	}
+	defer resp.Body.Close()
+	sum := sha256.New()
+	n, err := io.Copy(io.MultiWriter(w, sum), resp.Body)
+	if err != nil {
+		return Exported{}, fmt.Errorf("download the export of %s: %w", user, err)
+	}
+	x := Exported{User: user, Group: resp.Header.Get("Thon-Group"), Bytes: n, SHA256: hex.EncodeToString(sum.Sum(nil))}
+	if msg := resp.Trailer.Get("Thon-Error"); msg != "" {
+		return x, fmt.Errorf("the export of %s was cut: %s", user, msg)
+	}
+	if want := resp.Trailer.Get("Thon-Sha256"); want != x.SHA256 {
+		return x, fmt.Errorf("the export of %s arrived damaged or cut: sha256 %s, the daemon sent %q", user, x.SHA256, want)
+	}
+	x.Files, _ = strconv.Atoi(resp.Trailer.Get("Thon-Files"))
+	x.ContentBytes, _ = strconv.ParseInt(resp.Trailer.Get("Thon-Content-Bytes"), 10, 64)
+	return x, nil
 }

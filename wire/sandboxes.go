@@ -120,6 +120,17 @@ type Status struct {
 	// Expires is when the sandbox stops unless an organizer renews it
 	// (sandbox.max_lifetime).
 	Expires time.Time `json:"expires,omitzero"`
+	// What the running (or paused) sandbox used at the last sample: CPU in
+	// cores, memory and the workspace's disk use in bytes; absent when not
+	// running, not sampled yet, or not measured by the engine (Kubernetes
+	// without metrics-server).
+	CPU         *float64 `json:"cpu,omitempty"`
+	Memory      *int64   `json:"memory,omitempty"`
+	MemoryLimit int64    `json:"memory_limit,omitempty"`
+	Disk        *int64   `json:"disk,omitempty"`
+	// RunningSeconds is how long the sandbox has run over the event
+	// (stopped and paused time not counted; kept across restarts).
+	RunningSeconds float64 `json:"running_seconds,omitempty"`
 }
 
 // Instance is a sandbox as the engine reports it.
@@ -145,6 +156,28 @@ type Instance struct {
 type SandboxList struct {
 	Items   []Status   `json:"items"`
 	Orphans []Instance `json:"orphans"`
+	// Usage is the machine's total beside the sandboxes' last sample.
+	Resources Resources `json:"resources"`
+}
+
+// Resources is the last sample of what the running sandboxes use, summed, and
+// what the machine (the engine's host, or the cluster's nodes) has.
+type Resources struct {
+	// At is when the sample was taken (absent before the first).
+	At time.Time `json:"at,omitzero"`
+	// CPU in cores, Memory and Disk (the workspaces) in bytes, summed over
+	// the running sandboxes measured; Sandboxes counts them.
+	Sandboxes int     `json:"sandboxes"`
+	CPU       float64 `json:"cpu"`
+	Memory    int64   `json:"memory"`
+	Disk      int64   `json:"disk"`
+	// MachineCPUs and MachineMemory: what the machine has (-1: unknown).
+	MachineCPUs   float64 `json:"machine_cpus"`
+	MachineMemory int64   `json:"machine_memory"`
+	// Note says why measures are unknown (Kubernetes without
+	// metrics-server), Error why the last sample failed.
+	Note  string `json:"note,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // Result is what one action did to one sandbox.

@@ -299,16 +299,34 @@ func (p *wsParser) giveUp() {
 
 // vscodeParser reads VS Code's messages from the inflated byte stream:
 // a 13-byte header (type, id, ack, data length, big-endian), then the data.
+// The start of each regular message's data is read to tell the calls an
+// open workbench makes by itself (see automatic) from the rest.
 type vscodeParser struct {
 	hdr  [vscodeHeader]byte
 	n    int
-	skip uint32
+	skip uint32 // data bytes of the current message still to pass
+
+	head    [vscodeSniff]byte // the start of the current message's data
+	headN   int
+	want    int  // bytes of head to read before deciding (0: decided)
+	control bool // the current message is a control message
 }
+
+// vscodeSniff is how much of a message's data is read to decide: enough
+// for an IPC call's channel and command, or an RPC request's method name.
+const vscodeSniff = 48
 
 func (v *vscodeParser) feed(b []byte, touch func()) {
 	for len(b) > 0 {
 		if v.skip > 0 {
 			n := min(uint32(len(b)), v.skip)
+			if v.want > 0 {
+				k := copy(v.head[v.headN:v.want], b[:n])
+				v.headN += k
+				if v.headN == v.want {
+					v.decide(touch)
+				}
+			}
 			b = b[n:]
 			v.skip -= n
 			continue
@@ -322,10 +340,60 @@ func (v *vscodeParser) feed(b []byte, touch func()) {
 		v.n = 0
 		v.skip = binary.BigEndian.Uint32(v.hdr[9:13])
 		if t := v.hdr[0]; (t == vscodeRegular || t == vscodeControl) && v.skip > 0 {
-			touch()
+			v.control = t == vscodeControl
+			v.headN, v.want = 0, int(min(v.skip, vscodeSniff))
 		}
 	}
 }
+
+// decide counts the message whose data starts with head, unless it is one
+// the workbench sends by itself.
+func (v *vscodeParser) decide(touch func()) {
+	v.want = 0
+	if v.control || !automatic(v.head[:v.headN]) {
+		touch()
+	}
+}
+
+// automatic says whether a VS Code message, by the start of its data, is
+// one an open workbench sends with nobody at it. Found by reading what the
+// real code-server's workbench sent while its tab sat untouched
+// (test/browser's TestCodeServerIdle):
+//
+//   - on the remote extension host's connection, RPC messages
+//     (src/vs/workbench/services/extensions/common/rpcProtocol.ts) whose
+//     first byte is their type: acknowledgements, cancellations and
+//     replies to the extension host's own requests (types 5 to 12), and
+//     the window's state changing ($onDidChangeWindowActive and
+//     $onDidChangeWindowFocus, sent when the browser window loses or gains
+//     focus: coming back to the tab is not using it yet);
+//   - on the management connection, IPC calls (an array [type, id,
+//     channel, command] first): the telemetry channel's ping, every two
+//     seconds while the workbench starts.
+//
+// Everything else — a keystroke in a terminal, an edit reaching the
+// extension host, a file opened or saved, a command — counts.
+func automatic(head []byte) bool {
+	if len(head) == 0 {
+		return true
+	}
+	if t := head[0]; t >= rpcAcknowledged && t <= rpcReplyErrEmpty {
+		return true
+	}
+	return bytes.Contains(head, ipcTelemetryPing) || bytes.Contains(head, rpcWindowActive) || bytes.Contains(head, rpcWindowFocus)
+}
+
+// The markers automatic looks for.
+const (
+	rpcAcknowledged  = 5  // MessageType.Acknowledged; 6 Cancel, 7-12 replies
+	rpcReplyErrEmpty = 12 // MessageType.ReplyErrEmpty, the last reply type
+)
+
+var (
+	ipcTelemetryPing = []byte("\x01\ttelemetry\x01\x04ping") // channel "telemetry", command "ping", as IPC serializes strings
+	rpcWindowActive  = []byte("$onDidChangeWindowActive")
+	rpcWindowFocus   = []byte("$onDidChangeWindowFocus")
+)
 
 var inflaters = sync.Pool{New: func() any { return flate.NewReader(bytes.NewReader(nil)) }}
 

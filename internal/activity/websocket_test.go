@@ -249,3 +249,35 @@ func FuzzTap(f *testing.F) {
 		}
 	})
 }
+
+// What the real code-server's workbench sent with nobody at it (read from
+// its WebSockets while its tab sat untouched) is not activity; calls a
+// person causes are.
+func TestVSCodeAutomaticCallsAreNotActivity(t *testing.T) {
+	tp := newTapped(t, websocket.CompressionContextTakeover, true)
+	automatic := [][]byte{
+		[]byte("\x04\x04\x06d\x06\xc3\x03\x01\ttelemetry\x01\x04ping\x00"), // IPC: telemetry ping
+		[]byte("\x05\x00\x00\x019"),                                        // RPC: acknowledged
+		[]byte("\x07\x00\x00\x018"),                                        // RPC: reply, empty
+		append([]byte("\x09\x00\x00\x01\x3a"), `{"result":true}`...),       // RPC: reply, JSON
+		append([]byte("\x01\x00\x00\x00Fg\x18$onDidChangeWindowActive\x00\x00\x00\a"), "[false]"...),
+		append([]byte("\x01\x00\x00\x00mg\x17$onDidChangeWindowFocus\x00\x00\x00\x06"), "[true]"...), // RPC: the window lost focus
+	}
+	for i, m := range automatic {
+		tp.send(t, vscodeMessage(vscodeRegular, uint32(i), m))
+	}
+	if n := tp.touches.Load(); n != 0 {
+		t.Fatalf("the workbench's own calls counted as activity %d times", n)
+	}
+	person := [][]byte{
+		[]byte("\x04\x04\x06d\x06\x10\x01\x0eremoteterminal\x01\x06$input\x04\x02\x06\x01\x01\x01a"),       // IPC: a keystroke in a terminal
+		append([]byte("\x01\x00\x00\x00Gh\x13$acceptModelChanged\x00\x00\x00\x10"), `["file:///x",{}]`...), // RPC: an edit
+		[]byte("\x04\x04\x06d\x06\x11\x01\x10remoteFilesystem\x01\x09writeFile"),                           // IPC: a save
+	}
+	for i, m := range person {
+		tp.send(t, vscodeMessage(vscodeRegular, uint32(10+i), m))
+	}
+	if n := tp.touches.Load(); n != int64(len(person)) {
+		t.Fatalf("%d calls a person caused counted %d times", len(person), n)
+	}
+}

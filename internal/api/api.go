@@ -193,6 +193,8 @@ func (s *Server) routeTable() []route {
 		{"POST", "/api/v1/sandboxes/{user}/{action}", sbW, true, s.sandboxAction},
 		{"POST", "/api/v1/sandboxes/{user}/renew", sbW, false, s.renewSandbox},
 		{"GET", "/api/v1/sandboxes/{user}/logs", sbR, true, s.logs},
+		{"GET", "/api/v1/sandboxes/{user}/export", sbW, true, s.exportSandbox},
+		{"GET", "/api/v1/groups/{group}/export", sbW, false, s.exportGroup},
 		{"GET", "/api/v1/orphans", sbR, false, s.listOrphans},
 		{"DELETE", "/api/v1/orphans", sbW, false, s.deleteOrphans},
 		{"POST", "/api/v1/reconcile", sbW, false, s.reconcile},

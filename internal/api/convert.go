@@ -154,3 +154,21 @@ func toPullProgress(p llm.PullProgress) wire.PullProgress          { return wire
 func toScalePlan(p llm.Plan) wire.ScalePlan {
 	return wire.ScalePlan{Participants: p.Participants, Models: each(p.Models, toModelPlan)}
 }
+
+// toResources sums the last usage sample over the sandboxes measured.
+func toResources(u orchestrator.UsageSample) wire.Resources {
+	w := wire.Resources{At: u.At, MachineCPUs: u.Machine.CPUs, MachineMemory: u.Machine.Memory, Note: u.Note, Error: u.Error}
+	for _, r := range u.Sandboxes {
+		w.Sandboxes++
+		if r.CPU >= 0 {
+			w.CPU += r.CPU
+		}
+		if r.Memory >= 0 {
+			w.Memory += r.Memory
+		}
+		if r.Disk >= 0 {
+			w.Disk += r.Disk
+		}
+	}
+	return w
+}

@@ -204,8 +204,26 @@ func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request) error {
 	for i := range list {
 		list[i].URL = s.url(list[i].User)
 	}
-	writeJSON(w, http.StatusOK, wire.SandboxList{Items: each(list, toStatus), Orphans: each(s.orch.Orphans(), toInstance)})
+	writeJSON(w, http.StatusOK, wire.SandboxList{Items: each(list, toStatus), Orphans: each(s.orch.Orphans(), toInstance), Resources: toResources(s.orch.Usage())})
 	return nil
+}
+
+// exportSandbox downloads a participant's workspace as .tar.gz.
+func (s *Server) exportSandbox(w http.ResponseWriter, r *http.Request) error {
+	n, err := name(r, "user")
+	if err != nil {
+		return err
+	}
+	return s.orch.ServeExport(w, r, actor(r), n)
+}
+
+// exportGroup downloads a group's workspaces, with a manifest, as one .tar.gz.
+func (s *Server) exportGroup(w http.ResponseWriter, r *http.Request) error {
+	g, err := name(r, "group")
+	if err != nil {
+		return err
+	}
+	return s.orch.ServeGroupExport(w, r, actor(r), g)
 }
 
 func validFilter(f orchestrator.Filter) error {

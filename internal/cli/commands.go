@@ -272,8 +272,17 @@ through the front door (sign in with "thon access USER"), the endpoint the
 daemon reaches the IDE at, and its age. "(outdated)" marks a sandbox created from
 other settings or another group: "thon instance recreate USER" applies the
 current ones and keeps the workspace. A "certificate:" line on stderr says when
-the front door cannot serve a host name the certificate access.acme gets for it.`,
+the front door cannot serve a host name the certificate access.acme gets for it.
+
+-o wide adds what each running sandbox uses, sampled from the engine every
+15 seconds (Docker's stats; on Kubernetes the metrics API, "-" without
+metrics-server): CPU in cores, memory (of its limit), the workspace's disk
+use (measured every minute), and the hours it has run over the event; a
+TOTAL line sums them beside what the machine has. -o json has the same
+fields per participant (cpu, memory, memory_limit, disk, running_seconds)
+and the total under "resources".`,
 		Example: `  thon status
+  thon status -o wide
   thon status --group alpha -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -285,11 +294,17 @@ the front door cannot serve a host name the certificate access.acme gets for it.
 			if err != nil {
 				return err
 			}
-			if output == "json" {
+			switch output {
+			case "json":
 				return writeJSON(e.stdout(), list)
+			case "table", "wide":
+			default:
+				return fmt.Errorf("-o %s: use table, wide or json", output)
 			}
 			if len(list.Items) == 0 {
 				fmt.Fprintln(e.stderr(), "No participants yet: list them under groups: in thon.yaml and run `thon run`.")
+			} else if output == "wide" {
+				printStatus(e.stdout(), list.Items, &list.Resources)
 			} else {
 				printStatusTable(e.stdout(), list.Items)
 			}
@@ -303,7 +318,7 @@ the front door cannot serve a host name the certificate access.acme gets for it.
 		},
 	}
 	cmd.Flags().StringArrayVarP(&groups, "group", "g", nil, "only this group (repeatable)")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, wide (with CPU, memory, disk and running time) or json")
 	return cmd
 }
 

@@ -22,11 +22,20 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 // printStatusTable writes the participants' table.
-func printStatusTable(w io.Writer, items []client.Status) {
+func printStatusTable(w io.Writer, items []client.Status) { printStatus(w, items, nil) }
+
+// printStatus prints the status table; with res (-o wide) also each
+// sandbox's CPU, memory, workspace disk and running time, and a last line
+// with the total beside the machine's.
+func printStatus(w io.Writer, items []client.Status, res *client.Resources) {
 	bw := bufio.NewWriter(w) // tabwriter writes cell by cell: one syscall each otherwise
 	defer bw.Flush()
 	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "USER\tGROUP\tSTATE\tWORKSPACE\tURL\tENDPOINT\tAGE\tLAST ACTIVE")
+	head := "USER\tGROUP\tSTATE\tWORKSPACE\tURL\tENDPOINT\tAGE\tLAST ACTIVE"
+	if res != nil {
+		head += "\tCPU\tMEMORY\tDISK\tRUNNING"
+	}
+	fmt.Fprintln(tw, head)
 	now := time.Now()
 	for _, s := range items {
 		state := s.State
@@ -49,9 +58,76 @@ func printStatusTable(w io.Writer, items []client.Status) {
 		if !s.LastActive.IsZero() {
 			active = humanAge(max(now.Sub(s.LastActive), 0)) + " ago"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.User, s.Group, state, s.Workspace, url, endpoint, age, active)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", s.User, s.Group, state, s.Workspace, url, endpoint, age, active)
+		if res != nil {
+			running := "-"
+			if s.RunningSeconds > 0 {
+				running = fmt.Sprintf("%.1fh", s.RunningSeconds/3600)
+			}
+			mem := "-"
+			if s.Memory != nil {
+				mem = humanBytes(*s.Memory)
+				if s.MemoryLimit > 0 {
+					mem += " / " + humanBytes(s.MemoryLimit)
+				}
+			}
+			fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s", cores(s.CPU), mem, bytesOrDash(s.Disk), running)
+		}
+		fmt.Fprintln(tw)
+	}
+	if res != nil {
+		fmt.Fprintf(tw, "TOTAL (%d running)\t\t\t\t\t\t\t\t%.2f of %s\t%s of %s\t%s\t\n", res.Sandboxes, res.CPU, machineCPUs(res.MachineCPUs), humanBytes(res.Memory), machineBytes(res.MachineMemory), humanBytes(res.Disk))
 	}
 	tw.Flush()
+	if res != nil && res.Note != "" {
+		fmt.Fprintf(w, "usage: %s\n", res.Note)
+	}
+	if res != nil && res.Error != "" {
+		fmt.Fprintf(w, "usage: the last sample failed: %s\n", res.Error)
+	}
+}
+
+// cores is a CPU measure in cores ("-": not measured).
+func cores(c *float64) string {
+	if c == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", *c)
+}
+
+func bytesOrDash(b *int64) string {
+	if b == nil {
+		return "-"
+	}
+	return humanBytes(*b)
+}
+
+func machineCPUs(c float64) string {
+	if c < 0 {
+		return "unknown"
+	}
+	return fmt.Sprintf("%g cores", c)
+}
+
+func machineBytes(b int64) string {
+	if b < 0 {
+		return "unknown"
+	}
+	return humanBytes(b)
+}
+
+// humanBytes is a size in binary units, one decimal ("512 B", "1.5 GiB").
+func humanBytes(b int64) string {
+	const unit = 1024
+	if b < unit {
+		return fmt.Sprintf("%d B", b)
+	}
+	div, exp := int64(unit), 0
+	for n := b / unit; n >= unit; n /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
 }
 
 func humanAge(d time.Duration) string {

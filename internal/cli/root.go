@@ -111,7 +111,7 @@ Configuration comes from thon.yaml, then THON_* environment variables, then flag
 	pf.StringVar(&e.token, "token", "", "API token for --server (env THON_TOKEN); default: the admin token in the data directory")
 	root.AddCommand(
 		newInitCmd(e), newConfigCmd(e), newServeCmd(e), newRunCmd(e), newStatusCmd(e),
-		newInstanceCmd(e), newCleanupCmd(e), newDownCmd(e), newUserCmd(e), newGroupCmd(e), newTemplateCmd(e),
+		newInstanceCmd(e), newExportCmd(e), newUsageCmd(e), newCleanupCmd(e), newDownCmd(e), newUserCmd(e), newGroupCmd(e), newTemplateCmd(e),
 		newEventsCmd(e), newAccessCmd(e), newGatewayCmd(e), newLLMCmd(e), newSetupCmd(e), newDoctorCmd(e), newTokenCmd(e), newInviteCmd(e), newFilesCmd(e),
 	)
 	return root

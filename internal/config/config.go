@@ -378,7 +378,28 @@ type Gateway struct {
 	// QueueTimeout bounds a request's wait for a free slot of its model.
 	QueueTimeout  Duration      `yaml:"queue_timeout" json:"queue_timeout"`
 	ShortRequests ShortRequests `yaml:"short_requests" json:"short_requests"`
+	// OTLP sends a trace span per LLM request to an OpenTelemetry
+	// collector or Langfuse.
+	OTLP OTLP `yaml:"otlp" json:"otlp"`
 }
+
+// OTLP is where the gateway sends its traces (OTLP/HTTP).
+type OTLP struct {
+	// Endpoint is the collector's base URL (/v1/traces is added) or its
+	// full traces URL; "" sends no traces.
+	Endpoint string `yaml:"endpoint" json:"endpoint"`
+	// Headers go with every export: the collector's keys.
+	Headers Headers `yaml:"headers" json:"headers"`
+	// QueueSize bounds the spans waiting to be sent; more are dropped.
+	QueueSize int `yaml:"queue_size" json:"queue_size"`
+	// Timeout bounds one export; a batch not sent by then is dropped.
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+}
+
+// Headers are HTTP headers by name: a mapping in thon.yaml, "k=v,k2=v2" in
+// the environment (as OTEL_EXPORTER_OTLP_HEADERS, values percent-encoded).
+// They hold secrets: never shown in messages.
+type Headers map[string]string
 
 // ShortRequests keep a share of every model's slots for requests that ask
 // for few tokens (autocompletion, a quick question).
@@ -482,6 +503,8 @@ const (
 	DefaultQueueTimeout   = Duration(2 * time.Minute)
 	DefaultShortTokens    = 256
 	DefaultShortShare     = 0.125
+	DefaultOTLPQueueSize  = 2048
+	DefaultOTLPTimeout    = Duration(10 * time.Second)
 	GatewayPerUser        = "per-user"
 	GatewayPerGroup       = "per-group"
 )
@@ -515,6 +538,7 @@ func Default() *Config {
 
 			QueueTimeout:  DefaultQueueTimeout,
 			ShortRequests: ShortRequests{MaxTokens: DefaultShortTokens, Share: DefaultShortShare},
+			OTLP:          OTLP{QueueSize: DefaultOTLPQueueSize, Timeout: DefaultOTLPTimeout},
 		},
 		Sandbox: Sandbox{
 			Runtime:        RuntimeDocker,

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"reflect"
 	"strconv"
@@ -127,11 +128,12 @@ var (
 	sizeType     = reflect.TypeFor[Size]()
 	durationType = reflect.TypeFor[Duration]()
 	stringsType  = reflect.TypeFor[[]string]()
+	headersType  = reflect.TypeFor[Headers]()
 )
 
 // isLeaf reports whether t is a scalar setting, written as one YAML scalar.
 func isLeaf(t reflect.Type) bool {
-	if t == sizeType || t == durationType || t == stringsType {
+	if t == sizeType || t == durationType || t == stringsType || t == headersType {
 		return true
 	}
 	switch t.Kind() {
@@ -182,6 +184,8 @@ func exampleText(v reflect.Value) string {
 		return x
 	case []string:
 		return strings.Join(x, ",")
+	case Headers: // secrets: an example, never the value
+		return "Authorization=Basic%20…"
 	}
 	return fmt.Sprint(v.Interface())
 }
@@ -204,6 +208,13 @@ func setText(v reflect.Value, text string) (Problem, bool) {
 			return asProblem(err), true
 		}
 		*p = d
+		return Problem{}, false
+	case *Headers: // from the environment: k=v,k2=v2
+		h, err := ParseHeaders(text)
+		if err != nil {
+			return Problem{Msg: err.Error(), Hint: "e.g. Authorization=Basic%20cGstbGYtLi4uOnNrLWxmLS4uLg== (values percent-encoded, as OTEL_EXPORTER_OTLP_HEADERS)"}, true
+		}
+		*p = h
 		return Problem{}, false
 	case *[]string: // from the environment: comma-separated
 		var l []string
@@ -262,4 +273,41 @@ func asProblem(err error) Problem {
 		return p
 	}
 	return Problem{Msg: err.Error()}
+}
+
+// ParseHeaders reads headers written as OTEL_EXPORTER_OTLP_HEADERS is:
+// name=value pairs separated by commas, values percent-encoded
+// ("Authorization=Basic%20abc"). An empty text is no headers.
+func ParseHeaders(text string) (Headers, error) {
+	h := Headers{}
+	for _, kv := range strings.Split(text, ",") {
+		if strings.TrimSpace(kv) == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q is not name=value", redactHeader(kv))
+		}
+		val, err := url.PathUnescape(strings.TrimSpace(v))
+		if err != nil {
+			return nil, fmt.Errorf("the value of %s is not percent-encoded text", k)
+		}
+		h[k] = val
+	}
+	if len(h) == 0 {
+		return nil, nil
+	}
+	return h, nil
+}
+
+// redactHeader keeps a header's name and hides its value.
+func redactHeader(kv string) string {
+	if k, _, ok := strings.Cut(kv, "="); ok {
+		return k + "=…"
+	}
+	if len(kv) > 12 {
+		return kv[:4] + "…"
+	}
+	return kv
 }

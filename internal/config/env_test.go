@@ -48,6 +48,7 @@ func TestEnvVars(t *testing.T) {
 		"THON_GATEWAY_LIMITS_TOKEN_KIND", "THON_GATEWAY_LIMITS_BUDGET_TOKENS", "THON_GATEWAY_ALLOWED_MODELS",
 		"THON_GATEWAY_REDIS", "THON_GATEWAY_FAIL_OPEN", "THON_GATEWAY_UPSTREAM_SLOTS", "THON_GATEWAY_QUEUE_TIMEOUT",
 		"THON_GATEWAY_SHORT_REQUESTS_MAX_TOKENS", "THON_GATEWAY_SHORT_REQUESTS_SHARE",
+		"THON_GATEWAY_OTLP_ENDPOINT", "THON_GATEWAY_OTLP_HEADERS", "THON_GATEWAY_OTLP_QUEUE_SIZE", "THON_GATEWAY_OTLP_TIMEOUT",
 		"THON_AUTH_ADMIN_PASSWORD", "THON_AUTH_ADMINS",
 		"THON_AUTH_PROVIDERS_GITHUB_CLIENT_ID", "THON_AUTH_PROVIDERS_GITHUB_CLIENT_SECRET", "THON_AUTH_PROVIDERS_GITHUB_URL",
 		"THON_AUTH_PROVIDERS_GITLAB_CLIENT_ID", "THON_AUTH_PROVIDERS_GITLAB_CLIENT_SECRET", "THON_AUTH_PROVIDERS_GITLAB_URL",
@@ -209,5 +210,36 @@ func TestLoadUsesProcessEnv(t *testing.T) {
 	}
 	if c.Sandbox.Image != "from-env" {
 		t.Errorf("image = %q, want from-env", c.Sandbox.Image)
+	}
+}
+
+// The collector's keys come from the environment as
+// OTEL_EXPORTER_OTLP_HEADERS is written, and a bad one is refused without
+// showing its value.
+func TestApplyEnvOTLPHeaders(t *testing.T) {
+	c := Default()
+	err := c.ApplyEnv(lookupIn(map[string]string{
+		"THON_GATEWAY_OTLP_ENDPOINT": "https://cloud.langfuse.com/api/public/otel",
+		"THON_GATEWAY_OTLP_HEADERS":  "Authorization=Basic%20cGs6c2s+/w==, x-langfuse-ingestion-version=4",
+		"THON_GATEWAY_OTLP_TIMEOUT":  "3s",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Headers{"Authorization": "Basic cGs6c2s+/w==", "x-langfuse-ingestion-version": "4"}
+	if o := c.Gateway.OTLP; !reflect.DeepEqual(o.Headers, want) || o.Endpoint != "https://cloud.langfuse.com/api/public/otel" || o.Timeout.D() != 3*time.Second {
+		t.Errorf("gateway.otlp = %+v", o)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+	c = Default()
+	err = c.ApplyEnv(lookupIn(map[string]string{"THON_GATEWAY_OTLP_HEADERS": "Authorization:Basic-sk-lf-secret-value"}))
+	if err == nil || !strings.Contains(err.Error(), "not name=value") || strings.Contains(err.Error(), "sk-lf-secret") {
+		t.Errorf("a bad header: %v", err)
+	}
+	err = c.ApplyEnv(lookupIn(map[string]string{"THON_GATEWAY_OTLP_HEADERS": "Authorization=Basic%zzsk-lf-secret"}))
+	if err == nil || !strings.Contains(err.Error(), "percent-encoded") || strings.Contains(err.Error(), "sk-lf-secret") {
+		t.Errorf("a bad escape: %v", err)
 	}
 }

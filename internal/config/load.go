@@ -291,6 +291,9 @@ func (d *decoder) decodeValue(n *yaml.Node, v reflect.Value, path string) {
 	case *map[string]string:
 		d.decodeStringMap(n, p, path)
 		return
+	case *Headers:
+		d.decodeStringMap(n, (*map[string]string)(p), path)
+		return
 	case *[]string:
 		d.decodeStringList(n, p, path)
 		return
@@ -431,7 +434,11 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 // recording the position of each key.
 func (d *decoder) decodeStringMap(n *yaml.Node, out *map[string]string, path string) {
 	m := map[string]string{}
-	for _, kv := range d.mappingPairs(n, path, "e.g. "+path[strings.LastIndex(path, ".")+1:]+": {TZ: Europe/Paris}", false) {
+	example := "{TZ: Europe/Paris}"
+	if strings.HasSuffix(path, "headers") {
+		example = `{Authorization: "Basic …"}`
+	}
+	for _, kv := range d.mappingPairs(n, path, "e.g. "+path[strings.LastIndex(path, ".")+1:]+": "+example, false) {
 		k, val := kv[0], deref(kv[1])
 		d.pos[join(path, k.Value)] = d.at(k)
 		switch {
@@ -494,6 +501,7 @@ const groupsHint = "e.g. groups: {alpha: [alice, bob]}"
 
 // userKeys are the keys of a user written as a mapping.
 var userKeys = []string{"name", "email"}
+
 // decodeGroups reads `groups:`, keeping declaration order. A group is a list
 // of users, a mapping with title: and users:, or null (an empty group). A
 // user is a name, or a mapping {name, email}. Groups given twice are all

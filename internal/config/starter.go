@@ -308,6 +308,21 @@ gateway:
     max_tokens: 256
     # The share of each model's slots kept for them (0 to 0.5, rounded).
     share: 0.125
+  # Traces: a span per LLM request (user, group, model, tokens, time to first
+  # token, status) sent over OTLP/HTTP to an OpenTelemetry collector or to
+  # Langfuse. Never waited for: a slow or absent collector drops spans.
+  otlp:
+    # The collector's base URL, e.g. http://127.0.0.1:4318 (/v1/traces is
+    # added) or https://cloud.langfuse.com/api/public/otel; "" sends none.
+    endpoint: ""
+    # Sent with every export: the collector's keys, e.g.
+    # {Authorization: "Basic …"}. Better kept out of this file:
+    # THON_GATEWAY_OTLP_HEADERS=Authorization=Basic%20… thon run
+    headers: {}
+    # Spans waiting to be sent at most; more are dropped and counted.
+    queue_size: 2048
+    # How long one export may take before its spans are dropped.
+    timeout: 10s
 
 auth:
   # The dashboard's password (at least 8 characters); only its hash is

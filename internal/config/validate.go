@@ -362,6 +362,7 @@ func (c *Config) check(at locator) []Problem {
 		if sr := g.ShortRequests; sr.Share < 0 || sr.Share > 0.5 || math.IsNaN(sr.Share) {
 			bad("gateway.short_requests.share", "the share of each model's slots kept for short requests, e.g. share: 0.125 (1 slot in 8), 0 for none", "%v is not between 0 and 0.5", sr.Share)
 		}
+		c.checkOTLP(bad)
 		if g.Redis != "" && !strings.HasPrefix(g.Redis, "redis://") && !strings.HasPrefix(g.Redis, "rediss://") && !strings.HasPrefix(g.Redis, "unix://") {
 			bad("gateway.redis", "e.g. redis: redis://127.0.0.1:6379/0, or \"\" for counters in memory", "%q is not a Redis URL", g.Redis)
 		}
@@ -612,6 +613,36 @@ func validHostname(h string) bool {
 }
 
 // checkURL returns what is wrong with an http(s) base URL, or "".
+// checkOTLP checks gateway.otlp: where traces go and with which headers.
+func (c *Config) checkOTLP(bad func(path, hint, format string, args ...any)) {
+	o := c.Gateway.OTLP
+	if o.Endpoint != "" {
+		const hint = "the collector's OTLP/HTTP base URL, e.g. http://127.0.0.1:4318 or https://cloud.langfuse.com/api/public/otel (/v1/traces is added), or \"\" for no traces"
+		if msg := checkURL(o.Endpoint); msg != "" {
+			bad("gateway.otlp.endpoint", hint, "%q %s", o.Endpoint, msg)
+		} else if u, _ := url.Parse(o.Endpoint); u.User != nil {
+			bad("gateway.otlp.endpoint", "give the collector's keys as gateway.otlp.headers (e.g. Authorization: Basic …), not in the URL", "%q holds credentials", u.Redacted())
+		} else if u.RawQuery != "" || u.Fragment != "" {
+			bad("gateway.otlp.endpoint", hint, "%q has a query or fragment", o.Endpoint)
+		}
+	}
+	for _, k := range sortedKeys(o.Headers) {
+		if !headerNameRE.MatchString(k) {
+			bad("gateway.otlp.headers."+k, "a header name has letters, digits and -, e.g. Authorization", "%q is not a header name", k)
+		} else if strings.ContainsAny(o.Headers[k], "\r\n") {
+			bad("gateway.otlp.headers."+k, "write the value on one line", "the value holds a line break")
+		}
+	}
+	if o.QueueSize < 1 || o.QueueSize > 1<<20 {
+		bad("gateway.otlp.queue_size", fmt.Sprintf("how many spans may wait to be sent, e.g. %d; more are dropped and counted", DefaultOTLPQueueSize), "%d is out of range (1 to 1048576)", o.QueueSize)
+	}
+	if t := time.Duration(o.Timeout); t < 100*time.Millisecond || t > 5*time.Minute {
+		bad("gateway.otlp.timeout", "how long one export to the collector may take, e.g. timeout: 10s", "must be between 100ms and 5m, got %s", o.Timeout)
+	}
+}
+
+var headerNameRE = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
 func checkURL(s string) string {
 	u, err := url.Parse(s)
 	switch {

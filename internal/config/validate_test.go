@@ -302,6 +302,12 @@ func TestGatewayProblems(t *testing.T) {
 		{"queue timeout unit", "gateway: {queue_timeout: 120}", `did you mean "120s"?`},
 		{"short tokens", "gateway: {short_requests: {max_tokens: -1}}", "gateway.short_requests.max_tokens: -1 is negative"},
 		{"short share", "gateway: {short_requests: {share: 0.75}}", "gateway.short_requests.share: 0.75 is not between 0 and 0.5"},
+		{"otlp endpoint", "gateway: {otlp: {endpoint: \"127.0.0.1:4318\"}}", "gateway.otlp.endpoint: \"127.0.0.1:4318\" is not a URL"},
+		{"otlp credentials in the URL", "gateway: {otlp: {endpoint: \"https://pk:sk@x.example\"}}", "gateway.otlp.endpoint: \"https://pk:xxxxx@x.example\" holds credentials"},
+		{"otlp header name", "gateway: {otlp: {headers: {\"Bad Name\": x}}}", "gateway.otlp.headers.Bad Name: \"Bad Name\" is not a header name"},
+		{"otlp headers not a mapping", "gateway: {otlp: {headers: [a]}}", "gateway.otlp.headers"},
+		{"otlp queue", "gateway: {otlp: {queue_size: 0}}", "gateway.otlp.queue_size: 0 is out of range"},
+		{"otlp timeout", "gateway: {otlp: {timeout: 1ms}}", "gateway.otlp.timeout: must be between 100ms and 5m, got 1ms"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -319,6 +325,14 @@ func TestGatewayProblems(t *testing.T) {
 	}
 	if g := c.Gateway; g.UpstreamSlots != 8 || g.QueueTimeout.D() != 30*time.Second || g.ShortRequests != (ShortRequests{}) {
 		t.Fatalf("slots, queue timeout, short requests: %d %s %+v", g.UpstreamSlots, g.QueueTimeout, g.ShortRequests)
+	}
+	otlp := "gateway:\n  otlp:\n    endpoint: http://127.0.0.1:4318\n    headers: {Authorization: \"Basic cGs6c2s=\"}\n    queue_size: 100\n    timeout: 2s\n"
+	oc, err := Parse([]byte(otlp), "thon.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := oc.Gateway.OTLP; o.Endpoint != "http://127.0.0.1:4318" || o.Headers["Authorization"] != "Basic cGs6c2s=" || o.QueueSize != 100 || o.Timeout.D() != 2*time.Second {
+		t.Fatalf("gateway.otlp: %+v", o)
 	}
 	if len(c.Gateway.Models) != 1 || c.Gateway.Models[0].TokensPerMinute != 10000 || c.Gateway.Models[0].Priority != 1 {
 		t.Fatalf("models: %+v", c.Gateway.Models)

@@ -589,7 +589,16 @@ func GatewayOptions(cfg *config.Config) gateway.Options {
 		// llama-server counts tokens in every chunk when asked: a stream
 		// cut short is charged exactly. Other servers are not asked.
 		LlamaCppTimings: cfg.LLM.Backend == config.BackendLlamacpp && g.Upstream == "",
+		OTLP: gateway.OTLPOptions{Endpoint: g.OTLP.Endpoint, Headers: g.OTLP.Headers,
+			QueueSize: g.OTLP.QueueSize, Timeout: g.OTLP.Timeout.D(), Instance: hostname()},
 	}
+}
+
+// hostname names this machine in traces (service.instance.id), so that
+// spans from gateway replicas can be told apart; "" when unknown.
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
 }
 
 // allowedModels is gateway.allowed_models and, when that restricts

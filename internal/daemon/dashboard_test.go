@@ -111,6 +111,27 @@ func TestDashboardSecurity(t *testing.T) {
 	}
 	csrf := m[1]
 
+	// Export per group and per row: links to the API, read with the session.
+	if !strings.Contains(page, `href="/api/v1/groups/alpha/export"`) || strings.Contains(page, `data-export="alice"`) {
+		t.Errorf("instances page: a group export link, and no row export for alice, who has no sandbox yet:\n%s", page)
+	}
+	if _, err := h.Client.Action(ctx, "alice", "start"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Daemon.Orch.SampleUsage(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, page = do(t, c2, "GET", dash+"instances", nil, nil)
+	if !strings.Contains(page, `href="/api/v1/sandboxes/alice/export"`) || !strings.Contains(page, "1 running sandboxes use") || !strings.Contains(page, "GiB memory") {
+		t.Errorf("instances page with alice running: no export link or machine total:\n%s", page)
+	}
+	if resp, body := do(t, c2, "GET", dash+"api/v1/sandboxes/alice/export", nil, nil); resp.StatusCode != 200 || !strings.HasPrefix(body, "\x1f\x8b") {
+		t.Errorf("row export with the session: %d %q", resp.StatusCode, body[:min(len(body), 100)])
+	}
+	if resp, body := do(t, c2, "GET", dash+"api/v1/groups/alpha/export", nil, nil); resp.StatusCode != 200 || !strings.HasPrefix(body, "\x1f\x8b") {
+		t.Errorf("group export with the session: %d %q", resp.StatusCode, body[:min(len(body), 100)])
+	}
+
 	// The API with the session: reads need nothing more; a change needs the token.
 	if resp, _ := do(t, c2, "GET", dash+"api/v1/sandboxes", nil, nil); resp.StatusCode != 200 {
 		t.Fatalf("API read with the session: %d", resp.StatusCode)

@@ -142,6 +142,29 @@ type instancesData struct {
 	States                []string
 	Sort                  string // "" by group and name; "idle": longest idle first
 	Lifetime              bool   // sandbox.max_lifetime is on: sandboxes can be renewed
+	Usage                 usageTotal
+}
+
+// usageTotal is what the running sandboxes use, summed, beside the
+// machine's total (the last sample).
+type usageTotal struct {
+	Sampled            bool
+	Sandboxes          int
+	CPU, MachineCPUs   float64
+	Memory, MachineMem int64
+	Disk               int64
+	Note, Error        string
+}
+
+func totalUsage(u orchestrator.UsageSample) usageTotal {
+	t := usageTotal{Sampled: !u.At.IsZero(), MachineCPUs: u.Machine.CPUs, MachineMem: u.Machine.Memory, Note: u.Note, Error: u.Error}
+	for _, r := range u.Sandboxes {
+		t.Sandboxes++
+		t.CPU += max(r.CPU, 0)
+		t.Memory += max(r.Memory, 0)
+		t.Disk += max(r.Disk, 0)
+	}
+	return t
 }
 
 type row struct {
@@ -158,6 +181,7 @@ func (d *Dashboard) instances(r *http.Request) (string, string, any, error) {
 		data.Sort = "idle"
 	}
 	data.Size = clamp(atoi(q.Get("size"), 50), 10, 500)
+	data.Usage = totalUsage(d.o.Orch.Usage())
 	list, err := d.o.Orch.List(ctx, orchestrator.Filter{})
 	if err != nil {
 		return "instances", "Instances", data, err
@@ -432,18 +456,49 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%dd", int(d.Hours()/24))
 	},
-	"clock":       func(t time.Time) string { return t.Local().Format("15:04:05") },
-	"date":        func(t time.Time) string { return t.Local().Format(time.DateTime) },
-	"add":         func(a, b int) int { return a + b },
-	"sub":         func(a, b int) int { return a - b },
-	"num":         humanNumber,
-	"seconds":     func(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) },
-	"tps":         func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) },
-	"join":        strings.Join,
+	"clock":   func(t time.Time) string { return t.Local().Format("15:04:05") },
+	"date":    func(t time.Time) string { return t.Local().Format(time.DateTime) },
+	"add":     func(a, b int) int { return a + b },
+	"sub":     func(a, b int) int { return a - b },
+	"num":     humanNumber,
+	"seconds": func(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) },
+	"tps":     func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) },
+	"join":    strings.Join,
+	"bytes":   humanBytes,
+	"pbytes": func(b *int64) string {
+		if b == nil {
+			return "–"
+		}
+		return humanBytes(*b)
+	},
+	"cores": func(c *float64) string {
+		if c == nil {
+			return "–"
+		}
+		return strconv.FormatFloat(*c, 'f', 2, 64)
+	},
+	"hours":       func(s float64) string { return strconv.FormatFloat(s/3600, 'f', 1, 64) + "h" },
 	"bulkActions": func() []string { return []string{"start", "stop", "pause", "resume", "recreate", "remove"} },
 	"days": func(t time.Time) int {
 		return int(time.Until(t).Hours() / 24)
 	},
+}
+
+// humanBytes writes a size in binary units ("1.5 GiB"; "unknown" below 0).
+func humanBytes(b int64) string {
+	const unit = 1024
+	switch {
+	case b < 0:
+		return "unknown"
+	case b < unit:
+		return fmt.Sprintf("%d B", b)
+	}
+	div, exp := int64(unit), 0
+	for n := b / unit; n >= unit; n /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
 }
 
 // humanNumber writes 1234567 as 1.2M.

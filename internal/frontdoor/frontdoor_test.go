@@ -583,6 +583,7 @@ func TestIdleBanner(t *testing.T) {
 	h.Config.Access.Mode = config.ModePath
 	h.Config.Access.DashboardPort = thontest.FreePort(t)
 	h.Config.Sandbox.IdleTimeout = config.Duration(30 * time.Minute)
+	h.Config.Sandbox.MaxLifetime = config.Duration(12 * time.Hour)
 	h.Start()
 	if _, err := h.Client.Bulk(ctx, client.BulkRequest{Action: "start"}, nil); err != nil {
 		t.Fatal(err)
@@ -634,6 +635,9 @@ func TestIdleBanner(t *testing.T) {
 	if !act.Last("alice").Equal(before) {
 		t.Fatal("asking for the idle time counted as activity")
 	}
+	if st["ends_in_seconds"] != float64((12*time.Hour - 26*time.Minute).Seconds()) { // on THON's clock
+		t.Fatalf("the end of alice's lifetime: %v", st)
+	}
 	// "I'm still here" from another site is refused and changes nothing;
 	// from the IDE's page it keeps the sandbox awake.
 	if code, _ := idle(c, http.MethodPost, "Origin", "https://evil.example"); code != http.StatusForbidden || !act.Last("alice").Equal(before) {
@@ -660,7 +664,7 @@ func TestIdleBanner(t *testing.T) {
 
 	// Without an idle timeout or a lifetime, nothing is added.
 	s := h.Daemon.Orch.Sandboxes()
-	s.Base.IdleTimeout = 0
+	s.Base.IdleTimeout, s.Base.MaxLifetime = 0, 0
 	if err := h.Daemon.Orch.ApplySettings(ctx, "test", s); err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ const (
 	authPath   = access.AuthPath // ?token=… : an access link lands here
 	loginPath  = "/_thon/login"  // the password form
 	logoutPath = "/_thon/logout" // POST: end the session
+	exportPath = "/_thon/export" // GET: the participant's workspace as .tar.gz
 )
 
 // cookieName is the session cookie of one sandbox. Browsers share cookies
@@ -63,6 +64,9 @@ func (f *FrontDoor) serveSandbox(w http.ResponseWriter, r *http.Request, user, p
 		return
 	case idleJSPath:
 		serveIdleJS(w, r)
+		return
+	case exportPath:
+		f.export(w, r, user, who)
 		return
 	}
 	live, err := f.o.Orch.Live(r.Context(), user)
@@ -247,4 +251,32 @@ func (f *FrontDoor) logout(w http.ResponseWriter, r *http.Request, user, prefix 
 	}
 	http.SetCookie(w, &http.Cookie{Name: cookieName(user), Path: prefix + "/", MaxAge: -1, HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode})
 	http.Redirect(w, r, prefix+loginPath, http.StatusSeeOther)
+}
+
+// export downloads the participant's own workspace (the gate has checked
+// that the session is theirs, or an organizer's token).
+func (f *FrontDoor) export(w http.ResponseWriter, r *http.Request, user, who string) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, "use GET to download your workspace", http.StatusMethodNotAllowed)
+		return
+	}
+	err := f.o.Orch.ServeExport(w, r, who, user)
+	switch {
+	case err == nil:
+	case errors.Is(err, sandbox.ErrNotFound):
+		f.exportFailed(w, r, user, http.StatusNotFound, "You have no workspace yet: an organizer needs to start your IDE first.")
+	case r.Context().Err() != nil:
+	default:
+		f.log.Error("export a workspace", "user", user, "err", err)
+		f.exportFailed(w, r, user, http.StatusServiceUnavailable, "THON cannot read your workspace right now; try again in a moment.")
+	}
+}
+
+func (f *FrontDoor) exportFailed(w http.ResponseWriter, r *http.Request, user string, status int, msg string) {
+	if !wantsHTML(r) {
+		http.Error(w, msg, status)
+		return
+	}
+	writePage(w, status, messagePage, pageData{Title: "No download", User: user, Msg: msg})
 }

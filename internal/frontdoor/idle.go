@@ -75,7 +75,7 @@ func (f *FrontDoor) serveIdle(w http.ResponseWriter, r *http.Request, user, who 
 		st.SleepInSeconds, st.Action = &n, in.Action
 	}
 	if !in.Expires.IsZero() {
-		n := max(secs(time.Until(in.Expires)), 0)
+		n := secs(in.EndsIn)
 		st.EndsInSeconds, st.Ends = &n, in.Expires.UTC().Format(time.RFC3339)
 	}
 	w.Header().Set("Content-Type", "application/json")

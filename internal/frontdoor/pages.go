@@ -63,6 +63,12 @@ This page reloads by itself and opens your IDE as soon as it is ready.</p>
 <p class="muted">Have a password? <a href="{{.Login}}">Sign in with it</a>.</p>
 </body></html>`))
 
+	messagePage = template.Must(template.New("message").Parse(pageHead + `
+<h1>{{.Title}}</h1>
+<p>{{.Msg}}</p>
+<p class="muted">IDE of {{.User}}</p>
+</body></html>`))
+
 	forbiddenPage = template.Must(template.New("forbidden").Parse(pageHead + `
 <h1>This is not your IDE</h1>
 <p>This IDE belongs to {{.User}}; you are signed in as {{.Who}}. Use your own personal link.</p>

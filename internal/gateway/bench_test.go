@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/thon-dev/thon/internal/gateway/upstreamtest"
 )
@@ -93,11 +94,11 @@ func BenchmarkServeHTTP(b *testing.B) {
 			post(b, up.URL+"/chat/completions", "")
 		}
 	})
-	gw := func(b *testing.B, redisURL string) {
+	gw := func(b *testing.B, redisURL string, otlp OTLPOptions) {
 		keys := newTestKeys()
-		secret := keys.add(Key{ID: "user:bench"})
+		secret := keys.add(Key{ID: "user:bench", Owner: "bench", Group: "g"})
 		g, err := New(Options{Upstream: up.URL, Keys: keys, Redis: redisURL, RedisPrefix: "bench:" + b.Name() + ":", Usage: &testSink{},
-			Limits: Limits{RequestsPerMinute: 1 << 40, Concurrency: 1 << 20, TokensPerMinute: 1 << 40}})
+			Limits: Limits{RequestsPerMinute: 1 << 40, Concurrency: 1 << 20, TokensPerMinute: 1 << 40}, OTLP: otlp})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -108,6 +109,18 @@ func BenchmarkServeHTTP(b *testing.B) {
 			post(b, srv.URL+"/v1/chat/completions", secret)
 		}
 	}
-	b.Run("gateway-memory", func(b *testing.B) { gw(b, "") })
-	b.Run("gateway-redis", func(b *testing.B) { gw(b, startRedis(b).url()) })
+	b.Run("gateway-memory", func(b *testing.B) { gw(b, "", OTLPOptions{}) })
+	// Tracing on, to the OpenTelemetry Collector's OTLP receiver in this
+	// process (its decoding shares the 2 cores), then to one that hangs
+	// (every span past the queue is dropped).
+	b.Run("gateway-memory-traced", func(b *testing.B) {
+		gw(b, "", OTLPOptions{Endpoint: startCollector(b, nil, nil).endpoint})
+	})
+	b.Run("gateway-memory-traced-collector-hung", func(b *testing.B) {
+		hang := make(chan struct{})
+		col := startCollector(b, hang, nil)
+		b.Cleanup(func() { close(hang) }) // before the receiver's shutdown, after the gateway's
+		gw(b, "", OTLPOptions{Endpoint: col.endpoint, Interval: time.Millisecond, Timeout: 2 * time.Second})
+	})
+	b.Run("gateway-redis", func(b *testing.B) { gw(b, startRedis(b).url(), OTLPOptions{}) })
 }

@@ -85,6 +85,9 @@ type Options struct {
 	// carry that participant's key (or their group's): a key that leaked
 	// from another sandbox does not work there. nil: no such check.
 	Caller func(ctx context.Context, ip netip.Addr) (user, group string, ok bool)
+	// OTLP sends a trace span per LLM request to an OpenTelemetry
+	// collector; its Endpoint "" sends none.
+	OTLP OTLPOptions
 }
 
 // Gateway is an http.Handler serving the OpenAI-compatible API.
@@ -104,6 +107,7 @@ type Gateway struct {
 	usage    *usageRecorder
 	metrics  *metrics
 	slots    *slotPool
+	traces   *tracer // nil: no tracing
 
 	queueTimeout time.Duration
 	queueLen     int
@@ -189,6 +193,9 @@ func New(o Options) (*Gateway, error) {
 	}
 	if o.ShortMaxTokens < 0 || o.ShortShare < 0 || o.ShortShare > 0.5 {
 		errs = append(errs, errors.New("short requests: max tokens must not be negative, the share of slots kept for them is between 0 and 0.5"))
+	}
+	if err := o.OTLP.check(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("gateway options: %w", errors.Join(errs...))
@@ -284,6 +291,12 @@ func New(o Options) (*Gateway, error) {
 		g.slots.remote.setUp(g.shared.up.Load())
 		g.shared.start() // after the slots, which follow Redis's state
 	}
+	if g.traces, err = newTracer(o.OTLP, g.log, nil, func(n int) { g.metrics.spansSent.Add(float64(n)) },
+		func(why string, n int) { g.metrics.spansDropped.WithLabelValues(why).Add(float64(n)) }); err != nil {
+		g.slots.close()
+		g.counters.close()
+		return nil, fmt.Errorf("gateway options: %w", err)
+	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	return g, nil
 }
@@ -309,6 +322,7 @@ func (g *Gateway) Close() error {
 	g.cancel()
 	g.slots.close()
 	g.usage.close()
+	g.traces.close()
 	g.client.CloseIdleConnections()
 	if err := g.counters.close(); err != nil {
 		return fmt.Errorf("close gateway: %w", err)
@@ -352,9 +366,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, ep, *aerr, "auth")
 		return
 	}
+	var user, group string // of the sandbox the request comes from, when known
 	if g.opts.Caller != nil {
 		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-			if user, group, ok := g.opts.Caller(r.Context(), ap.Addr().Unmap()); ok && !key.BelongsTo(user, group) {
+			var ok bool
+			if user, group, ok = g.opts.Caller(r.Context(), ap.Addr().Unmap()); ok && !key.BelongsTo(user, group) {
 				g.fail(w, ep, errOthersKey, "auth")
 				return
 			}
@@ -364,7 +380,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.serveModels(w, r, key)
 		return
 	}
-	g.serveInference(w, r, ep, key)
+	if g.traces == nil {
+		g.serveInference(w, r, ep, key, nil)
+		return
+	}
+	cs := g.startSpan(key, ep, user, group)
+	sw := &statusWriter{ResponseWriter: w}
+	g.serveInference(sw, r, ep, key, cs)
+	g.endSpan(cs, sw.status, r.Context().Err() != nil)
 }
 
 func (g *Gateway) fail(w http.ResponseWriter, ep endpoint, e apiError, why string) {

@@ -147,6 +147,11 @@ func newEnv(t testing.TB, uo upstreamtest.Options, opts ...envOpt) *env {
 	e.gw = gw
 	e.srv = httptest.NewServer(gw)
 	t.Cleanup(func() {
+		// A test that stops early (t.Fatal) may leave requests held at the
+		// upstream: let them go first, or closing the gateway's server waits
+		// for them for ever.
+		up.Release(-1)
+		up.Resume()
 		e.srv.Close()
 		gw.Close()
 	})
@@ -167,6 +172,8 @@ func (e *env) addGateway(opts ...envOpt) (*Gateway, string) {
 	}
 	srv := httptest.NewServer(gw)
 	e.t.Cleanup(func() {
+		e.up.Release(-1) // as in newEnv
+		e.up.Resume()
 		srv.Close()
 		gw.Close()
 	})

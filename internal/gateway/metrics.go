@@ -23,6 +23,8 @@ type metrics struct {
 	inFlight     prometheus.Gauge
 	redisUp      prometheus.Gauge
 	usageDropped prometheus.Counter
+	spansSent    prometheus.Counter
+	spansDropped *prometheus.CounterVec
 	queueLen     *prometheus.GaugeVec
 	queueWait    *prometheus.HistogramVec
 	slots        *prometheus.GaugeVec
@@ -63,6 +65,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "redis_up", Help: "1 while the shared Redis counters answer, 0 during an outage."}),
 		usageDropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "thon", Subsystem: "gateway",
 			Name: "usage_dropped_total", Help: "Usage records dropped because the usage buffer was full."}),
+		spansSent: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "thon", Subsystem: "gateway",
+			Name: "trace_spans_exported_total", Help: "Trace spans of LLM requests the OTLP collector accepted."}),
+		spansDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "thon", Subsystem: "gateway",
+			Name: "trace_spans_dropped_total", Help: "Trace spans of LLM requests dropped: queue_full (the collector is slower than the requests), export_failed (it refused them, or did not answer in time)."}, []string{"reason"}),
 		queueLen: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "thon", Subsystem: "gateway",
 			Name: "model_queue_length", Help: "Requests waiting for a slot of the model, by model and the key's group."}, []string{"model", "group"}),
 		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "thon", Subsystem: "gateway",
@@ -90,7 +96,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.tokens, m.rejections, m.latency, m.inFlight, m.redisUp, m.usageDropped,
-		m.queueLen, m.queueWait, m.slots, m.slotsBusy} {
+		m.spansSent, m.spansDropped, m.queueLen, m.queueWait, m.slots, m.slotsBusy} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

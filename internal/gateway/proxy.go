@@ -69,32 +69,41 @@ func badRequest(code, msg string) apiError {
 }
 
 // serveInference proxies chat completions, completions and embeddings.
-func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request, ep endpoint, key *Key) {
+// cs, when not nil, is the request's trace span, filled in on the way.
+func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request, ep endpoint, key *Key, cs *callSpan) {
 	body, aerr := readBody(r, g.maxBody)
 	if aerr != nil {
 		why := "bad_request"
 		if aerr.status == http.StatusRequestEntityTooLarge {
 			why = "body_too_large"
 		}
+		cs.note(why)
 		g.fail(w, ep, *aerr, why)
 		return
 	}
 	if !gjson.ValidBytes(body) {
+		cs.note("bad_request")
 		g.fail(w, ep, badRequest("invalid_json", "We could not parse the JSON body of your request. Send a JSON object (Content-Type: application/json)."), "bad_request")
 		return
 	}
 	if !gjson.ParseBytes(body).IsObject() {
+		cs.note("bad_request")
 		g.fail(w, ep, badRequest("invalid_json", "The request body must be a JSON object."), "bad_request")
 		return
 	}
 	fields := gjson.GetManyBytes(body, "model", "stream", "stream_options.include_usage", "max_tokens", "max_completion_tokens")
 	if fields[0].Type != gjson.String || fields[0].Str == "" {
+		cs.note("bad_request")
 		g.fail(w, ep, badRequest("missing_model", "You must provide a model parameter (a string). GET /v1/models lists them."), "bad_request")
 		return
 	}
 	model := fields[0].Str
 	stream := fields[1].Type == gjson.True && ep != epEmbeddings
+	if cs != nil {
+		cs.model, cs.stream = truncModel(model), stream
+	}
 	if g.allowed != nil && !g.allowed[model] {
+		cs.note("model_not_allowed")
 		g.record(key.ID, model, tokenUsage{}, 0, 1)
 		g.fail(w, ep, apiError{http.StatusForbidden, typeInvalidRequest, "model_not_allowed",
 			fmt.Sprintf("The model %q is not allowed at this event. GET /v1/models lists the allowed ones.", model)}, "model_not_allowed")
@@ -110,6 +119,7 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request, ep endp
 			return // the client left while waiting
 		}
 		g.log.Debug("gateway: admission refused", "key", key.ID, "err", err)
+		cs.note("limiter_unavailable")
 		g.fail(w, ep, errLimiter, "limiter_unavailable")
 		return
 	}
@@ -117,6 +127,9 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request, ep endp
 	setLimitHeaders(h, &p, &v, now)
 	if !v.ok {
 		e := rejection(&p, &v, now, h)
+		if cs != nil {
+			cs.note("rate_limited_" + v.reason.String())
+		}
 		g.record(key.ID, model, tokenUsage{}, 0, 1)
 		g.metrics.reject(v.reason, "")
 		g.metrics.request(ep, e.status)
@@ -143,18 +156,24 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request, ep endp
 
 	// The model's slots: wait for one in its fair queue.
 	lease, waited, err := g.slots.acquire(r.Context(), model, key, g.short(ep, fields[3], fields[4]))
+	if cs != nil {
+		cs.waited = waited
+	}
 	if err != nil {
 		g.release(&t, 0, true)
 		switch {
 		case r.Context().Err() != nil:
 			return // the client left the queue: charged nothing
 		case errors.Is(err, errModelQueueTimeout):
+			cs.note("model_queue_timeout")
 			g.metrics.reject(reasonNone, "model_queue_timeout")
 			g.metrics.request(ep, http.StatusServiceUnavailable)
 			writeError(w, errQueueTimeout(model, g.slots.capOf(model), waited, h))
 		case errors.Is(err, errLimiterDown):
+			cs.note("limiter_unavailable")
 			g.fail(w, ep, errLimiter, "limiter_unavailable")
 		default:
+			cs.note("closing")
 			g.fail(w, ep, errClosing, "closing")
 		}
 		return
@@ -169,11 +188,17 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request, ep endp
 	}
 	g.metrics.inFlight.Inc()
 	done := false
-	g.forward(w, r, ep, body, stream, injected, func(u tokenUsage, status int, refund bool) {
+	g.forward(w, r, ep, body, stream, injected, cs, func(u tokenUsage, status int, refund bool) {
 		if done {
 			return
 		}
 		done = true
+		if cs != nil {
+			cs.u = u
+			if refund {
+				cs.note("upstream_error")
+			}
+		}
 		lease.release(cost(u))
 		g.drain.leave()
 		g.metrics.inFlight.Dec()
@@ -209,13 +234,19 @@ var errClosing = apiError{http.StatusServiceUnavailable, typeServer, "gateway_cl
 // has the answer finds the slot free.
 type finishFunc func(u tokenUsage, status int, refund bool)
 
+// truncModel bounds a model name kept in usage and traces.
+func truncModel(model string) string {
+	if len(model) > 128 {
+		return model[:128]
+	}
+	return model
+}
+
 func (g *Gateway) record(keyID, model string, u tokenUsage, requests, rejections int64) {
 	if g.usage == nil {
 		return
 	}
-	if len(model) > 128 {
-		model = model[:128]
-	}
+	model = truncModel(model)
 	g.usage.record(Usage{KeyID: keyID, Model: model, Minute: g.now().UTC().Truncate(time.Minute),
 		Requests: requests, PromptTokens: u.prompt, CompletionTokens: u.completion, Rejections: rejections})
 }
@@ -293,7 +324,7 @@ func (g *Gateway) upstreamFailure(err error) apiError {
 // forward sends the request upstream, relays the answer and calls finish
 // exactly once: with the usage to charge, the status sent and whether the
 // request is refunded (the upstream failed; nothing was generated).
-func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, ep endpoint, body []byte, stream, injected bool, finish finishFunc) {
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, ep endpoint, body []byte, stream, injected bool, cs *callSpan, finish finishFunc) {
 	var parent context.Context
 	if stream {
 		parent = r.Context()
@@ -326,7 +357,11 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, ep endpoint, b
 	}
 	ct := resp.Header.Get("Content-Type")
 	if stream && resp.StatusCode == http.StatusOK && hasPrefixFold(ct, "text/event-stream") {
-		g.relayStream(w, r.Context(), resp.Body, cancel, injected, promptEstimate(body), finish)
+		var first *time.Time
+		if cs != nil {
+			first = &cs.firstToken
+		}
+		g.relayStream(w, r.Context(), resp.Body, cancel, injected, promptEstimate(body), first, finish)
 		return
 	}
 
@@ -344,6 +379,9 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, ep endpoint, b
 	}
 	var u tokenUsage
 	if resp.StatusCode/100 == 2 {
+		if cs != nil {
+			cs.firstToken = time.Now() // the whole answer, first token and all
+		}
 		var ok bool
 		if u, ok = findUsage(data); !ok {
 			g.warnFirst("gateway: the upstream sent no usage; its responses are not charged", "url", g.target.Load().urls[ep])
@@ -435,8 +473,9 @@ func completeEventBuffered(br *bufio.Reader) bool {
 // once, which stops the server generating, and what was generated until
 // then is charged: llama-server's per-token timings when it sends them,
 // else one completion token per chunk with text and the prompt estimated
-// from the request's size (prompt).
-func (g *Gateway) relayStream(w http.ResponseWriter, clientCtx context.Context, body io.Reader, cancel context.CancelFunc, injected bool, prompt int64, finish finishFunc) {
+// from the request's size (prompt). first, when not nil, is set to when
+// the first chunk with text came.
+func (g *Gateway) relayStream(w http.ResponseWriter, clientCtx context.Context, body io.Reader, cancel context.CancelFunc, injected bool, prompt int64, first *time.Time, finish finishFunc) {
 	h := w.Header()
 	h["Content-Type"] = []string{"text/event-stream"}
 	h["Cache-Control"] = []string{"no-cache"}
@@ -488,6 +527,9 @@ func (g *Gateway) relayStream(w http.ResponseWriter, clientCtx context.Context, 
 			charge()
 		} else if payload != nil {
 			if hasText(payload) {
+				if textChunks == 0 && first != nil {
+					*first = time.Now()
+				}
 				textChunks++
 			}
 			finished = finished || bytes.Contains(payload, finishReasonBytes)

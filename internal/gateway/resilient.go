@@ -76,10 +76,11 @@ func (s *sharedCounters) probeLoop() {
 		err := s.remote.ping(ctx)
 		cancel()
 		if err == nil {
+			// Logged first: whoever sees up sees the log line too.
+			s.log.Info("gateway: Redis reachable again; limits are shared again")
 			s.probing.Store(false)
 			s.up.Store(true)
 			s.onState(true)
-			s.log.Info("gateway: Redis reachable again; limits are shared again")
 			return
 		}
 	}

@@ -449,10 +449,7 @@ func (l *slotLease) release(cost float64) {
 		q.pool.g.metrics.slotBusy(q.name, busy)
 		if r := q.pool.remote; r != nil {
 			if l.remote != "" {
-				go func() {
-					r.release(q.name, l.remote)
-					q.kickPump()
-				}()
+				r.releaseLater(q.name, l.remote, q.kickPump)
 			} else {
 				q.kickPump()
 			}

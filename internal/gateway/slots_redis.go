@@ -181,6 +181,31 @@ func (r *redisSlots) listen(ps *redis.PubSub) {
 	}
 }
 
+// spawn runs f on a goroutine that close waits for; once closed it does
+// not run f and reports false.
+func (r *redisSlots) spawn(f func()) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// releaseLater frees a shared slot off the caller's path, then calls then.
+// After close the lease is left to expire by itself.
+func (r *redisSlots) releaseLater(model, lease string, then func()) {
+	r.spawn(func() {
+		r.release(model, lease)
+		then()
+	})
+}
+
 func (r *redisSlots) close() {
 	r.mu.Lock()
 	r.closed = true
@@ -208,7 +233,14 @@ func (q *modelQueue) kickPump() {
 		}
 		q.pumping = true
 		q.mu.Unlock()
-		go r.pump(q)
+		if !r.spawn(func() { r.pump(q) }) { // the gateway is closed
+			q.mu.Lock()
+			q.pumping = false
+			for len(q.waiters) > 0 {
+				q.fail(0, errPoolClosed)
+			}
+			q.mu.Unlock()
+		}
 		return
 	}
 	q.mu.Unlock()

@@ -321,6 +321,10 @@ func TestSetSlotsWhileWaiting(t *testing.T) {
 		go func() { results <- e.chat(a, "m") }()
 	}
 	eventually(t, "two to wait", func() bool { return waiting(e.gw, "m") == 2 })
+	// The one admitted may still be on its way to the upstream.
+	if err := e.up.WaitInFlight(waitCtx(t), 1); err != nil {
+		t.Fatal(err)
+	}
 	if n := e.up.InFlight(); n != 1 {
 		t.Fatalf("%d at the upstream with one slot", n)
 	}

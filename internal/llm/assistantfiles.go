@@ -85,6 +85,9 @@ func (a *Assistants) Files(ep Endpoint, p Participant) ([]sandbox.File, error) {
 		// The participant's own workspace is theirs to trust: no Restricted
 		// Mode and no prompt (assistants.workspace_trust brings them back).
 		"security.workspace.trust.enabled": a.cfg.WorkspaceTrust,
+		// No Welcome walkthrough (code-server's advertises Coder, and it
+		// takes the focus from what the participant opened first).
+		"workbench.startupEditor": "none",
 	}
 	extensions := slices.Clone(a.extensions)
 	want := func(id string) {

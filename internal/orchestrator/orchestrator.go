@@ -77,6 +77,10 @@ type Options struct {
 	// ResyncInterval is how often the engine's view is folded into the store
 	// (sandboxes stopped or removed behind THON's back). 0 means 10s.
 	ResyncInterval time.Duration
+	// UsageInterval is how often Run samples what the running sandboxes
+	// use (and advances their running time). 0 means
+	// DefaultUsageInterval; negative, never.
+	UsageInterval time.Duration
 	// Activity is what participants' browsers do, as the front door sees
 	// it (nil: no activity is known, and no sandbox is idle).
 	Activity *activity.Tracker
@@ -98,6 +102,9 @@ type Orchestrator struct {
 	log          *slog.Logger
 	health       *http.Client
 	resync       time.Duration
+	usageEvery   time.Duration
+	use          usage // the last usage sample
+	exports      slots // exports running at once
 	activity     *activity.Tracker
 	sleepEvery   time.Duration
 	now          func() time.Time
@@ -131,6 +138,9 @@ func New(o Options) *Orchestrator {
 	if o.ResyncInterval == 0 {
 		o.ResyncInterval = 10 * time.Second
 	}
+	if o.UsageInterval == 0 {
+		o.UsageInterval = DefaultUsageInterval
+	}
 	if o.OnUsersChanged == nil {
 		o.OnUsersChanged = func(context.Context) {}
 	}
@@ -149,6 +159,7 @@ func New(o Options) *Orchestrator {
 		st:           o.Store,
 		log:          o.Logger,
 		resync:       o.ResyncInterval,
+		usageEvery:   o.UsageInterval,
 		activity:     o.Activity,
 		sleepEvery:   o.SleepInterval,
 		now:          o.Now,
@@ -389,6 +400,16 @@ type Status struct {
 	LastActive time.Time `json:"last_active,omitzero"`
 	// Expires is when the sandbox stops unless renewed (sandbox.max_lifetime).
 	Expires time.Time `json:"expires,omitzero"`
+	// What the running (or paused) sandbox used at the last sample: CPU in
+	// cores, memory and the workspace's disk use in bytes; nil when not
+	// running, not sampled yet, or not measured by the engine.
+	CPU         *float64 `json:"cpu,omitempty"`
+	Memory      *int64   `json:"memory,omitempty"`
+	MemoryLimit int64    `json:"memory_limit,omitempty"`
+	Disk        *int64   `json:"disk,omitempty"`
+	// RunningSeconds is how long the sandbox has run over the event
+	// (stopped and paused time not counted; kept across restarts).
+	RunningSeconds float64 `json:"running_seconds,omitempty"`
 }
 
 // Filter selects participants. Empty means everyone.
@@ -426,6 +447,10 @@ func (o *Orchestrator) List(ctx context.Context, f Filter) ([]Status, error) {
 	if err != nil {
 		return nil, err
 	}
+	running, err := o.st.RunningTimes(ctx)
+	if err != nil {
+		return nil, err
+	}
 	o.mu.Lock()
 	set := o.settings
 	busy := make(map[string]string, len(o.busy))
@@ -433,14 +458,29 @@ func (o *Orchestrator) List(ctx context.Context, f Filter) ([]Status, error) {
 		busy[k] = v
 	}
 	o.mu.Unlock()
+	use := o.Usage()
 	out := make([]Status, 0, len(users))
 	for _, u := range users {
 		if !f.match(u) {
 			continue
 		}
-		out = append(out, o.status(u, boxes, busy, set.For(u.Group)))
+		st := o.status(u, boxes, busy, set.For(u.Group))
+		st.RunningSeconds = running[u.Name].Total.Seconds()
+		if r, ok := use.Sandboxes[u.Name]; ok && (st.State == string(sandbox.StateRunning) || st.State == string(sandbox.StatePaused)) {
+			st.CPU, st.Memory, st.Disk = known(r.CPU), known(r.Memory), known(r.Disk)
+			st.MemoryLimit = max(r.MemoryLimit, 0)
+		}
+		out = append(out, st)
 	}
 	return out, nil
+}
+
+// known is v, or nil when it is sandbox.Unknown.
+func known[T int64 | float64](v T) *T {
+	if v == sandbox.Unknown {
+		return nil
+	}
+	return &v
 }
 
 func (o *Orchestrator) status(u store.User, boxes map[string]store.Sandbox, busy map[string]string, s config.Effective) Status {

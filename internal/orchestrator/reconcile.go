@@ -124,6 +124,9 @@ func endpointIfRunning(inst sandbox.Instance) string {
 // Run keeps the store in step with the engine until ctx ends: sandboxes
 // stopped, removed or restarted behind THON's back show up within one interval.
 func (o *Orchestrator) Run(ctx context.Context) {
+	if o.usageEvery > 0 {
+		go o.runUsage(ctx)
+	}
 	go o.sleepLoop(ctx)
 	t := time.NewTicker(o.resync)
 	defer t.Stop()

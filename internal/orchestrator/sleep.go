@@ -335,6 +335,7 @@ type Idle struct {
 	IdleFor time.Duration // since the participant's last activity (or the sandbox's start)
 	SleepIn time.Duration // until it goes to sleep, when Timeout is set (0: due now)
 	Expires time.Time     // the end of its lifetime (zero: none)
+	EndsIn  time.Duration // until Expires, on the orchestrator's clock (0: due now)
 }
 
 // Watched says whether anything puts sandboxes to sleep: an idle timeout
@@ -359,8 +360,9 @@ func (o *Orchestrator) IdleOf(ctx context.Context, user string) (Idle, error) {
 	}
 	s := o.SettingsFor(u.Group) // the group's idle policy
 	in := Idle{State: live.State, Timeout: s.IdleTimeout.D(), Action: s.IdleAction}
-	if s.MaxLifetime.D() > 0 {
+	if s.MaxLifetime.D() > 0 && !b.Expires.IsZero() {
 		in.Expires = b.Expires
+		in.EndsIn = max(b.Expires.Sub(o.now()), 0)
 	}
 	if since := o.idleSince(user, b); !since.IsZero() {
 		in.IdleFor = max(o.now().Sub(since), 0)

@@ -43,6 +43,16 @@
 //   - Logs streams the output (stdout and stderr merged) of a running
 //     sandbox; of a stopped one, its last run's output when
 //     Capabilities.StoppedLogs, else a *UserError saying none is kept.
+//   - Archive streams the workspace as a tar: every entry under {user}/
+//     (the workspace directory itself first), with its owner, mode and
+//     time as the engine holds them. It works on a running or paused
+//     sandbox, and on a stopped one with Capabilities.StoppedArchive (else
+//     a *UserError saying to start it); never through a helper sandbox.
+//   - Usage samples what every running sandbox uses now, sorted by user,
+//     one entry each: memory and CPU time where the engine counts them,
+//     workspace disk use when asked and Capabilities.DiskUsage; a measure
+//     the engine cannot take is Unknown, never a guess. A stopped sandbox
+//     is not listed.
 //   - Every method is safe for concurrent use.
 //   - Close releases what the Runtime holds (connections, watches); the
 //     sandboxes keep running.
@@ -219,9 +229,65 @@ type Runtime interface {
 	Logs(ctx context.Context, user string, opts LogOptions) (io.ReadCloser, error)
 	// PurgeWorkspace deletes a user's kept workspace when no sandbox uses it.
 	PurgeWorkspace(ctx context.Context, spec Spec) error
+	// Archive streams the user's workspace as an uncompressed tar whose
+	// entries are under {user}/. ErrNotFound when the user has no sandbox.
+	// Closing the stream early ends the transfer.
+	Archive(ctx context.Context, user string) (io.ReadCloser, error)
+	// Usage samples the resources every running sandbox uses now.
+	Usage(ctx context.Context, opts UsageOptions) (UsageReport, error)
 	// Close releases the Runtime's connections and watches; sandboxes keep
 	// running. Closing twice is fine; nothing else is called after Close.
 	Close() error
+}
+
+// Unknown is a measure of Usage or Machine the engine cannot take.
+const Unknown = -1
+
+// UsageOptions says what a Usage sample measures besides CPU and memory.
+type UsageOptions struct {
+	// Disk measures each workspace's size too (Capabilities.DiskUsage):
+	// slower than the rest, so a caller asks for it less often.
+	Disk bool
+}
+
+// UsageReport is one sample of what the sandboxes use, and what the
+// engine's machine has.
+type UsageReport struct {
+	Sandboxes []Use   `json:"sandboxes"` // running ones, sorted by user
+	Machine   Machine `json:"machine"`
+	// Note says why measures are Unknown when the engine knows ("the
+	// cluster serves no metrics API: install metrics-server …").
+	Note string `json:"note,omitempty"`
+}
+
+// Use is what one running sandbox uses; a field is Unknown (-1) when
+// the engine cannot say.
+type Use struct {
+	User string `json:"user"`
+	// ID is the sandbox's ID (Instance.ID): CPUTime of two samples with
+	// the same ID can be subtracted.
+	ID string `json:"id"`
+	// CPUTime is the CPU time the sandbox's processes used since it
+	// started (Docker's cgroup counter), in nanoseconds.
+	CPUTime time.Duration `json:"cpu_time"`
+	// CPU is the cores in use, averaged by the engine over its own short
+	// window (the Kubernetes metrics API), when it gives a rate instead of
+	// CPUTime.
+	CPU float64 `json:"cpu"`
+	// Memory is the bytes in use, without the page cache the kernel can
+	// take back (what `docker stats` shows, a Pod's working set).
+	Memory int64 `json:"memory"`
+	// MemoryLimit is the sandbox's memory limit in bytes (0: none).
+	MemoryLimit int64 `json:"memory_limit"`
+	// Disk is the workspace's size in bytes (only when asked).
+	Disk int64 `json:"disk"`
+}
+
+// Machine is what the engine's machine (or cluster) has for sandboxes; a
+// field is Unknown (-1) when the engine cannot say.
+type Machine struct {
+	CPUs   float64 `json:"cpus"`
+	Memory int64   `json:"memory"`
 }
 
 // LogOptions selects which log lines to stream.
@@ -269,8 +335,8 @@ func (s Spec) Hash() string {
 }
 
 // Capabilities is how an engine departs from Docker's model, which is the
-// reference: Docker's are StoppedLogs and every workspace mode, nothing
-// else. Every engine states its own; the orchestrator honours them.
+// reference: Docker's are StoppedLogs, StoppedArchive, DiskUsage and every
+// workspace mode, nothing else. Every engine states its own; the orchestrator honours them.
 type Capabilities struct {
 	// ReadyIsHealthy: running means the IDE answered its health path (the
 	// engine probes it itself, like Kubernetes' readiness probe), so THON
@@ -289,6 +355,15 @@ type Capabilities struct {
 	// Workspaces are the workspace modes the engine supports; Spec.Check
 	// refuses the others with a *UserError.
 	Workspaces []WorkspaceMode
+	// StoppedArchive: Archive reads the workspace of a stopped sandbox
+	// (Docker's archive API reads a stopped container's files). Without
+	// it the sandbox must run (Kubernetes reads through the Pod), and THON
+	// starts a stopped one for the export and stops it again.
+	StoppedArchive bool
+	// DiskUsage: Usage measures the workspaces' size when asked. Without
+	// it Usage.Disk is always Unknown (Kubernetes: a PVC's use is the
+	// kubelet's, not the API's).
+	DiskUsage bool
 }
 
 // Supports reports whether the engine supports workspace mode m ("" is

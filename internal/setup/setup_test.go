@@ -191,10 +191,18 @@ func TestLemonadeAndItsModels(t *testing.T) {
 
 	path := filepath.Join(t.TempDir(), "thon.yaml")
 	os.WriteFile(path, append(config.Starter(), []byte("# the end\n")...), 0o644)
-	os.WriteFile(path, []byte(strings.Replace(string(config.Starter()), `  url: ""`, `  url: "`+lem.URL+`"`, 1)), 0o644)
+	starter := strings.Replace(string(config.Starter()), `  url: ""`, `  url: "`+lem.URL+`"`, 1)
+	// Its own data directory and an address where no daemon answers (one
+	// running on this machine's default would be asked for the models).
+	starter = strings.Replace(starter, "  data_dir: ~/.thon\n", "  data_dir: "+t.TempDir()+"\n", 1)
+	starter = strings.Replace(starter, "  listen: 127.0.0.1:8100\n", fmt.Sprintf("  listen: 127.0.0.1:%d\n", freePort(t)), 1)
+	os.WriteFile(path, []byte(starter), 0o644)
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg.Server.Listen == config.DefaultListen {
+		t.Fatal("the test's thon.yaml kept the default server.listen")
 	}
 	cmds := &commands{}
 	s := New(Options{Config: cfg, Root: root, Command: cmds.run, IsRoot: func() bool { return true }, Wait: 10 * time.Second})

@@ -49,6 +49,8 @@ type DetectOptions struct {
 	Ports       []int  // default 443, 80
 	// Docker pings the engine; nil: Docker from the environment.
 	Docker func(ctx context.Context) (string, error)
+	// ProbeTimeout bounds each HTTP probe of an LLM server (default 2s).
+	ProbeTimeout time.Duration
 }
 
 // Detect looks at the machine. It takes at most a few seconds: every
@@ -66,6 +68,9 @@ func Detect(ctx context.Context, o DetectOptions) Detection {
 	if o.Docker == nil {
 		o.Docker = dockerVersion
 	}
+	if o.ProbeTimeout <= 0 {
+		o.ProbeTimeout = 2 * time.Second
+	}
 	var d Detection
 	if ip, err := pki.DetectExternalIP(); err == nil {
 		d.ExternalIP = ip.String()
@@ -77,10 +82,10 @@ func Detect(ctx context.Context, o DetectOptions) Detection {
 		d.DockerErr = firstLine(err.Error())
 	}
 	d.GPU = config.DetectGPU()
-	if lemonadeAnswers(ctx, o.LemonadeURL) {
+	if lemonadeAnswers(ctx, o.LemonadeURL, o.ProbeTimeout) {
 		d.Lemonade = strings.TrimRight(o.LemonadeURL, "/")
 	}
-	if llamaAnswers(ctx, o.LlamaURL) {
+	if llamaAnswers(ctx, o.LlamaURL, o.ProbeTimeout) {
 		d.Llama = strings.TrimRight(o.LlamaURL, "/")
 	}
 	for _, p := range o.Ports {
@@ -145,18 +150,16 @@ func hostnames(ctx context.Context, ip string) []string {
 	return out
 }
 
-var probeClient = &http.Client{Timeout: 2 * time.Second}
-
 // status GETs url and decodes a 200 answer's JSON into into; it returns
-// the status (0 when nothing answers, or a 200 is not JSON).
-func status(ctx context.Context, url string, into any) int {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+// the status (0 when nothing answers within timeout, or a 200 is not JSON).
+func status(ctx context.Context, url string, timeout time.Duration, into any) int {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0
 	}
-	resp, err := probeClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0
 	}
@@ -167,32 +170,32 @@ func status(ctx context.Context, url string, into any) int {
 	return resp.StatusCode
 }
 
-func get(ctx context.Context, url string, into any) bool {
-	return status(ctx, url, into) == http.StatusOK
+func get(ctx context.Context, url string, timeout time.Duration, into any) bool {
+	return status(ctx, url, timeout, into) == http.StatusOK
 }
 
 // lemonadeAnswers: Lemonade Server's /api/v1/health says it is one
 // ({"status": "ok", "version": …}); one with an API key is alive (/live)
 // and refuses the health request without the key.
-func lemonadeAnswers(ctx context.Context, base string) bool {
+func lemonadeAnswers(ctx context.Context, base string, timeout time.Duration) bool {
 	base = strings.TrimRight(base, "/")
 	var h struct {
 		Status  string `json:"status"`
 		Version string `json:"version"`
 	}
-	if status(ctx, base+"/api/v1/health", &h) == http.StatusOK && h.Status == "ok" && h.Version != "" {
+	if status(ctx, base+"/api/v1/health", timeout, &h) == http.StatusOK && h.Status == "ok" && h.Version != "" {
 		return true
 	}
 	var live struct {
 		Status string `json:"status"`
 	}
-	return status(ctx, base+"/live", &live) == http.StatusOK && live.Status == "ok" &&
-		status(ctx, base+"/api/v1/health", &h) == http.StatusUnauthorized
+	return status(ctx, base+"/live", timeout, &live) == http.StatusOK && live.Status == "ok" &&
+		status(ctx, base+"/api/v1/health", timeout, &h) == http.StatusUnauthorized
 }
 
 // llamaAnswers: llama-server's /health ({"status": "ok"}) and its
 // OpenAI-compatible /v1/models.
-func llamaAnswers(ctx context.Context, base string) bool {
+func llamaAnswers(ctx context.Context, base string, timeout time.Duration) bool {
 	base = strings.TrimRight(base, "/")
 	var h struct {
 		Status string `json:"status"`
@@ -202,7 +205,7 @@ func llamaAnswers(ctx context.Context, base string) bool {
 			ID string `json:"id"`
 		} `json:"data"`
 	}
-	return get(ctx, base+"/health", &h) && h.Status == "ok" && get(ctx, base+"/v1/models", &m)
+	return get(ctx, base+"/health", timeout, &h) && h.Status == "ok" && get(ctx, base+"/v1/models", timeout, &m)
 }
 
 func probePort(p int) Port {

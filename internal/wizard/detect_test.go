@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/thon-dev/thon/internal/llm/lemonadetest"
 	"github.com/thon-dev/thon/internal/testenv"
@@ -28,7 +29,7 @@ func TestDetect(t *testing.T) {
 	free := freePort(t)
 
 	t.Setenv("DOCKER_HOST", "unix://"+t.TempDir()+"/docker.sock") // no engine: TestDetectDocker has one
-	d := Detect(context.Background(), DetectOptions{LemonadeURL: lem.URL, LlamaURL: lem.URL, Ports: []int{busyPort, free}})
+	d := Detect(context.Background(), DetectOptions{LemonadeURL: lem.URL, LlamaURL: lem.URL, Ports: []int{busyPort, free}, ProbeTimeout: slowMachine})
 	if d.Lemonade != lem.URL || d.Llama != "" {
 		t.Errorf("Lemonade at %s: found lemonade %q, llama %q", lem.URL, d.Lemonade, d.Llama)
 	}
@@ -52,7 +53,7 @@ func TestDetect(t *testing.T) {
 	}
 
 	// A Lemonade with a key; nothing at all; Docker not answering.
-	d = Detect(context.Background(), DetectOptions{LemonadeURL: keyed.URL, LlamaURL: "http://127.0.0.1:" + strconv.Itoa(free), Ports: []int{}})
+	d = Detect(context.Background(), DetectOptions{LemonadeURL: keyed.URL, LlamaURL: "http://127.0.0.1:" + strconv.Itoa(free), Ports: []int{}, ProbeTimeout: slowMachine})
 	if d.Lemonade != keyed.URL || d.Llama != "" {
 		t.Errorf("Lemonade with a key: %+v", d)
 	}
@@ -76,7 +77,7 @@ func TestDetectDocker(t *testing.T) {
 // A llama.cpp llama-server listening is found (and not taken for Lemonade).
 func TestDetectLlamaServer(t *testing.T) {
 	l := testenv.LlamaServer(t, testenv.LlamaOptions{Image: testenv.LLMImage(t)})
-	d := Detect(context.Background(), DetectOptions{LemonadeURL: l.URL, LlamaURL: l.URL, Ports: []int{}})
+	d := Detect(context.Background(), DetectOptions{LemonadeURL: l.URL, LlamaURL: l.URL, Ports: []int{}, ProbeTimeout: slowMachine})
 	if d.Llama != l.URL || d.Lemonade != "" {
 		t.Errorf("llama-server at %s: %+v", l.URL, d)
 	}
@@ -94,3 +95,7 @@ func freePort(t *testing.T) int {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
+
+// slowMachine bounds the probes of servers the tests started: a loaded
+// machine may take longer than the product's 2 seconds to answer.
+const slowMachine = 30 * time.Second

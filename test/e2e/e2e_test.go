@@ -509,7 +509,7 @@ func TestAccessLinksFromTheCLI(t *testing.T) {
 	// Cards for a group: CSV with a header and one row per participant.
 	r = ev.ok("access", "--group", "alpha", "-o", "csv")
 	rows, err := csv.NewReader(strings.NewReader(r.stdout)).ReadAll()
-	if err != nil || len(rows) != 3 || strings.Join(rows[0], ",") != "user,group,url,link,expires" || rows[1][0] != "alice" || rows[2][0] != "bob" {
+	if err != nil || len(rows) != 3 || strings.Join(rows[0], ",") != "user,group,url,link,expires,email" || rows[1][0] != "alice" || rows[2][0] != "bob" {
 		t.Fatalf("access --group alpha -o csv: %v\n%s", err, r)
 	}
 

@@ -34,10 +34,11 @@ import (
 
 var event = []config.Group{{Name: "alpha", Users: []string{"alice", "bob"}}, {Name: "beta", Users: []string{"carol"}}}
 
-// volatile are columns that reading requests may move on purpose: a token's
-// last use and a sandbox's last activity. Everything else in the store is
-// state that a refused request must leave alone.
-var volatile = map[string]bool{"tokens.last_used": true, "sandboxes.last_active": true}
+// volatile are columns that move on their own or with reading requests, on
+// purpose: a token's last use, a sandbox's last activity, and the last time
+// the usage sampler (every 15 s) saw a sandbox running. Everything else in
+// the store is state that a refused request must leave alone.
+var volatile = map[string]bool{"tokens.last_used": true, "sandboxes.last_active": true, "sandbox_running.seen_at": true}
 
 // snapshot is every row of every table of the daemon's SQLite store (but
 // the volatile columns), read through a connection of its own.

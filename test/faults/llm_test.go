@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -87,7 +88,7 @@ func TestLLMServerKilledMidStream(t *testing.T) {
 			continue
 		}
 		last = line
-		if strings.Contains(line, `"content"`) {
+		if hasText.MatchString(line) { // generated text: not the role's chunk ("content":null or "")
 			chunks++
 		}
 		if chunks == 50 && killed.IsZero() {
@@ -145,3 +146,6 @@ func TestLLMServerKilledMidStream(t *testing.T) {
 	}
 	t.Logf("answers again %.1fs after the server's container was started again", time.Since(restarted).Seconds())
 }
+
+// hasText matches a streamed chunk that carries generated text.
+var hasText = regexp.MustCompile(`"content":"[^"]`)

@@ -72,8 +72,9 @@ type Runtime struct {
 	network string
 	prefix  string
 
-	mu  sync.Mutex
-	net *netInfo // the validated network, nil until known
+	mu            sync.Mutex
+	net           *netInfo         // the validated network, nil until known
+	engineMachine *sandbox.Machine // the engine's CPUs and memory, once asked
 
 	// forceRoutable, when set (by tests), replaces endpoint detection.
 	forceRoutable *bool
@@ -124,9 +125,11 @@ func (r *Runtime) Close() error { return r.cli.Close() }
 func (r *Runtime) Name() string { return "docker" }
 
 // Capabilities are Docker's, the reference: a stopped container keeps its
-// logs, and every workspace mode works (bind needs the engine on this host).
+// logs and its files (the archive API reads them), the engine measures
+// volumes' sizes, and every workspace mode works (bind needs the engine on
+// this host).
 func (r *Runtime) Capabilities() sandbox.Capabilities {
-	return sandbox.Capabilities{StoppedLogs: true, Workspaces: slices.Clone(sandbox.WorkspaceModes)}
+	return sandbox.Capabilities{StoppedLogs: true, StoppedArchive: true, DiskUsage: true, Workspaces: slices.Clone(sandbox.WorkspaceModes)}
 }
 
 // Network is the name of the sandboxes' bridge network.

@@ -868,3 +868,42 @@ func TestFilesAreWrittenBeforeTheFirstStart(t *testing.T) {
 		t.Fatalf("relative file path: %v", err)
 	}
 }
+
+// TestUsageIsMeasured: on Docker every measure is taken: memory within
+// the limit, CPU time, and each workspace mode's disk use (a volume's from
+// the engine, a bind directory's from this host, an ephemeral one's
+// anonymous volume).
+func TestUsageIsMeasured(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	const size = 2 << 20
+	modes := map[string]func(*sandbox.Spec){
+		"vol": func(*sandbox.Spec) {},
+		"bnd": func(s *sandbox.Spec) { s.Workspace, s.WorkspaceDir = sandbox.WorkspaceBind, t.TempDir() },
+		"eph": func(s *sandbox.Spec) { s.Workspace = sandbox.WorkspaceEphemeral },
+	}
+	for user, mut := range modes {
+		spec := e.spec(user, "g1")
+		spec.Limits.MemoryBytes = 256 << 20
+		mut(&spec)
+		inst := e.up(t, ctx, spec)
+		putFile(t, inst.Endpoint, "data.bin", strings.Repeat("y", size))
+	}
+	rep, err := e.rt.Usage(ctx, sandbox.UsageOptions{Disk: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Sandboxes) != 3 || rep.Machine.CPUs < 1 || rep.Machine.Memory < 1<<20 || rep.Note != "" {
+		t.Fatalf("Usage: %+v", rep)
+	}
+	for _, u := range rep.Sandboxes {
+		t.Logf("%+v", u)
+		if u.Memory <= 0 || u.Memory > u.MemoryLimit || u.MemoryLimit != 256<<20 || u.CPUTime <= 0 || u.CPU != sandbox.Unknown {
+			t.Errorf("%s: %+v: want memory and CPU time measured, the limit 256Mi, no rate", u.User, u)
+		}
+		if u.Disk < size || u.Disk > 2*size {
+			t.Errorf("%s: disk %d, want about the %d bytes written", u.User, u.Disk, size)
+		}
+	}
+}

@@ -758,6 +758,16 @@ func TestMinimalRole(t *testing.T) {
 	if _, err := rt.List(ctx); err != nil {
 		t.Fatalf("List: %v", err)
 	}
+	// Usage with the Role alone: the sandbox, and the machine's total
+	// unknown (listing nodes is ClusterPolicyRules').
+	rep, err := rt.Usage(ctx, sandbox.UsageOptions{Disk: true})
+	if err != nil || len(rep.Sandboxes) != 1 || rep.Sandboxes[0].User != "lea" || rep.Machine.CPUs != sandbox.Unknown {
+		t.Fatalf("Usage: %+v %v", rep, err)
+	}
+	if rep.Sandboxes[0].Memory == sandbox.Unknown && rep.Note == "" {
+		t.Errorf("Usage: memory unknown and no note saying why: %+v", rep)
+	}
+	t.Logf("Usage with the minimal Role: %+v", rep)
 	if err := rt.Remove(ctx, "lea", true); err != nil {
 		t.Fatalf("Remove: %v", err)
 	}

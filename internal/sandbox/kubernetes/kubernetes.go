@@ -100,6 +100,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -207,6 +208,10 @@ type Runtime struct {
 	mu          sync.Mutex
 	storageOK   bool // the storage class was checked (or cannot be)
 	preparedNet bool // namespace and NetworkPolicy are in place
+
+	nodesMu sync.Mutex
+	nodes   sandbox.Machine // the nodes' allocatable resources, listed at nodesAt
+	nodesAt time.Time
 }
 
 var _ sandbox.Runtime = (*Runtime)(nil)

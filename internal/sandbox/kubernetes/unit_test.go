@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilexec "k8s.io/client-go/util/exec"
 
 	"github.com/thon-dev/thon/internal/sandbox"
 	"github.com/thon-dev/thon/internal/sandbox/sandboxtest"
@@ -282,5 +284,56 @@ func must(t testing.TB, err error) {
 func TestCapabilitiesMatchTheFake(t *testing.T) {
 	if got := (&Runtime{}).Capabilities(); !reflect.DeepEqual(got, sandboxtest.KubernetesCapabilities) {
 		t.Errorf("Capabilities %+v, sandboxtest.KubernetesCapabilities %+v", got, sandboxtest.KubernetesCapabilities)
+	}
+}
+
+// The command Archive runs in the IDE's container makes the tar the
+// contract asks for (entries under {user}/, the directory first), here
+// with this machine's tar on a directory laid out like a sandbox's.
+func TestArchiveCommand(t *testing.T) {
+	root := t.TempDir()
+	ws := filepath.Join(root, "workspace", "g1", "alice")
+	must(t, os.MkdirAll(filepath.Join(ws, "src"), 0o755))
+	must(t, os.WriteFile(filepath.Join(ws, "src", "main.go"), []byte("package main\n"), 0o644))
+	cmd := archiveCommand("g1", "alice")
+	if cmd[0] != "tar" || cmd[2] != "/workspace/g1" || cmd[len(cmd)-1] != "alice" {
+		t.Fatalf("archiveCommand: %q", cmd)
+	}
+	cmd[2] = filepath.Join(root, "workspace", "g1") // here, not in a container
+	out, err := exec.Command(cmd[0], cmd[1:]...).Output()
+	if err != nil {
+		t.Fatalf("%q: %v", cmd, err)
+	}
+	tr := exec.Command("tar", "-tf", "-")
+	tr.Stdin = strings.NewReader(string(out))
+	names, err := tr.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Fields(string(names))
+	want := []string{"alice/", "alice/src/", "alice/src/main.go"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the archive holds %q, want %q", got, want)
+	}
+}
+
+// What a finished tar means: exit 1 (files changed while read) still
+// ends a complete archive; a missing tar says so with a hint.
+func TestArchiveErrors(t *testing.T) {
+	r := &Runtime{}
+	if err := r.archiveErr("alice", nil, ""); err != io.EOF {
+		t.Errorf("success: %v, want io.EOF", err)
+	}
+	if err := r.archiveErr("alice", utilexec.CodeExitError{Err: errors.New("exit 1"), Code: 1}, "tar: alice/x: file changed as we read it"); err != io.EOF {
+		t.Errorf("exit 1: %v, want io.EOF (a complete archive)", err)
+	}
+	err := r.archiveErr("alice", utilexec.CodeExitError{Err: errors.New("exit 127"), Code: 127}, `exec: "tar": executable file not found in $PATH`)
+	var ue *sandbox.UserError
+	if !errors.As(err, &ue) || !strings.Contains(ue.Hint, "tar") {
+		t.Errorf("no tar: %v, want a UserError about tar", err)
+	}
+	err = r.archiveErr("alice", utilexec.CodeExitError{Err: errors.New("exit 2"), Code: 2}, "tar: alice: Cannot open: Permission denied")
+	if err == nil || err == io.EOF || !strings.Contains(err.Error(), "Permission denied") {
+		t.Errorf("exit 2: %v, want an error with tar's message", err)
 	}
 }

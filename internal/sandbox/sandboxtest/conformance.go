@@ -127,6 +127,8 @@ func Conformance(t *testing.T, newRuntime func(t *testing.T) sandbox.Runtime, op
 		{"Crash", s.testCrash},
 		{"Health", s.testHealth},
 		{"Concurrency", s.testConcurrency},
+		{"Archive", s.testArchive},
+		{"Usage", s.testUsage},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -553,6 +555,12 @@ func (s *suite) checkMissing(t *testing.T, ctx context.Context, rt sandbox.Runti
 	notFound(t, "Remove "+when, rt.Remove(ctx, user, false))
 	_, err = rt.Logs(ctx, user, sandbox.LogOptions{})
 	notFound(t, "Logs "+when, err)
+	if rc, err := rt.Archive(ctx, user); err == nil {
+		rc.Close()
+		t.Errorf("Archive %s: no error, want ErrNotFound", when)
+	} else {
+		notFound(t, "Archive "+when, err)
+	}
 }
 
 // checkIDE: the running IDE answers at its endpoint with the sandbox's

@@ -78,10 +78,13 @@ type FakeOptions struct {
 	// behaves like that engine: no pause, Create starts, running means
 	// healthy, no logs once stopped, no bind workspaces.
 	Capabilities *sandbox.Capabilities
+	// CPURate makes Usage report CPU as a rate with no CPU time, as the
+	// Kubernetes metrics API does (Docker counts CPU time).
+	CPURate bool
 }
 
 // DockerCapabilities are the Docker engine's.
-var DockerCapabilities = sandbox.Capabilities{StoppedLogs: true, Workspaces: sandbox.WorkspaceModes}
+var DockerCapabilities = sandbox.Capabilities{StoppedLogs: true, StoppedArchive: true, DiskUsage: true, Workspaces: sandbox.WorkspaceModes}
 
 // KubernetesCapabilities are the Kubernetes engine's.
 var KubernetesCapabilities = sandbox.Capabilities{
@@ -99,7 +102,7 @@ func (e *Engine) Runtime(o FakeOptions) *Fake {
 		caps = *o.Capabilities
 	}
 	caps.Workspaces = slices.Clone(caps.Workspaces)
-	return &Fake{e: e, instance: o.Instance, caps: caps}
+	return &Fake{e: e, instance: o.Instance, caps: caps, cpuRate: o.CPURate}
 }
 
 // NewFake is a Runtime on an engine of its own, closed when t ends.
@@ -114,6 +117,7 @@ type Fake struct {
 	e        *Engine
 	instance string
 	caps     sandbox.Capabilities
+	cpuRate  bool
 }
 
 var _ sandbox.Runtime = (*Fake)(nil)

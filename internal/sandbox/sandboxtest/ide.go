@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -48,6 +50,8 @@ type ide struct {
 	ws      workspace
 	files   map[string]fileEntry
 	gate    *gate
+	// requests counts what the IDE served: the fake's CPU time.
+	requests atomic.Int64
 }
 
 func newIDE(spec sandbox.Spec, ws workspace, g *gate, now time.Time) *ide {
@@ -92,6 +96,7 @@ func (d *ide) handler() http.Handler {
 		if err := d.gate.wait(r.Context()); err != nil {
 			return // paused until the client gave up
 		}
+		d.requests.Add(1)
 		mux.ServeHTTP(w, r)
 	})
 }
@@ -249,6 +254,16 @@ func fileTree(spec sandbox.Spec) map[string]fileEntry {
 type workspace interface {
 	put(name string, data []byte) error
 	get(name string) ([]byte, error)
+	// list returns every file, sorted by name.
+	list() ([]wsFile, error)
+}
+
+// wsFile is one file of a workspace.
+type wsFile struct {
+	name    string
+	data    []byte
+	mode    int64
+	modTime time.Time
 }
 
 // memWorkspace is a volume (kept between sandboxes) or an ephemeral
@@ -257,6 +272,7 @@ type memWorkspace struct {
 	id    string
 	mu    sync.Mutex
 	files map[string][]byte
+	times map[string]time.Time
 }
 
 func (m *memWorkspace) put(name string, data []byte) error {
@@ -266,6 +282,10 @@ func (m *memWorkspace) put(name string, data []byte) error {
 		m.files = map[string][]byte{}
 	}
 	m.files[name] = slices.Clone(data)
+	if m.times == nil {
+		m.times = map[string]time.Time{}
+	}
+	m.times[name] = time.Now()
 	return nil
 }
 
@@ -279,8 +299,41 @@ func (m *memWorkspace) get(name string) ([]byte, error) {
 	return slices.Clone(b), nil
 }
 
+func (m *memWorkspace) list() ([]wsFile, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]wsFile, 0, len(m.files))
+	for _, name := range slices.Sorted(maps.Keys(m.files)) {
+		out = append(out, wsFile{name: name, data: slices.Clone(m.files[name]), mode: 0o644, modTime: m.times[name]})
+	}
+	return out, nil
+}
+
 // dirWorkspace is a bind workspace: a directory on this host.
 type dirWorkspace string
+
+func (d dirWorkspace) list() ([]wsFile, error) {
+	entries, err := os.ReadDir(string(d))
+	if err != nil {
+		return nil, err
+	}
+	var out []wsFile
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return nil, err
+		}
+		b, err := os.ReadFile(filepath.Join(string(d), e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, wsFile{name: e.Name(), data: b, mode: int64(fi.Mode().Perm()), modTime: fi.ModTime()})
+	}
+	return out, nil
+}
 
 func (d dirWorkspace) put(name string, data []byte) error {
 	return os.WriteFile(filepath.Join(string(d), name), data, 0o644)
