@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/thon-dev/thon/internal/access"
@@ -91,6 +92,9 @@ type Server struct {
 	shutdown func(actor string)
 	doctor   func(ctx context.Context, probe bool) doctor.Report
 	mux      *http.ServeMux
+
+	closeStreams sync.Once
+	streamsEnd   chan struct{} // closed by CloseStreams
 }
 
 type ctxKey struct{}
@@ -101,7 +105,8 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{keys: o.Keys, llm: o.LLM, admins: o.Admins, tokens: o.Tokens, files: o.Files, access: o.Access, addrs: o.Addresses,
-		metrics: o.Metrics, queues: o.Queues, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, tls: o.TLS, shutdown: o.Shutdown, doctor: o.Doctor, mux: http.NewServeMux()}
+		metrics: o.Metrics, queues: o.Queues, orch: o.Orchestrator, st: o.Store, log: o.Logger, info: o.Info, tls: o.TLS, shutdown: o.Shutdown, doctor: o.Doctor, mux: http.NewServeMux(),
+		streamsEnd: make(chan struct{})}
 	s.routes()
 	return s
 }

@@ -17,6 +17,13 @@ import (
 // streamTick is how often the stream looks for new audit events and usage.
 const streamTick = time.Second
 
+// CloseStreams ends every event stream (they never end by themselves), so
+// that a daemon shutting down waits only for requests that do end; clients
+// reconnect to the next daemon, whose hello says it restarted.
+func (s *Server) CloseStreams() {
+	s.closeStreams.Do(func() { close(s.streamsEnd) })
+}
+
 // stream is Server-Sent Events of what changes: `hello` first (the daemon's
 // start time: a new one means it restarted, so reload), `sandbox` with a
 // participant's status when it changes, `reload` when participants or
@@ -56,6 +63,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 	for n := 0; ; {
 		select {
 		case <-ctx.Done():
+			return nil
+		case <-s.streamsEnd:
 			return nil
 		case user, ok := <-changes:
 			if !ok {

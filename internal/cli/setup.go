@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/thon-dev/thon/internal/imagebuild"
 	"github.com/thon-dev/thon/internal/llm"
 	"github.com/thon-dev/thon/internal/setup"
+	"github.com/thon-dev/thon/wire"
 )
 
 func newSetupCmd(e *env) *cobra.Command {
@@ -43,6 +45,10 @@ that fails stops setup, with what to do; run it again once that is fixed
 (finished steps are skipped). --dry-run prints the plan and changes nothing.
 Most steps need root: sudo thon setup.
 
+Once every step is done it runs thon doctor's checks and capacity estimate
+(--no-doctor skips them) and exits 1 when one of them fails, so that
+"thon setup && thon run" stops where something is not ready.
+
 The subcommands run one step each, with more options.`,
 		Example: `  sudo thon setup --dry-run
   sudo thon setup
@@ -56,6 +62,7 @@ The subcommands run one step each, with more options.`,
 	f.BoolVar(&o.dryRun, "dry-run", false, "print what would be done, change nothing")
 	f.BoolVarP(&o.yes, "yes", "y", false, "do not ask before each step")
 	f.BoolVar(&o.noUnit, "no-unit", false, "leave out the systemd unit (thon run then starts the daemon in the background)")
+	f.BoolVar(&o.noDoctor, "no-doctor", false, "do not run thon doctor's checks at the end")
 
 	var lo setupFlags
 	lemonade := &cobra.Command{
@@ -95,7 +102,7 @@ with the same keys and settings changes nothing. It is step 4 of thon setup.`,
 	return cmd
 }
 
-type setupFlags struct{ dryRun, yes, noUnit bool }
+type setupFlags struct{ dryRun, yes, noUnit, noDoctor bool }
 
 // runSetup shows and runs the steps (only those of only, when given).
 func runSetup(ctx context.Context, e *env, f setupFlags, only []string) error {
@@ -176,9 +183,28 @@ func runSetup(ctx context.Context, e *env, f setupFlags, only []string) error {
 		fmt.Fprintln(w, "\nEverything is ready: nothing to do.")
 	case f.dryRun:
 		fmt.Fprintf(w, "\n%d step(s) to do; nothing was changed (--dry-run). Run sudo thon setup to do them.\n", pending)
-	case only == nil:
+	case only == nil && f.noDoctor:
 		fmt.Fprintln(w, "\nThis machine is set up. Next: thon doctor (is it ready for everyone?), then thon run.")
+	case only == nil:
+		fmt.Fprintln(w, "\nThis machine is set up. Is it ready for everyone?")
+		fmt.Fprintln(w)
+		return setupDoctor(ctx, e, w)
 	}
+	return nil
+}
+
+// setupDoctor ends a full setup with thon doctor's report.
+func setupDoctor(ctx context.Context, e *env, w io.Writer) error {
+	rep, where, err := e.doctor(ctx, true)
+	if err != nil {
+		return err
+	}
+	printDoctor(w, rep, where)
+	if rep.Status == wire.DoctorFail {
+		fmt.Fprintln(e.stderr(), "Setup is done, but a check above fails: fix it (each says how), run thon doctor again, then thon run.")
+		return ExitError{Code: 1}
+	}
+	fmt.Fprintln(w, "\nNext: thon run.")
 	return nil
 }
 

@@ -211,8 +211,19 @@ func TestSetupAll(t *testing.T) {
 			t.Errorf("dry run lacks %q:\n%s", want, stdout)
 		}
 	}
-	if code, stdout, _ := runCLI(t, "--config", path, "setup", "--yes", "--no-unit"); code != 0 || !strings.Contains(stdout, "This machine is set up. Next: thon doctor") {
-		t.Errorf("--yes with everything ready: exit %d\n%s", code, stdout)
+	if code, stdout, _ := runCLI(t, "--config", path, "setup", "--yes", "--no-unit", "--no-doctor"); code != 0 || !strings.Contains(stdout, "This machine is set up. Next: thon doctor") || strings.Contains(stdout, "THON doctor:") {
+		t.Errorf("--yes --no-doctor with everything ready: exit %d\n%s", code, stdout)
+	}
+	// Without --no-doctor, setup ends with the doctor's report, and its
+	// verdict is setup's exit status.
+	code, stdout, stderr = runCLI(t, "--config", path, "setup", "--yes", "--no-unit")
+	if !strings.Contains(stdout, "THON doctor: 1 participants") || !strings.Contains(stdout, "Capacity: ") {
+		t.Errorf("setup without the doctor's report: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	failed := strings.Contains(stdout, "\n  fail  ")
+	t.Logf("setup's doctor (exit %d):\n%s", code, stdout)
+	if failed != (code == 1) || (failed && !strings.Contains(stderr, "a check above fails")) || (!failed && !strings.Contains(stdout, "Next: thon run.")) {
+		t.Errorf("a check failing: %v, exit %d\n%s\n%s", failed, code, stdout, stderr)
 	}
 	// With the unit, on a machine without systemd: the step says what to do instead.
 	if code, stdout, _ := runCLI(t, "--config", path, "setup", "--dry-run"); code != 0 || !strings.Contains(stdout, "--no-unit leaves this step out") {

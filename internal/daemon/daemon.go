@@ -108,6 +108,7 @@ type Daemon struct {
 	addrs    *frontdoor.Addresses
 	srv      *http.Server
 	gwSrv    *http.Server
+	api      *api.Server
 	lock     *os.File
 
 	slotsMu   sync.Mutex
@@ -307,6 +308,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		},
 		Doctor: func(ctx context.Context, probe bool) doctor.Report { return d.Doctor(ctx, probe, nil) },
 	})
+	d.api = handler
 	dash, err := d.newDashboard(ctx, o, cfg, handler, info, log)
 	if err != nil {
 		return nil, err
@@ -357,17 +359,27 @@ func (d *Daemon) Wait() error {
 	return err
 }
 
-// Shutdown stops serving (in-flight requests get up to 10 s) and releases the
-// state. Sandboxes keep running; the next start adopts them.
+// Shutdown stops serving and releases the state. Every listener (the front
+// door's, the gateway's, the API's) stops accepting at once; requests in
+// flight, downloads and the gateway's streamed answers included, get up to
+// 10 s to finish; the event streams, which never end by themselves, end at
+// once, and WebSockets are cut once the rest is done (the IDE reconnects).
+// Sandboxes keep running; the next start adopts them.
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	d.cancel()
-	d.FrontDoor.Shutdown(ctx)
-	if d.gwSrv != nil {
-		d.gwSrv.Shutdown(ctx)
+	if d.api != nil {
+		d.api.CloseStreams()
 	}
-	err := d.srv.Shutdown(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { d.FrontDoor.Shutdown(ctx) })
+	if gw := d.gwSrv; gw != nil {
+		wg.Go(func() { gw.Shutdown(ctx) })
+	}
+	var err error
+	wg.Go(func() { err = d.srv.Shutdown(ctx) })
+	wg.Wait()
+	d.cancel()
 	d.Wait()
 	d.release()
 	return err

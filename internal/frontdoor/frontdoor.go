@@ -191,11 +191,9 @@ func (f *FrontDoor) serve(srv *http.Server, ln net.Listener, what string) {
 	}
 }
 
-// Shutdown closes every listener; WebSockets are cut.
+// Shutdown stops every listener at once, lets the requests in flight finish
+// (up to ctx), then cuts what is left, WebSockets included.
 func (f *FrontDoor) Shutdown(ctx context.Context) {
-	if f.cancel != nil {
-		f.cancel()
-	}
 	var servers []*http.Server
 	f.mu.Lock()
 	for user, ps := range f.ports {
@@ -204,11 +202,22 @@ func (f *FrontDoor) Shutdown(ctx context.Context) {
 	}
 	f.mu.Unlock()
 	servers = append(servers, f.main, f.redir, f.dash)
+	// Every listener closes at once; each server then waits for its own
+	// requests in flight (up to ctx).
+	var wg sync.WaitGroup
 	for _, s := range servers {
 		if s != nil {
-			s.Shutdown(ctx)
+			wg.Go(func() { s.Shutdown(ctx) })
+		}
+	}
+	wg.Wait()
+	for _, s := range servers {
+		if s != nil {
 			s.Close() // hijacked (WebSocket) connections are not closed by Shutdown
 		}
+	}
+	if f.cancel != nil {
+		f.cancel()
 	}
 }
 

@@ -39,6 +39,7 @@
 //	GET  /files/{name}   read it back
 //	GET  /stat?path=P    {uid, gid, mode, dir, data} of any path (files THON wrote)
 //	PUT  /write?path=P   write the body to any path, as the IDE's user
+//	GET  /slow?n=N       N lines, one every 100ms (a long download in flight)
 package main
 
 import (
@@ -218,6 +219,7 @@ func serve() error {
 	mux.HandleFunc("GET /files/{name}", s.getFile)
 	mux.HandleFunc("GET /stat", stat)
 	mux.HandleFunc("PUT /write", write)
+	mux.HandleFunc("GET /slow", slow)
 
 	ln, err := net.Listen("tcp", "0.0.0.0:"+port)
 	if err != nil {
@@ -434,4 +436,28 @@ func writeJSON(w http.ResponseWriter, v any) {
 func headers(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(map[string]any{"host": r.Host, "path": r.URL.Path, "headers": r.Header})
+}
+
+// slow writes n numbered lines, one every 100ms, flushing each.
+func slow(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.Atoi(r.URL.Query().Get("n"))
+	if err != nil || n < 1 || n > 6000 {
+		http.Error(w, "n: a number of lines from 1 to 6000", http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	rc := http.NewResponseController(w)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for i := range n {
+		fmt.Fprintf(w, "%d\n", i)
+		if rc.Flush() != nil {
+			return
+		}
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			return
+		}
+	}
 }
