@@ -228,9 +228,10 @@ registry (those this machine's apt and npm use, unless --mirror and
 --npm-registry say otherwise): a Debian 13 root file system from
 debootstrap, Node.js and code-server from npm with its native modules
 compiled here, imported into Docker and finished by a local build. That
-needs root and the debootstrap package, and takes half an hour or more the
-first time (most of it compiling code-server's native modules); the result
-is cached, so running it again takes seconds.
+needs root and the debootstrap package, and takes about 6 minutes the
+first time on 2 quiet cores (much longer on busy ones: most of it is
+compiling code-server's native modules); the result is cached, so running
+it again takes seconds.
 
 VS Code extensions are baked in when you have them: every .vsix in
 --extensions DIR (or sandbox.extensions_dir of thon.yaml), and, with a
