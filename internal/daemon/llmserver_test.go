@@ -150,16 +150,41 @@ func TestDaemonRunsLlamaServer(t *testing.T) {
 	})
 	waitFor(t, 10*time.Second, "the gateway to know the resized server's slots", func() bool { return h.Daemon.Gateway.Slots("thon-test") == 3 })
 
-	// The server dies: THON says so, starts it again, and nothing else
+	// The server dies in the middle of alice's stream: her stream ends with
+	// an OpenAI error event (not a hang, not a silent cut), what she got is
+	// charged, THON says so, starts the server again, and nothing else
 	// restarts.
 	cli := testenv.Docker(t)
 	before, err := cli.ContainerInspect(ctx, h.Instance+"-alpha-alice", client.ContainerInspectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	charged := func() int64 {
+		rows, err := h.Client.GatewayUsage(ctx, []string{"alice"}, nil, "")
+		if err != nil || len(rows) == 0 {
+			return -1
+		}
+		return rows[0].CompletionTokens
+	}
+	var chargedBefore int64
+	waitFor(t, 30*time.Second, "the resize stream's tokens charged", func() bool { chargedBefore = charged(); return chargedBefore >= 2015 })
+	started = make(chan struct{})
+	go func() {
+		var r result
+		r.text, r.finish, r.completion, r.err = stream(gw, aliceKey, 2000, started)
+		done <- r
+	}()
+	<-started
 	if _, err := cli.ContainerKill(ctx, h.Instance+"-llm", client.ContainerKillOptions{Signal: "KILL"}); err != nil {
 		t.Fatal(err)
 	}
+	killed := time.Now()
+	r = <-done
+	if r.err == nil || !strings.Contains(r.err.Error(), "error event") || !strings.Contains(r.err.Error(), `"server_error"`) || r.text == "" {
+		t.Fatalf("alice's stream when the server died: %d bytes, finish %q, %v", len(r.text), r.finish, r.err)
+	}
+	t.Logf("the stream ended %s after the kill, %d bytes in, with: %.120s", time.Since(killed).Round(time.Millisecond), len(r.text), r.err)
+	waitFor(t, 30*time.Second, "what alice got before the kill charged", func() bool { return charged() > chargedBefore })
 	waitFor(t, 30*time.Second, "the status to say the server crashed", func() bool {
 		st, _ = h.Client.LLMStatus(ctx)
 		return st.Server != nil && st.Server.Crashes >= 1
@@ -168,6 +193,7 @@ func TestDaemonRunsLlamaServer(t *testing.T) {
 		code, _ := chatOnce(gw, aliceKey)
 		return code == 200
 	})
+	t.Logf("the managed server answers again %s after the kill", time.Since(killed).Round(time.Millisecond))
 	after, err := cli.ContainerInspect(ctx, h.Instance+"-alpha-alice", client.ContainerInspectOptions{})
 	if err != nil || after.Container.State.StartedAt != before.Container.State.StartedAt {
 		t.Fatalf("alice's sandbox restarted: %v → %v %v", before.Container.State.StartedAt, after.Container.State.StartedAt, err)
