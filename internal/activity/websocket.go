@@ -313,8 +313,9 @@ type vscodeParser struct {
 }
 
 // vscodeSniff is how much of a message's data is read to decide: enough
-// for an IPC call's channel and command, or an RPC request's method name.
-const vscodeSniff = 48
+// for an IPC call's channel and command (and the start of its argument),
+// or an RPC request's method name.
+const vscodeSniff = 96
 
 func (v *vscodeParser) feed(b []byte, touch func()) {
 	for len(b) > 0 {
@@ -369,7 +370,9 @@ func (v *vscodeParser) decide(touch func()) {
 //     focus: coming back to the tab is not using it yet);
 //   - on the management connection, IPC calls (an array [type, id,
 //     channel, command] first): the telemetry channel's ping, every two
-//     seconds while the workbench starts.
+//     seconds while the workbench starts; and (VS Code 1.139) the agent
+//     host's keep-alive, a JSON-RPC "ping" sent through the agentHostProxy
+//     channel every five seconds.
 //
 // Everything else — a keystroke in a terminal, an edit reaching the
 // extension host, a file opened or saved, a command — counts.
@@ -380,7 +383,8 @@ func automatic(head []byte) bool {
 	if t := head[0]; t >= rpcAcknowledged && t <= rpcReplyErrEmpty {
 		return true
 	}
-	return bytes.Contains(head, ipcTelemetryPing) || bytes.Contains(head, rpcWindowActive) || bytes.Contains(head, rpcWindowFocus)
+	return bytes.Contains(head, ipcTelemetryPing) || bytes.Contains(head, rpcWindowActive) || bytes.Contains(head, rpcWindowFocus) ||
+		bytes.Contains(head, ipcAgentHostSend) && bytes.Contains(head, jsonRPCPing)
 }
 
 // The markers automatic looks for.
@@ -393,6 +397,8 @@ var (
 	ipcTelemetryPing = []byte("\x01\ttelemetry\x01\x04ping") // channel "telemetry", command "ping", as IPC serializes strings
 	rpcWindowActive  = []byte("$onDidChangeWindowActive")
 	rpcWindowFocus   = []byte("$onDidChangeWindowFocus")
+	ipcAgentHostSend = []byte("\x01\x0eagentHostProxy\x01\x04send")
+	jsonRPCPing      = []byte(`"method":"ping"`)
 )
 
 var inflaters = sync.Pool{New: func() any { return flate.NewReader(bytes.NewReader(nil)) }}

@@ -262,6 +262,7 @@ func TestVSCodeAutomaticCallsAreNotActivity(t *testing.T) {
 		append([]byte("\x09\x00\x00\x01\x3a"), `{"result":true}`...),       // RPC: reply, JSON
 		append([]byte("\x01\x00\x00\x00Fg\x18$onDidChangeWindowActive\x00\x00\x00\a"), "[false]"...),
 		append([]byte("\x01\x00\x00\x00mg\x17$onDidChangeWindowFocus\x00\x00\x00\x06"), "[true]"...), // RPC: the window lost focus
+		append([]byte("\x04\x04\x06d\x06\xed\x05\x01\x0eagentHostProxy\x01\x04send\x01L"), `{"jsonrpc":"2.0","id":10,"method":"ping","params":{"channel":"ahp-root://"}}`...), // IPC: the agent host's keep-alive (VS Code 1.139)
 	}
 	for i, m := range automatic {
 		tp.send(t, vscodeMessage(vscodeRegular, uint32(i), m))
@@ -270,9 +271,10 @@ func TestVSCodeAutomaticCallsAreNotActivity(t *testing.T) {
 		t.Fatalf("the workbench's own calls counted as activity %d times", n)
 	}
 	person := [][]byte{
-		[]byte("\x04\x04\x06d\x06\x10\x01\x0eremoteterminal\x01\x06$input\x04\x02\x06\x01\x01\x01a"),       // IPC: a keystroke in a terminal
-		append([]byte("\x01\x00\x00\x00Gh\x13$acceptModelChanged\x00\x00\x00\x10"), `["file:///x",{}]`...), // RPC: an edit
-		[]byte("\x04\x04\x06d\x06\x11\x01\x10remoteFilesystem\x01\x09writeFile"),                           // IPC: a save
+		[]byte("\x04\x04\x06d\x06\x10\x01\x0eremoteterminal\x01\x06$input\x04\x02\x06\x01\x01\x01a"),                                                        // IPC: a keystroke in a terminal
+		append([]byte("\x01\x00\x00\x00Gh\x13$acceptModelChanged\x00\x00\x00\x10"), `["file:///x",{}]`...),                                                  // RPC: an edit
+		[]byte("\x04\x04\x06d\x06\x11\x01\x10remoteFilesystem\x01\x09writeFile"),                                                                            // IPC: a save
+		append([]byte("\x04\x04\x06d\x06\x12\x01\x0eagentHostProxy\x01\x04send\x01Q"), `{"jsonrpc":"2.0","id":11,"method":"createSession","params":{}}`...), // IPC: the agent host asked for something else
 	}
 	for i, m := range person {
 		tp.send(t, vscodeMessage(vscodeRegular, uint32(10+i), m))
