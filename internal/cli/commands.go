@@ -311,6 +311,10 @@ and the total under "resources".`,
 			for _, o := range list.Orphans {
 				fmt.Fprintf(e.stderr(), "orphan: %s (user %s is not in the store; remove with `thon cleanup --orphans`)\n", o.Name, o.User)
 			}
+			if list.EngineError != "" {
+				fmt.Fprintf(e.stderr(), "engine: it has not answered since %s: %s. The states above are the last ones THON saw; once the engine answers again THON follows it by itself.\n",
+					list.EngineDownSince.Local().Format(time.TimeOnly), list.EngineError)
+			}
 			if info, err := c.Info(cmd.Context()); err == nil && info.TLS != nil && info.TLS.Warning != "" {
 				fmt.Fprintf(e.stderr(), "certificate: %s\n", info.TLS.Warning)
 			}
