@@ -106,7 +106,7 @@ type Orchestrator struct {
 	use          usage // the last usage sample
 	engine       engineState
 	kick         chan struct{} // Resync asks Run for a reconcile now
-	exports      slots // exports running at once
+	exports      slots         // exports running at once
 	activity     *activity.Tracker
 	sleepEvery   time.Duration
 	now          func() time.Time
@@ -124,10 +124,10 @@ type Orchestrator struct {
 	unsure    bool
 	reread    map[string]bool
 	unsureGen uint64
-	orphans  []sandbox.Instance
-	sleeping map[string]string // user → why their sandbox sleeps (store.SleepIdle, SleepLifetime)
-	wakes    wakeQueue
-	watch    watchers
+	orphans   []sandbox.Instance
+	sleeping  map[string]string // user → why their sandbox sleeps (store.SleepIdle, SleepLifetime)
+	wakes     wakeQueue
+	watch     watchers
 	// specGen counts changes of what specs are made from; hashes caches
 	// each participant's spec hash for one generation.
 	specGen uint64
