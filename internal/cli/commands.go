@@ -273,6 +273,10 @@ daemon reaches the IDE at, and its age. "(outdated)" marks a sandbox created fro
 other settings or another group: "thon instance recreate USER" applies the
 current ones and keeps the workspace. A "certificate:" line on stderr says when
 the front door cannot serve a host name the certificate access.acme gets for it.
+An "engine:" line on stderr says when the container engine has not answered
+since when (the states are then the last ones THON saw; -o json has it as
+engine_error and engine_down_since); THON follows the engine again by
+itself once it answers.
 
 -o wide adds what each running sandbox uses, sampled from the engine every
 15 seconds (Docker's stats; on Kubernetes the metrics API, "-" without
