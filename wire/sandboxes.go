@@ -158,6 +158,10 @@ type SandboxList struct {
 	Orphans []Instance `json:"orphans"`
 	// Usage is the machine's total beside the sandboxes' last sample.
 	Resources Resources `json:"resources"`
+	// EngineError says why the container engine has not answered since
+	// EngineDownSince; the states are then the last ones THON saw.
+	EngineError     string    `json:"engine_error,omitempty"`
+	EngineDownSince time.Time `json:"engine_down_since,omitzero"`
 }
 
 // Resources is the last sample of what the running sandboxes use, summed, and

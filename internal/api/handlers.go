@@ -204,7 +204,11 @@ func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request) error {
 	for i := range list {
 		list[i].URL = s.url(list[i].User)
 	}
-	writeJSON(w, http.StatusOK, wire.SandboxList{Items: each(list, toStatus), Orphans: each(s.orch.Orphans(), toInstance), Resources: toResources(s.orch.Usage())})
+	out := wire.SandboxList{Items: each(list, toStatus), Orphans: each(s.orch.Orphans(), toInstance), Resources: toResources(s.orch.Usage())}
+	if since, err := s.orch.EngineDown(); err != nil {
+		out.EngineError, out.EngineDownSince = err.Error(), since.UTC()
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

@@ -273,6 +273,10 @@ daemon reaches the IDE at, and its age. "(outdated)" marks a sandbox created fro
 other settings or another group: "thon instance recreate USER" applies the
 current ones and keeps the workspace. A "certificate:" line on stderr says when
 the front door cannot serve a host name the certificate access.acme gets for it.
+An "engine:" line on stderr says when the container engine has not answered
+since when (the states are then the last ones THON saw; -o json has it as
+engine_error and engine_down_since); THON follows the engine again by
+itself once it answers.
 
 -o wide adds what each running sandbox uses, sampled from the engine every
 15 seconds (Docker's stats; on Kubernetes the metrics API, "-" without
@@ -310,6 +314,10 @@ and the total under "resources".`,
 			}
 			for _, o := range list.Orphans {
 				fmt.Fprintf(e.stderr(), "orphan: %s (user %s is not in the store; remove with `thon cleanup --orphans`)\n", o.Name, o.User)
+			}
+			if list.EngineError != "" {
+				fmt.Fprintf(e.stderr(), "engine: it has not answered since %s: %s. The states above are the last ones THON saw; once the engine answers again THON follows it by itself.\n",
+					list.EngineDownSince.Local().Format(time.TimeOnly), list.EngineError)
 			}
 			if info, err := c.Info(cmd.Context()); err == nil && info.TLS != nil && info.TLS.Warning != "" {
 				fmt.Fprintf(e.stderr(), "certificate: %s\n", info.TLS.Warning)

@@ -81,8 +81,11 @@ func newProxy(f *FrontDoor) *httputil.ReverseProxy {
 			t := r.Context().Value(targetKey{}).(*target)
 			var op *net.OpError
 			if errors.As(err, &op) && op.Op == "dial" {
-				// Nothing listens yet (the IDE is still starting, or restarting).
+				// Nothing listens yet (the IDE is still starting, or restarting),
+				// or not at this address any more (the engine restarted it at
+				// another): the orchestrator looks again at once.
 				f.log.Debug("sandbox did not answer", "user", t.user, "err", err)
+				f.o.Orch.Resync()
 				f.waiting(w, r, t.user, "starting", -1)
 				return
 			}

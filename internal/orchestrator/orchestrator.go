@@ -104,7 +104,9 @@ type Orchestrator struct {
 	resync       time.Duration
 	usageEvery   time.Duration
 	use          usage // the last usage sample
-	exports      slots // exports running at once
+	engine       engineState
+	kick         chan struct{} // Resync asks Run for a reconcile now
+	exports      slots         // exports running at once
 	activity     *activity.Tracker
 	sleepEvery   time.Duration
 	now          func() time.Time
@@ -115,10 +117,17 @@ type Orchestrator struct {
 	busy     map[string]string    // user → transient state ("starting") while an operation runs
 	ops      map[string]uint64    // user → count of operations begun or ended, for Reconcile
 	live     map[string]Live      // user → last recorded state, for routing without a database read
-	orphans  []sandbox.Instance
-	sleeping map[string]string // user → why their sandbox sleeps (store.SleepIdle, SleepLifetime)
-	wakes    wakeQueue
-	watch    watchers
+	// unsure: the engine's event stream broke since it was last read (see
+	// watchEngine), so no sandbox is routed to until a reconcile reads them
+	// again, but those an operation read again meanwhile (reread).
+	// unsureGen counts the breaks, so a reconcile clears only what it saw.
+	unsure    bool
+	reread    map[string]bool
+	unsureGen uint64
+	orphans   []sandbox.Instance
+	sleeping  map[string]string // user → why their sandbox sleeps (store.SleepIdle, SleepLifetime)
+	wakes     wakeQueue
+	watch     watchers
 	// specGen counts changes of what specs are made from; hashes caches
 	// each participant's spec hash for one generation.
 	specGen uint64
@@ -159,6 +168,7 @@ func New(o Options) *Orchestrator {
 		st:           o.Store,
 		log:          o.Logger,
 		resync:       o.ResyncInterval,
+		kick:         make(chan struct{}, 1),
 		usageEvery:   o.UsageInterval,
 		activity:     o.Activity,
 		sleepEvery:   o.SleepInterval,
@@ -171,6 +181,7 @@ func New(o Options) *Orchestrator {
 		busy:         map[string]string{},
 		ops:          map[string]uint64{},
 		live:         map[string]Live{},
+		reread:       map[string]bool{},
 	}
 }
 
@@ -571,6 +582,10 @@ func (o *Orchestrator) Live(ctx context.Context, user string) (Live, error) {
 	o.mu.Lock()
 	l.State = shownState(l.State, o.sleeping[user])
 	l.Queue = o.queuePosition(user)
+	if o.unsure && !o.reread[user] && l.State == string(sandbox.StateRunning) {
+		// Its address may be another sandbox's now: wait for the engine's word.
+		l.State, l.Endpoint = string(sandbox.StateStarting), ""
+	}
 	o.mu.Unlock()
 	if l.Queue >= 0 && busy == "" {
 		l.State = string(sandbox.StateStarting) // waiting for its turn to wake
@@ -599,6 +614,11 @@ func (o *Orchestrator) record(ctx context.Context, inst sandbox.Instance, worksp
 		b.Endpoint = ""
 	}
 	o.setLive(inst.User, Live{State: b.State, Endpoint: b.Endpoint}, true)
+	o.mu.Lock()
+	if o.unsure {
+		o.reread[inst.User] = true // the engine's word, just now
+	}
+	o.mu.Unlock()
 	if err := o.st.PutSandbox(context.WithoutCancel(ctx), b); err != nil {
 		o.log.Error("record sandbox state", "user", inst.User, "err", err)
 	}

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/thon-dev/thon/internal/sandbox"
@@ -22,13 +23,31 @@ type ReconcileReport struct {
 // missing, and sandboxes of unknown users are reported as orphans.
 // Users with an operation in flight, or one that ended while the engine was
 // being read, are left alone: what the operation recorded is newer.
-func (o *Orchestrator) Reconcile(ctx context.Context) (ReconcileReport, error) {
+func (o *Orchestrator) Reconcile(ctx context.Context) (rep ReconcileReport, err error) {
 	snap := o.opsSnapshot() // taken before reading the engine: later operations win
-	rep := ReconcileReport{Adopted: []string{}, Missing: []string{}, Changed: []string{}, Orphans: []sandbox.Instance{}}
+	o.mu.Lock()
+	unsureGen := o.unsureGen
+	o.mu.Unlock()
+	defer func() {
+		// Read the engine and folded it in: what was unsure before is known.
+		if err == nil {
+			o.mu.Lock()
+			if o.unsure && o.unsureGen == unsureGen {
+				o.unsure, o.reread = false, map[string]bool{}
+			}
+			o.mu.Unlock()
+		}
+	}()
+	rep = ReconcileReport{Adopted: []string{}, Missing: []string{}, Changed: []string{}, Orphans: []sandbox.Instance{}}
 	insts, err := o.rt.List(ctx)
 	if err != nil {
-		return rep, fmt.Errorf("list sandboxes on %s: %w", o.rt.Name(), err)
+		err = fmt.Errorf("list sandboxes on %s: %w", o.rt.Name(), err)
+		if ctx.Err() == nil {
+			o.engine.failed(o.now(), err)
+		}
+		return rep, err
 	}
+	o.engine.answered()
 	users, err := o.st.Users(ctx)
 	if err != nil {
 		return rep, err
@@ -128,14 +147,28 @@ func (o *Orchestrator) Run(ctx context.Context) {
 		go o.runUsage(ctx)
 	}
 	go o.sleepLoop(ctx)
+	if w, ok := o.rt.(sandbox.Watcher); ok {
+		go o.watchEngine(ctx, w)
+	}
 	t := time.NewTicker(o.resync)
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-o.kick:
+			// At most one asked-for reconcile a second.
+			if wait := time.Second - time.Since(last); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
 		}
+		last = time.Now()
 		rep, err := o.Reconcile(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -150,4 +183,63 @@ func (o *Orchestrator) Run(ctx context.Context) {
 			o.event(ctx, "engine", "sandbox.vanished", u, "removed outside THON")
 		}
 	}
+}
+
+// watchEngine follows what the engine changes behind THON's back: a
+// sandbox it started, stopped or removed is read again at once (a
+// reconcile is asked for), and when the engine's stream broke (it stopped
+// or restarted, so its containers may come back at one another's
+// addresses) no sandbox is routed to until they are read again: a
+// participant waits a moment rather than reach someone else's IDE.
+func (o *Orchestrator) watchEngine(ctx context.Context, w sandbox.Watcher) {
+	for user := range w.Watch(ctx) {
+		if user == sandbox.WatchLost {
+			o.mu.Lock()
+			o.unsureGen++
+			o.unsure, o.reread = true, map[string]bool{}
+			o.mu.Unlock()
+		}
+		o.Resync()
+	}
+}
+
+// Resync asks Run for a reconcile soon (at most one a second), for when a
+// caller saw the engine's view change: a sandbox that no longer answers at
+// its address, as after the engine restarted it at another one.
+func (o *Orchestrator) Resync() {
+	select {
+	case o.kick <- struct{}{}:
+	default:
+	}
+}
+
+// engineState is whether the engine answered the last reconcile.
+type engineState struct {
+	mu    sync.Mutex
+	err   error
+	since time.Time // when it stopped answering
+}
+
+func (e *engineState) failed(now time.Time, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.err == nil {
+		e.since = now
+	}
+	e.err = err
+}
+
+func (e *engineState) answered() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.err, e.since = nil, time.Time{}
+}
+
+// EngineDown reports since when the engine has not answered THON's
+// reconcile, and why (a zero time: it answered the last one). While it is
+// down the states THON shows are the last ones it saw.
+func (o *Orchestrator) EngineDown() (time.Time, error) {
+	o.engine.mu.Lock()
+	defer o.engine.mu.Unlock()
+	return o.engine.since, o.engine.err
 }

@@ -240,6 +240,20 @@ type Runtime interface {
 	Close() error
 }
 
+// Watcher is what an engine whose sandboxes' addresses can change behind
+// THON's back also does (Docker: a container the engine restarted gets
+// whichever address is free, perhaps another participant's old one).
+// Watch sends the user of each sandbox the engine starts, stops or
+// removes, as it happens, and WatchLost when what it sends may have gaps:
+// the engine's stream broke (the engine stopped or restarted), and again
+// when it is open again. The channel closes when ctx ends.
+type Watcher interface {
+	Watch(ctx context.Context) <-chan string
+}
+
+// WatchLost, sent by a Watcher, means every sandbox may have changed.
+const WatchLost = ""
+
 // Unknown is a measure of Usage or Machine the engine cannot take.
 const Unknown = -1
 

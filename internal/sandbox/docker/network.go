@@ -3,12 +3,16 @@ package docker
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/network"
@@ -173,9 +177,11 @@ func gatewayOf(n *network.Summary) netip.Addr {
 
 // detectRoutable decides whether container addresses on the network answer
 // from this process: only with a local engine on Linux, where the bridge's
-// gateway address sits on one of this host's interfaces. Docker Desktop
-// (a VM), rootless Docker (its own network namespace) and remote engines fail
-// the test and get published ports instead.
+// gateway address sits on one of this host's interfaces, or the host has a
+// route of its own (not the default one) to it (an engine in a network
+// namespace or VM that the organizer routed to). Docker Desktop (a VM),
+// rootless Docker (its own network namespace) and remote engines fail the
+// test and get published ports instead.
 func (r *Runtime) detectRoutable(gw netip.Addr) bool {
 	if r.forceRoutable != nil {
 		return *r.forceRoutable
@@ -193,6 +199,29 @@ func (r *Runtime) detectRoutable(gw netip.Addr) bool {
 			continue
 		}
 		if ip, ok := netip.AddrFromSlice(ipn.IP); ok && ip.Unmap() == gw {
+			return true
+		}
+	}
+	routes, err := os.ReadFile("/proc/net/route")
+	return err == nil && routedTo(routes, gw)
+}
+
+// routedTo reports whether a route of /proc/net/route's table, other than
+// the default one, covers the IPv4 address ip.
+func routedTo(table []byte, ip netip.Addr) bool {
+	if !ip.Is4() {
+		return false
+	}
+	a := ip.As4()
+	addr := binary.LittleEndian.Uint32(a[:]) // the table's byte order
+	for _, line := range strings.Split(string(table), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 8 {
+			continue
+		}
+		dst, err1 := strconv.ParseUint(f[1], 16, 32)
+		mask, err2 := strconv.ParseUint(f[7], 16, 32)
+		if err1 == nil && err2 == nil && mask != 0 && addr&uint32(mask) == uint32(dst) {
 			return true
 		}
 	}
