@@ -10,14 +10,21 @@
 #   - THON writes assistant config files into /home/coder itself, and VS Code
 #     user settings to $settings below: an existing file is never
 #     overwritten, a missing one gets the telemetry-off defaults;
-#   - extensions are installed in the background, never delaying or failing
-#     the start: every *.vsix in /opt/thon/extensions (baked into the image)
-#     and /etc/thon/extensions, and every non-empty, non-comment line of
-#     /etc/thon/extensions.txt (a marketplace id such as kilocode.kilo-code,
-#     or a path to a .vsix). Failures go to stderr and /tmp/thon-extensions.log.
+#   - extensions baked into the image are installed already (in
+#     /home/coder/.local/share/code-server/extensions, when it was built);
+#     the others are installed in the background, never delaying or failing
+#     the start: every *.vsix in /etc/thon/extensions, and every non-empty,
+#     non-comment line of /etc/thon/extensions.txt (a marketplace id such as
+#     kilocode.kilo-code, optionally @version, or a path to a .vsix) whose
+#     extension is not installed yet. Failures go to stderr and
+#     /tmp/thon-extensions.log;
+#   - git knows who commits: unless the participant set them, user.name is
+#     $THON_USER and user.email $THON_USER_EMAIL (default
+#     $THON_USER@thon.invalid).
 #
 # Environment: PORT (default 8080), THON_WORKSPACE (default /workspace),
-# THON_EXTENSION_TIMEOUT (seconds per extension, default 180).
+# THON_EXTENSION_TIMEOUT (seconds per extension, default 180), THON_USER,
+# THON_USER_EMAIL.
 set -eu
 
 ws="${THON_WORKSPACE:-/workspace}"
@@ -68,6 +75,17 @@ if [ ! -e "$settings" ]; then
 JSON
 fi
 
+# Who commits. The participant's own settings (a later git config --global)
+# win; this only fills in what is unset.
+if [ -n "${THON_USER:-}" ]; then
+	if ! git config --global user.name >/dev/null 2>&1; then
+		git config --global user.name "$THON_USER" || true
+	fi
+	if ! git config --global user.email >/dev/null 2>&1; then
+		git config --global user.email "${THON_USER_EMAIL:-$THON_USER@thon.invalid}" || true
+	fi
+fi
+
 ext_log=/tmp/thon-extensions.log
 ext_timeout="${THON_EXTENSION_TIMEOUT:-180}"
 
@@ -85,18 +103,39 @@ install_extension() {
 	fi
 }
 
+# installed says whether the extension of a marketplace id (publisher.name,
+# or publisher.name@version for that version) is installed already, going
+# by $installed_list (code-server --list-extensions --show-versions; ids
+# are not case-sensitive).
+installed() {
+	want=$(printf '%s' "$1" | tr '[:upper:]' '[:lower:]')
+	case "$want" in
+	*@*) printf '%s\n' "$installed_list" | grep -qxF "$want" ;;
+	*) printf '%s\n' "$installed_list" | sed 's/@.*//' | grep -qxF "$want" ;;
+	esac
+}
+
 install_extensions() {
-	for f in /opt/thon/extensions/*.vsix /etc/thon/extensions/*.vsix; do
+	for f in /etc/thon/extensions/*.vsix; do
 		if [ -f "$f" ]; then
 			install_extension "$f"
 		fi
 	done
 	if [ -r /etc/thon/extensions.txt ]; then
+		installed_list=$(timeout "$ext_timeout" code-server --list-extensions --show-versions </dev/null 2>>"$ext_log" |
+			tr '[:upper:]' '[:lower:]') || true
 		while IFS= read -r line || [ -n "$line" ]; do
 			# Trim blanks (and a CR from files written on Windows).
 			line=$(printf '%s' "$line" | tr -d '\r' | sed 's/^[[:space:]]*//; s/[[:space:]]*$//')
 			case "$line" in
 			'' | '#'*) continue ;;
+			*.vsix) ;;
+			*)
+				if installed "$line"; then
+					echo "thon-entrypoint: extension $line is installed already (baked into the image)" >>"$ext_log"
+					continue
+				fi
+				;;
 			esac
 			install_extension "$line"
 		done </etc/thon/extensions.txt

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -209,31 +210,62 @@ func setupDoctor(ctx context.Context, e *env, w io.Writer) error {
 
 func newSetupImageCmd(e *env) *cobra.Command {
 	var o imagebuild.Options
+	var output string
 	cmd := &cobra.Command{
 		Use:   "image",
-		Short: "Build the participant image (code-server), with or without a registry",
+		Short: "Build the participant image (code-server, the coding agents, the tools), with or without a registry",
 		Long: `Image builds THON's participant image: code-server (VS Code in the browser)
-running as the non-root user coder, with git, a terminal, ripgrep and the
-assistants' extensions at start.
+running as the non-root user coder on Node.js ` + nodeMajor() + `, with the terminal coding
+agents Kilo (kilo), Continue (cn), Cline (cline) and opencode, npm and pnpm,
+Python 3 with pip and venv, a JDK, build-essential, Chromium with
+playwright-core, git and ripgrep; nothing of them is downloaded when a
+sandbox starts.
 
 With a container registry it builds deploy/sandbox/Dockerfile from the
 pinned official code-server image. Without one (or with --offline) it builds
 the same image from nothing but Debian's package mirror and the npm
-registry: a Debian 13 root file system from debootstrap, code-server from
-npm with its native modules compiled here, imported into Docker and
-finished by a local build. That needs root and the debootstrap package, and
-takes a few minutes; the result is cached, so running it again takes
-seconds.`,
+registry (those this machine's apt and npm use, unless --mirror and
+--npm-registry say otherwise): a Debian 13 root file system from
+debootstrap, Node.js and code-server from npm with its native modules
+compiled here, imported into Docker and finished by a local build. That
+needs root and the debootstrap package, and takes about 6 minutes the
+first time on 2 quiet cores (much longer on busy ones: most of it is
+compiling code-server's native modules); the result is cached, so running
+it again takes seconds.
+
+VS Code extensions are baked in when you have them: every .vsix in
+--extensions DIR (or sandbox.extensions_dir of thon.yaml), and, with a
+marketplace reachable now, each id of --extensions-list FILE downloaded from
+Open VSX once (kept in the cache directory). They are installed into
+code-server's extensions directory while the image is built, so a sandbox
+starts with them at once; extensions thon.yaml lists that are not baked in
+are still installed when a sandbox starts, in the background.`,
 		Example: `  sudo thon setup image
+  sudo thon setup image --extensions ./vsix
+  sudo thon setup image --extensions-list extensions.txt   # kilocode.kilo-code@4.1.0, one per line
   sudo thon setup image --offline --tag thon/sandbox:event
-  sudo thon setup image --rebuild`,
+  sudo thon setup image --rebuild -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.Tag == "" {
-				o.Tag = imagebuild.DefaultTag
-				if cfg, err := e.loadConfig(false); err == nil {
+			if output != "text" && output != "json" {
+				return fmt.Errorf("--output %q: use text or json", output)
+			}
+			// thon.yaml names the image and the extensions to bake in,
+			// unless the flags do.
+			if o.Tag == "" || !cmd.Flags().Changed("extensions") {
+				cfg, err := e.loadConfig(false)
+				if err != nil {
+					return err
+				}
+				if o.Tag == "" {
 					o.Tag = cfg.Sandbox.Image
 				}
+				if !cmd.Flags().Changed("extensions") {
+					o.ExtensionsDir = cfg.Sandbox.ExtensionsDir
+				}
+			}
+			if o.Tag == "" {
+				o.Tag = imagebuild.DefaultTag
 			}
 			o.ThonVersion = e.version
 			p := newStepProgress(e)
@@ -242,11 +274,20 @@ seconds.`,
 			if err != nil {
 				return err
 			}
+			if output == "json" {
+				return writeJSON(e.stdout(), map[string]any{
+					"image": res.Image, "id": res.ID, "size_bytes": res.Size, "code_server_version": res.CodeServerVersion,
+					"mode": res.Mode, "extensions": nonNil(res.Extensions), "cached": res.Cached, "seconds": res.Took.Seconds(),
+				})
+			}
 			how := "built in " + res.Took.Round(time.Second).String()
 			if res.Cached {
 				how = "already up to date"
 			}
 			fmt.Fprintf(e.stdout(), "%s: code-server %s, %d MB, %s build, %s.\n", res.Image, res.CodeServerVersion, res.Size>>20, res.Mode, how)
+			if len(res.Extensions) > 0 {
+				fmt.Fprintf(e.stdout(), "Extensions baked in: %s.\n", strings.Join(res.Extensions, ", "))
+			}
 			return nil
 		},
 	}
@@ -255,10 +296,28 @@ seconds.`,
 	f.BoolVar(&o.Offline, "offline", false, "build from the Debian mirror and npm even if a registry answers")
 	f.BoolVar(&o.Rebuild, "rebuild", false, "build again even if nothing changed")
 	f.StringVar(&o.CacheDir, "cache-dir", imagebuild.DefaultCacheDir, "where the root file system and package caches are kept")
-	f.StringVar(&o.Mirror, "mirror", "", "Debian mirror (default: the one apt on this machine uses)")
-	f.StringVar(&o.CodeServerVersion, "code-server", imagebuild.DefaultCodeServerVersion, "code-server version (it must run on Debian 13's Node.js 20)")
-	f.StringVar(&o.NPMRegistry, "npm-registry", imagebuild.DefaultNPMRegistry, "npm registry")
+	f.StringVar(&o.Mirror, "mirror", "", "Debian mirror (default: the one apt on this machine uses, else debootstrap's own)")
+	f.StringVar(&o.CodeServerVersion, "code-server", imagebuild.DefaultCodeServerVersion, "code-server version (its engines.node must be Node.js "+nodeMajor()+")")
+	f.StringVar(&o.NPMRegistry, "npm-registry", "", "npm registry (default: the one npm on this machine uses, else npm's own)")
+	f.StringVar(&o.ExtensionsDir, "extensions", "", "bake every .vsix of this directory into the image (default: sandbox.extensions_dir of thon.yaml)")
+	f.StringVar(&o.ExtensionsList, "extensions-list", "", "bake the extensions this file lists (publisher.name[@version] per line), downloaded from Open VSX now")
+	f.StringVar(&o.Marketplace, "marketplace", "", "the Open VSX server for --extensions-list (default: code-server's EXTENSIONS_GALLERY, else "+imagebuild.DefaultMarketplace+")")
+	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
+}
+
+// nonNil is s, or an empty list for JSON.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// nodeMajor is the major version of the Node.js the participant image has.
+func nodeMajor() string {
+	major, _, _ := strings.Cut(imagebuild.DefaultNodeVersion, ".")
+	return major
 }
 
 func newSetupLLMCmd(e *env) *cobra.Command {

@@ -122,6 +122,75 @@ func TestStepProgressElsewhereWritesPlainLines(t *testing.T) {
 	}
 }
 
+func TestSetupImageFlags(t *testing.T) {
+	root := NewRoot("dev", &IO{In: strings.NewReader(""), Out: &bytes.Buffer{}, Err: &bytes.Buffer{}})
+	c := findCmd(t, root, "setup", "image")
+	for name, def := range map[string]string{
+		"tag":             "",
+		"mirror":          "",
+		"npm-registry":    "",
+		"code-server":     imagebuild.DefaultCodeServerVersion,
+		"cache-dir":       imagebuild.DefaultCacheDir,
+		"extensions":      "",
+		"extensions-list": "",
+		"marketplace":     "",
+		"output":          "text",
+	} {
+		f := c.Flags().Lookup(name)
+		if f == nil {
+			t.Errorf("thon setup image has no --%s", name)
+			continue
+		}
+		if f.DefValue != def {
+			t.Errorf("--%s defaults to %q, want %q", name, f.DefValue, def)
+		}
+	}
+	for _, want := range []string{"--extensions ./vsix", "--extensions-list"} {
+		if !strings.Contains(c.Example, want) {
+			t.Errorf("the examples lack %s", want)
+		}
+	}
+}
+
+// The extensions to bake in reach the build from the flags and from
+// thon.yaml's sandbox.extensions_dir; they are read before the engine is
+// asked (so these never build anything).
+func TestSetupImageExtensions(t *testing.T) {
+	dir := t.TempDir()
+	vsix := filepath.Join(dir, "vsix")
+	os.Mkdir(vsix, 0o755)
+	os.WriteFile(filepath.Join(vsix, "broken.vsix"), []byte("not a zip"), 0o644)
+	cfg := filepath.Join(dir, "thon.yaml")
+	os.WriteFile(cfg, []byte("sandbox:\n  image: thon/sandbox:event\n  extensions_dir: vsix\n"), 0o644)
+
+	code, _, stderr := runCLI(t, "--config", cfg, "setup", "image", "--cache-dir", filepath.Join(dir, "cache"))
+	if code != 1 || !strings.Contains(stderr, filepath.Join(vsix, "broken.vsix")+" is not a VS Code extension package") {
+		t.Errorf("sandbox.extensions_dir: exit %d:\n%s", code, stderr)
+	}
+	other := t.TempDir()
+	code, _, stderr = runCLI(t, "--config", cfg, "setup", "image", "--extensions", filepath.Join(other, "missing"))
+	if code != 1 || !strings.Contains(stderr, "cannot read the extensions directory "+filepath.Join(other, "missing")) {
+		t.Errorf("--extensions overrides thon.yaml: exit %d:\n%s", code, stderr)
+	}
+	list := filepath.Join(dir, "list.txt")
+	os.WriteFile(list, []byte("not-an-id\n"), 0o644)
+	code, _, stderr = runCLI(t, "setup", "image", "--tag", "t:1", "--extensions", "", "--extensions-list", list)
+	if code != 1 || !strings.Contains(stderr, list+`:1: "not-an-id" is not publisher.name[@version]`) {
+		t.Errorf("--extensions-list: exit %d:\n%s", code, stderr)
+	}
+	// A thon.yaml that does not load stops the build: its image and
+	// extensions are not guessed.
+	os.WriteFile(cfg, []byte("sandbox:\n  extensions_dir: nowhere\n"), 0o644)
+	code, _, stderr = runCLI(t, "--config", cfg, "setup", "image")
+	if code != 1 || !strings.Contains(stderr, "sandbox.extensions_dir") {
+		t.Errorf("a bad thon.yaml: exit %d:\n%s", code, stderr)
+	}
+	code, _, stderr = runCLI(t, "setup", "image", "-o", "yaml")
+	if code != 1 || !strings.Contains(stderr, `--output "yaml": use text or json`) {
+		t.Errorf("-o yaml: exit %d:\n%s", code, stderr)
+	}
+}
+
 // thon setup with no subcommand: the plan, step by step; with everything
 // in place nothing to do; a step to do is not done without a terminal to
 // ask on or --yes.

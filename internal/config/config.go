@@ -168,8 +168,9 @@ type Sandbox struct {
 	Port           int               `yaml:"port" json:"port"`
 	HealthPath     string            `yaml:"health_path" json:"health_path"`
 	StartupTimeout Duration          `yaml:"startup_timeout" json:"startup_timeout"`
-	Workspace      string            `yaml:"workspace" json:"workspace"`         // volume | bind | ephemeral
-	WorkspaceDir   string            `yaml:"workspace_dir" json:"workspace_dir"` // bind mode only
+	Workspace      string            `yaml:"workspace" json:"workspace"`           // volume | bind | ephemeral
+	WorkspaceDir   string            `yaml:"workspace_dir" json:"workspace_dir"`   // bind mode only
+	ExtensionsDir  string            `yaml:"extensions_dir" json:"extensions_dir"` // .vsix files thon setup image bakes into Image
 	Limits         Limits            `yaml:"limits" json:"limits"`
 	Env            map[string]string `yaml:"env" json:"env,omitempty"`
 	Concurrency    int               `yaml:"concurrency" json:"concurrency"`

@@ -25,7 +25,7 @@ func TestEnvVars(t *testing.T) {
 		"THON_ACCESS_KEY_FILE", "THON_ACCESS_ACME_EMAIL", "THON_ACCESS_ACME_DIRECTORY", "THON_ACCESS_ACME_CA_ROOT",
 		"THON_ACCESS_TOKEN_TTL", "THON_ACCESS_DASHBOARD_PORT",
 		"THON_SANDBOX_RUNTIME", "THON_SANDBOX_IMAGE", "THON_SANDBOX_PORT", "THON_SANDBOX_HEALTH_PATH",
-		"THON_SANDBOX_STARTUP_TIMEOUT", "THON_SANDBOX_WORKSPACE", "THON_SANDBOX_WORKSPACE_DIR",
+		"THON_SANDBOX_STARTUP_TIMEOUT", "THON_SANDBOX_WORKSPACE", "THON_SANDBOX_WORKSPACE_DIR", "THON_SANDBOX_EXTENSIONS_DIR",
 		"THON_SANDBOX_LIMITS_CPU", "THON_SANDBOX_LIMITS_MEMORY", "THON_SANDBOX_LIMITS_PIDS",
 		"THON_SANDBOX_CONCURRENCY",
 		"THON_SANDBOX_IDLE_TIMEOUT",
@@ -71,6 +71,7 @@ func TestApplyEnv(t *testing.T) {
 		"THON_SANDBOX_STARTUP_TIMEOUT": "45s",
 		"THON_SANDBOX_WORKSPACE":       "ephemeral",
 		"THON_SANDBOX_WORKSPACE_DIR":   "/tmp",
+		"THON_SANDBOX_EXTENSIONS_DIR":  "/srv/vsix",
 		"THON_SANDBOX_LIMITS_CPU":      "2.5",
 		"THON_SANDBOX_LIMITS_MEMORY":   "4Gi",
 		"THON_SANDBOX_LIMITS_PIDS":     "100",
@@ -89,7 +90,7 @@ func TestApplyEnv(t *testing.T) {
 	want.Sandbox = Sandbox{
 		Runtime: RuntimeDocker, Kubernetes: Default().Sandbox.Kubernetes,
 		Image: "thon/sandbox:dev", Port: 3000, HealthPath: "/ready",
-		StartupTimeout: Duration(45 * time.Second), Workspace: "ephemeral", WorkspaceDir: "/tmp",
+		StartupTimeout: Duration(45 * time.Second), Workspace: "ephemeral", WorkspaceDir: "/tmp", ExtensionsDir: "/srv/vsix",
 		Limits: Limits{CPU: 2.5, Memory: 4 << 30, Pids: 100}, Concurrency: 16,
 		IdleTimeout: Duration(45 * time.Minute), IdleAction: IdlePause, MaxLifetime: Duration(12 * time.Hour),
 	}

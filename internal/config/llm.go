@@ -253,7 +253,7 @@ func (c *Config) resolveFiles() {
 	l := &c.LLM
 	paths := []*string{&a.Kilo.BaseFile, &a.Continue.BaseFile, &a.Cline.BaseFile, &a.OpenCode.BaseFile, &a.VSCodeSettingsFile, &a.ExtensionsFile,
 		&l.ChatModel.File, &l.ChatModel.MMProj, &l.EmbeddingModel.File, &l.SmallModel.File, &l.SmallModel.MMProj,
-		&c.Access.ACME.CARoot}
+		&c.Access.ACME.CARoot, &c.Sandbox.ExtensionsDir}
 	for i := range l.ChatModels {
 		paths = append(paths, &l.ChatModels[i].File, &l.ChatModels[i].MMProj)
 	}

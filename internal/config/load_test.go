@@ -382,3 +382,44 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// sandbox.extensions_dir: an existing directory, relative to thon.yaml,
+// made absolute by Load (thon setup image reads it from there).
+func TestExtensionsDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "vsix"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "thon.yaml")
+	if err := os.WriteFile(cfgFile, []byte("sandbox:\n  extensions_dir: vsix\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir()) // relative to thon.yaml, not to the working directory
+	c, err := Load(cfgFile)
+	if err != nil {
+		t.Fatalf("an existing directory next to thon.yaml: %v", err)
+	}
+	if want := filepath.Join(dir, "vsix"); c.Sandbox.ExtensionsDir != want {
+		t.Errorf("extensions_dir = %q, want %q", c.Sandbox.ExtensionsDir, want)
+	}
+	if Default().Sandbox.ExtensionsDir != "" {
+		t.Error("a default extensions_dir: the image has no extensions unless the organizer has some")
+	}
+
+	missing := filepath.Join(dir, "no such dir")
+	ext := func(d string) string { return fmt.Sprintf("sandbox:\n  extensions_dir: %q\n", d) }
+	checkProblems(t, parseProblems(t, ext(missing)), []want{
+		{2, 19, fmt.Sprintf("sandbox.extensions_dir: directory %q does not exist", missing), "put the .vsix files in a directory"},
+	})
+	checkProblems(t, parseProblems(t, ext(file)), []want{{2, 19, "is not a directory", ""}})
+
+	// From the environment too, checked the same way.
+	_, err = load(cfgFile, lookupIn(map[string]string{"THON_SANDBOX_EXTENSIONS_DIR": missing}))
+	if err == nil || !strings.Contains(err.Error(), "$THON_SANDBOX_EXTENSIONS_DIR") || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("a missing directory from THON_SANDBOX_EXTENSIONS_DIR: %v", err)
+	}
+}

@@ -77,6 +77,9 @@ sandbox:
   workspace: volume
   # Host directory holding one directory per user (bind mode only); it must exist.
   workspace_dir: ""
+  # Directory of .vsix files thon setup image bakes into the image (e.g.
+  # Kilo Code's, Continue's, Cline's for a venue without internet); "" for none.
+  extensions_dir: ""
   # Resource limits of each sandbox.
   limits:
     # CPU cores, e.g. 1, 0.5, 2.

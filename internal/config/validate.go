@@ -288,6 +288,18 @@ func (c *Config) check(at locator) []Problem {
 	if b.StartupTimeout <= 0 {
 		bad("sandbox.startup_timeout", "e.g. startup_timeout: 2m", "must be greater than zero, got %s", b.StartupTimeout)
 	}
+	if b.ExtensionsDir != "" {
+		const hint = "put the .vsix files in a directory and name it (relative paths start at thon.yaml's directory), or set extensions_dir: \"\""
+		if dir, err := c.path(b.ExtensionsDir); err != nil {
+			bad("sandbox.extensions_dir", "write the full path", "%v", err)
+		} else if fi, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			bad("sandbox.extensions_dir", hint, "directory %q does not exist", b.ExtensionsDir)
+		} else if err != nil {
+			bad("sandbox.extensions_dir", "check the path and its permissions", "cannot use %q: %v", b.ExtensionsDir, err)
+		} else if !fi.IsDir() {
+			bad("sandbox.extensions_dir", hint, "%q is not a directory", b.ExtensionsDir)
+		}
+	}
 	checkWorkspaceLimits(b.Runtime, b, "sandbox", add)
 	if b.Concurrency < 1 || b.Concurrency > maxConcurrency {
 		bad("sandbox.concurrency", fmt.Sprintf("how many sandboxes start at once, 1..%d, e.g. %d", maxConcurrency, DefaultConcurrency),

@@ -238,3 +238,127 @@ func (e *engine) runOnce(ctx context.Context, image, user string, cmd []string) 
 	}
 	return out.String(), code, nil
 }
+
+// bakeDir is where bakeExtensions copies the .vsix files and the script
+// into the container (and removes them before the commit).
+const bakeDir = "/tmp/thon-extensions"
+
+// bakeExtensions installs exts on top of the image from: script (as
+// install-extensions.sh DIR) runs as user in a container without network,
+// with the files copied in beforehand, and the container is committed as
+// to, with from's command. Only what the installation leaves (the
+// extensions) is in the new layer: the .vsix files are removed first. It
+// fails unless every extension is installed afterwards.
+func (e *engine) bakeExtensions(ctx context.Context, from, to, user string, script []byte, exts []extension, log io.Writer) error {
+	uid, gid := 0, 0
+	fmt.Sscanf(user, "%d:%d", &uid, &gid)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	now := time.Now()
+	hdr := func(name string, mode int64, size int, typ byte) error {
+		return tw.WriteHeader(&tar.Header{Typeflag: typ, Name: name, Mode: mode, Size: int64(size),
+			Uid: uid, Gid: gid, ModTime: now, Format: tar.FormatPAX})
+	}
+	if err := hdr(strings.TrimPrefix(bakeDir, "/")+"/", 0o755, 0, tar.TypeDir); err != nil {
+		return err
+	}
+	files := map[string][]byte{"install-extensions.sh": script}
+	for _, x := range exts {
+		files[x.File] = x.Data
+	}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		if err := hdr(strings.TrimPrefix(bakeDir, "/")+"/"+name, 0o644, len(files[name]), tar.TypeReg); err != nil {
+			return err
+		}
+		if _, err := tw.Write(files[name]); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+
+	cmd := `sh ` + bakeDir + `/install-extensions.sh ` + bakeDir + `; rc=$?; rm -rf ` + bakeDir + `; exit $rc`
+	res, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: &container.Config{Image: from, User: user, Entrypoint: []string{"/bin/sh", "-c", cmd}, Cmd: []string{},
+			WorkingDir: "/tmp"},
+		HostConfig: &container.HostConfig{NetworkMode: "none"},
+	})
+	if err != nil {
+		return fmt.Errorf("create a container of %s: %w", from, err)
+	}
+	id := res.ID
+	defer e.cli.ContainerRemove(context.WithoutCancel(ctx), id, client.ContainerRemoveOptions{Force: true})
+	// The archive's owners are kept: the files are the user's.
+	if _, err := e.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/", Content: &buf}); err != nil {
+		return fmt.Errorf("copy the extensions into a container of %s: %w", from, err)
+	}
+	wait := e.cli.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+	if _, err := e.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+		return fmt.Errorf("start a container of %s: %w", from, err)
+	}
+	code := -1
+	select {
+	case r := <-wait.Result:
+		code = int(r.StatusCode)
+	case err := <-wait.Error:
+		return fmt.Errorf("wait for the container of %s: %w", from, err)
+	}
+	var out bytes.Buffer
+	if logs, err := e.cli.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true}); err == nil {
+		stdcopy.StdCopy(&out, &out, logs)
+		logs.Close()
+	}
+	log.Write(out.Bytes())
+	if code != 0 {
+		return sandbox.Hintf(nil, "see the log; a .vsix that needs other extensions needs them baked in too",
+			"installing the extensions failed (exit %d):\n%s", code, tailLines(out.String(), 12))
+	}
+	if missing := missingExtensions(out.String(), exts); len(missing) > 0 {
+		return sandbox.Hintf(nil, "see the log for code-server's reason",
+			"code-server did not install %s:\n%s", strings.Join(missing, ", "), tailLines(out.String(), 12))
+	}
+	// The installing container's command is not the image's.
+	if _, err := e.cli.ContainerCommit(ctx, id, client.ContainerCommitOptions{
+		Reference: to,
+		Comment:   "thon setup image: " + extensionIDs(exts),
+		Changes:   []string{"USER root", "WORKDIR /", "ENTRYPOINT []", `CMD ["/bin/bash"]`},
+	}); err != nil {
+		return fmt.Errorf("commit the extensions as %s: %w", to, err)
+	}
+	return nil
+}
+
+// missingExtensions are the exts that `code-server --list-extensions
+// --show-versions` (in out) does not list.
+func missingExtensions(out string, exts []extension) []string {
+	listed := map[string]bool{}
+	for _, line := range strings.Split(out, "\n") {
+		listed[strings.ToLower(strings.TrimSpace(line))] = true
+	}
+	var missing []string
+	for _, x := range exts {
+		if id := strings.ToLower(x.ID + "@" + x.Version); !listed[id] {
+			missing = append(missing, x.ID+"@"+x.Version)
+		}
+	}
+	return missing
+}
+
+// extensionIDs is exts for messages: id@version, comma-separated.
+func extensionIDs(exts []extension) string {
+	ids := make([]string, len(exts))
+	for i, x := range exts {
+		ids[i] = x.ID + "@" + x.Version
+	}
+	return strings.Join(ids, ", ")
+}
+
+// tailLines is the last n lines of s, indented.
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ")
+}

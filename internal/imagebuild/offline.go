@@ -56,6 +56,12 @@ type offlineImage struct {
 	// importChanges are the Dockerfile instructions the import applies (its
 	// LABEL of the root key is added).
 	importChanges []string
+	// extensions, when there are any, are installed on top of the imported
+	// base by bakeScript (run as bakeUser in a container without network)
+	// and committed as <baseRef>-x<extensionsKey>, the finishing build's FROM.
+	extensions []extension
+	bakeScript []byte
+	bakeUser   string
 
 	key   string            // the finished image's LabelKey
 	files map[string][]byte // the finishing build's context; "Dockerfile" is the finishing Dockerfile
@@ -98,7 +104,10 @@ func upToDate(ctx context.Context, eng *engine, tag, key string, rebuild bool) (
 // buildOffline makes img, or finds it up to date (cached). It returns the
 // engine's view of the image.
 func buildOffline(ctx context.Context, eng *engine, img offlineImage, progress Progress) (info imageInfo, cached bool, err error) {
-	const total = 7
+	total := 7
+	if len(img.extensions) > 0 {
+		total++ // install the extensions
+	}
 	baseRef := img.baseRepo + ":" + img.rootKey
 	c := cache{dir: filepath.Clean(img.cacheDir), prefix: img.tarPrefix}
 
@@ -183,8 +192,28 @@ func buildOffline(ctx context.Context, eng *engine, img offlineImage, progress P
 		}
 	}
 
-	progress("finish the image "+img.tag, 5, total)
-	args := map[string]string{"BASE": baseRef, "IMAGE_KEY": img.key}
+	from, keep := baseRef, []string{baseRef}
+	if len(img.extensions) > 0 {
+		extRef := baseRef + "-x" + extensionsKey(img.extensions)
+		_, haveExt, err := eng.inspect(ctx, extRef)
+		if err != nil {
+			return imageInfo{}, false, err
+		}
+		// A base imported again is another image: install on top of it.
+		if haveExt && haveBase {
+			progress(fmt.Sprintf("use the %d extensions installed before in %s", len(img.extensions), extRef), 5, total)
+		} else {
+			progress(fmt.Sprintf("install %d extensions (%s)", len(img.extensions), extensionIDs(img.extensions)), 5, total)
+			if err := eng.bakeExtensions(ctx, baseRef, extRef, img.bakeUser, img.bakeScript, img.extensions, log); err != nil {
+				return imageInfo{}, false, err
+			}
+		}
+		from = extRef
+		keep = append(keep, extRef)
+	}
+
+	progress("finish the image "+img.tag, total-2, total)
+	args := map[string]string{"BASE": from, "IMAGE_KEY": img.key}
 	for k, v := range img.args {
 		args[k] = v
 	}
@@ -208,8 +237,8 @@ func buildOffline(ctx context.Context, eng *engine, img offlineImage, progress P
 		return imageInfo{}, false, fmt.Errorf("build %s: the engine's image does not carry the key %s afterwards", img.tag, img.key)
 	}
 
-	progress("remove what the new image replaces", 6, total)
-	tidy(ctx, eng, c, img.baseRepo, img.rootKey, baseRef, old.ID, haveOld && old.ID != info.ID, log)
+	progress("remove what the new image replaces", total-1, total)
+	tidy(ctx, eng, c, img.baseRepo, img.rootKey, keep, old.ID, haveOld && old.ID != info.ID, log)
 	progress("built "+img.tag, total, total)
 	return info, false, nil
 }
@@ -263,12 +292,15 @@ func makeRootfs(ctx context.Context, c cache, img offlineImage, log io.Writer, p
 		return err
 	}
 
-	progress(fmt.Sprintf("debootstrap Debian %s from %s", img.suite, img.mirror), 1, total)
+	progress(fmt.Sprintf("debootstrap Debian %s from %s", img.suite, mirrorName(img.mirror)), 1, total)
 	args := []string{"--variant=minbase", "--cache-dir=" + c.debs()}
 	if kr := "/usr/share/keyrings/debian-archive-keyring.gpg"; fileExists(kr) {
 		args = append(args, "--keyring="+kr)
 	}
-	args = append(args, img.suite, root, img.mirror)
+	args = append(args, img.suite, root)
+	if img.mirror != "" { // else debootstrap's own default
+		args = append(args, img.mirror)
+	}
 	if err := run(ctx, log, c.log(), nil, "debootstrap", args...); err != nil {
 		var ue *sandbox.UserError
 		if errors.As(err, &ue) {
@@ -393,10 +425,10 @@ func debootstrapError(err error, img offlineImage) error {
 			"debootstrap cannot check the signature of Debian %s", img.suite)
 	case strings.Contains(msg, "Failed getting release file") || strings.Contains(msg, "Couldn't download"):
 		return sandbox.Hintf(err, "check the mirror URL and that this host reaches it (the mirror option; a proxy: set http_proxy)",
-			"debootstrap cannot download Debian %s from %s", img.suite, img.mirror)
+			"debootstrap cannot download Debian %s from %s", img.suite, mirrorName(img.mirror))
 	}
 	return sandbox.Hintf(err, "see the log for the cause, fix it and run again",
-		"debootstrap of Debian %s from %s failed", img.suite, img.mirror)
+		"debootstrap of Debian %s from %s failed", img.suite, mirrorName(img.mirror))
 }
 
 // run runs name with args, its output to log; env nil keeps this process's
@@ -582,9 +614,9 @@ func lockDir(ctx context.Context, path string, log io.Writer) (func(), error) {
 }
 
 // tidy removes what the new image replaced: older root file system tarballs,
-// older imported bases, and the previous image when nothing uses it. Errors
-// are only logged: the build succeeded.
-func tidy(ctx context.Context, eng *engine, c cache, baseRepo, rkey, baseRef, oldID string, removeOld bool, log io.Writer) {
+// older imported bases (all tags of baseRepo but keep), and the previous
+// image when nothing uses it. Errors are only logged: the build succeeded.
+func tidy(ctx context.Context, eng *engine, c cache, baseRepo, rkey string, keep []string, oldID string, removeOld bool, log io.Writer) {
 	removeOlderTarballs(c, rkey, log)
 	list, err := eng.cli.ImageList(ctx, client.ImageListOptions{
 		Filters: make(client.Filters).Add("reference", baseRepo),
@@ -592,7 +624,7 @@ func tidy(ctx context.Context, eng *engine, c cache, baseRepo, rkey, baseRef, ol
 	if err == nil {
 		for _, im := range list.Items {
 			for _, tag := range im.RepoTags {
-				if tag != baseRef && strings.HasPrefix(tag, baseRepo+":") {
+				if !slices.Contains(keep, tag) && strings.HasPrefix(tag, baseRepo+":") {
 					fmt.Fprintf(log, "untag the older base %s\n", tag)
 					_, _ = eng.cli.ImageRemove(ctx, tag, client.ImageRemoveOptions{PruneChildren: true})
 				}

@@ -12,9 +12,9 @@ func officialImage() string { return "codercom/code-server:" + pinnedVersion() }
 // buildOnline builds deploy/sandbox/Dockerfile. online=false (and no error)
 // means the official image is neither present nor pullable: the caller
 // builds offline instead.
-func buildOnline(ctx context.Context, eng *engine, opts Options, progress Progress) (res Result, online bool, err error) {
+func buildOnline(ctx context.Context, eng *engine, opts Options, exts []extension, progress Progress) (res Result, online bool, err error) {
 	const total = 3
-	files := contextFiles("Dockerfile")
+	files := onlineContext(exts)
 	key := onlineKey(files, opts.ThonVersion)
 	res = Result{Image: opts.Tag, CodeServerVersion: pinnedVersion(), Mode: ModeOnline}
 
@@ -47,7 +47,7 @@ func buildOnline(ctx context.Context, eng *engine, opts Options, progress Progre
 	progress("build "+opts.Tag+" from "+base, 2, total)
 	labels := map[string]string{LabelKey: key}
 	args := map[string]string{"THON_VERSION": opts.ThonVersion}
-	if err := eng.build(ctx, files, []string{"thon-entrypoint.sh"}, opts.Tag, args, labels, opts.Log); err != nil {
+	if err := eng.build(ctx, files, []string{"thon-entrypoint.sh", "install-extensions.sh", "offline/provision.sh"}, opts.Tag, args, labels, opts.Log); err != nil {
 		return Result{}, false, err
 	}
 	info, ok, err := eng.inspect(ctx, opts.Tag)

@@ -154,7 +154,7 @@ func (s *Setup) image(ctx context.Context) Step {
 		st.Do = []string{"rebuild " + ref + " with code-server " + want + " (cached parts are reused)"}
 	default:
 		st.State = "not on the engine"
-		st.Do = []string{"build " + ref + ": code-server " + want + ", git, a terminal, from a container registry or, without one, from Debian's mirror (" + imagebuild.HostMirror() + ") and npm; about 3 minutes the first time"}
+		st.Do = []string{"build " + ref + ": code-server " + want + ", the terminal agents and tools, from a container registry or, without one, from Debian's mirror (" + imagebuild.HostMirror() + ") and npm; about 6 minutes the first time on 2 quiet cores"}
 	}
 	st.Root = true
 	st.apply = func(ctx context.Context) error {

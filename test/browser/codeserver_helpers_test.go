@@ -232,7 +232,7 @@ func (v *vscode) trust() error {
 			v.t.Logf("trusted the folder in the workspace trust editor")
 			answered = true
 		} else if restricted, ok := tryEval[bool](v.browser, csRestricted); ok && !restricted && (answered || time.Since(start) > 2*time.Second) {
-			return nil
+			return v.closeModalEditor()
 		} else if !answered && time.Since(start) > 5*time.Second {
 			v.t.Logf("VS Code has not asked whether to trust the folder: opening the workspace trust editor")
 			answered = true
@@ -245,6 +245,36 @@ func (v *vscode) trust() error {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// csModalEditor: an editor open as a modal over the workbench (VS Code
+// 1.139 opens the workspace trust editor, settings and the like so, with
+// workbench.editor.useModal "some"); it keeps the keyboard.
+const csModalEditor = `(() => {
+	const m = document.querySelector(".modal-editor-part");
+	if (!m) return false;
+	const r = m.getBoundingClientRect(), st = getComputedStyle(m);
+	return r.width > 0 && r.height > 0 && st.display !== "none" && st.visibility !== "hidden";
+})()`
+
+// closeModalEditor closes a modal editor (Escape, else its close button).
+func (v *vscode) closeModalEditor() error {
+	for i := 0; i < 6; i++ {
+		if open, _ := tryEval[bool](v.browser, csModalEditor); !open {
+			return nil
+		}
+		if i < 3 {
+			v.press(kb.Escape)
+		} else {
+			tryEval[bool](v.browser, `(() => {
+				const b = [...document.querySelectorAll(".modal-editor-part .action-label")].find(e => /close/i.test(e.getAttribute("aria-label") || e.title || "") || e.classList.contains("codicon-close"));
+				if (b) b.click();
+				return !!b;
+			})()`)
+		}
+		time.Sleep(400 * time.Millisecond)
+	}
+	return errors.New("a modal editor (the workspace trust editor) stays open over the workbench")
 }
 
 // command runs a command of the command palette (F1) by its title.
