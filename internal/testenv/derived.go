@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"sync"
 	"testing"
 	"time"
@@ -12,13 +14,16 @@ var derived struct {
 	refs map[string]error
 }
 
-// DerivedImage returns base+"-"+suffix: an image built FROM base with the
-// Dockerfile lines added (LABEL, ENV, USER…), once per process and only
-// when the engine does not have that tag yet. It needs no registry.
+// DerivedImage returns base+"-"+suffix+"-"+a hash of lines: an image built
+// FROM base with the Dockerfile lines added (LABEL, ENV, USER…), once per
+// process and only when the engine does not have that tag yet (the hash:
+// other lines, such as a label with another version, make another tag).
+// It needs no registry.
 func DerivedImage(t testing.TB, base, suffix, lines string) string {
 	t.Helper()
 	cli := Docker(t)
-	ref := base + "-" + suffix
+	sum := sha256.Sum256([]byte(lines))
+	ref := base + "-" + suffix + "-" + hex.EncodeToString(sum[:4])
 	derived.mu.Lock()
 	defer derived.mu.Unlock()
 	if derived.refs == nil {
