@@ -315,7 +315,7 @@ type vscodeParser struct {
 // vscodeSniff is how much of a message's data is read to decide: enough
 // for an IPC call's channel and command (and the start of its argument),
 // or an RPC request's method name.
-const vscodeSniff = 96
+const vscodeSniff = 160
 
 func (v *vscodeParser) feed(b []byte, touch func()) {
 	for len(b) > 0 {
@@ -372,7 +372,11 @@ func (v *vscodeParser) decide(touch func()) {
 //     channel, command] first): the telemetry channel's ping, every two
 //     seconds while the workbench starts; and (VS Code 1.139) the agent
 //     host's keep-alive, a JSON-RPC "ping" sent through the agentHostProxy
-//     channel every five seconds.
+//     channel every five seconds; and (VS Code 1.139, once a terminal has
+//     been opened) the workbench's own state files, stat, readdir and
+//     writeFile on the remoteFilesystem channel every five seconds, all
+//     under code-server's user data directory (~/.local/share/code-server),
+//     never in the workspace.
 //
 // Everything else — a keystroke in a terminal, an edit reaching the
 // extension host, a file opened or saved, a command — counts.
@@ -384,7 +388,8 @@ func automatic(head []byte) bool {
 		return true
 	}
 	return bytes.Contains(head, ipcTelemetryPing) || bytes.Contains(head, rpcWindowActive) || bytes.Contains(head, rpcWindowFocus) ||
-		bytes.Contains(head, ipcAgentHostSend) && bytes.Contains(head, jsonRPCPing)
+		bytes.Contains(head, ipcAgentHostSend) && bytes.Contains(head, jsonRPCPing) ||
+		bytes.Contains(head, ipcRemoteFilesystem) && bytes.Contains(head, codeServerUserData)
 }
 
 // The markers automatic looks for.
@@ -399,6 +404,9 @@ var (
 	rpcWindowFocus   = []byte("$onDidChangeWindowFocus")
 	ipcAgentHostSend = []byte("\x01\x0eagentHostProxy\x01\x04send")
 	jsonRPCPing      = []byte(`"method":"ping"`)
+	// remoteFilesystem's calls name the file's path after the command.
+	ipcRemoteFilesystem = []byte("\x01\x10remoteFilesystem\x01")
+	codeServerUserData  = []byte("/.local/share/code-server/")
 )
 
 var inflaters = sync.Pool{New: func() any { return flate.NewReader(bytes.NewReader(nil)) }}

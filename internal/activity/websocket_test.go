@@ -262,6 +262,8 @@ func TestVSCodeAutomaticCallsAreNotActivity(t *testing.T) {
 		append([]byte("\x09\x00\x00\x01\x3a"), `{"result":true}`...),       // RPC: reply, JSON
 		append([]byte("\x01\x00\x00\x00Fg\x18$onDidChangeWindowActive\x00\x00\x00\a"), "[false]"...),
 		append([]byte("\x01\x00\x00\x00mg\x17$onDidChangeWindowFocus\x00\x00\x00\x06"), "[true]"...), // RPC: the window lost focus
+		append([]byte("\x04\x04\x06d\x06\x95\a\x01\x10remoteFilesystem\x01\twriteFile\x04\x03\x05\xd9\x02"), `{"$mid":1,"external":"vscode-remote:/home/coder/.local/share/code-server/User/globalStorage/state.json","path":"/home/coder/.local/share/code-server/User/globalStorage/state.json"}`...), // IPC: the workbench's own state
+		append([]byte("\x04\x04\x06d\x06\x93\a\x01\x10remoteFilesystem\x01\areaddir\x04\x01\x05\xb3\x01"), `{"$mid":1,"path":"/home/coder/.local/share/code-server/User/History","scheme":"vscode-remote"}`...),
 		append([]byte("\x04\x04\x06d\x06\xed\x05\x01\x0eagentHostProxy\x01\x04send\x01L"), `{"jsonrpc":"2.0","id":10,"method":"ping","params":{"channel":"ahp-root://"}}`...), // IPC: the agent host's keep-alive (VS Code 1.139)
 	}
 	for i, m := range automatic {
