@@ -117,11 +117,11 @@ type Orchestrator struct {
 	busy     map[string]string    // user → transient state ("starting") while an operation runs
 	ops      map[string]uint64    // user → count of operations begun or ended, for Reconcile
 	live     map[string]Live      // user → last recorded state, for routing without a database read
-	// unsure: the engine's event stream broke since it was last read (see
-	// watchEngine), so no sandbox is routed to until a reconcile reads them
-	// again, but those an operation read again meanwhile (reread).
-	// unsureGen counts the breaks, so a reconcile clears only what it saw.
-	unsure    bool
+	// reread, when not nil: the engine's event stream broke since it was
+	// last read (see watchEngine), so no sandbox is routed to until a
+	// reconcile reads them again, but those an operation read meanwhile
+	// (its keys). unsureGen counts the breaks, so a reconcile clears only
+	// what it saw.
 	reread    map[string]bool
 	unsureGen uint64
 	orphans   []sandbox.Instance
@@ -181,7 +181,6 @@ func New(o Options) *Orchestrator {
 		busy:         map[string]string{},
 		ops:          map[string]uint64{},
 		live:         map[string]Live{},
-		reread:       map[string]bool{},
 	}
 }
 
@@ -582,7 +581,7 @@ func (o *Orchestrator) Live(ctx context.Context, user string) (Live, error) {
 	o.mu.Lock()
 	l.State = shownState(l.State, o.sleeping[user])
 	l.Queue = o.queuePosition(user)
-	if o.unsure && !o.reread[user] && l.State == string(sandbox.StateRunning) {
+	if o.reread != nil && !o.reread[user] && l.State == string(sandbox.StateRunning) {
 		// Its address may be another sandbox's now: wait for the engine's word.
 		l.State, l.Endpoint = string(sandbox.StateStarting), ""
 	}
@@ -615,7 +614,7 @@ func (o *Orchestrator) record(ctx context.Context, inst sandbox.Instance, worksp
 	}
 	o.setLive(inst.User, Live{State: b.State, Endpoint: b.Endpoint}, true)
 	o.mu.Lock()
-	if o.unsure {
+	if o.reread != nil {
 		o.reread[inst.User] = true // the engine's word, just now
 	}
 	o.mu.Unlock()

@@ -32,8 +32,8 @@ func (o *Orchestrator) Reconcile(ctx context.Context) (rep ReconcileReport, err 
 		// Read the engine and folded it in: what was unsure before is known.
 		if err == nil {
 			o.mu.Lock()
-			if o.unsure && o.unsureGen == unsureGen {
-				o.unsure, o.reread = false, map[string]bool{}
+			if o.unsureGen == unsureGen {
+				o.reread = nil
 			}
 			o.mu.Unlock()
 		}
@@ -196,7 +196,7 @@ func (o *Orchestrator) watchEngine(ctx context.Context, w sandbox.Watcher) {
 		if user == sandbox.WatchLost {
 			o.mu.Lock()
 			o.unsureGen++
-			o.unsure, o.reread = true, map[string]bool{}
+			o.reread = map[string]bool{}
 			o.mu.Unlock()
 		}
 		o.Resync()

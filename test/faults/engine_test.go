@@ -171,11 +171,6 @@ func (o *organizer) statusPage(ctx context.Context) (statusPage, error) {
 	return page, nil
 }
 
-func (o *organizer) status(ctx context.Context) ([]statusRow, error) {
-	p, err := o.statusPage(ctx)
-	return p.Items, err
-}
-
 // TestDockerEngineRestarted: the Docker engine (one of the test's own) is
 // stopped and started again under a running event, as an engine upgrade
 // or systemctl restart docker does. The sandboxes come back by themselves
@@ -196,10 +191,11 @@ func TestDockerEngineRestarted(t *testing.T) {
 	if out, err := o.cmd(ctx, "run").CombinedOutput(); err != nil {
 		t.Fatalf("thon run: %v\n%s", err, out)
 	}
-	before, err := o.status(ctx)
+	page, err := o.statusPage(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	before := page.Items
 	alice := signIn(t, o, "p00")
 	if err := alice.page(ctx, "p00"); err != nil {
 		t.Fatal(err)

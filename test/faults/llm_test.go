@@ -18,13 +18,14 @@ import (
 	"github.com/thon-dev/thon/internal/thontest"
 )
 
-type oneKey struct{ hash string }
+// keys is a gateway key store of a few participants.
+type keys map[string]gateway.Key // by hash
 
-func (k oneKey) KeyByHash(_ context.Context, hash string) (gateway.Key, error) {
-	if hash != k.hash {
-		return gateway.Key{}, gateway.ErrUnknownKey
+func (k keys) KeyByHash(_ context.Context, hash string) (gateway.Key, error) {
+	if key, ok := k[hash]; ok {
+		return key, nil
 	}
-	return gateway.Key{ID: "user:alice", Owner: "alice", Group: "alpha"}, nil
+	return gateway.Key{}, gateway.ErrUnknownKey
 }
 
 // sink sums what the gateway charges.
@@ -57,7 +58,7 @@ func TestLLMServerKilledMidStream(t *testing.T) {
 	l := testenv.LlamaServer(t, testenv.LlamaOptions{Image: testenv.LLMImage(t), Slots: 2, Ctx: 8192, Port: thontest.FreePort(t)})
 	secret, hash := gateway.NewKey()
 	s := &sink{}
-	gw, err := gateway.New(gateway.Options{Upstream: l.URL + "/v1", Keys: oneKey{hash}, Usage: s, QueueTimeout: -1})
+	gw, err := gateway.New(gateway.Options{Upstream: l.URL + "/v1", Keys: keys{hash: {ID: "user:alice", Owner: "alice", Group: "alpha"}}, Usage: s, QueueTimeout: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

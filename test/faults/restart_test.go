@@ -3,14 +3,12 @@ package faults
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -43,11 +41,8 @@ func signIn(t *testing.T, o *organizer, user string) browser {
 	if !pool.AppendCertsFromPEM(pem) {
 		t.Fatal("no CA certificate in the data directory")
 	}
-	jar, _ := cookiejar.New(nil)
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
-	ws := tr.Clone()
-	ws.TLSClientConfig.NextProtos = []string{"http/1.1"}
-	b := browser{hc: &http.Client{Jar: jar, Transport: tr, Timeout: 30 * time.Second}, ws: &http.Client{Jar: jar, Transport: ws}}
+	var b browser
+	b.hc, b.ws = browserClients(pool)
 	out, err := o.cmd(context.Background(), "access", user).Output()
 	if err != nil {
 		t.Fatalf("thon access %s: %v", user, err)

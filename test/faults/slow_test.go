@@ -3,6 +3,7 @@ package faults
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -27,14 +28,20 @@ type participant struct {
 	ide string
 }
 
+// browserClients are a browser's: one cookie jar, trusting only pool, and
+// an HTTP/1.1-only client beside the first for WebSocket upgrades.
+func browserClients(pool *x509.CertPool) (hc, ws *http.Client) {
+	jar, _ := cookiejar.New(nil)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	wtr := tr.Clone()
+	wtr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	return &http.Client{Jar: jar, Transport: tr, Timeout: 30 * time.Second}, &http.Client{Jar: jar, Transport: wtr}
+}
+
 func signedIn(t *testing.T, h *thontest.Harness, user string) participant {
 	t.Helper()
-	jar, _ := cookiejar.New(nil)
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: h.Daemon.CA.CAPool()}}
-	p := participant{hc: &http.Client{Jar: jar, Transport: tr, Timeout: 30 * time.Second}}
-	ws := tr.Clone()
-	ws.TLSClientConfig.NextProtos = []string{"http/1.1"}
-	p.ws = &http.Client{Jar: jar, Transport: ws}
+	var p participant
+	p.hc, p.ws = browserClients(h.Daemon.CA.CAPool())
 	l, err := h.Client.IssueLink(context.Background(), user)
 	if err != nil {
 		t.Fatal(err)

@@ -22,16 +22,6 @@ import (
 	"github.com/thon-dev/thon/internal/testenv"
 )
 
-// keys is a gateway key store of a few participants.
-type keys map[string]gateway.Key // by hash
-
-func (k keys) KeyByHash(_ context.Context, hash string) (gateway.Key, error) {
-	if key, ok := k[hash]; ok {
-		return key, nil
-	}
-	return gateway.Key{}, gateway.ErrUnknownKey
-}
-
 // TestSlowStreamReaderHurtsNoOne: alice asks THON's llama-server, through
 // the AI gateway, for a long streamed answer and then does not read it
 // (her client's receive buffer is 4 KiB). Bob meanwhile asks short

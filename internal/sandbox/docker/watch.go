@@ -34,7 +34,22 @@ func (r *Runtime) Watch(ctx context.Context) <-chan string {
 			events.ActionKill, events.ActionPause, events.ActionUnPause, events.ActionDestroy} {
 			f = f.Add("event", string(a))
 		}
+		pause := func() bool {
+			select {
+			case <-ctx.Done():
+				return false
+			case <-time.After(time.Second):
+				return true
+			}
+		}
 		for first := true; ctx.Err() == nil; first = false {
+			// After a break, reopen once the engine answers: one WatchLost
+			// for the gap, not one a second while it is down.
+			for !first && r.Ping(ctx) != nil {
+				if !pause() {
+					return
+				}
+			}
 			sctx, cancel := context.WithCancel(ctx)
 			res := r.cli.Events(sctx, client.EventsListOptions{Filters: f})
 			ok := true
@@ -55,13 +70,8 @@ func (r *Runtime) Watch(ctx context.Context) <-chan string {
 				}
 			}
 			cancel()
-			if !ok || !send(sandbox.WatchLost) {
+			if !ok || !send(sandbox.WatchLost) || !pause() {
 				return
-			}
-			select { // the engine is down or restarting: try again shortly
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
 			}
 		}
 	}()
