@@ -260,6 +260,29 @@ var (
 	ErrInviteExpired = errors.New("this invite code has expired or was withdrawn")
 )
 
+// openInvite is the group of the invite codeHash inside tx: ErrNotFound
+// when no invite has it, ErrInviteExpired when it was withdrawn or expired
+// (one used up is left to the caller: claiming a listed participant spends
+// no use).
+func (s *Store) openInvite(ctx context.Context, tx *txn, codeHash string) (string, error) {
+	var group string
+	var maxUses, used, revoked int
+	var exp string
+	err := tx.QueryRowContext(ctx, `SELECT group_name, max_uses, used, revoked, expires_at FROM invites WHERE hash = ?`, codeHash).Scan(&group, &maxUses, &used, &revoked, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", err
+	}
+	in := Invite{Revoked: revoked != 0, Expires: parseTime(exp), MaxUses: maxUses, Used: used}
+	switch in.State(s.now()) {
+	case InviteWithdrawn, InviteExpired:
+		return "", ErrInviteExpired
+	}
+	return group, nil
+}
+
 // JoinWithInvite spends one use of an invite and adds the participant
 // user to its group, linked to identity key (if any), in one transaction:
 // under any number of concurrent joins an invite is never used more often
@@ -268,20 +291,9 @@ var (
 // becomes the new participant's.
 func (s *Store) JoinWithInvite(ctx context.Context, codeHash, user, idKey, handle, email string) (member string, created bool, err error) {
 	err = s.tx(ctx, func(tx *txn) error {
-		var group string
-		var maxUses, used, revoked int
-		var exp string
-		err := tx.QueryRowContext(ctx, `SELECT group_name, max_uses, used, revoked, expires_at FROM invites WHERE hash = ?`, codeHash).Scan(&group, &maxUses, &used, &revoked, &exp)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
-		}
+		group, err := s.openInvite(ctx, tx, codeHash)
 		if err != nil {
 			return err
-		}
-		in := Invite{Revoked: revoked != 0, Expires: parseTime(exp), MaxUses: maxUses, Used: used}
-		switch in.State(s.now()) {
-		case InviteWithdrawn, InviteExpired:
-			return ErrInviteExpired
 		}
 		if idKey != "" {
 			var existing string
@@ -327,20 +339,9 @@ func (s *Store) ClaimListed(ctx context.Context, codeHash, idKey, handle, email 
 		return "", ErrNotFound
 	}
 	err = s.tx(ctx, func(tx *txn) error {
-		var group string
-		var maxUses, used, revoked int
-		var exp string
-		err := tx.QueryRowContext(ctx, `SELECT group_name, max_uses, used, revoked, expires_at FROM invites WHERE hash = ?`, codeHash).Scan(&group, &maxUses, &used, &revoked, &exp)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
-		}
+		group, err := s.openInvite(ctx, tx, codeHash)
 		if err != nil {
 			return err
-		}
-		in := Invite{Revoked: revoked != 0, Expires: parseTime(exp), MaxUses: maxUses, Used: used}
-		switch in.State(s.now()) {
-		case InviteWithdrawn, InviteExpired:
-			return ErrInviteExpired
 		}
 		err = tx.QueryRowContext(ctx, `SELECT name FROM users WHERE group_name = ? AND LOWER(email) = LOWER(?)
 			AND name NOT IN (SELECT user_name FROM identities) ORDER BY name LIMIT 1`, group, email).Scan(&user)
