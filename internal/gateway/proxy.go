@@ -508,6 +508,9 @@ func (g *Gateway) relayStream(w http.ResponseWriter, clientCtx context.Context, 
 		case got:
 		case timed:
 			u = tm
+			// A chunk's timings may not count its own token yet: never
+			// fewer than the chunks with text that were relayed.
+			u.completion = max(u.completion, textChunks)
 		default:
 			if !clientGone {
 				g.warnFirst("gateway: the upstream sent no usage in a stream; counting one completion token per chunk and the prompt from the request's size")
