@@ -46,6 +46,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/thon-dev/thon/bench/internal/benchkit"
 	"github.com/thon-dev/thon/internal/gateway"
 )
 
@@ -170,7 +171,7 @@ type env struct {
 func runBench(ctx context.Context, o options) (err error) {
 	var nginxBin, nginxVersion, redisBin string
 	if o.paths[pNginx] {
-		if nginxBin, nginxVersion, err = findNginx(); err != nil {
+		if nginxBin, nginxVersion, err = benchkit.FindNginx("this benchmark compares the gateway with it"); err != nil {
 			return err
 		}
 	}

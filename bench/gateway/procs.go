@@ -84,24 +84,6 @@ func startSelf(ctx context.Context, dir, name string, args ...string) (*server, 
 
 // --- nginx ---
 
-const nginxMissing = "nginx is not on PATH; this benchmark compares the gateway with it: install nginx: apt-get install -y nginx"
-
-func findNginx() (bin, version string, err error) {
-	bin, err = exec.LookPath("nginx")
-	if err != nil {
-		return "", "", errors.New(nginxMissing)
-	}
-	out, err := exec.Command(bin, "-v").CombinedOutput()
-	if err != nil {
-		return "", "", fmt.Errorf("%s -v: %w\n%s", bin, err, out)
-	}
-	m := regexp.MustCompile(`nginx/(\d+\.\d+\.\d+)`).FindSubmatch(out)
-	if m == nil {
-		return "", "", fmt.Errorf("%s -v: no version in %q", bin, out)
-	}
-	return bin, string(m[1]), nil
-}
-
 // nginx as one would put it in front of a model server: plain HTTP,
 // keep-alive to the upstream (HTTP/1.1 with an empty Connection header),
 // no buffering so that streams pass event by event. keepalive_requests is
@@ -119,13 +101,7 @@ events {
 }
 
 http {
-    access_log off;
-    client_body_temp_path {{.Prefix}}/tmp/body;
-    proxy_temp_path {{.Prefix}}/tmp/proxy;
-    fastcgi_temp_path {{.Prefix}}/tmp/fastcgi;
-    uwsgi_temp_path {{.Prefix}}/tmp/uwsgi;
-    scgi_temp_path {{.Prefix}}/tmp/scgi;
-    keepalive_requests 1000000;
+` + benchkit.NginxHTTPPrelude + `    keepalive_requests 1000000;
 
     upstream llm {
         server {{.Upstream}};
@@ -148,17 +124,9 @@ http {
 }
 `))
 
-// startNginx writes the configuration into dir, checks it with nginx -t and
-// runs nginx in the foreground with dir as its prefix (pid, logs and temp
-// paths there; never the system service).
+// startNginx runs nginx (benchkit.StartNginx) with the configuration
+// above and waits until it listens with its workers up.
 func startNginx(ctx context.Context, bin, dir, upstream string) (*server, int, error) {
-	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
-		return nil, 0, err
-	}
-	// The workers may run as another user (nobody, when this runs as root).
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return nil, 0, err
-	}
 	port, err := benchkit.FreePort()
 	if err != nil {
 		return nil, 0, err
@@ -168,42 +136,27 @@ func startNginx(ctx context.Context, bin, dir, upstream string) (*server, int, e
 	if err := nginxConf.Execute(&conf, map[string]any{"Prefix": dir, "Listen": listen, "Upstream": upstream}); err != nil {
 		return nil, 0, err
 	}
-	confPath := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(confPath, conf.Bytes(), 0o644); err != nil {
-		return nil, 0, err
-	}
-	args := []string{"-p", dir + "/", "-c", confPath, "-e", filepath.Join(dir, "error.log")}
-	if out, err := exec.CommandContext(ctx, bin, append(args, "-t")...).CombinedOutput(); err != nil {
-		return nil, 0, fmt.Errorf("nginx -t rejects the generated %s: %w\n%s", confPath, err, out)
-	}
-	cmd := exec.Command(bin, append(args, "-g", "daemon off;")...)
-	cmd.Dir = dir
-	p, err := benchkit.StartProc("nginx", filepath.Join(dir, "stderr.log"), cmd)
+	p, err := benchkit.StartNginx(ctx, bin, dir, conf.Bytes())
 	if err != nil {
 		return nil, 0, err
 	}
-	s := &server{Proc: p, addr: listen}
 	// Ready when it answers; the workers are its children.
-	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	for {
-		if c, err := net.DialTimeout("tcp", listen, time.Second); err == nil {
-			c.Close()
-			workers := len(benchkit.ChildrenOf(p.PID()))
-			if workers > 0 {
-				return s, workers, nil
-			}
+	var workers int
+	err = benchkit.WaitNginx(ctx, p, dir, func(context.Context) error {
+		c, err := net.DialTimeout("tcp", listen, time.Second)
+		if err != nil {
+			return err
 		}
-		select {
-		case <-p.Done():
-			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			return nil, 0, fmt.Errorf("nginx exited at start (%v):\n%s%s", p.Err(), p.LogTail(20), b)
-		case <-wctx.Done():
-			s.stop()
-			return nil, 0, fmt.Errorf("nginx did not listen on %s within 15s:\n%s", listen, p.LogTail(20))
-		case <-time.After(20 * time.Millisecond):
+		c.Close()
+		if workers = len(benchkit.ChildrenOf(p.PID())); workers == 0 {
+			return errors.New("no worker yet")
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
 	}
+	return &server{Proc: p, addr: listen}, workers, nil
 }
 
 // pids are nginx's master and workers.

@@ -152,7 +152,7 @@ type env struct {
 }
 
 func run(ctx context.Context, o options) (err error) {
-	nginxBin, nginxVersion, err := findNginx()
+	nginxBin, nginxVersion, err := benchkit.FindNginx("this benchmark compares THON's front door with it")
 	if err != nil {
 		return err
 	}
@@ -287,7 +287,7 @@ func run(ctx context.Context, o options) (err error) {
 		}
 		direct = &rd
 	}
-	if n.exited() {
+	if n.Exited() {
 		return fmt.Errorf("nginx exited during the benchmark:\n%s", n.logTail())
 	}
 

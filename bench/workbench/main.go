@@ -64,6 +64,7 @@ import (
 
 	"github.com/thon-dev/thon/bench/internal/benchkit"
 	thonclient "github.com/thon-dev/thon/client"
+	"github.com/thon-dev/thon/internal/config"
 	"github.com/thon-dev/thon/internal/daemon"
 	"github.com/thon-dev/thon/internal/imagebuild"
 	"github.com/thon-dev/thon/internal/testenv"
@@ -92,6 +93,12 @@ type options struct {
 	pids           int
 	poll, timeout  time.Duration
 	verbose        bool
+
+	settle      time.Duration // idle time before memory and status are read
+	statusRuns  int           // `thon status` runs timed
+	wake        int           // participants put to sleep and woken at once
+	storm       int           // clients of the login storm (0: none)
+	stormRounds int
 }
 
 func main() {
@@ -107,6 +114,11 @@ func main() {
 	flag.DurationVar(&o.poll, "poll", 100*time.Millisecond, "interval between two probes of one workbench (both sides alike)")
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "longest wait for one workbench (sandbox.startup_timeout)")
 	flag.BoolVar(&o.verbose, "v", false, "show the image build's steps and thon run's output")
+	flag.DurationVar(&o.settle, "settle", 30*time.Second, "after every workbench answered: idle time before the memory per participant and `thon status` are measured")
+	flag.IntVar(&o.statusRuns, "status-runs", 5, "`thon status -o wide` runs timed once everyone is up (0: none)")
+	flag.IntVar(&o.wake, "wake", 0, "the last W participants form a group with idle_timeout 5m (THON's least): once asleep, all are visited at once and timed to their IDE; the baseline stops and starts the same containers (takes 5-6 minutes more)")
+	flag.IntVar(&o.storm, "storm", 0, "login storm: this many clients (one per participant, cycling) load the real workbench at once — the page, every asset Chromium fetched for it, over HTTP/2, and its WebSocket — through THON and through nginx in front of the same sandboxes (needs chromium and nginx)")
+	flag.IntVar(&o.stormRounds, "storm-rounds", 2, "login storm rounds; THON and nginx take turns at going first")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: go run ./bench/workbench [flags]\n\n"+
 			"Builds (or finds) the participant image, brings N participants up with\n"+
@@ -118,6 +130,10 @@ func main() {
 	flag.Parse()
 	if o.n < 1 || o.concurrency < 1 || o.poll <= 0 || o.timeout <= 0 || o.cpu <= 0 || o.memoryMiB < 64 || o.pids < 16 {
 		fmt.Fprintln(os.Stderr, "workbench: -n, -concurrency, -poll, -timeout and -cpu must be positive, -memory >= 64, -pids >= 16")
+		os.Exit(2)
+	}
+	if o.wake < 0 || o.wake > o.n || o.storm < 0 || o.stormRounds < 1 || o.statusRuns < 0 || o.settle < 0 {
+		fmt.Fprintln(os.Stderr, "workbench: -wake must be within 0..-n; -storm, -status-runs and -settle must not be negative, -storm-rounds positive")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -147,6 +163,13 @@ type report struct {
 	idleKiB, peakKiB   int64
 	hwmKiB             int64
 	frontDoor, created string
+
+	idle        idleFigures
+	wakeBase    times // the baseline's wake storm: stopped containers started again
+	wakeBaseAll time.Duration
+	wake        wakeFigures
+	storm       []stormRound
+	stormAssets capture
 }
 
 func run(ctx context.Context, o options) (err error) {
@@ -197,23 +220,27 @@ func run(ctx context.Context, o options) (err error) {
 	// An untimed warm-up: one workbench started directly, so neither side
 	// pays alone for cold caches (the image's files, the first bridge).
 	fmt.Fprintln(os.Stderr, "warm-up: one workbench on the engine, not timed...")
-	if _, _, err := runBaseline(ctx, cli, o, prefix+"-w", r.users[:1]); err != nil {
+	if _, err := runBaseline(ctx, cli, o, prefix+"-w", r.users[:1], false); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
 	// 3. The baseline.
 	if o.baseline {
 		fmt.Fprintf(os.Stderr, "baseline: %d workbenches straight on the Engine API...\n", o.n)
-		if r.baseline, r.baselineAll, err = runBaseline(ctx, cli, o, prefix+"-b", r.users); err != nil {
+		b, err := runBaseline(ctx, cli, o, prefix+"-b", r.users, true)
+		if err != nil {
 			return fmt.Errorf("baseline: %w", err)
 		}
+		r.baseline, r.baselineAll, r.wakeBase, r.wakeBaseAll = b.up, b.upAll, b.woken, b.wakeAll
 	}
 	// 2. THON.
 	fmt.Fprintf(os.Stderr, "thon run: %d participants...\n", o.n)
-	if err := runThon(ctx, cli, o, bin, filepath.Join(tmp, "event"), prefix+"-t", &r); err != nil {
-		return err
+	err = runThon(ctx, cli, o, bin, filepath.Join(tmp, "event"), prefix+"-t", &r)
+	if err == nil || len(r.front) == len(r.users) {
+		// Everyone came up: what was measured is reported, also when a
+		// later phase failed.
+		printReport(os.Stdout, o, prefix, &r)
 	}
-	printReport(os.Stdout, o, prefix, &r)
-	return nil
+	return err
 }
 
 // --- the image ---
@@ -385,6 +412,9 @@ func (p *prober) get(ctx context.Context, hc *http.Client, u string) (int, strin
 	if err != nil {
 		return 0, err.Error()
 	}
+	// A page load, as a browser asks for it (the front door wakes a
+	// sleeping IDE for a page load only, not for a script's request).
+	req.Header.Set("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
 	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, err.Error()
@@ -405,12 +435,21 @@ func isWorkbench(body string) bool {
 
 // --- the baseline: the same containers, straight on the Engine API ---
 
+// baseline is what the engine alone did: when each workbench answered
+// (since the network's creation) and the wall time, and, with -wake, the
+// same for the last -wake containers stopped and started again.
+type baseline struct {
+	up, woken      times
+	upAll, wakeAll time.Duration
+}
+
 // runBaseline makes an ICC-free bridge network, then per user (at most
 // o.concurrency at a time) a named volume and a container configured like
-// THON's sandbox, starts it and probes its workbench. It returns when each
-// one answered (since the network's creation) and the wall time, and
-// removes everything afterwards (not timed).
-func runBaseline(ctx context.Context, cli *client.Client, o options, pfx string, users []string) (times, time.Duration, error) {
+// THON's sandbox, starts it and probes its workbench. With wake, it then
+// stops the last o.wake containers (not timed) and starts them again, at
+// most o.concurrency at a time, timed to their workbenches. It removes
+// everything afterwards (not timed).
+func runBaseline(ctx context.Context, cli *client.Client, o options, pfx string, users []string, wake bool) (baseline, error) {
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
@@ -418,26 +457,56 @@ func runBaseline(ctx context.Context, cli *client.Client, o options, pfx string,
 			fmt.Fprintf(os.Stderr, "baseline cleanup %s: %v\n", pfx, err)
 		}
 	}()
+	var b baseline
 	p := newProber(o)
 	start := time.Now()
 	nres, err := cli.NetworkCreate(ctx, pfx, client.NetworkCreateOptions{
 		Driver: "bridge", Options: map[string]string{iccOption: "false"}, Labels: map[string]string{"io.thon.bench": "workbench"},
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("create network %s: %w", pfx, err)
+		return b, fmt.Errorf("create network %s: %w", pfx, err)
 	}
 	ni, err := cli.NetworkInspect(ctx, nres.ID, client.NetworkInspectOptions{})
 	if err != nil {
-		return nil, 0, fmt.Errorf("inspect network %s: %w", pfx, err)
+		return b, fmt.Errorf("inspect network %s: %w", pfx, err)
 	}
 	routable := benchkit.Routable(ni.Network.IPAM.Config)
+	ids := make([]string, len(users))
+	b.up, b.upAll, err = eachAtMost(ctx, start, o.concurrency, users, func(i int, u string) (err error) {
+		ids[i], err = startOne(ctx, cli, p, o, pfx, u, o.group(i), routable)
+		return err
+	})
+	if err != nil || !wake || o.wake == 0 {
+		return b, err
+	}
+	sleepers := users[len(users)-o.wake:]
+	fmt.Fprintf(os.Stderr, "baseline: %d containers stopped, then started again at once...\n", len(sleepers))
+	if _, _, err := eachAtMost(ctx, time.Now(), len(sleepers), sleepers, func(i int, u string) error {
+		_, err := cli.ContainerStop(ctx, ids[len(users)-o.wake+i], client.ContainerStopOptions{})
+		return err
+	}); err != nil {
+		return b, fmt.Errorf("stop: %w", err)
+	}
+	b.woken, b.wakeAll, err = eachAtMost(ctx, time.Now(), o.concurrency, sleepers, func(i int, u string) error {
+		id := ids[len(users)-o.wake+i]
+		if _, err := cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+			return fmt.Errorf("start container: %w", err)
+		}
+		return waitContainer(ctx, cli, p, o, pfx, id, routable)
+	})
+	return b, err
+}
+
+// eachAtMost runs do for every user, at most n at a time, and says when
+// each one returned nil and when the last returned, since start.
+func eachAtMost(ctx context.Context, start time.Time, n int, users []string, do func(i int, user string) error) (times, time.Duration, error) {
 	got := times{}
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
 		errs []error
 	)
-	sem := make(chan struct{}, o.concurrency)
+	sem := make(chan struct{}, n)
 	for i, u := range users {
 		if ctx.Err() != nil {
 			break
@@ -447,7 +516,7 @@ func runBaseline(ctx context.Context, cli *client.Client, o options, pfx string,
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			err := startOne(ctx, cli, p, o, pfx, u, groupOf(i, len(users)), routable)
+			err := do(i, u)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -464,10 +533,10 @@ func runBaseline(ctx context.Context, cli *client.Client, o options, pfx string,
 // startOne makes one sandbox the way internal/sandbox/docker does (name
 // scheme, env, limits, security options, workspace volume, network) and
 // waits for its workbench.
-func startOne(ctx context.Context, cli *client.Client, p *prober, o options, pfx, user, group string, routable bool) error {
+func startOne(ctx context.Context, cli *client.Client, p *prober, o options, pfx, user, group string, routable bool) (string, error) {
 	vol := pfx + "-ws-" + user
 	if _, err := cli.VolumeCreate(ctx, client.VolumeCreateOptions{Name: vol, Driver: "local", Labels: map[string]string{"io.thon.bench": "workbench"}}); err != nil {
-		return fmt.Errorf("create volume: %w", err)
+		return "", fmt.Errorf("create volume: %w", err)
 	}
 	ws := "/workspace/" + group + "/" + user
 	env := map[string]string{"THON_USER": user, "THON_GROUP": group, "THON_WORKSPACE": ws, "PORT": strconv.Itoa(port)}
@@ -502,15 +571,22 @@ func startOne(ctx context.Context, cli *client.Client, p *prober, o options, pfx
 		HostConfig: hc,
 	})
 	if err != nil {
-		return fmt.Errorf("create container: %w", err)
+		return "", fmt.Errorf("create container: %w", err)
 	}
 	if _, err := cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
-		return fmt.Errorf("start container: %w", err)
+		return "", fmt.Errorf("start container: %w", err)
 	}
-	ins, err := cli.ContainerInspect(ctx, res.ID, client.ContainerInspectOptions{})
+	return res.ID, waitContainer(ctx, cli, p, o, pfx, res.ID, routable)
+}
+
+// waitContainer finds a started container's endpoint and waits for its
+// workbench there.
+func waitContainer(ctx context.Context, cli *client.Client, p *prober, o options, pfx, id string, routable bool) error {
+	ins, err := cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
 		return fmt.Errorf("inspect container: %w", err)
 	}
+	pt, _ := network.PortFrom(port, network.TCP)
 	addr, err := benchkit.Endpoint(ins.Container, pfx, pt, routable)
 	if err != nil {
 		return err
@@ -610,6 +686,10 @@ func runThon(ctx context.Context, cli *client.Client, o options, bin, dir, inst 
 			}
 		})
 	}
+	memBefore, err := memAvailableKiB()
+	if err != nil {
+		return err
+	}
 	res, runErr := run.Run(ctx, "run", "--config", cfgPath)
 	r.thonRun = res.Elapsed
 	if runErr == nil && res.Code != 0 {
@@ -640,6 +720,19 @@ func runThon(ctx context.Context, cli *client.Client, o options, bin, dir, inst 
 	}
 	if info, err := api.Info(ctx); err == nil {
 		r.frontDoor = info.FrontDoor
+	}
+	if err := measureIdle(ctx, cli, inst, o, run, cfgPath, api, memBefore, r); err != nil {
+		return fmt.Errorf("idle participants: %w", err)
+	}
+	if o.wake > 0 {
+		if err := wakeStorm(ctx, o, api, pool, w.start, r); err != nil {
+			return fmt.Errorf("wake storm: %w", err)
+		}
+	}
+	if o.storm > 0 {
+		if err := runStorms(ctx, o, api, pool, dir, r); err != nil {
+			return err
+		}
 	}
 
 	if _, err := run.OK(ctx, "cleanup", "--volumes", "--yes", "--config", cfgPath); err != nil {
@@ -700,13 +793,18 @@ groups:
 	byGroup := map[string][]string{}
 	var order []string
 	for i, u := range users {
-		g := groupOf(i, len(users))
+		g := o.group(i)
 		if _, ok := byGroup[g]; !ok {
 			order = append(order, g)
 		}
 		byGroup[g] = append(byGroup[g], u)
 	}
 	for _, g := range order {
+		if g == napGroup {
+			// THON's shortest idle timeout; the daemon looks every 30 s.
+			fmt.Fprintf(&y, "  %s:\n    idle_timeout: %s\n    users: [%s]\n", g, config.MinIdleTimeout, strings.Join(byGroup[g], ", "))
+			continue
+		}
 		fmt.Fprintf(&y, "  %s: [%s]\n", g, strings.Join(byGroup[g], ", "))
 	}
 	cfgPath = filepath.Join(dir, "thon.yaml")
@@ -835,8 +933,17 @@ func userNames(n int) []string {
 	return out
 }
 
-func groupOf(i, n int) string {
-	per := (n + groups - 1) / groups
+// napGroup is the group of the participants -wake puts to sleep.
+const napGroup = "nap"
+
+// group is participant i's group: the first n-wake in two groups, the
+// last -wake in napGroup.
+func (o options) group(i int) string {
+	awake := o.n - o.wake
+	if i >= awake {
+		return napGroup
+	}
+	per := (awake + groups - 1) / groups
 	return fmt.Sprintf("g%d", i/per+1)
 }
 
@@ -880,6 +987,7 @@ func printReport(w io.Writer, o options, prefix string, r *report) {
 	}
 	fmt.Fprintf(w, "daemon RSS:                    idle %s MiB, peak %s MiB (sampled every 50ms), VmHWM %s MiB\n",
 		benchkit.MiB(r.idleKiB), benchkit.MiB(r.peakKiB), benchkit.MiB(r.hwmKiB))
+	printPhases(w, o, r)
 	mb := float64(r.image.Size) / 1e6
 	fmt.Fprintf(w, "image size:                    %.1f MB (%.1f MiB)  (goal < %.0f MB)  %s\n", mb, float64(r.image.Size)/(1<<20), goalImageMB, benchkit.Verdict(mb < goalImageMB))
 	if r.built != nil {
