@@ -383,11 +383,9 @@ func startStormNginx(ctx context.Context, dir string, endpoints map[string]strin
 // stormSide is one side's storm: when each client's load completed, and
 // what went wrong.
 type stormSide struct {
-	name   string
 	loads  []time.Duration
 	failed []string
 	bytes  int64
-	all    time.Duration
 }
 
 type stormRound struct {
@@ -398,7 +396,7 @@ type stormRound struct {
 // storm has n clients (client i is participant i mod the participants)
 // load the workbench through d at once.
 func storm(ctx context.Context, d *door, c capture, users []string, workspaces map[string]string, n int) stormSide {
-	s := stormSide{name: d.name}
+	var s stormSide
 	var (
 		mu    sync.Mutex
 		wg    sync.WaitGroup
@@ -421,10 +419,8 @@ func storm(ctx context.Context, d *door, c capture, users []string, workspaces m
 			s.loads = append(s.loads, took)
 		})
 	}
-	t0 := time.Now()
 	close(gate)
 	wg.Wait()
-	s.all = time.Since(t0)
 	s.bytes = bytes.Load()
 	slices.Sort(s.loads)
 	return s

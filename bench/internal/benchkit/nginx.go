@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -166,9 +165,6 @@ func serial() *big.Int {
 	return n
 }
 
-// ErrNginxExited is wrapped by WaitNginx when nginx ended before it answered.
-var ErrNginxExited = errors.New("nginx exited at start")
-
 // WaitNginx calls ready until it succeeds, nginx exits or 15 s pass.
 func WaitNginx(ctx context.Context, p *Proc, dir string, ready func(context.Context) error) error {
 	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -180,7 +176,7 @@ func WaitNginx(ctx context.Context, p *Proc, dir string, ready func(context.Cont
 		}
 		select {
 		case <-p.Done():
-			return fmt.Errorf("%w (%v):\n%s%s", ErrNginxExited, p.Err(), p.LogTail(20), NginxErrors(dir, 20))
+			return fmt.Errorf("nginx exited at start (%v):\n%s%s", p.Err(), p.LogTail(20), NginxErrors(dir, 20))
 		case <-wctx.Done():
 			p.Stop(10 * time.Second)
 			return fmt.Errorf("nginx did not answer within 15s (last: %v):\n%s%s", err, p.LogTail(20), NginxErrors(dir, 20))
