@@ -47,6 +47,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -184,6 +185,14 @@ func run(ctx context.Context, o options) (err error) {
 	defer cli.Close()
 	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
 		return fmt.Errorf("Docker is not reachable (start it, or set DOCKER_HOST): %w", err)
+	}
+	if o.storm > 0 { // before minutes of set-up, not after
+		if _, err := exec.LookPath("chromium"); err != nil {
+			return errors.New("chromium is not on PATH; the login storm records a real workbench load with it: apt-get install -y chromium")
+		}
+		if _, _, err := benchkit.FindNginx("the login storm compares THON's front door with it"); err != nil {
+			return err
+		}
 	}
 	tmp, err := os.MkdirTemp("", "thon-bench-workbench-")
 	if err != nil {
@@ -730,7 +739,7 @@ func runThon(ctx context.Context, cli *client.Client, o options, bin, dir, inst 
 		}
 	}
 	if o.storm > 0 {
-		if err := runStorms(ctx, o, api, pool, dir, r); err != nil {
+		if err := runStorms(ctx, o, api, pool, dir, d.PID, r); err != nil {
 			return err
 		}
 	}

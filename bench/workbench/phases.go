@@ -300,19 +300,26 @@ func printPhases(w io.Writer, o options, r *report) {
 		fmt.Fprintf(w, "\nlogin storm: %d clients at once, each loading the workbench as Chromium did — the page, %d assets over HTTP/2 (%.1f MB as Chromium received them) and %d WebSockets\n",
 			o.storm, len(c.assets), float64(c.bytes)/1e6, len(c.sockets))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "round\tfirst\tTHON p50 s\tTHON last s\tnginx p50 s\tnginx last s\tratio last\tratio p50\t")
-		var ratios []float64
+		fmt.Fprintln(tw, "round\tfirst\tTHON p50 s\tTHON last s\tnginx p50 s\tnginx last s\tratio last\tratio p50\tTHON CPU s\tnginx CPU s\t")
+		var ratios, cpus []float64
 		for i, rd := range r.storm {
 			t, b := rd.thon, rd.base
 			ratio := t.last().Seconds() / b.last().Seconds()
 			ratios = append(ratios, ratio)
-			fmt.Fprintf(tw, "%d\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.3f\t\n", i+1, rd.first,
-				t.p50().Seconds(), t.last().Seconds(), b.p50().Seconds(), b.last().Seconds(), ratio, t.p50().Seconds()/b.p50().Seconds())
+			fmt.Fprintf(tw, "%d\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.3f\t%.2f\t%.2f\t\n", i+1, rd.first,
+				t.p50().Seconds(), t.last().Seconds(), b.p50().Seconds(), b.last().Seconds(), ratio, t.p50().Seconds()/b.p50().Seconds(),
+				t.cpu.Seconds(), b.cpu.Seconds())
+			if b.cpu > 0 {
+				cpus = append(cpus, t.cpu.Seconds()/b.cpu.Seconds())
+			}
 		}
 		tw.Flush()
 		m := benchkit.Median(ratios)
 		fmt.Fprintf(w, "time to the last complete load, THON / nginx: median %.3f (goal <= %.1f)  %s; %.0f MB read per side per round\n",
 			m, goalStorm, benchkit.Verdict(m <= goalStorm), float64(r.storm[0].thon.bytes)/1e6)
+		if len(cpus) > 0 {
+			fmt.Fprintf(w, "the proxy's own CPU time per storm (THON's daemon; nginx's master and workers), THON / nginx: median %.2f\n", benchkit.Median(cpus))
+		}
 	}
 }
 

@@ -244,12 +244,16 @@ type door struct {
 	// (its idle banner's script) that the recorded page asks for through
 	// the front door; nginx has none, so it is spared those requests.
 	skip string
+	// pids are the proxy's processes (THON's daemon; nginx's master and
+	// workers), whose CPU time a storm reports.
+	pids func() []int
 }
 
 // thonDoor signs every participant in with an access link (not timed) and
 // takes their IDE's origin from it.
-func thonDoor(ctx context.Context, api *thonclient.Client, pool *x509.CertPool, users []string) (*door, error) {
-	d := &door{name: "THON", origins: map[string]string{}, jars: map[string]http.CookieJar{}, pool: pool}
+func thonDoor(ctx context.Context, api *thonclient.Client, pool *x509.CertPool, users []string, daemon int) (*door, error) {
+	d := &door{name: "THON", origins: map[string]string{}, jars: map[string]http.CookieJar{}, pool: pool,
+		pids: func() []int { return []int{daemon} }}
 	for _, u := range users {
 		l, err := api.IssueLink(ctx, u)
 		if err != nil {
@@ -358,6 +362,7 @@ func startStormNginx(ctx context.Context, dir string, endpoints map[string]strin
 	if err != nil {
 		return nil, nil, err
 	}
+	d.pids = func() []int { return append([]int{p.PID()}, benchkit.ChildrenOf(p.PID())...) }
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	last := servers[len(servers)-1]
 	err = benchkit.WaitNginx(ctx, p, dir, func(ctx context.Context) error {
@@ -386,6 +391,7 @@ type stormSide struct {
 	loads  []time.Duration
 	failed []string
 	bytes  int64
+	cpu    time.Duration // the proxy's own CPU time during the storm
 }
 
 type stormRound struct {
@@ -403,6 +409,7 @@ func storm(ctx context.Context, d *door, c capture, users []string, workspaces m
 		bytes atomic.Int64
 	)
 	gate := make(chan struct{})
+	cpu0, cpuErr := benchkit.ProcCPU(d.pids()...)
 	for i := range n {
 		u := users[i%len(users)]
 		wg.Go(func() {
@@ -421,6 +428,9 @@ func storm(ctx context.Context, d *door, c capture, users []string, workspaces m
 	}
 	close(gate)
 	wg.Wait()
+	if cpu1, err := benchkit.ProcCPU(d.pids()...); err == nil && cpuErr == nil {
+		s.cpu = cpu1 - cpu0
+	}
 	s.bytes = bytes.Load()
 	slices.Sort(s.loads)
 	return s
@@ -499,7 +509,7 @@ func load(ctx context.Context, d *door, c capture, user, ws string, total *atomi
 
 // runStorms runs the login storm's rounds, THON and nginx taking turns at
 // going first.
-func runStorms(ctx context.Context, o options, api *thonclient.Client, pool *x509.CertPool, tmp string, r *report) error {
+func runStorms(ctx context.Context, o options, api *thonclient.Client, pool *x509.CertPool, tmp string, daemon int, r *report) error {
 	list, err := api.Sandboxes(ctx, nil, nil)
 	if err != nil {
 		return err
@@ -525,7 +535,7 @@ func runStorms(ctx context.Context, o options, api *thonclient.Client, pool *x50
 		return err
 	}
 	defer ng.Stop(10 * time.Second)
-	td, err := thonDoor(ctx, api, pool, r.users)
+	td, err := thonDoor(ctx, api, pool, r.users, daemon)
 	if err != nil {
 		return err
 	}
