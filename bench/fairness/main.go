@@ -208,7 +208,7 @@ func run(ctx context.Context, o options) error {
 			rn := runs[i]
 			if o.only != "" && !strings.Contains(o.only, string("0abBc"[i])) {
 				if results[i] == nil {
-					results[i] = &result{name: rn.name, window: time.Second, agentTokens: make([]int64, len(agentKeys))}
+					results[i] = &result{name: rn.name, skipped: true, window: time.Second, agentTokens: make([]int64, len(agentKeys))}
 				}
 				continue
 			}
@@ -251,6 +251,7 @@ type endpoint struct {
 
 type result struct {
 	name                string
+	skipped             bool            // not run (-only)
 	ttft                []time.Duration // questions' time to first token
 	questionErrors      int
 	unanswered          int // questions asked in the window without a first token 2 minutes after it
@@ -611,11 +612,17 @@ func report(o options, rs []*result, shares []float64) {
 	fmt.Println("(every question asked in the measured window, answered after it too: the load goes on until the last one's first token)")
 	fmt.Printf("  %-62s %7s %7s %6s %7s %7s %9s %8s\n", "", "p50 ms", "p95 ms", "n", "errors", "unansw.", "gen. ms", "bound ms")
 	for _, r := range rs {
+		if r.skipped {
+			continue
+		}
 		fmt.Printf("  %-62s %7s %7s %6d %7d %7d %9s %8s\n", r.name, ms(p(r.ttft, 50)), ms(p(r.ttft, 95)), len(r.ttft), r.questionErrors,
 			r.unanswered, ms(r.meanGen()), ms(r.meanGen()/time.Duration(o.slots)))
 	}
 	fmt.Println("  of which in the gateway's queue (its own figures, the last minute of each run; the rest is the server's):")
 	for _, r := range rs[2:] {
+		if r.skipped {
+			continue
+		}
 		fmt.Printf("    %-60s", r.name)
 		for _, grp := range []string{"people", "agents"} {
 			var p50s, p95s []time.Duration
@@ -632,15 +639,27 @@ func report(o options, rs []*result, shares []float64) {
 	fmt.Printf("  %-62s %9s %6s %7s %7s %7s %6s %6s\n", "", "tokens/s", "÷ (a)", "busy", "open", "Jain", "agent", "queue")
 	fmt.Printf("  %-62s %9s %6s %7s %7s %7s %6s %6s\n", "", "", "", "slots", "slots", "agents", "errors", "503s")
 	for _, r := range rs[1:] {
-		fmt.Printf("  %-62s %9.0f %6.3f %6.1f%% %6.1f%% %7.3f %6d %6.0f\n", r.name, r.tokensPerSecond(), r.tokensPerSecond()/direct.tokensPerSecond(),
+		if r.skipped {
+			continue
+		}
+		vsDirect := "-"
+		if !direct.skipped {
+			vsDirect = fmt.Sprintf("%.3f", r.tokensPerSecond()/direct.tokensPerSecond())
+		}
+		fmt.Printf("  %-62s %9.0f %6s %6.1f%% %6.1f%% %7.3f %6d %6.0f\n", r.name, r.tokensPerSecond(), vsDirect,
 			100*r.utilisation(), 100*r.openUtilisation(), jain(r.agentTokens), r.agentErrors, r.timedOut)
 	}
 	fmt.Printf("  tokens/s ÷ (a), round by round: ")
-	for i, r := range rs[2:] {
-		if i > 0 {
-			fmt.Print("; ")
+	if direct.skipped {
+		fmt.Print("- ((a) was not run)")
+	}
+	sep := ""
+	for _, r := range rs[2:] {
+		if r.skipped || direct.skipped {
+			continue
 		}
-		fmt.Printf("%s", r.name[:strings.Index(r.name, ")")+1])
+		fmt.Printf("%s%s", sep, r.name[:strings.Index(r.name, ")")+1])
+		sep = "; "
 		for k := range min(len(r.perRound), len(direct.perRound)) {
 			fmt.Printf(" %.2f", r.perRound[k]/direct.perRound[k])
 		}
@@ -649,11 +668,15 @@ func report(o options, rs []*result, shares []float64) {
 	fmt.Printf("  busy slots: the server's (its /slots, every 50 ms) ÷ %d, while requests wait; open slots: ÷ those the waiting requests may take\n", o.slots)
 	fmt.Printf("  (all of them when a short request waits, else those not kept for short requests); samples with waiters:")
 	for _, r := range rs[1:] {
-		fmt.Printf(" %d/%d", r.utilN, r.samples)
+		if !r.skipped {
+			fmt.Printf(" %d/%d", r.utilN, r.samples)
+		}
 	}
 	fmt.Printf("\n  most busy slots seen at once:")
 	for _, r := range rs[1:] {
-		fmt.Printf(" %d", r.maxBusy)
+		if !r.skipped {
+			fmt.Printf(" %d", r.maxBusy)
+		}
 	}
 	fmt.Printf(" (the server has %d)\n\n", o.slots)
 
@@ -665,18 +688,26 @@ func report(o options, rs []*result, shares []float64) {
 	d95 := p(direct.ttft, 95)
 	n95 := p(noAgents.ttft, 95)
 	for i, r := range rs[2:] {
+		if r.skipped {
+			continue
+		}
 		tag := r.name[:strings.Index(r.name, ")")+1]
 		r95 := p(r.ttft, 95)
 		bound := r.meanGen() / time.Duration(o.slots)
-		better := float64(d95) / float64(r95)
-		goal(tag+" question p95 TTFT, times better than straight to the server", fmt.Sprintf("%.1f×", better), "≥ 5×", better >= 5)
-		if shares[i] > 0 {
+		// Goals against a configuration -only left out are not judged.
+		if !direct.skipped {
+			better := float64(d95) / float64(r95)
+			goal(tag+" question p95 TTFT, times better than straight to the server", fmt.Sprintf("%.1f×", better), "≥ 5×", better >= 5)
+		}
+		if shares[i] > 0 && !noAgents.skipped {
 			goal(tag+" question p95 TTFT ÷ no agents (slots kept for short requests)", fmt.Sprintf("%.2f", float64(r95)/float64(n95)), "≤ 2", float64(r95) <= 2*float64(n95))
-		} else {
+		} else if shares[i] == 0 {
 			goal(tag+" question p95 TTFT ÷ the bound", fmt.Sprintf("%.2f", float64(r95)/float64(bound)), "≤ 1.5", float64(r95) <= 1.5*float64(bound))
 		}
-		tps := r.tokensPerSecond() / direct.tokensPerSecond()
-		goal(tag+" tokens/s ÷ straight to the server", fmt.Sprintf("%.3f", tps), "≥ 0.95", tps >= 0.95)
+		if !direct.skipped {
+			tps := r.tokensPerSecond() / direct.tokensPerSecond()
+			goal(tag+" tokens/s ÷ straight to the server", fmt.Sprintf("%.3f", tps), "≥ 0.95", tps >= 0.95)
+		}
 		if shares[i] > 0 {
 			// Kept slots idle by design while no short request waits: what
 			// counts is that no slot a waiting request may take is idle.
@@ -688,6 +719,9 @@ func report(o options, rs []*result, shares []float64) {
 		goal(tag+" Jain's fairness index of the tokens per agent", fmt.Sprintf("%.3f", j), "≥ 0.95", j >= 0.95)
 	}
 	one, two := rs[2], rs[4]
+	if one.skipped || two.skipped {
+		return
+	}
 	fmt.Printf("\nthe replicas' approximation: (c) ÷ (b), question TTFT p50 %.2f, p95 %.2f; Jain %.3f vs %.3f; tokens/s %.3f\n",
 		float64(p(two.ttft, 50))/float64(p(one.ttft, 50)), float64(p(two.ttft, 95))/float64(p(one.ttft, 95)),
 		jain(two.agentTokens), jain(one.agentTokens), two.tokensPerSecond()/one.tokensPerSecond())
