@@ -47,7 +47,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -187,10 +186,10 @@ func run(ctx context.Context, o options) (err error) {
 		return fmt.Errorf("Docker is not reachable (start it, or set DOCKER_HOST): %w", err)
 	}
 	if o.storm > 0 { // before minutes of set-up, not after
-		if _, err := exec.LookPath("chromium"); err != nil {
-			return errors.New("chromium is not on PATH; the login storm records a real workbench load with it: apt-get install -y chromium")
+		if _, err := chromiumPath(); err != nil {
+			return err
 		}
-		if _, _, err := benchkit.FindNginx("the login storm compares THON's front door with it"); err != nil {
+		if _, _, err := findStormNginx(); err != nil {
 			return err
 		}
 	}

@@ -309,7 +309,7 @@ func printPhases(w io.Writer, o options, r *report) {
 			fmt.Fprintf(tw, "%d\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.3f\t%.2f\t%.2f\t\n", i+1, rd.first,
 				t.p50().Seconds(), t.last().Seconds(), b.p50().Seconds(), b.last().Seconds(), ratio, t.p50().Seconds()/b.p50().Seconds(),
 				t.cpu.Seconds(), b.cpu.Seconds())
-			if b.cpu > 0 {
+			if t.cpu > 0 && b.cpu > 0 { // 0: a process's /proc could not be read
 				cpus = append(cpus, t.cpu.Seconds()/b.cpu.Seconds())
 			}
 		}

@@ -63,14 +63,23 @@ type capture struct {
 // tokenMark stands for a WebSocket's reconnection token, fresh per load.
 const tokenMark = "RECONNECTION-TOKEN"
 
+// chromiumPath finds the Chromium that records the workbench's load.
+func chromiumPath() (string, error) {
+	exe, err := exec.LookPath("chromium")
+	if err != nil {
+		return "", errors.New("chromium is not on PATH; the login storm records a real workbench load with it: apt-get install -y chromium")
+	}
+	return exe, nil
+}
+
 // captureLoad opens user's access link in a headless Chromium, waits for
 // the workbench to be drawn and the network to be quiet for 3 s, and
 // records what it fetched from the IDE's origin.
 func captureLoad(ctx context.Context, api *thonclient.Client, pool *x509.CertPool, user, workspace, tmp string) (capture, error) {
 	c := capture{workspace: workspace}
-	exe, err := exec.LookPath("chromium")
+	exe, err := chromiumPath()
 	if err != nil {
-		return c, errors.New("chromium is not on PATH; the login storm records a real workbench load with it: apt-get install -y chromium")
+		return c, err
 	}
 	l, err := api.IssueLink(ctx, user)
 	if err != nil {
@@ -326,10 +335,15 @@ http {
 }
 `))
 
+// findStormNginx finds the nginx the login storm compares THON with.
+func findStormNginx() (bin, version string, err error) {
+	return benchkit.FindNginx("the login storm compares THON's front door with it")
+}
+
 // startStormNginx starts nginx with a server per participant in front of
 // their sandbox's endpoint.
 func startStormNginx(ctx context.Context, dir string, endpoints map[string]string) (*benchkit.Proc, *door, error) {
-	bin, version, err := benchkit.FindNginx("the login storm compares THON's front door with it")
+	bin, version, err := findStormNginx()
 	if err != nil {
 		return nil, nil, err
 	}
